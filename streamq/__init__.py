@@ -1,0 +1,64 @@
+"""streamq: background jobs for Python on Redis Streams consumer groups."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from streamq._job import Job, Principal
+from streamq._queue import (
+    ConsumerStats,
+    PendingJob,
+    Queue,
+    SyncQueue,
+    TypeStats,
+    connect,
+    resolve_url,
+)
+from streamq._registry import JobType, Registry
+from streamq._worker import Worker
+from streamq.backends._base import Backend, DeadEntry
+from streamq.backends.memory import MemoryBackend
+from streamq.exceptions import (
+    BackendError,
+    ConfigError,
+    InvalidJobError,
+    JobError,
+    JobTimeoutError,
+    JobTooLargeError,
+    ServerError,
+    StreamqError,
+    UnknownJobTypeError,
+)
+
+try:
+    __version__ = version("streamq")
+except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ConfigError",
+    "ConsumerStats",
+    "DeadEntry",
+    "InvalidJobError",
+    "Job",
+    "JobError",
+    "JobTimeoutError",
+    "JobTooLargeError",
+    "JobType",
+    "MemoryBackend",
+    "PendingJob",
+    "Principal",
+    "Queue",
+    "Registry",
+    "ServerError",
+    "StreamqError",
+    "SyncQueue",
+    "TypeStats",
+    "UnknownJobTypeError",
+    "Worker",
+    "__version__",
+    "connect",
+    "resolve_url",
+]

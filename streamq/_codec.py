@@ -1,0 +1,181 @@
+"""The envelope: a Job <-> the fields of one stream entry. The only module that imports orjson.
+
+A job travels as three stream fields: ``id`` (the job id, readable even when the body is not),
+``v`` (the format version) and ``job`` (the JSON envelope). Decoding never executes code: it is
+JSON parsing followed by a typed conversion of the args (msgspec), nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from streamq._job import Job, Principal
+from streamq.exceptions import InvalidJobError, JobTooLargeError
+
+FORMAT_VERSION = 1
+F_ID = b"id"
+F_VERSION = b"v"
+F_BODY = b"job"
+_VERSION_BYTES = str(FORMAT_VERSION).encode()
+
+Fields = dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded entry whose args are still raw JSON values (not yet validated)."""
+
+    job: Job[Any]
+    trace: dict[str, str]
+    enqueued_at: float
+
+
+class _Identity(msgspec.Struct):
+    account_number: str = ""
+    org_id: str = ""
+    type: str = "User"
+    user: str = ""
+
+
+class _Body(msgspec.Struct):
+    type: str
+    args: dict[str, Any]
+    account_id: int = 0
+    identity: _Identity = msgspec.field(default_factory=_Identity)
+    request_id: str | None = None
+    enqueued_at: float = 0.0
+    trace: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def _default(obj: Any) -> Any:
+    # orjson serialises dataclasses itself; this covers the rest (e.g. msgspec Structs).
+    if isinstance(obj, msgspec.Struct):
+        return msgspec.to_builtins(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def encode(
+    job: Job[Any], job_id: str, *, trace: Mapping[str, str] | None = None, max_size: int = 0
+) -> Fields:
+    """Encode a job (whose id is ``job_id``) into stream fields."""
+    ident = job.identity
+    body = {
+        "type": job.type,
+        "account_id": job.account_id,
+        "identity": {
+            "account_number": ident.account_number,
+            "org_id": ident.org_id,
+            "type": ident.type,
+            "user": ident.user,
+        },
+        "request_id": job.request_id,
+        "args": job.args,
+        "enqueued_at": time.time(),
+        "trace": trace or {},
+    }
+    try:
+        data = orjson.dumps(body, default=_default)
+    except TypeError as exc:
+        raise InvalidJobError(
+            f"args cannot be encoded as JSON: {exc}", job_id=job_id, job_type=job.type
+        ) from exc
+    if max_size and len(data) > max_size:
+        raise JobTooLargeError(
+            f"encoded job is {len(data)} bytes, over the limit of {max_size}",
+            job_id=job_id,
+            job_type=job.type,
+        )
+    return {F_ID: job_id.encode(), F_VERSION: _VERSION_BYTES, F_BODY: data}
+
+
+def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:
+    """The job id of an entry, if it has a readable one (poison included)."""
+    raw = fields.get(F_ID)
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def decode(fields: Mapping[bytes, bytes]) -> Envelope:
+    """Decode stream fields into an envelope. Raises InvalidJobError with the reason."""
+    job_id = job_id_of(fields)
+    version = fields.get(F_VERSION)
+    if version != _VERSION_BYTES:
+        shown = version.decode(errors="replace") if version is not None else "missing"
+        raise InvalidJobError(
+            f"unsupported envelope version {shown!r} (this worker reads {FORMAT_VERSION})",
+            job_id=job_id,
+        )
+    if job_id is None:
+        raise InvalidJobError("missing or undecodable job id field")
+    data = fields.get(F_BODY)
+    if data is None:
+        raise InvalidJobError("missing job body field", job_id=job_id)
+    try:
+        body = msgspec.convert(orjson.loads(data), type=_Body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJobError(f"job body is not valid JSON: {exc}", job_id=job_id) from exc
+    except msgspec.ValidationError as exc:
+        raise InvalidJobError(f"invalid envelope: {_where(exc, 'job')}", job_id=job_id) from exc
+    ident = body.identity
+    job: Job[Any] = Job(
+        id=job_id,
+        type=body.type,
+        account_id=body.account_id,
+        identity=Principal(
+            account_number=ident.account_number,
+            org_id=ident.org_id,
+            type=ident.type,
+            user=ident.user,
+        ),
+        request_id=body.request_id,
+        args=body.args,
+    )
+    return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
+
+
+def convert_args(args_type: type[Any], raw: Any, *, job_id: str | None, job_type: str) -> Any:
+    """Turn decoded JSON (or an args instance) into ``args_type``, checking every field's type."""
+    if isinstance(raw, args_type):
+        return raw
+    if dataclasses.is_dataclass(raw) and not isinstance(raw, type):
+        raise InvalidJobError(
+            f"args is a {type(raw).__name__}, expected {args_type.__name__}",
+            job_id=job_id,
+            job_type=job_type,
+        )
+    try:
+        return msgspec.convert(raw, type=args_type)
+    except msgspec.ValidationError as exc:
+        raise InvalidJobError(
+            f"invalid args: {_where(exc, 'args')}", job_id=job_id, job_type=job_type
+        ) from exc
+
+
+def _where(exc: msgspec.ValidationError, root: str) -> str:
+    """msgspec says '... - at `$.count`'; name the field as ``args.count`` instead."""
+    text = str(exc)
+    message, sep, path = text.rpartition(" - at `")
+    if not sep:
+        return text
+    return f"{root}{path.rstrip('`')[1:]}: {message}"
+
+
+def dumps(value: Any) -> bytes:
+    """JSON-encode a plain value (used for dead-letter records and CLI output)."""
+    return orjson.dumps(value, default=_default)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON. Raises ValueError on malformed input."""
+    return orjson.loads(data)

@@ -1,0 +1,273 @@
+"""Producing and inspecting: Queue (async) and SyncQueue (for sync web apps)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from streamq import _codec, _tracing
+from streamq._job import Job
+from streamq._registry import Registry, seconds
+from streamq.backends._base import Backend, DeadEntry
+from streamq.exceptions import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_MAX_JOB_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStats:
+    """One consumer of a type's group: entries it holds and seconds since it last read."""
+
+    in_flight: int
+    idle_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStats:
+    """Where the jobs of one type are, and what became of them."""
+
+    type: str
+    waiting: int
+    in_flight: int
+    oldest_in_flight_s: float | None
+    dead: int
+    enqueued: int
+    processed: int
+    failed: int
+    retried: int
+    consumers: dict[str, ConsumerStats]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """One job in flight (or awaiting its retry), from the PEL."""
+
+    job_id: str | None
+    entry_id: str
+    consumer: str
+    idle_s: float
+    deliveries: int
+
+
+def resolve_url(url: str | None = None) -> str:
+    """``url``, else ``STREAMQ_REDIS_URL``, else the embedded server (started on demand)."""
+    url = url or os.environ.get("STREAMQ_REDIS_URL")
+    if url:
+        return url
+    from streamq._server import ensure_server  # lazy: only when no URL is given
+
+    return ensure_server()
+
+
+def connect(url: str | None = None, *, prefix: str | None = None) -> Backend:
+    """A Redis backend for ``url`` (see :func:`resolve_url`); prefix from ``STREAMQ_PREFIX``."""
+    from streamq.backends.redis import RedisBackend  # lazy: importing streamq stays light
+
+    return RedisBackend(
+        resolve_url(url), prefix=prefix or os.environ.get("STREAMQ_PREFIX", "streamq")
+    )
+
+
+class Queue:
+    """Enqueue jobs and look at queues.
+
+    Args:
+        backend: where jobs go.
+        registry: when given, args are validated against the registered type at enqueue and an
+            unregistered type is refused, so a bad job never reaches a stream.
+        max_job_size: encoded jobs larger than this many bytes are refused (0: no limit).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        registry: Registry | None = None,
+        max_job_size: int = DEFAULT_MAX_JOB_SIZE,
+    ) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.max_job_size = max_job_size
+
+    @classmethod
+    def from_url(cls, url: str | None = None, *, prefix: str | None = None, **kwargs: Any) -> Queue:
+        """A queue on Redis at ``url`` (see :func:`resolve_url`)."""
+        return cls(connect(url, prefix=prefix), **kwargs)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections."""
+        await self.backend.aclose()
+
+    def _encode(self, job: Job[Any]) -> tuple[str, _codec.Fields]:
+        job_id = job.id or str(uuid.uuid4())
+        if self.registry is not None:
+            job_type = self.registry.get(job.type)
+            args = _codec.convert_args(job_type.args, job.args, job_id=job_id, job_type=job.type)
+            if args is not job.args:
+                job = dataclasses.replace(job, args=args)
+        trace = _tracing.inject()
+        return job_id, _codec.encode(job, job_id, trace=trace, max_size=self.max_job_size)
+
+    async def enqueue(self, job: Job[Any]) -> str:
+        """Add one job; returns its id (the job's own, or a new UUID)."""
+        job_id, fields = self._encode(job)
+        await self.backend.enqueue(job.type, fields)
+        return job_id
+
+    async def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
+        """Add many jobs in one round trip; all are encoded (and checked) before any is sent."""
+        ids: list[str] = []
+        items: list[tuple[str, _codec.Fields]] = []
+        for job in jobs:
+            job_id, fields = self._encode(job)
+            ids.append(job_id)
+            items.append((job.type, fields))
+        await self.backend.enqueue_many(items)
+        return ids
+
+    async def stats(self, types: Sequence[str]) -> list[TypeStats]:
+        """Stats of each type, read from the server (global across all workers)."""
+        out = []
+        for t in types:
+            raw = await self.backend.stats(t)
+            c = raw.counters
+            out.append(
+                TypeStats(
+                    type=t,
+                    waiting=max(0, raw.length - raw.pending),
+                    in_flight=raw.pending,
+                    oldest_in_flight_s=None
+                    if raw.oldest_pending_age_ms is None
+                    else raw.oldest_pending_age_ms / 1000,
+                    dead=raw.dead,
+                    enqueued=c["enqueued"],
+                    processed=c["processed"],
+                    failed=c["failed"],
+                    retried=c["retried"],
+                    consumers={
+                        name: ConsumerStats(n, idle / 1000)
+                        for name, (n, idle) in sorted(raw.consumers_detail.items())
+                    },
+                )
+            )
+        return out
+
+    async def pending(
+        self,
+        type: str,
+        *,
+        consumer: str | None = None,
+        min_idle: float | timedelta = 0.0,
+        limit: int = 100,
+    ) -> list[PendingJob]:
+        """The jobs in flight for ``type``, longest idle first, with their job ids."""
+        rows = await self.backend.pending(
+            type, consumer=consumer, min_idle_ms=int(seconds(min_idle) * 1000), limit=limit
+        )
+        fields = await self.backend.fetch(type, [r.entry_id for r in rows])
+        jobs = [
+            PendingJob(
+                job_id=_codec.job_id_of(fields.get(r.entry_id, {})),
+                entry_id=r.entry_id,
+                consumer=r.consumer,
+                idle_s=r.idle_ms / 1000,
+                deliveries=r.deliveries,
+            )
+            for r in rows
+        ]
+        return sorted(jobs, key=lambda j: j.idle_s, reverse=True)
+
+    async def dead(self, type: str, *, limit: int = 100) -> list[DeadEntry]:
+        """Dead-lettered jobs of ``type``, oldest first."""
+        return await self.backend.dead_list(type, limit)
+
+    async def retry_dead(self, type: str, job_ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven."""
+        dead = await self.backend.dead_list(type, 1_000_000)
+        wanted = None if job_ids is None else set(job_ids)
+        chosen = [d for d in dead if wanted is None or d.job_id in wanted]
+        await self.backend.dead_retry(type, [d.dead_id for d in chosen])
+        return [d.job_id or d.dead_id for d in chosen]
+
+    async def purge_dead(self, type: str) -> int:
+        """Delete every dead letter of ``type``; returns how many."""
+        return await self.backend.dead_purge(type)
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Live workers' heartbeat records."""
+        return await self.backend.workers()
+
+
+class SyncQueue:
+    """A blocking Queue for sync code (Flask, Django): runs its own event loop in a thread.
+
+    ``factory`` builds the async Queue on that loop, so connections belong to it.
+    """
+
+    def __init__(self, factory: Callable[[], Queue]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="streamq")
+        self._thread.start()
+
+        async def build() -> Queue:
+            return factory()
+
+        self._queue = self._run(build())
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> SyncQueue:
+        """A sync queue on Redis at ``url`` (see :func:`resolve_url`)."""
+        return cls(lambda: Queue.from_url(url, **kwargs))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if not self._thread.is_alive():
+            coro.close()
+            raise ConfigError("this SyncQueue is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        # enqueue, enqueue_many, stats, pending, dead, retry_dead, purge_dead, workers
+        method: Callable[..., Awaitable[Any]] = getattr(self._queue, name)
+        return lambda *a, **kw: self._run(method(*a, **kw))  # type: ignore[arg-type]
+
+    def enqueue(self, job: Job[Any]) -> str:
+        """Add one job; returns its id."""
+        return self._run(self._queue.enqueue(job))
+
+    def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
+        """Add many jobs in one round trip."""
+        return self._run(self._queue.enqueue_many(list(jobs)))
+
+    def close(self) -> None:
+        """Close connections and stop the loop thread."""
+        if self._thread.is_alive():
+            self._run(self._queue.aclose())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

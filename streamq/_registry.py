@@ -1,0 +1,120 @@
+"""Job types: a name, an args dataclass, and the steps that run in order."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from streamq._job import Job
+from streamq.exceptions import ConfigError, UnknownJobTypeError
+
+Step = Callable[[Job[Any]], Awaitable[None] | None]
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_JOB_TIMEOUT = 30 * 60.0
+
+
+def seconds(value: float | timedelta) -> float:
+    """A duration setting given as float seconds or a timedelta, in seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JobType:
+    """How one job type runs: its args class and its steps, in order.
+
+    ``timeout`` bounds one delivery (all steps together) and ``max_deliveries`` the deliveries
+    before the dead stream; when None the worker's settings apply.
+    """
+
+    name: str
+    args: type[Any]
+    steps: tuple[Step, ...]
+    timeout: float | None = None
+    max_deliveries: int | None = None
+    is_async: tuple[bool, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or "{" in self.name or "}" in self.name:
+            raise ConfigError(f"invalid job type name {self.name!r}")
+        if not self.steps:
+            raise ConfigError(f"job type {self.name!r} has no steps")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"job type {self.name!r}: timeout must be positive")
+        # Decided once here, not per job: which steps are coroutines and which go to threads.
+        object.__setattr__(
+            self, "is_async", tuple(inspect.iscoroutinefunction(s) for s in self.steps)
+        )
+
+
+class Registry:
+    """Maps job type names to :class:`JobType`. The worker and the queue look types up here."""
+
+    def __init__(self, types: Iterable[JobType] = ()) -> None:
+        self._types: dict[str, JobType] = {}
+        for t in types:
+            self.add(t)
+
+    def add(self, job_type: JobType) -> JobType:
+        """Register a job type; a name may be registered once."""
+        if job_type.name in self._types:
+            raise ConfigError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def register(
+        self,
+        name: str,
+        args: type[Any],
+        *steps: Step,
+        timeout: float | timedelta | None = None,
+        max_deliveries: int | None = None,
+    ) -> JobType:
+        """Register ``name`` with its args class and one or more steps run in order."""
+        return self.add(
+            JobType(
+                name=name,
+                args=args,
+                steps=steps,
+                timeout=None if timeout is None else seconds(timeout),
+                max_deliveries=max_deliveries,
+            )
+        )
+
+    def job(
+        self,
+        name: str,
+        args: type[Any],
+        *,
+        timeout: float | timedelta | None = None,
+        max_deliveries: int | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`register` for a single-step job type."""
+
+        def decorate(fn: F) -> F:
+            self.register(name, args, fn, timeout=timeout, max_deliveries=max_deliveries)
+            return fn
+
+        return decorate
+
+    def get(self, name: str) -> JobType:
+        """The job type called ``name``; UnknownJobTypeError if none is registered."""
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobTypeError(
+                f"no handler is registered for job type {name!r}", job_type=name
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(self._types.values())
+
+    def names(self) -> list[str]:
+        """The registered type names, sorted."""
+        return sorted(self._types)

@@ -1,0 +1,17 @@
+"""Retry policy: how long a failed job waits before its next delivery. Pure functions."""
+
+from __future__ import annotations
+
+import random
+
+
+def backoff(deliveries: int, *, base: float, cap: float, jitter: float = 0.1) -> float:
+    """Seconds to wait after the ``deliveries``-th delivery failed.
+
+    Doubles with each delivery (``base``, ``2·base``, ``4·base``…) up to ``cap``, with ±``jitter``
+    spread so that jobs failing together do not all come back at the same instant. The jitter is
+    smaller than the doubling, so the wait still grows with every delivery until the cap.
+    """
+    raw = base * (2.0 ** max(0, deliveries - 1))
+    spread = 1.0 + random.uniform(-jitter, jitter)
+    return min(cap, raw * spread)

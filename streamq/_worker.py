@@ -1,0 +1,515 @@
+"""The worker: read loop, bounded concurrency, lease heartbeat, recovery, shutdown.
+
+No Redis calls here: everything goes through the :class:`~streamq.backends._base.Backend`
+protocol, so the same worker runs on the memory backend in unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from streamq import _codec
+from streamq._logging import bind, job_fields, logger
+from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
+from streamq._retry import backoff
+from streamq.backends._base import Backend, DeadLetter, Delivery
+from streamq.exceptions import (
+    BackendError,
+    ConfigError,
+    InvalidJobError,
+    JobTimeoutError,
+    UnknownJobTypeError,
+)
+
+
+def default_consumer_name() -> str:
+    """``host-pid-xxxx``: unique per process, readable in ``streamq pending``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclasses.dataclass(slots=True)
+class _Running:
+    """One delivery this worker holds."""
+
+    delivery: Delivery
+    task: asyncio.Task[None] | None = None
+    lost: bool = False
+    log: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Worker:
+    """Runs the handlers of ``types`` with at most ``concurrency`` jobs at once.
+
+    Args:
+        backend: where the jobs are.
+        registry: the job types this process knows.
+        types: the types to serve (each must be registered).
+        concurrency: jobs run at once; reads ask only for free slots.
+        claim_after: an entry idle this long is taken over by a recovery pass (its worker died).
+        heartbeat: how often leases of running jobs and the worker record are refreshed.
+        max_deliveries: deliveries before a failing job goes to the dead stream.
+        job_timeout: default per-delivery timeout for types that set none.
+        shutdown_grace: how long running jobs may finish after a stop is asked.
+        retry_base: backoff after the first failed delivery; doubles per delivery, capped at
+            ``claim_after``.
+        block: how long one read waits for new jobs (bounds how fast a stop is noticed).
+        max_dead: cap of each type's dead stream.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        registry: Registry,
+        types: Sequence[str],
+        *,
+        concurrency: int = 32,
+        claim_after: float | timedelta = 60.0,
+        heartbeat: float | timedelta = 10.0,
+        max_deliveries: int = 5,
+        job_timeout: float | timedelta = DEFAULT_JOB_TIMEOUT,
+        shutdown_grace: float | timedelta = 30.0,
+        retry_base: float | timedelta = 1.0,
+        block: float | timedelta = 1.0,
+        max_dead: int = 10_000,
+        consumer: str | None = None,
+    ) -> None:
+        if not types:
+            raise ConfigError("a worker needs at least one job type")
+        self._types: dict[str, JobType] = {t: registry.get(t) for t in types}
+        self._registry = registry
+        self._backend = backend
+        self.concurrency = concurrency
+        self.claim_after = seconds(claim_after)
+        self.heartbeat = seconds(heartbeat)
+        self.max_deliveries = max_deliveries
+        self.job_timeout = seconds(job_timeout)
+        self.shutdown_grace = seconds(shutdown_grace)
+        self.retry_base = seconds(retry_base)
+        self.block = seconds(block)
+        self.max_dead = max_dead
+        self.consumer = consumer or default_consumer_name()
+        if concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        if max_deliveries < 1:
+            raise ConfigError("max_deliveries must be at least 1")
+        if self.heartbeat * 2 > self.claim_after:
+            raise ConfigError(
+                f"heartbeat ({self.heartbeat}s) must be at most half of claim_after "
+                f"({self.claim_after}s), or running jobs would be taken over"
+            )
+        self._running: dict[str, _Running] = {}
+        self._to_ack: dict[str, list[_Running]] = {}
+        self._ack_wake = asyncio.Event()
+        # Acks and lease refreshes both ask "do I still own this entry?"; one at a time, so an
+        # entry acked while a refresh is under way is never mistaken for a lost lease.
+        self._pel_lock = asyncio.Lock()
+        self._slot_freed = asyncio.Event()
+        self._recover_wake = asyncio.Event()
+        self._retry_due: float | None = None
+        self._stopping = asyncio.Event()
+        self._hard_stop = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="streamq")
+        self.processed = 0
+        self._crashed: Exception | None = None
+        self.started_at = time.time()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries this worker holds right now (running or awaiting their ack)."""
+        return len(self._running)
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop reading; running jobs get ``shutdown_grace`` to finish (none with ``now``)."""
+        self._stopping.set()
+        if now:
+            self._hard_stop.set()
+        self._slot_freed.set()
+        self._recover_wake.set()
+
+    # the run --------------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = False, stop_when_empty: bool = False) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT with ``handle_signals``).
+
+        With ``stop_when_empty`` it also stops once every served stream is empty: nothing waiting,
+        running or awaiting a retry (used by the demo and tests).
+        """
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal)
+        await self._backend.ensure_groups(list(self._types))
+        logger.info(
+            "streamq.worker.started",
+            consumer=self.consumer,
+            types=list(self._types),
+            concurrency=self.concurrency,
+        )
+        await self._beat()
+        loops = [
+            asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
+            asyncio.create_task(self._guard("ack", self._ack_loop())),
+            asyncio.create_task(self._guard("lease", self._lease_loop())),
+            asyncio.create_task(self._guard("recover", self._recover_loop())),
+        ]
+        try:
+            await self._stopping.wait()
+            await loops[0]
+            await self._finish_running()
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._flush_acks()
+            await self._release_unfinished()
+            try:
+                await self._backend.remove_worker(self.consumer)
+            except BackendError as exc:
+                logger.warning("streamq.worker.unregister_failed", error=str(exc))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            logger.info("streamq.worker.stopped", consumer=self.consumer, processed=self.processed)
+        if self._crashed is not None:
+            raise self._crashed
+
+    async def _guard(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        """Run one of the worker's loops; a bug in it stops the worker instead of hanging it."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("streamq.worker.crashed", loop=name)
+            self._crashed = exc
+            self.stop(now=True)
+
+    def _on_signal(self) -> None:
+        hard = self._stopping.is_set()
+        logger.info("streamq.worker.stopping", consumer=self.consumer, immediately=hard)
+        self.stop(now=hard)
+
+    async def _finish_running(self) -> None:
+        tasks = [r.task for r in self._running.values() if r.task is not None and not r.task.done()]
+        if tasks:
+            hard: asyncio.Task[Any] = asyncio.create_task(self._hard_stop.wait())
+            deadline = time.monotonic() + self.shutdown_grace
+            remaining = set(tasks)
+            while remaining and not self._hard_stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                _, remaining = await asyncio.wait(
+                    [*remaining, hard], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                remaining.discard(hard)
+            hard.cancel()
+            for t in remaining:
+                t.cancel()
+            if remaining:
+                logger.warning("streamq.worker.cancelled_jobs", count=len(remaining))
+                await asyncio.gather(*remaining, return_exceptions=True)
+
+    async def _read_loop(self, stop_when_empty: bool) -> None:
+        types = list(self._types)
+        block_ms = max(1, int(self.block * 1000))
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                batch = await self._backend.read(types, self.consumer, free, block_ms)
+            except BackendError as exc:
+                failures += 1
+                await self._pause_after_error("read", exc, failures)
+                continue
+            failures = 0
+            for d in batch:
+                self._start(d)
+            if not batch and stop_when_empty and not self._running and await self._all_empty():
+                self.stop()
+
+    async def _all_empty(self) -> bool:
+        for t in self._types:
+            if (await self._backend.stats(t)).length:
+                return False
+        return True
+
+    async def _pause_after_error(self, what: str, exc: BackendError, failures: int) -> None:
+        delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+        logger.warning(f"streamq.worker.{what}_failed", error=str(exc), retry_in=round(delay, 2))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _start(self, d: Delivery) -> None:
+        run = _Running(d, log={"job_type": d.type, "entry_id": d.entry_id})
+        self._running[d.entry_id] = run
+        run.task = asyncio.create_task(self._handle(run))
+        run.task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A bug in the worker itself (handler errors are caught in _handle): never silent.
+            logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+
+    # one delivery ---------------------------------------------------------------------------
+
+    async def _handle(self, run: _Running) -> None:
+        d = run.delivery
+        try:
+            envelope = _codec.decode(d.fields)
+            job_type = self._job_type_of(envelope.job.type, d.type)
+            args = _codec.convert_args(
+                job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
+            )
+        except (InvalidJobError, UnknownJobTypeError) as exc:
+            run.log["job_id"] = _codec.job_id_of(d.fields)
+            bind(run.log)
+            await self._dead(run, DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries))
+            return
+        job = dataclasses.replace(envelope.job, args=args)
+        run.log = job_fields(job, d.deliveries) | {"entry_id": d.entry_id}
+        bind(run.log)
+        limit = job_type.max_deliveries or self.max_deliveries
+        if d.deliveries > limit:
+            await self._dead(
+                run,
+                DeadLetter(
+                    reason=f"delivered {d.deliveries} times, over max_deliveries {limit}; "
+                    "its last deliveries never finished (did the worker die?)",
+                    deliveries=d.deliveries,
+                ),
+            )
+            return
+        timeout = job_type.timeout or self.job_timeout
+        logger.debug("streamq.job.started")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                for step, is_async in zip(job_type.steps, job_type.is_async, strict=True):
+                    if is_async:
+                        await step(job)  # type: ignore[misc]
+                    else:
+                        ctx = contextvars.copy_context()
+                        loop = asyncio.get_running_loop()
+                        await loop.run_in_executor(self._pool, ctx.run, step, job)
+        except TimeoutError:
+            err: BaseException = JobTimeoutError(
+                f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
+            )
+            await self._failed(run, err, limit)
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: not acked, so it stays pending for another worker.
+            # Left in self._running so that _release_unfinished hands it to another worker.
+            logger.warning("streamq.job.cancelled")
+            raise
+        except Exception as exc:
+            await self._failed(run, exc, limit)
+        else:
+            logger.debug("streamq.job.succeeded", duration_s=round(time.monotonic() - started, 4))
+            self._to_ack.setdefault(d.type, []).append(run)
+            self._ack_wake.set()
+
+    def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
+        if envelope_type == stream_type:
+            return self._types[stream_type]
+        if envelope_type not in self._registry:
+            raise UnknownJobTypeError(f"unknown job type {envelope_type!r}", job_type=stream_type)
+        raise InvalidJobError(
+            f"a job of type {envelope_type!r} on the stream of {stream_type!r}",
+            job_type=stream_type,
+        )
+
+    async def _failed(self, run: _Running, exc: BaseException, limit: int) -> None:
+        d = run.delivery
+        error = f"{type(exc).__name__}: {exc}"
+        if run.lost:
+            logger.warning("streamq.job.failed_after_lease_lost", error=error)
+            self._forget(run)
+            return
+        if d.deliveries >= limit:
+            logger.error("streamq.job.failed", error=error, final=True)
+            letter = DeadLetter(
+                reason=f"failed {d.deliveries} times (max_deliveries {limit})",
+                error=error,
+                deliveries=d.deliveries,
+                failed=True,
+            )
+            await self._dead(run, letter)
+            return
+        wait = backoff(d.deliveries, base=self.retry_base, cap=self.claim_after)
+        logger.warning("streamq.job.failed", error=error, retry_in=round(wait, 3))
+        idle_ms = int((self.claim_after - wait) * 1000)
+        try:
+            owned = await self._backend.retry_later(d.type, self.consumer, d.entry_id, idle_ms)
+        except BackendError as exc2:
+            # Still pending under this consumer: recovered after claim_after.
+            logger.warning("streamq.job.retry_not_scheduled", error=str(exc2))
+        else:
+            if not owned:
+                logger.warning("streamq.job.lease_lost", stage="retry")
+            else:
+                due = time.monotonic() + wait
+                if self._retry_due is None or due < self._retry_due:
+                    self._retry_due = due
+                    self._recover_wake.set()
+        self._forget(run)
+
+    async def _dead(self, run: _Running, letter: DeadLetter) -> None:
+        d = run.delivery
+        try:
+            owned = await self._backend.dead_letter(
+                d.type, self.consumer, d.entry_id, letter, self.max_dead
+            )
+        except BackendError as exc:
+            logger.error("streamq.job.dead_letter_failed", error=str(exc), reason=letter.reason)
+        else:
+            if owned:
+                logger.error("streamq.job.dead", reason=letter.reason, error=letter.error or None)
+            else:
+                logger.warning("streamq.job.lease_lost", stage="dead_letter")
+        self._forget(run)
+
+    def _forget(self, run: _Running) -> None:
+        self._running.pop(run.delivery.entry_id, None)
+        self._slot_freed.set()
+
+    # acks, leases, recovery ----------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Ack everything finished so far: one call per type, however many jobs finished."""
+        batch, self._to_ack = self._to_ack, {}
+        for type_, runs in batch.items():
+            mine = [r for r in runs if not r.lost]
+            for r in runs:
+                if r.lost:
+                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
+            try:
+                lost = set(
+                    await self._backend.ack(
+                        type_, self.consumer, [r.delivery.entry_id for r in mine]
+                    )
+                )
+            except BackendError as exc:
+                # Not acked: they stay pending and run again elsewhere (at-least-once).
+                logger.error("streamq.job.ack_failed", error=str(exc), count=len(mine))
+                lost = set()
+            for r in mine:
+                if r.delivery.entry_id in lost:
+                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
+                else:
+                    self.processed += 1
+            for r in runs:
+                self._forget(r)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                async with self._pel_lock:
+                    await self._refresh_leases()
+                await self._beat()
+            except BackendError as exc:
+                logger.warning("streamq.worker.heartbeat_failed", error=str(exc))
+
+    async def _refresh_leases(self) -> None:
+        by_type: dict[str, list[_Running]] = {}
+        for r in self._running.values():
+            by_type.setdefault(r.delivery.type, []).append(r)
+        for type_, runs in by_type.items():
+            ids = [r.delivery.entry_id for r in runs]
+            lost = set(await self._backend.refresh(type_, self.consumer, ids))
+            for r in runs:
+                if r.delivery.entry_id in lost and not r.lost:
+                    r.lost = True
+                    logger.warning("streamq.job.lease_lost", stage="heartbeat", **r.log)
+
+    async def _beat(self) -> None:
+        info = {
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "types": ",".join(self._types),
+            "concurrency": str(self.concurrency),
+            "in_flight": str(len(self._running)),
+            "processed": str(self.processed),
+            "started_at": f"{self.started_at:.3f}",
+            "heartbeat_at": f"{time.time():.3f}",
+        }
+        await self._backend.heartbeat(self.consumer, info, ttl_s=self.heartbeat * 3)
+
+    async def _recover_loop(self) -> None:
+        interval = min(max(self.claim_after / 4, 0.05), 10.0)
+        claim_ms = int(self.claim_after * 1000)
+        cursors = dict.fromkeys(self._types, "0-0")
+        failures = 0
+        while not self._stopping.is_set():
+            wait = interval
+            if self._retry_due is not None:
+                wait = min(wait, max(0.0, self._retry_due - time.monotonic()))
+            if wait > 0:
+                self._recover_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recover_wake.wait(), wait)
+            if self._stopping.is_set():
+                return
+            if self._retry_due is not None and self._retry_due <= time.monotonic() + 0.001:
+                # A retry of ours is due: scan from the start so the cursor cannot skip it.
+                self._retry_due = None
+                cursors = dict.fromkeys(self._types, "0-0")
+            try:
+                for type_ in self._types:
+                    free = self.concurrency - len(self._running)
+                    if free <= 0:
+                        break
+                    claimed = await self._backend.claim_idle(
+                        type_, self.consumer, claim_ms, free, cursors[type_]
+                    )
+                    cursors[type_] = claimed.cursor
+                    for entry_id in claimed.deleted:
+                        logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
+                    for d in claimed.deliveries:
+                        logger.info(
+                            "streamq.job.recovered",
+                            job_type=type_,
+                            entry_id=d.entry_id,
+                            deliveries=d.deliveries,
+                        )
+                        self._start(d)
+                failures = 0
+            except BackendError as exc:
+                failures += 1
+                await self._pause_after_error("recover", exc, failures)
+
+    async def _release_unfinished(self) -> None:
+        """Entries still held at exit become claimable by another worker at once."""
+        by_type: dict[str, list[str]] = {}
+        for r in self._running.values():
+            by_type.setdefault(r.delivery.type, []).append(r.delivery.entry_id)
+        for type_, ids in by_type.items():
+            try:
+                await self._backend.release(type_, self.consumer, ids, int(self.claim_after * 1000))
+            except BackendError as exc:
+                logger.warning("streamq.worker.release_failed", error=str(exc), count=len(ids))
+        self._running.clear()

@@ -1,0 +1,179 @@
+"""The Backend protocol: the one contract the worker and the queue depend on.
+
+A backend stores, per job type, a stream of live jobs read through one consumer group, that
+group's pending-entries list (PEL: which consumer holds which entry, since when, how many times
+delivered), a capped dead stream, and counters. Every method that changes more than one of these
+does so atomically. Entry ids are strings (``"1700000000000-0"``); job fields are the codec's
+``dict[bytes, bytes]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Fields = dict[bytes, bytes]
+
+#: Counter names kept per type.
+COUNTERS = ("enqueued", "processed", "failed", "retried", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One entry handed to a consumer (new, or claimed back from the PEL)."""
+
+    type: str
+    entry_id: str
+    fields: Fields
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The answer of one recovery pass (XAUTOCLAIM)."""
+
+    cursor: str
+    deliveries: list[Delivery]
+    deleted: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One entry of the PEL: a job in flight (or awaiting its retry)."""
+
+    entry_id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawStats:
+    """What the backend knows about one type, before the queue shapes it."""
+
+    length: int
+    pending: int
+    #: consumer name -> (entries it holds, ms since it last read or claimed)
+    consumers_detail: dict[str, tuple[int, int]]
+    #: age (now - enqueue time, from the entry id) of the oldest entry in the PEL
+    oldest_pending_age_ms: int | None
+    dead: int
+    counters: dict[str, int]
+    consumers: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadEntry:
+    """One dead-lettered job: the original fields and why it died."""
+
+    dead_id: str
+    job_id: str | None
+    reason: str
+    error: str
+    deliveries: int
+    entry_id: str
+    dead_at: float
+    fields: Fields = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why an entry is being dead-lettered."""
+
+    reason: str
+    error: str = ""
+    deliveries: int = 0
+    #: True when the last delivery's handler raised (it then also counts as failed).
+    failed: bool = False
+
+
+class Backend(Protocol):
+    """Storage for streams of jobs; implemented by RedisBackend and MemoryBackend."""
+
+    async def ensure_groups(self, types: Sequence[str]) -> None:
+        """Create each type's stream and consumer group (from id 0) if missing."""
+
+    async def enqueue(self, type: str, fields: Fields) -> str:
+        """Append one job; returns its entry id. Counts it as enqueued."""
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
+        """Append many jobs in one round trip; returns their entry ids in order."""
+
+    async def read(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """Deliver up to ``count`` new entries across ``types``; block up to ``block_ms``."""
+
+    async def claim_idle(
+        self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
+    ) -> Claimed:
+        """Claim up to ``count`` entries idle at least ``min_idle_ms``, scanning from ``cursor``.
+
+        Claiming counts as a delivery. Entries deleted from the stream but still in the PEL are
+        dropped from it and returned in ``deleted``.
+        """
+
+    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
+
+        Returns the ids that were *not* acknowledged because another consumer owns them now.
+        """
+
+    async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Reset the idle time of the entries ``consumer`` still owns (lease heartbeat).
+
+        Returns the ids it no longer owns.
+        """
+
+    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
+        """After a failed delivery: set the entry's idle time to ``idle_ms`` so the recovery
+        pass claims it once it has been idle ``claim_after``; count failed and retried.
+
+        Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
+        """
+
+    async def release(
+        self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
+    ) -> None:
+        """Mark owned entries idle ``idle_ms`` so another worker can claim them at once."""
+
+    async def dead_letter(
+        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+    ) -> bool:
+        """Move an owned entry to the dead stream with the reason (copy, ack, delete, count).
+
+        Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
+        """
+
+    async def stats(self, type: str) -> RawStats:
+        """Lengths, PEL summary and counters of one type."""
+
+    async def pending(
+        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
+    ) -> list[PendingEntry]:
+        """The PEL of one type (optionally one consumer's, or only entries idle that long)."""
+
+    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
+        """The fields of live entries, by entry id (missing ids are left out)."""
+
+    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
+        """Dead-lettered jobs, oldest first."""
+
+    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
+        """Put dead jobs back on the job stream as new entries; returns their new entry ids."""
+
+    async def dead_purge(self, type: str) -> int:
+        """Delete the dead stream; returns how many entries it held."""
+
+    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """Record a live worker for ``ttl_s`` seconds."""
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker's heartbeat record (clean shutdown)."""
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Live workers' heartbeat records."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

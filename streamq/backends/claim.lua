@@ -1,0 +1,14 @@
+-- Recovery pass: XAUTOCLAIM entries idle at least min_idle, with their delivery counts.
+-- KEYS: jobs. ARGV: group, consumer, min_idle_ms, cursor, count.
+-- Returns {next_cursor, entries, deleted_ids, delivery_counts}.
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local entries, counts = {}, {}
+for _, e in ipairs(r[2]) do
+  -- Redis 6.2 answers a deleted entry as nil here; 7+ lists it in r[3] instead.
+  if e and e[1] then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    entries[#entries + 1] = e
+    counts[#counts + 1] = p[1] and p[1][4] or 1
+  end
+end
+return {r[1], entries, r[3] or {}, counts}

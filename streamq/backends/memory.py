@@ -1,0 +1,438 @@
+"""An in-process backend that models Redis Streams consumer-group semantics.
+
+It is for development and unit tests: one process, no persistence. State is guarded by a
+``threading.Lock`` because the sync queue runs its own event loop in a thread; a blocked
+``read`` waits on an ``asyncio.Event`` of its own loop, which ``enqueue`` sets through
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streamq._codec import job_id_of
+from streamq.backends._base import (
+    COUNTERS,
+    Claimed,
+    DeadEntry,
+    DeadLetter,
+    Delivery,
+    Fields,
+    PendingEntry,
+    RawStats,
+)
+from streamq.exceptions import BackendError
+
+__all__ = ["MemoryBackend"]
+
+_StreamId = tuple[int, int]
+
+
+def _parse_id(entry_id: str) -> _StreamId:
+    """Parse ``"ms-seq"`` (or ``"ms"``) into a comparable pair, as Redis does."""
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        raise BackendError(f"invalid stream id {entry_id!r}") from None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One PEL record: who holds the entry, since when (monotonic), how often delivered."""
+
+    key: _StreamId
+    consumer: str
+    since: float
+    deliveries: int
+
+    def idle_ms(self, now: float) -> int:
+        """Milliseconds since the last delivery or refresh."""
+        return max(0, int((now - self.since) * 1000))
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Everything one job type holds: its stream, group, PEL, dead stream and counters."""
+
+    entries: dict[str, Fields] = field(default_factory=dict)
+    # Ids never delivered, oldest first: the group's position is the head of this queue.
+    undelivered: deque[str] = field(default_factory=deque)
+    # Reads deliver in id order and claims never re-insert, so insertion order is id order.
+    pel: dict[str, _Pending] = field(default_factory=dict)
+    # Consumer -> when it last read or claimed (monotonic), like XINFO CONSUMERS' idle.
+    consumers: dict[str, float] = field(default_factory=dict)
+    dead: dict[str, DeadEntry] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    last_id: _StreamId = (0, 0)
+    last_dead_id: _StreamId = (0, 0)
+
+    def add(self, fields: Mapping[bytes, bytes]) -> str:
+        """Append an entry with a fresh id (XADD ``*``)."""
+        self.last_id = _next_id(self.last_id)
+        entry_id = f"{self.last_id[0]}-{self.last_id[1]}"
+        self.entries[entry_id] = dict(fields)
+        self.undelivered.append(entry_id)
+        return entry_id
+
+    def new_dead_id(self) -> str:
+        """A fresh id on the dead stream."""
+        self.last_dead_id = _next_id(self.last_dead_id)
+        return f"{self.last_dead_id[0]}-{self.last_dead_id[1]}"
+
+    def owned(self, entry_id: str, consumer: str) -> _Pending | None:
+        """The PEL record of ``entry_id`` if ``consumer`` holds it."""
+        pending = self.pel.get(entry_id)
+        return pending if pending is not None and pending.consumer == consumer else None
+
+
+def _next_id(last: _StreamId) -> _StreamId:
+    """The id Redis would give the next entry: current ms, or the last ms with seq + 1."""
+    ms = time.time_ns() // 1_000_000
+    return (ms, 0) if ms > last[0] else (last[0], last[1] + 1)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """A blocked ``read``: the loop it runs on and the event that wakes it."""
+
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    types: frozenset[str]
+    closed: bool = False
+
+
+class MemoryBackend:
+    """The Backend protocol in process memory, with Redis consumer-group semantics."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()
+        self._streams: dict[str, _Stream] = {}
+        self._waiters: set[_Waiter] = set()
+        self._workers: dict[str, tuple[float, dict[str, str]]] = {}
+
+    def _stream(self, type: str) -> _Stream:
+        # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
+        # ensure_groups creates the group from id 0, so nothing enqueued earlier is skipped.
+        stream = self._streams.get(type)
+        if stream is None:
+            stream = self._streams[type] = _Stream()
+        return stream
+
+    def _waiters_for(self, types: Iterable[str]) -> list[_Waiter]:
+        wanted = set(types)
+        return [w for w in self._waiters if not w.types.isdisjoint(wanted)]
+
+    @staticmethod
+    def _wake(waiters: Iterable[_Waiter]) -> None:
+        for waiter in waiters:
+            # A closed loop raises RuntimeError: nobody is waiting on it any more.
+            with contextlib.suppress(RuntimeError):
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+    async def ensure_groups(self, types: Sequence[str]) -> None:
+        """Create each type's stream and consumer group if missing."""
+        with self._lock:
+            for type in types:
+                self._stream(type)
+
+    async def enqueue(self, type: str, fields: Fields) -> str:
+        """Append one job; returns its entry id. Counts it as enqueued."""
+        return (await self.enqueue_many([(type, fields)]))[0]
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
+        """Append many jobs at once; returns their entry ids in order."""
+        with self._lock:
+            ids = []
+            for type, fields in items:
+                stream = self._stream(type)
+                ids.append(stream.add(fields))
+                stream.counters["enqueued"] += 1
+            waiters = self._waiters_for(type for type, _ in items)
+        self._wake(waiters)
+        return ids
+
+    def _take(self, types: Sequence[str], consumer: str, count: int) -> list[Delivery]:
+        """XREADGROUP ``>``: hand out up to ``count`` never-delivered entries (lock held)."""
+        out: list[Delivery] = []
+        now = time.monotonic()
+        for type in types:
+            stream = self._stream(type)
+            stream.consumers[consumer] = now
+            while stream.undelivered and len(out) < count:
+                entry_id = stream.undelivered.popleft()
+                fields = stream.entries.get(entry_id)
+                if fields is None:  # deleted before anyone read it
+                    continue
+                stream.pel[entry_id] = _Pending(_parse_id(entry_id), consumer, now, 1)
+                out.append(Delivery(type, entry_id, dict(fields), 1))
+        return out
+
+    async def read(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """Deliver up to ``count`` new entries across ``types``; block up to ``block_ms``.
+
+        ``count`` < 1 and ``block_ms`` < 1 return at once (no "unlimited", no "forever").
+        """
+        types = list(dict.fromkeys(types))
+        waiter: _Waiter | None = None
+        with self._lock:
+            out = self._take(types, consumer, count)
+            if not out and count > 0 and block_ms > 0:
+                waiter = _Waiter(asyncio.get_running_loop(), asyncio.Event(), frozenset(types))
+                self._waiters.add(waiter)
+        if waiter is None:
+            await asyncio.sleep(0)  # a real backend yields on I/O; do not starve the loop
+            return out
+        deadline = time.monotonic() + block_ms / 1000
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), remaining)
+                except TimeoutError:
+                    return []
+                with self._lock:
+                    waiter.event.clear()
+                    out = self._take(types, consumer, count)
+                # Woken but another consumer got there first: wait on, like Redis does.
+                if out or waiter.closed:
+                    return out
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    async def claim_idle(
+        self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
+    ) -> Claimed:
+        """XAUTOCLAIM: claim up to ``count`` entries idle at least ``min_idle_ms`` from ``cursor``.
+
+        Like Redis, it examines at most ``10 * count`` PEL entries, and a deleted entry it drops
+        from the PEL counts towards ``count``.
+        """
+        start = _parse_id(cursor)
+        claimed: list[Delivery] = []
+        deleted: list[str] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            stream.consumers[consumer] = now
+            scan = [(i, p) for i, p in stream.pel.items() if p.key >= start]
+            budget, attempts, index = count, count * 10, 0
+            while index < len(scan) and budget > 0 and attempts > 0:
+                entry_id, pending = scan[index]
+                index += 1
+                attempts -= 1
+                fields = stream.entries.get(entry_id)
+                if fields is None:
+                    del stream.pel[entry_id]
+                    deleted.append(entry_id)
+                    budget -= 1
+                    continue
+                if pending.idle_ms(now) < min_idle_ms:
+                    continue
+                pending.consumer, pending.since = consumer, now
+                pending.deliveries += 1
+                claimed.append(Delivery(type, entry_id, dict(fields), pending.deliveries))
+                budget -= 1
+            next_cursor = scan[index][0] if index < len(scan) else "0-0"
+        return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
+
+    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
+
+        Returns the ids it could not acknowledge: owned by another consumer, or no longer pending.
+        """
+        lost: list[str] = []
+        with self._lock:
+            stream = self._stream(type)
+            for entry_id in dict.fromkeys(entry_ids):
+                if stream.owned(entry_id, consumer) is None:
+                    lost.append(entry_id)
+                    continue
+                del stream.pel[entry_id]
+                stream.entries.pop(entry_id, None)
+                stream.counters["processed"] += 1
+        return lost
+
+    async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Reset the idle time of the entries ``consumer`` still owns; returns the others."""
+        lost: list[str] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            for entry_id in dict.fromkeys(entry_ids):
+                pending = stream.owned(entry_id, consumer)
+                if pending is None:
+                    lost.append(entry_id)
+                else:
+                    pending.since = stream.consumers[consumer] = now
+        return lost
+
+    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
+        """Set an owned entry's idle time to ``idle_ms``; count failed and retried."""
+        with self._lock:
+            stream = self._stream(type)
+            pending = stream.owned(entry_id, consumer)
+            if pending is None:
+                return False
+            now = time.monotonic()
+            pending.since, stream.consumers[consumer] = now - idle_ms / 1000, now
+            stream.counters["failed"] += 1
+            stream.counters["retried"] += 1
+            return True
+
+    async def release(
+        self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
+    ) -> None:
+        """Mark owned entries idle ``idle_ms`` so another worker can claim them at once."""
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            for entry_id in entry_ids:
+                pending = stream.owned(entry_id, consumer)
+                if pending is not None:
+                    pending.since, stream.consumers[consumer] = now - idle_ms / 1000, now
+
+    async def dead_letter(
+        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+    ) -> bool:
+        """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped)."""
+        with self._lock:
+            stream = self._stream(type)
+            if stream.owned(entry_id, consumer) is None:
+                return False
+            del stream.pel[entry_id]
+            fields = stream.entries.pop(entry_id, {})
+            dead_id = stream.new_dead_id()
+            stream.dead[dead_id] = DeadEntry(
+                dead_id=dead_id,
+                job_id=job_id_of(fields),
+                reason=letter.reason,
+                error=letter.error,
+                deliveries=letter.deliveries,
+                entry_id=entry_id,
+                dead_at=time.time(),
+                fields=fields,
+            )
+            while 0 < max_dead < len(stream.dead):  # XADD MAXLEN: the oldest go first
+                del stream.dead[next(iter(stream.dead))]
+            stream.counters["dead"] += 1
+            if letter.failed:
+                stream.counters["failed"] += 1
+            return True
+
+    async def stats(self, type: str) -> RawStats:
+        """Lengths, PEL summary and counters of one type."""
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            held = dict.fromkeys(stream.consumers, 0)
+            for pending in stream.pel.values():
+                held[pending.consumer] = held.get(pending.consumer, 0) + 1
+            detail = {
+                name: (n, max(0, int((now - stream.consumers.get(name, now)) * 1000)))
+                for name, n in held.items()
+            }
+            oldest = next(iter(stream.pel.values()), None)  # the PEL is in id order
+            age = None if oldest is None else max(0, time.time_ns() // 1_000_000 - oldest.key[0])
+            return RawStats(
+                length=len(stream.entries),
+                pending=len(stream.pel),
+                consumers_detail=detail,
+                oldest_pending_age_ms=age,
+                dead=len(stream.dead),
+                counters=dict(stream.counters),
+                consumers=len(stream.consumers),
+            )
+
+    async def pending(
+        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
+    ) -> list[PendingEntry]:
+        """The PEL of one type in id order (optionally one consumer's, or idle that long)."""
+        out: list[PendingEntry] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            for entry_id, pending in stream.pel.items():
+                if len(out) >= limit:
+                    break
+                idle = pending.idle_ms(now)
+                if (consumer is None or pending.consumer == consumer) and idle >= min_idle_ms:
+                    out.append(PendingEntry(entry_id, pending.consumer, idle, pending.deliveries))
+        return out
+
+    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
+        """The fields of live entries, by entry id (missing ids are left out)."""
+        with self._lock:
+            entries = self._stream(type).entries
+            return {i: dict(entries[i]) for i in entry_ids if i in entries}
+
+    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
+        """Dead-lettered jobs, oldest first."""
+        with self._lock:
+            return list(self._stream(type).dead.values())[: max(limit, 0)]
+
+    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
+        """Put dead jobs back on the job stream as new entries; returns their new entry ids."""
+        with self._lock:
+            stream = self._stream(type)
+            ids = []
+            for dead_id in dead_ids:
+                entry = stream.dead.pop(dead_id, None)
+                if entry is not None:
+                    ids.append(stream.add(entry.fields))
+                    stream.counters["enqueued"] += 1
+            waiters = self._waiters_for([type]) if ids else []
+        self._wake(waiters)
+        return ids
+
+    async def dead_purge(self, type: str) -> int:
+        """Delete the dead stream; returns how many entries it held."""
+        with self._lock:
+            dead = self._stream(type).dead
+            count = len(dead)
+            dead.clear()
+            return count
+
+    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """Record a live worker for ``ttl_s`` seconds."""
+        with self._lock:
+            self._workers[worker_id] = (time.monotonic() + ttl_s, {**info, "id": worker_id})
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker's heartbeat record (clean shutdown)."""
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Live workers' heartbeat records, by worker id."""
+        with self._lock:
+            now = time.monotonic()
+            for worker_id in [w for w, (expiry, _) in self._workers.items() if expiry <= now]:
+                del self._workers[worker_id]
+            return [dict(self._workers[w][1]) for w in sorted(self._workers)]
+
+    def delete_entries(self, type: str, entry_ids: Sequence[str]) -> int:
+        """XDEL: delete entries from the stream but not the PEL (for fault tests); returns count."""
+        with self._lock:
+            entries = self._stream(type).entries
+            return sum(entries.pop(i, None) is not None for i in entry_ids)
+
+    async def aclose(self) -> None:
+        """Nothing to release; wake blocked readers so they return."""
+        with self._lock:
+            waiters = list(self._waiters)
+            for waiter in waiters:
+                waiter.closed = True
+        self._wake(waiters)

@@ -1,0 +1,489 @@
+"""The Redis backend: one stream per job type, read through one consumer group.
+
+The only module that imports ``redis``. Keys of one type share the type's hash tag
+(``{prefix}:{TYPE}:jobs``) so every multi-key script stays in one cluster slot. Multi-step
+changes run as the Lua scripts beside this file, one round trip each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.commands.core import AsyncScript
+
+from streamq._codec import job_id_of
+from streamq.backends._base import (
+    COUNTERS,
+    Claimed,
+    DeadEntry,
+    DeadLetter,
+    Delivery,
+    Fields,
+    PendingEntry,
+    RawStats,
+)
+from streamq.exceptions import BackendError, ConfigError
+
+_OWNED = resources.files(__package__).joinpath("owned.lua").read_text()
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (safe to log or print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Sequence[bytes]) -> Fields:
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+def _as_is(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _age_ms(entry_id: str, now_ms: int) -> int:
+    return max(0, now_ms - int(entry_id.split("-", 1)[0]))
+
+
+class RedisBackend:
+    """Backend on a Redis (or Valkey) server.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        prefix: first part of every key.
+        group: consumer group name.
+        socket_timeout: seconds before a silent server counts as gone (reads block less).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "streamq",
+        group: str = "workers",
+        socket_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.group = group
+        try:
+            self._r: aioredis.Redis = aioredis.Redis.from_url(
+                url,
+                decode_responses=False,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        # redis-py's annotations assume str replies; in bytes mode some calls go through this
+        # untyped alias rather than a cast at every call site.
+        self._raw: Any = self._r
+        # redis-py reshapes these replies by command name, and its XPENDING reshaping breaks on
+        # the extended form; this module parses them itself.
+        for cmd in ("XPENDING", "XINFO CONSUMERS"):
+            self._r.response_callbacks[cmd] = _as_is
+        self._scripts: dict[str, AsyncScript] = {}
+        self._known_groups: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({redact_url(self.url)!r}, prefix={self.prefix!r})"
+
+    # keys ---------------------------------------------------------------------------------
+
+    def jobs_key(self, type: str) -> str:
+        """The stream of live jobs of ``type``."""
+        return f"{self.prefix}:{{{type}}}:jobs"
+
+    def dead_key(self, type: str) -> str:
+        """The dead-letter stream of ``type``."""
+        return f"{self.prefix}:{{{type}}}:dead"
+
+    def stats_key(self, type: str) -> str:
+        """The counters hash of ``type``."""
+        return f"{self.prefix}:{{{type}}}:stats"
+
+    def _script(self, name: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            body = resources.files(__package__).joinpath(f"{name}.lua").read_text()
+            if "owned_split" in body:
+                body = _OWNED + body
+            script = self._scripts[name] = self._r.register_script(body)
+        return script
+
+    async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._script(name)(keys=keys, args=args)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+
+    def _wrap(self, exc: rexc.RedisError) -> BackendError:
+        where = redact_url(self.url)
+        if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+            return BackendError(f"Redis at {where} refused the credentials: {exc}")
+        if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+            return BackendError(f"cannot reach Redis at {where}: {exc}")
+        return BackendError(f"Redis at {where} answered an error: {exc}")
+
+    # groups -------------------------------------------------------------------------------
+
+    async def ensure_groups(self, types: Sequence[str]) -> None:
+        """Create each stream and its group from id 0 (so no earlier job is skipped)."""
+        for t in types:
+            try:
+                await self._r.xgroup_create(self.jobs_key(t), self.group, id="0", mkstream=True)
+            except rexc.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise self._wrap(exc) from exc
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+            self._known_groups.add(t)
+
+    # producing ----------------------------------------------------------------------------
+
+    async def enqueue(self, type: str, fields: Fields) -> str:
+        """Append one job (XADD + counter in one script call)."""
+        flat = [x for kv in fields.items() for x in kv]
+        entry_id = await self._call("enqueue", [self.jobs_key(type), self.stats_key(type)], flat)
+        return _s(entry_id)
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
+        """Append many jobs in one pipelined round trip, then count them per type."""
+        if not items:
+            return []
+        per_type: dict[str, int] = {}
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for t, fields in items:
+                    pipe.xadd(self.jobs_key(t), fields)  # type: ignore[arg-type]
+                    per_type[t] = per_type.get(t, 0) + 1
+                for t, n in per_type.items():
+                    pipe.hincrby(self.stats_key(t), "enqueued", n)
+                replies = await pipe.execute()
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return [_s(r) for r in replies[: len(items)]]
+
+    # consuming ----------------------------------------------------------------------------
+
+    async def read(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries."""
+        streams = {self.jobs_key(t): ">" for t in types}
+        try:
+            reply = await self._read(streams, consumer, count, block_ms)
+        except rexc.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise self._wrap(exc) from exc
+            # The server lost the group (restart without persistence): recreate and go on.
+            await self.ensure_groups(types)
+            reply = await self._read(streams, consumer, count, block_ms)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        if not reply:
+            return []
+        by_key = {self.jobs_key(t): t for t in types}
+        out: list[Delivery] = []
+        for key, entries in reply:
+            t = by_key[_s(key)]
+            for entry_id, fields in entries:
+                out.append(Delivery(t, _s(entry_id), fields or {}, 1))
+        return out
+
+    async def _read(self, streams: dict[str, str], consumer: str, count: int, block_ms: int) -> Any:
+        try:
+            return await self._r.xreadgroup(
+                self.group,
+                consumer,
+                streams,  # type: ignore[arg-type]
+                count=count,
+                block=block_ms,
+            )
+        except rexc.ResponseError:
+            raise
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+
+    async def claim_idle(
+        self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
+    ) -> Claimed:
+        """XAUTOCLAIM with the delivery counts of what it claimed."""
+        try:
+            nxt, entries, deleted, counts = await self._script("claim")(
+                keys=[self.jobs_key(type)],
+                args=[self.group, consumer, min_idle_ms, cursor, count],
+            )
+        except rexc.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                await self.ensure_groups([type])
+                return Claimed("0-0", [], [])
+            raise self._wrap(exc) from exc
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        deliveries = [
+            Delivery(type, _s(e[0]), _pairs(e[1]), int(n))
+            for e, n in zip(entries, counts, strict=True)
+        ]
+        return Claimed(_s(nxt), deliveries, [_s(d) for d in deleted])
+
+    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Ack + delete owned entries in one script call; returns the ids owned by others."""
+        if not entry_ids:
+            return []
+        lost = await self._call(
+            "ack", [self.jobs_key(type), self.stats_key(type)], [self.group, consumer, *entry_ids]
+        )
+        return [_s(x) for x in lost]
+
+    async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Lease heartbeat for all given ids in one script call; returns the ids lost."""
+        if not entry_ids:
+            return []
+        lost = await self._call(
+            "refresh", [self.jobs_key(type)], [self.group, consumer, *entry_ids]
+        )
+        return [_s(x) for x in lost]
+
+    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
+        """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
+        n = await self._call(
+            "release",
+            [self.jobs_key(type), self.stats_key(type)],
+            [self.group, consumer, idle_ms, 1, entry_id],
+        )
+        return int(n) == 1
+
+    async def release(
+        self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
+    ) -> None:
+        """Make owned entries claimable by others now (shutdown with unfinished jobs)."""
+        if entry_ids:
+            await self._call(
+                "release",
+                [self.jobs_key(type), self.stats_key(type)],
+                [self.group, consumer, idle_ms, 0, *entry_ids],
+            )
+
+    async def dead_letter(
+        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+    ) -> bool:
+        """Move an owned entry to the dead stream, atomically."""
+        meta = {
+            "reason": letter.reason,
+            "error": letter.error,
+            "deliveries": str(letter.deliveries),
+            "entry_id": entry_id,
+            "dead_at": f"{time.time():.3f}",
+        }
+        n = await self._call(
+            "dead",
+            [self.jobs_key(type), self.dead_key(type), self.stats_key(type)],
+            [
+                self.group,
+                consumer,
+                entry_id,
+                max_dead,
+                1 if letter.failed else 0,
+                *[x for kv in meta.items() for x in kv],
+            ],
+        )
+        return int(n) == 1
+
+    # inspecting ---------------------------------------------------------------------------
+
+    async def stats(self, type: str) -> RawStats:
+        """One pipelined round trip: lengths, PEL summary, consumers, counters, server time."""
+        jobs = self.jobs_key(type)
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.xlen(jobs)
+                pipe.xlen(self.dead_key(type))
+                pipe.hgetall(self.stats_key(type))
+                pipe.time()
+                pipe.execute_command("XPENDING", jobs, self.group)
+                pipe.execute_command("XINFO", "CONSUMERS", jobs, self.group)
+                replies = await pipe.execute(raise_on_error=False)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        for r in replies[:4]:
+            if isinstance(r, rexc.RedisError):
+                raise self._wrap(r) from r
+        length, dead, counters_raw, (sec, usec), summary, consumers = replies
+        # No group yet (nothing consumed so far): the PEL is empty, not an error.
+        if isinstance(summary, rexc.ResponseError):
+            summary, consumers = None, []
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        counters = dict.fromkeys(COUNTERS, 0)
+        for k, v in counters_raw.items():
+            counters[_s(k)] = int(v)
+        pending = 0
+        oldest: int | None = None
+        if summary and int(summary[0]) > 0:
+            pending = int(summary[0])
+            oldest = _age_ms(_s(summary[1]), now_ms)
+        detail: dict[str, tuple[int, int]] = {}
+        for c in consumers:
+            info = {_s(k): v for k, v in (c.items() if isinstance(c, dict) else _pairs(c).items())}
+            detail[_s(info["name"])] = (int(info["pending"]), int(info["idle"]))
+        return RawStats(
+            length=int(length),
+            pending=pending,
+            consumers_detail=detail,
+            oldest_pending_age_ms=oldest,
+            dead=int(dead),
+            counters=counters,
+            consumers=len(detail),
+        )
+
+    async def pending(
+        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
+    ) -> list[PendingEntry]:
+        """XPENDING (extended form), optionally for one consumer or entries idle that long."""
+        args: list[Any] = ["XPENDING", self.jobs_key(type), self.group]
+        if min_idle_ms > 0:
+            args += ["IDLE", min_idle_ms]
+        args += ["-", "+", limit]
+        if consumer:
+            args.append(consumer)
+        try:
+            rows = await self._raw.execute_command(*args)
+        except rexc.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return []
+            raise self._wrap(exc) from exc
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return [PendingEntry(_s(r[0]), _s(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
+        """Fields of live entries (one pipelined XRANGE each)."""
+        if not entry_ids:
+            return {}
+        key = self.jobs_key(type)
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i in entry_ids:
+                    pipe.xrange(key, i, i)
+                replies = await pipe.execute()
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return {i: r[0][1] for i, r in zip(entry_ids, replies, strict=True) if r}
+
+    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
+        """The oldest ``limit`` dead letters."""
+        try:
+            rows = await self._raw.xrange(self.dead_key(type), "-", "+", count=limit)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        out = []
+        for dead_id, raw in rows:
+            meta = {_s(k): v for k, v in raw.items() if not k.startswith(b"f.")}
+            fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
+            out.append(
+                DeadEntry(
+                    dead_id=_s(dead_id),
+                    job_id=job_id_of(fields),
+                    reason=_s(meta.get("reason", b"")),
+                    error=_s(meta.get("error", b"")),
+                    deliveries=int(meta.get("deliveries", b"0")),
+                    entry_id=_s(meta.get("entry_id", b"")),
+                    dead_at=float(meta.get("dead_at", b"0")),
+                    fields=fields,
+                )
+            )
+        return out
+
+    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
+        """Re-drive dead letters as new entries (one script call each)."""
+        keys = [self.jobs_key(type), self.dead_key(type), self.stats_key(type)]
+        out = []
+        for d in dead_ids:
+            new_id = await self._call("redrive", keys, [d])
+            if new_id:
+                out.append(_s(new_id))
+        return out
+
+    async def dead_purge(self, type: str) -> int:
+        """Drop the dead stream."""
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.xlen(self.dead_key(type))
+                pipe.delete(self.dead_key(type))
+                n, _ = await pipe.execute()
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return int(n)
+
+    # workers ------------------------------------------------------------------------------
+
+    def _worker_key(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """Write the worker's record with a TTL and list it in the workers set."""
+        key = self._worker_key(worker_id)
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=dict(info))  # type: ignore[arg-type]
+                pipe.pexpire(key, max(1, int(ttl_s * 1000)))
+                pipe.sadd(f"{self.prefix}:workers", worker_id)
+                await pipe.execute()
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete the worker's record."""
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.delete(self._worker_key(worker_id))
+                pipe.srem(f"{self.prefix}:workers", worker_id)
+                await pipe.execute()
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Records of workers whose heartbeat has not expired (expired ones are forgotten)."""
+        members_key = f"{self.prefix}:workers"
+        try:
+            ids = sorted(_s(m) for m in await self._raw.smembers(members_key))
+            async with self._r.pipeline(transaction=False) as pipe:
+                for w in ids:
+                    pipe.hgetall(self._worker_key(w))
+                records = await pipe.execute()
+            out, gone = [], []
+            for w, rec in zip(ids, records, strict=True):
+                if rec:
+                    out.append({"id": w} | {_s(k): _s(v) for k, v in rec.items()})
+                else:
+                    gone.append(w)
+            if gone:
+                await self._r.srem(members_key, *gone)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return out
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._r.aclose()

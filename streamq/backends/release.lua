@@ -1,0 +1,13 @@
+-- Set the idle time of owned entries, so the recovery pass (which claims entries idle
+-- claim_after) takes them after claim_after - idle: a retry backoff, or at once on shutdown.
+-- KEYS: jobs, stats. ARGV: group, consumer, idle_ms, count_as_retry (0/1), id...
+-- Returns how many it released.
+local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 5)
+if #mine > 0 then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine), 'IDLE', ARGV[3], 'JUSTID')
+  if ARGV[4] == '1' then
+    redis.call('HINCRBY', KEYS[2], 'failed', #mine)
+    redis.call('HINCRBY', KEYS[2], 'retried', #mine)
+  end
+end
+return #mine

