@@ -18,6 +18,7 @@ from streamq._registry import JobType, Registry
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry
 from streamq.backends.memory import MemoryBackend
+from streamq.backends.redis import RedisBackend
 from streamq.exceptions import (
     BackendError,
     ConfigError,
@@ -51,6 +52,7 @@ __all__ = [
     "PendingJob",
     "Principal",
     "Queue",
+    "RedisBackend",
     "Registry",
     "ServerError",
     "StreamqError",

@@ -15,7 +15,7 @@ from typing import Any, Self, TypeVar
 
 from streamq import _codec, _tracing
 from streamq._job import Job
-from streamq._registry import Registry, seconds
+from streamq._registry import Registry, check_type_name, seconds
 from streamq.backends._base import Backend, DeadEntry
 from streamq.exceptions import ConfigError
 
@@ -118,6 +118,7 @@ class Queue:
 
     def _encode(self, job: Job[Any]) -> tuple[str, _codec.Fields]:
         job_id = job.id or str(uuid.uuid4())
+        check_type_name(job.type)
         if self.registry is not None:
             job_type = self.registry.get(job.type)
             args = _codec.convert_args(job_type.args, job.args, job_id=job_id, job_type=job.type)
@@ -230,7 +231,11 @@ class SyncQueue:
         async def build() -> Queue:
             return factory()
 
-        self._queue = self._run(build())
+        try:
+            self._queue = self._run(build())
+        except BaseException:
+            self._stop_loop()
+            raise
 
     @classmethod
     def from_url(cls, url: str | None = None, **kwargs: Any) -> SyncQueue:
@@ -259,10 +264,15 @@ class SyncQueue:
     def close(self) -> None:
         """Close connections and stop the loop thread."""
         if self._thread.is_alive():
-            self._run(self._queue.aclose())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            try:
+                self._run(self._queue.aclose())
+            finally:
+                self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def __enter__(self) -> Self:
         return self

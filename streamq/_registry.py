@@ -22,6 +22,14 @@ def seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def check_type_name(name: str) -> None:
+    """A type name becomes part of Redis keys and their hash tag: no braces, no blanks."""
+    if not name or any(c in name for c in "{} \t\r\n"):
+        raise ConfigError(
+            f"invalid job type name {name!r}: it must be non-empty, without braces or spaces"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class JobType:
     """How one job type runs: its args class and its steps, in order.
@@ -38,8 +46,7 @@ class JobType:
     is_async: tuple[bool, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name or "{" in self.name or "}" in self.name:
-            raise ConfigError(f"invalid job type name {self.name!r}")
+        check_type_name(self.name)
         if not self.steps:
             raise ConfigError(f"job type {self.name!r} has no steps")
         if self.timeout is not None and self.timeout <= 0:

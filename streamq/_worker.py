@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import heapq
+import math
 import os
 import signal
 import socket
@@ -104,6 +106,8 @@ class Worker:
             raise ConfigError("concurrency must be at least 1")
         if max_deliveries < 1:
             raise ConfigError("max_deliveries must be at least 1")
+        if max_dead < 1:
+            raise ConfigError("max_dead must be at least 1 (the dead stream keeps that many)")
         if self.heartbeat * 2 > self.claim_after:
             raise ConfigError(
                 f"heartbeat ({self.heartbeat}s) must be at most half of claim_after "
@@ -112,14 +116,18 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._to_ack: dict[str, list[_Running]] = {}
         self._ack_wake = asyncio.Event()
-        # Acks and lease refreshes both ask "do I still own this entry?"; one at a time, so an
-        # entry acked while a refresh is under way is never mistaken for a lost lease.
+        # Every call that asks "do I still own this entry?" (ack, refresh, retry, dead-letter)
+        # runs one at a time: a refresh racing an ack would report a lease as lost, and one
+        # landing after a retry was scheduled would reset that retry's backoff.
         self._pel_lock = asyncio.Lock()
         self._slot_freed = asyncio.Event()
         self._recover_wake = asyncio.Event()
-        self._retry_due: float | None = None
+        # When retries of ours become due (monotonic times): the recovery pass wakes for each.
+        self._retry_due: list[float] = []
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
+        self._rotation = 0
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="streamq")
         self.processed = 0
         self._crashed: Exception | None = None
@@ -158,22 +166,32 @@ class Worker:
             concurrency=self.concurrency,
         )
         await self._beat()
-        loops = [
+        feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
-            asyncio.create_task(self._guard("ack", self._ack_loop())),
-            asyncio.create_task(self._guard("lease", self._lease_loop())),
             asyncio.create_task(self._guard("recover", self._recover_loop())),
         ]
+        keepers = [
+            asyncio.create_task(self._guard("ack", self._ack_loop())),
+            asyncio.create_task(self._guard("lease", self._lease_loop())),
+        ]
         try:
-            await self._stopping.wait()
-            await loops[0]
+            # The feeders exit by themselves once stopping is set (after their current call),
+            # so every delivery they took is in self._running before the grace period starts.
+            await asyncio.gather(*feeders)
             await self._finish_running()
         finally:
-            for t in loops:
+            # Acks and leases are never cancelled in the middle of a call: told to close, they
+            # finish what they are doing and return. Cancelling is only the last resort.
+            self._closing.set()
+            self._ack_wake.set()
+            loops = feeders + keepers
+            _, stuck = await asyncio.wait(loops, timeout=self.block + 10)
+            for t in stuck:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._flush_acks()
             await self._release_unfinished()
+            await self._leave_groups()
             try:
                 await self._backend.remove_worker(self.consumer)
             except BackendError as exc:
@@ -233,8 +251,9 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            read_types, per_type = self._share(types, free)
             try:
-                batch = await self._backend.read(types, self.consumer, free, block_ms)
+                batch = await self._backend.read(read_types, self.consumer, per_type, block_ms)
             except BackendError as exc:
                 failures += 1
                 await self._pause_after_error("read", exc, failures)
@@ -244,6 +263,17 @@ class Worker:
                 self._start(d)
             if not batch and stop_when_empty and not self._running and await self._all_empty():
                 self.stop()
+
+    def _share(self, types: list[str], free: int) -> tuple[list[str], int]:
+        """Which types to read and how many of each, so one read never exceeds ``free``.
+
+        XREADGROUP's COUNT applies to each stream; with more types than free slots, read a
+        rotating subset of them, one entry each.
+        """
+        if len(types) <= free:
+            return types, free // len(types)
+        self._rotation = (self._rotation + free) % len(types)
+        return (types[self._rotation :] + types[: self._rotation])[:free], 1
 
     async def _all_empty(self) -> bool:
         for t in self._types:
@@ -298,6 +328,8 @@ class Worker:
             )
             return
         timeout = job_type.timeout or self.job_timeout
+        if d.deliveries > 1:
+            logger.info("streamq.job.redelivered")
         logger.debug("streamq.job.started")
         started = time.monotonic()
         try:
@@ -355,9 +387,13 @@ class Worker:
             return
         wait = backoff(d.deliveries, base=self.retry_base, cap=self.claim_after)
         logger.warning("streamq.job.failed", error=error, retry_in=round(wait, 3))
-        idle_ms = int((self.claim_after - wait) * 1000)
+        # Rounded up, plus slack: the recovery pass at the due time must find the entry idle at
+        # least claim_after despite millisecond truncation (here and in the backend), or the
+        # retry would wait for the next regular pass (claim_after / 4 later).
+        idle_ms = math.ceil((self.claim_after - wait) * 1000) + 5
         try:
-            owned = await self._backend.retry_later(d.type, self.consumer, d.entry_id, idle_ms)
+            async with self._pel_lock:
+                owned = await self._backend.retry_later(d.type, self.consumer, d.entry_id, idle_ms)
         except BackendError as exc2:
             # Still pending under this consumer: recovered after claim_after.
             logger.warning("streamq.job.retry_not_scheduled", error=str(exc2))
@@ -365,18 +401,17 @@ class Worker:
             if not owned:
                 logger.warning("streamq.job.lease_lost", stage="retry")
             else:
-                due = time.monotonic() + wait
-                if self._retry_due is None or due < self._retry_due:
-                    self._retry_due = due
-                    self._recover_wake.set()
+                heapq.heappush(self._retry_due, time.monotonic() + wait)
+                self._recover_wake.set()
         self._forget(run)
 
     async def _dead(self, run: _Running, letter: DeadLetter) -> None:
         d = run.delivery
         try:
-            owned = await self._backend.dead_letter(
-                d.type, self.consumer, d.entry_id, letter, self.max_dead
-            )
+            async with self._pel_lock:
+                owned = await self._backend.dead_letter(
+                    d.type, self.consumer, d.entry_id, letter, self.max_dead
+                )
         except BackendError as exc:
             logger.error("streamq.job.dead_letter_failed", error=str(exc), reason=letter.reason)
         else:
@@ -393,7 +428,7 @@ class Worker:
     # acks, leases, recovery ----------------------------------------------------------------
 
     async def _ack_loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             await self._ack_wake.wait()
             self._ack_wake.clear()
             await self._flush_acks()
@@ -407,11 +442,9 @@ class Worker:
                 if r.lost:
                     logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
             try:
-                lost = set(
-                    await self._backend.ack(
-                        type_, self.consumer, [r.delivery.entry_id for r in mine]
-                    )
-                )
+                async with self._pel_lock:
+                    ids = [r.delivery.entry_id for r in mine]
+                    lost = set(await self._backend.ack(type_, self.consumer, ids))
             except BackendError as exc:
                 # Not acked: they stay pending and run again elsewhere (at-least-once).
                 logger.error("streamq.job.ack_failed", error=str(exc), count=len(mine))
@@ -426,7 +459,10 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.heartbeat)
+            if self._closing.is_set():
+                return
             try:
                 async with self._pel_lock:
                     await self._refresh_leases()
@@ -466,17 +502,19 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             wait = interval
-            if self._retry_due is not None:
-                wait = min(wait, max(0.0, self._retry_due - time.monotonic()))
+            if self._retry_due:
+                wait = min(wait, max(0.0, self._retry_due[0] - time.monotonic()))
             if wait > 0:
                 self._recover_wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._recover_wake.wait(), wait)
             if self._stopping.is_set():
                 return
-            if self._retry_due is not None and self._retry_due <= time.monotonic() + 0.001:
+            now = time.monotonic() + 0.001
+            if self._retry_due and self._retry_due[0] <= now:
                 # A retry of ours is due: scan from the start so the cursor cannot skip it.
-                self._retry_due = None
+                while self._retry_due and self._retry_due[0] <= now:
+                    heapq.heappop(self._retry_due)
                 cursors = dict.fromkeys(self._types, "0-0")
             try:
                 for type_ in self._types:
@@ -490,17 +528,27 @@ class Worker:
                     for entry_id in claimed.deleted:
                         logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
                     for d in claimed.deliveries:
-                        logger.info(
-                            "streamq.job.recovered",
-                            job_type=type_,
-                            entry_id=d.entry_id,
-                            deliveries=d.deliveries,
-                        )
+                        if d.entry_id in self._running:
+                            # Still running here: its lease lapsed (a blocked loop?) and this
+                            # pass took it back. One run is enough; its ack will succeed.
+                            logger.warning(
+                                "streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id
+                            )
+                            continue
                         self._start(d)
                 failures = 0
             except BackendError as exc:
                 failures += 1
                 await self._pause_after_error("recover", exc, failures)
+
+    async def _leave_groups(self) -> None:
+        """A clean exit takes this consumer's name out of each group (unless it holds entries
+        that others have yet to claim), so consumer lists do not grow with every restart."""
+        for type_ in self._types:
+            try:
+                await self._backend.remove_consumer(type_, self.consumer)
+            except BackendError as exc:
+                logger.warning("streamq.worker.leave_failed", error=str(exc), job_type=type_)
 
     async def _release_unfinished(self) -> None:
         """Entries still held at exit become claimable by another worker at once."""

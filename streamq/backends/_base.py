@@ -103,7 +103,8 @@ class Backend(Protocol):
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """Deliver up to ``count`` new entries across ``types``; block up to ``block_ms``."""
+        """Deliver up to ``count`` new entries *of each type* (like XREADGROUP COUNT over several
+        streams); block up to ``block_ms`` when there are none."""
 
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
@@ -145,6 +146,9 @@ class Backend(Protocol):
 
         Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
         """
+
+    async def remove_consumer(self, type: str, consumer: str) -> bool:
+        """Delete ``consumer`` from the type's group if it holds no pending entry."""
 
     async def stats(self, type: str) -> RawStats:
         """Lengths, PEL summary and counters of one type."""

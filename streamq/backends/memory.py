@@ -160,25 +160,27 @@ class MemoryBackend:
         return ids
 
     def _take(self, types: Sequence[str], consumer: str, count: int) -> list[Delivery]:
-        """XREADGROUP ``>``: hand out up to ``count`` never-delivered entries (lock held)."""
+        """XREADGROUP ``>``: up to ``count`` never-delivered entries of each type (lock held)."""
         out: list[Delivery] = []
         now = time.monotonic()
         for type in types:
             stream = self._stream(type)
             stream.consumers[consumer] = now
-            while stream.undelivered and len(out) < count:
+            taken = 0
+            while stream.undelivered and taken < count:
                 entry_id = stream.undelivered.popleft()
                 fields = stream.entries.get(entry_id)
                 if fields is None:  # deleted before anyone read it
                     continue
                 stream.pel[entry_id] = _Pending(_parse_id(entry_id), consumer, now, 1)
                 out.append(Delivery(type, entry_id, dict(fields), 1))
+                taken += 1
         return out
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """Deliver up to ``count`` new entries across ``types``; block up to ``block_ms``.
+        """Deliver up to ``count`` new entries of each type; block up to ``block_ms``.
 
         ``count`` < 1 and ``block_ms`` < 1 return at once (no "unlimited", no "forever").
         """
@@ -331,6 +333,14 @@ class MemoryBackend:
             if letter.failed:
                 stream.counters["failed"] += 1
             return True
+
+    async def remove_consumer(self, type: str, consumer: str) -> bool:
+        """Forget ``consumer`` unless it still holds pending entries."""
+        with self._lock:
+            stream = self._stream(type)
+            if any(p.consumer == consumer for p in stream.pel.values()):
+                return False
+            return stream.consumers.pop(consumer, None) is not None
 
     async def stats(self, type: str) -> RawStats:
         """Lengths, PEL summary and counters of one type."""

@@ -86,6 +86,7 @@ class RedisBackend:
         self.url = url
         self.prefix = prefix
         self.group = group
+        self.socket_timeout = socket_timeout
         try:
             self._r: aioredis.Redis = aioredis.Redis.from_url(
                 url,
@@ -169,12 +170,12 @@ class RedisBackend:
         return _s(entry_id)
 
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
-        """Append many jobs in one pipelined round trip, then count them per type."""
+        """Append many jobs in one round trip, all or none (MULTI/EXEC), and count them."""
         if not items:
             return []
         per_type: dict[str, int] = {}
         try:
-            async with self._r.pipeline(transaction=False) as pipe:
+            async with self._r.pipeline(transaction=True) as pipe:
                 for t, fields in items:
                     pipe.xadd(self.jobs_key(t), fields)  # type: ignore[arg-type]
                     per_type[t] = per_type.get(t, 0) + 1
@@ -192,6 +193,9 @@ class RedisBackend:
     ) -> list[Delivery]:
         """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries."""
         streams = {self.jobs_key(t): ">" for t in types}
+        # A BLOCK as long as the socket timeout would make every idle read look like a dead
+        # server; half of it leaves room for the round trip.
+        block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
         try:
             reply = await self._read(streams, consumer, count, block_ms)
         except rexc.ResponseError as exc:
@@ -309,6 +313,16 @@ class RedisBackend:
                 *[x for kv in meta.items() for x in kv],
             ],
         )
+        return int(n) == 1
+
+    async def remove_consumer(self, type: str, consumer: str) -> bool:
+        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script)."""
+        try:
+            n = await self._call("forget", [self.jobs_key(type)], [self.group, consumer])
+        except BackendError as exc:
+            if "NOGROUP" in str(exc):
+                return False
+            raise
         return int(n) == 1
 
     # inspecting ---------------------------------------------------------------------------

@@ -4,7 +4,13 @@
 -- Returns how many it released.
 local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 5)
 if #mine > 0 then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine), 'IDLE', ARGV[3], 'JUSTID')
+  -- (unpack() expands to all values only as the last argument: build the list instead)
+  local args = {KEYS[1], ARGV[1], ARGV[2], 0}
+  for _, id in ipairs(mine) do args[#args + 1] = id end
+  args[#args + 1] = 'IDLE'
+  args[#args + 1] = ARGV[3]
+  args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
   if ARGV[4] == '1' then
     redis.call('HINCRBY', KEYS[2], 'failed', #mine)
     redis.call('HINCRBY', KEYS[2], 'retried', #mine)

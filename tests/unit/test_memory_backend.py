@@ -45,15 +45,16 @@ async def test_read_delivers_up_to_count_and_only_new_entries() -> None:
     assert (await backend.stats(T)).pending == 3
 
 
-async def test_read_serves_types_in_the_given_order() -> None:
-    """One read over several types takes from the first type before the next."""
+async def test_read_count_applies_to_each_type() -> None:
+    """Like XREADGROUP COUNT over several streams: up to ``count`` from each type, in order."""
     backend = MemoryBackend()
     await backend.enqueue("other", job(1))
+    await backend.enqueue("other", job(3))
     await backend.enqueue(T, job(2))
     got = await backend.read([T, "other"], "a", 1, 0)
-    assert [d.type for d in got] == [T]
+    assert [(d.type, d.fields) for d in got] == [(T, job(2)), ("other", job(1))]
     got = await backend.read([T, "other"], "a", 5, 0)
-    assert [d.type for d in got] == ["other"]
+    assert [(d.type, d.fields) for d in got] == [("other", job(3))]
 
 
 async def test_second_consumer_does_not_get_delivered_entries() -> None:
