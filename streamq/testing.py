@@ -41,12 +41,12 @@ async def run_jobs(
     registry: Registry,
     jobs: Iterable[Job[Any]],
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
     **worker_settings: Any,
 ) -> Outcome:
     """Enqueue ``jobs`` on a fresh memory backend and run a worker until nothing is left.
 
-    Raises TimeoutError if the jobs are not done within ``timeout`` seconds.
+    Raises TimeoutError if the jobs are not done within ``within`` seconds.
     """
     backend = MemoryBackend()
     queue = Queue(backend, registry=registry)
@@ -54,7 +54,7 @@ async def run_jobs(
     await queue.enqueue_many(jobs)
     types = sorted({j.type for j in jobs}) or registry.names()
     worker = Worker(backend, registry, types, **(FAST | worker_settings))
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         await worker.run(stop_when_empty=True)
     stats = {s.type: s for s in await queue.stats(types)}
     dead = [d for t in types for d in await queue.dead(t, limit=1_000_000)]
