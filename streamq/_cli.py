@@ -314,6 +314,7 @@ def _stats_dict(s: TypeStats) -> dict[str, Any]:
         "processed": s.processed,
         "failed": s.failed,
         "retried": s.retried,
+        "dead_lettered": s.dead_lettered,
         "consumers": {
             k: {"in_flight": v.in_flight, "idle_s": v.idle_s} for k, v in s.consumers.items()
         },

@@ -95,5 +95,6 @@ def _delta(now: TypeStats, then: TypeStats) -> TypeStats:
         processed=now.processed - then.processed,
         failed=now.failed - then.failed,
         retried=now.retried - then.retried,
+        dead_lettered=now.dead_lettered - then.dead_lettered,
         consumers=now.consumers,
     )

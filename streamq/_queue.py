@@ -37,14 +37,21 @@ class TypeStats:
     """Where the jobs of one type are, and what became of them."""
 
     type: str
+    #: enqueued, not yet delivered to any worker
     waiting: int
+    #: in the PEL: delivered and not yet acked (running, or awaiting a retry), all workers
     in_flight: int
+    #: age (since enqueue) of the oldest job in flight
     oldest_in_flight_s: float | None
+    #: in the dead stream now
     dead: int
     enqueued: int
     processed: int
+    #: deliveries whose handler raised or timed out
     failed: int
     retried: int
+    #: jobs ever dead-lettered (the dead stream is capped, and can be purged or retried)
+    dead_lettered: int
     consumers: dict[str, ConsumerStats]
 
 
@@ -163,6 +170,7 @@ class Queue:
                     processed=c["processed"],
                     failed=c["failed"],
                     retried=c["retried"],
+                    dead_lettered=c["dead"],
                     consumers={
                         name: ConsumerStats(n, idle / 1000)
                         for name, (n, idle) in sorted(raw.consumers_detail.items())

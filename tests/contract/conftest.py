@@ -1,0 +1,84 @@
+"""Fixtures of the contract suite: every test runs on the memory backend and on Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from streamq import Backend, MemoryBackend, Queue, Registry, Worker
+from streamq.backends.redis import RedisBackend
+
+#: Worker settings small enough that retries, recovery and stops take a fraction of a second.
+FAST: dict[str, Any] = {
+    "concurrency": 8,
+    "claim_after": 0.5,
+    "heartbeat": 0.1,
+    "retry_base": 0.02,
+    "block": 0.05,
+    "max_deliveries": 3,
+}
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[None]:
+    """Only warnings and errors from streamq's structlog logger, restored after the test."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield
+    structlog.configure(**before)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Which backend this run of the test is about."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_backend(
+    backend_kind: str, request: pytest.FixtureRequest, prefix: str
+) -> Callable[[], Backend]:
+    """Build a backend onto the same job store; the caller closes what it builds.
+
+    memory: the same ``MemoryBackend`` every time (it is thread-safe and loop-agnostic);
+    redis: a new ``RedisBackend`` on this test's key prefix, for use on the calling loop.
+    """
+    if backend_kind == "memory":
+        shared = MemoryBackend()
+        return lambda: shared
+    url = str(request.getfixturevalue("redis_url"))
+    return lambda: RedisBackend(url, prefix=prefix)
+
+
+@pytest.fixture
+async def backend(make_backend: Callable[[], Backend]) -> AsyncIterator[Backend]:
+    """The backend under test, closed at teardown."""
+    b = make_backend()
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """A registry of this test's own job types."""
+    return Registry()
+
+
+@pytest.fixture
+def queue(backend: Backend, registry: Registry) -> Queue:
+    """A queue that validates args against ``registry`` (the backend fixture closes it)."""
+    return Queue(backend, registry=registry)
+
+
+@pytest.fixture
+def make_worker(backend: Backend, registry: Registry) -> Callable[..., Worker]:
+    """``make_worker(*types, **settings)``: a Worker with FAST settings, overridable."""
+
+    def make(*types: str, on: Backend | None = None, **settings: Any) -> Worker:
+        return Worker(on or backend, registry, list(types), **(FAST | settings))
+
+    return make
