@@ -113,7 +113,8 @@ class Worker:
                 f"heartbeat ({self.heartbeat}s) must be at most half of claim_after "
                 f"({self.claim_after}s), or running jobs would be taken over"
             )
-        self._running: dict[str, _Running] = {}
+        # Keyed by (type, entry id): entry ids are unique only within one stream.
+        self._running: dict[tuple[str, str], _Running] = {}
         self._to_ack: dict[str, list[_Running]] = {}
         self._ack_wake = asyncio.Event()
         # Every call that asks "do I still own this entry?" (ack, refresh, retry, dead-letter)
@@ -289,7 +290,7 @@ class Worker:
 
     def _start(self, d: Delivery) -> None:
         run = _Running(d, log={"job_type": d.type, "entry_id": d.entry_id})
-        self._running[d.entry_id] = run
+        self._running[d.type, d.entry_id] = run
         run.task = asyncio.create_task(self._handle(run))
         run.task.add_done_callback(self._job_done)
 
@@ -422,7 +423,7 @@ class Worker:
         self._forget(run)
 
     def _forget(self, run: _Running) -> None:
-        self._running.pop(run.delivery.entry_id, None)
+        self._running.pop((run.delivery.type, run.delivery.entry_id), None)
         self._slot_freed.set()
 
     # acks, leases, recovery ----------------------------------------------------------------
@@ -528,7 +529,7 @@ class Worker:
                     for entry_id in claimed.deleted:
                         logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
                     for d in claimed.deliveries:
-                        if d.entry_id in self._running:
+                        if (type_, d.entry_id) in self._running:
                             # Still running here: its lease lapsed (a blocked loop?) and this
                             # pass took it back. One run is enough; its ack will succeed.
                             logger.warning(

@@ -1,0 +1,109 @@
+"""Ownership of in-flight entries, on both backends: leases, stolen leases, slots, leaving."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from test_contract import drain, eventually, serving, stats_of
+
+from streamq import Backend, Job, Queue, Registry, Worker
+from streamq._codec import encode
+
+
+@dataclass(frozen=True)
+class Empty:
+    """No args."""
+
+
+def fields(n: int) -> dict[bytes, bytes]:
+    """Stream fields of a valid job of type ``t``."""
+    return encode(Job(type="t", args=Empty()), f"job-{n}")
+
+
+async def test_refresh_and_release_reach_every_entry(backend: Backend) -> None:
+    """One refresh resets the idle time of every owned entry; one release sets all of them."""
+    await backend.ensure_groups(["t"])
+    for i in range(3):
+        await backend.enqueue("t", fields(i))
+    ids = [d.entry_id for d in await backend.read(["t"], "c", 3, 10)]
+    await asyncio.sleep(0.3)
+    before = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
+    assert all(p.idle_ms >= 300 for p in before)
+    assert await backend.refresh("t", "c", ids) == []
+    after = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
+    assert [p.entry_id for p in after] == ids
+    assert all(p.idle_ms < 300 for p in after)
+    await backend.release("t", "c", ids, 60_000)
+    released = await backend.pending("t", consumer=None, min_idle_ms=60_000, limit=10)
+    assert [p.entry_id for p in released] == ids
+    assert all(p.deliveries == 1 for p in released)
+
+
+async def test_stolen_lease_is_not_acked_by_the_loser(
+    backend: Backend, queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """When another consumer takes a running job, the first worker does not ack it, and says so."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def step(job: Job[Any]) -> None:
+        started.set()
+        await finish.wait()
+
+    registry.register("t", Empty, step)
+    await queue.enqueue(Job(type="t", args=Empty()))
+    worker = make_worker("t", claim_after=30, heartbeat=0.1)
+    with structlog.testing.capture_logs() as logs:
+        async with serving(worker):
+            await asyncio.wait_for(started.wait(), 5)
+            # What a recovery pass elsewhere does when it believes this worker dead.
+            claimed = await backend.claim_idle("t", "thief", 0, 10, "0-0")
+            assert len(claimed.deliveries) == 1
+            finish.set()
+            await eventually(lambda: any(e["event"] == "streamq.job.lease_lost" for e in logs))
+            await eventually(lambda: worker.in_flight == 0)
+    pending = await queue.pending("t")
+    assert [(p.consumer, p.deliveries) for p in pending] == [("thief", 2)]
+    assert (await stats_of(queue, "t")).processed == 0
+
+
+async def test_reads_never_exceed_concurrency_across_types(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """XREADGROUP COUNT is per stream; a worker serving 3 types still runs at most its slots."""
+    running = 0
+    most = 0
+
+    async def step(job: Job[Any]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    for t in ("a", "b", "c"):
+        registry.register(t, Empty, step)
+    await queue.enqueue_many([Job(type=t, args=Empty()) for t in "abc" for _ in range(10)])
+    await drain(make_worker("a", "b", "c", concurrency=2))
+    assert most == 2
+    assert [s.processed for s in await queue.stats(["a", "b", "c"])] == [10, 10, 10]
+
+
+async def test_clean_exit_leaves_the_group(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A worker that stops with nothing pending removes its consumer name from the group."""
+
+    async def step(job: Job[Any]) -> None:
+        pass
+
+    registry.register("t", Empty, step)
+    await queue.enqueue(Job(type="t", args=Empty()))
+    worker = make_worker("t")
+    await drain(worker)
+    stats = await stats_of(queue, "t")
+    assert stats.processed == 1
+    assert worker.consumer not in stats.consumers
