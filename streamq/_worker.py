@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import heapq
 import math
@@ -18,22 +17,15 @@ import socket
 import time
 import uuid
 from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from streamq import _codec
-from streamq._logging import bind, job_fields, logger
+from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
+from streamq._runner import Runner
 from streamq.backends._base import Backend, DeadLetter, Delivery
-from streamq.exceptions import (
-    BackendError,
-    ConfigError,
-    InvalidJobError,
-    JobTimeoutError,
-    UnknownJobTypeError,
-)
+from streamq.exceptions import BackendError, ConfigError
 
 
 def default_consumer_name() -> str:
@@ -129,7 +121,13 @@ class Worker:
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._rotation = 0
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="streamq")
+        self._runner = Runner(
+            registry,
+            self._types,
+            job_timeout=self.job_timeout,
+            max_deliveries=max_deliveries,
+            threads=concurrency,
+        )
         self.processed = 0
         self._crashed: Exception | None = None
         self.started_at = time.time()
@@ -197,7 +195,7 @@ class Worker:
                 await self._backend.remove_worker(self.consumer)
             except BackendError as exc:
                 logger.warning("streamq.worker.unregister_failed", error=str(exc))
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._runner.close()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -302,90 +300,26 @@ class Worker:
     # one delivery ---------------------------------------------------------------------------
 
     async def _handle(self, run: _Running) -> None:
-        d = run.delivery
-        try:
-            envelope = _codec.decode(d.fields)
-            job_type = self._job_type_of(envelope.job.type, d.type)
-            args = _codec.convert_args(
-                job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
-            )
-        except (InvalidJobError, UnknownJobTypeError) as exc:
-            run.log["job_id"] = _codec.job_id_of(d.fields)
-            bind(run.log)
-            await self._dead(run, DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries))
-            return
-        job = dataclasses.replace(envelope.job, args=args)
-        run.log = job_fields(job, d.deliveries) | {"entry_id": d.entry_id}
-        bind(run.log)
-        limit = job_type.max_deliveries or self.max_deliveries
-        if d.deliveries > limit:
-            await self._dead(
-                run,
-                DeadLetter(
-                    reason=f"delivered {d.deliveries} times, over max_deliveries {limit}; "
-                    "its last deliveries never finished (did the worker die?)",
-                    deliveries=d.deliveries,
-                ),
-            )
-            return
-        timeout = job_type.timeout or self.job_timeout
-        if d.deliveries > 1:
-            logger.info("streamq.job.redelivered")
-        logger.debug("streamq.job.started")
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                for step, is_async in zip(job_type.steps, job_type.is_async, strict=True):
-                    if is_async:
-                        await step(job)  # type: ignore[misc]
-                    else:
-                        ctx = contextvars.copy_context()
-                        loop = asyncio.get_running_loop()
-                        await loop.run_in_executor(self._pool, ctx.run, step, job)
-        except TimeoutError:
-            err: BaseException = JobTimeoutError(
-                f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
-            )
-            await self._failed(run, err, limit)
-        except asyncio.CancelledError:
-            # Shutdown past the grace period: not acked, so it stays pending for another worker.
-            # Left in self._running so that _release_unfinished hands it to another worker.
-            logger.warning("streamq.job.cancelled")
-            raise
-        except Exception as exc:
-            await self._failed(run, exc, limit)
-        else:
-            logger.debug("streamq.job.succeeded", duration_s=round(time.monotonic() - started, 4))
-            self._to_ack.setdefault(d.type, []).append(run)
+        outcome = await self._runner.run(run.delivery)
+        run.log = outcome.log
+        if outcome.kind == "done":
+            self._to_ack.setdefault(run.delivery.type, []).append(run)
             self._ack_wake.set()
-
-    def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
-        if envelope_type == stream_type:
-            return self._types[stream_type]
-        if envelope_type not in self._registry:
-            raise UnknownJobTypeError(f"unknown job type {envelope_type!r}", job_type=stream_type)
-        raise InvalidJobError(
-            f"a job of type {envelope_type!r} on the stream of {stream_type!r}",
-            job_type=stream_type,
-        )
-
-    async def _failed(self, run: _Running, exc: BaseException, limit: int) -> None:
-        d = run.delivery
-        error = f"{type(exc).__name__}: {exc}"
-        if run.lost:
-            logger.warning("streamq.job.failed_after_lease_lost", error=error)
+        elif run.lost:
+            # Another consumer holds the entry now: what happens to it is that one's call.
+            logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
             self._forget(run)
-            return
-        if d.deliveries >= limit:
-            logger.error("streamq.job.failed", error=error, final=True)
-            letter = DeadLetter(
-                reason=f"failed {d.deliveries} times (max_deliveries {limit})",
-                error=error,
-                deliveries=d.deliveries,
-                failed=True,
-            )
-            await self._dead(run, letter)
-            return
+        elif outcome.kind == "retry":
+            await self._retry(run, outcome.error)
+        else:
+            assert outcome.letter is not None
+            if outcome.letter.failed:
+                logger.error("streamq.job.failed", error=outcome.error, final=True)
+            await self._dead(run, outcome.letter)
+
+    async def _retry(self, run: _Running, error: str) -> None:
+        """Leave the entry pending with an idle time that makes it claimable after the backoff."""
+        d = run.delivery
         wait = backoff(d.deliveries, base=self.retry_base, cap=self.claim_after)
         logger.warning("streamq.job.failed", error=error, retry_in=round(wait, 3))
         # Rounded up, plus slack: the recovery pass at the due time must find the entry idle at
@@ -395,9 +329,9 @@ class Worker:
         try:
             async with self._pel_lock:
                 owned = await self._backend.retry_later(d.type, self.consumer, d.entry_id, idle_ms)
-        except BackendError as exc2:
+        except BackendError as exc:
             # Still pending under this consumer: recovered after claim_after.
-            logger.warning("streamq.job.retry_not_scheduled", error=str(exc2))
+            logger.warning("streamq.job.retry_not_scheduled", error=str(exc))
         else:
             if not owned:
                 logger.warning("streamq.job.lease_lost", stage="retry")

@@ -1,0 +1,134 @@
+"""One delivery: decode, validate, run the steps in order under the timeout. No backend calls.
+
+The worker hands a :class:`Delivery` to :meth:`Runner.run` and acts on the :class:`Outcome`
+(ack, retry, dead-letter); everything about *running* a job lives here, everything about the
+stream lives in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from streamq import _codec
+from streamq._logging import bind, job_fields, logger
+from streamq._registry import JobType, Registry
+from streamq.backends._base import DeadLetter, Delivery
+from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery came to.
+
+    ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left.
+    ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
+    ``log`` holds the job's log fields, bound for the rest of the delivery's task.
+    """
+
+    kind: Literal["done", "retry", "dead"]
+    log: dict[str, Any]
+    error: str = ""
+    letter: DeadLetter | None = None
+
+
+class Runner:
+    """Runs deliveries of the served ``types``: async steps on the loop, sync ones in threads."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        types: Mapping[str, JobType],
+        *,
+        job_timeout: float,
+        max_deliveries: int,
+        threads: int,
+    ) -> None:
+        self._registry = registry
+        self._types = types
+        self._job_timeout = job_timeout
+        self._max_deliveries = max_deliveries
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
+
+    def close(self) -> None:
+        """Stop the thread pool (steps still running in it are not waited for)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, d: Delivery) -> Outcome:
+        """Run one delivery to its outcome. CancelledError (shutdown) propagates."""
+        log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
+        try:
+            envelope = _codec.decode(d.fields)
+            job_type = self._job_type_of(envelope.job.type, d.type)
+            args = _codec.convert_args(
+                job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
+            )
+        except (InvalidJobError, UnknownJobTypeError) as exc:
+            log["job_id"] = _codec.job_id_of(d.fields)
+            bind(log)
+            letter = DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries)
+            return Outcome("dead", log, letter=letter)
+        job = dataclasses.replace(envelope.job, args=args)
+        log = job_fields(job, d.deliveries) | {"entry_id": d.entry_id}
+        bind(log)
+        limit = job_type.max_deliveries or self._max_deliveries
+        if d.deliveries > limit:
+            letter = DeadLetter(
+                reason=f"delivered {d.deliveries} times, over max_deliveries {limit}; "
+                "its last deliveries never finished (did the worker die?)",
+                deliveries=d.deliveries,
+            )
+            return Outcome("dead", log, letter=letter)
+        if d.deliveries > 1:
+            logger.info("streamq.job.redelivered")
+        logger.debug("streamq.job.started")
+        started = time.monotonic()
+        timeout = job_type.timeout or self._job_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                for step, is_async in zip(job_type.steps, job_type.is_async, strict=True):
+                    if is_async:
+                        await step(job)  # type: ignore[misc]
+                    else:
+                        ctx = contextvars.copy_context()  # the job's log fields, in the thread
+                        loop = asyncio.get_running_loop()
+                        await loop.run_in_executor(self._pool, ctx.run, step, job)
+        except TimeoutError:
+            exc2: BaseException = JobTimeoutError(
+                f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
+            )
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: not acked, so it stays pending for another worker.
+            logger.warning("streamq.job.cancelled")
+            raise
+        except Exception as exc:
+            exc2 = exc
+        else:
+            logger.debug("streamq.job.succeeded", duration_s=round(time.monotonic() - started, 4))
+            return Outcome("done", log)
+        error = f"{type(exc2).__name__}: {exc2}"
+        if d.deliveries < limit:
+            return Outcome("retry", log, error=error)
+        letter = DeadLetter(
+            reason=f"failed {d.deliveries} times (max_deliveries {limit})",
+            error=error,
+            deliveries=d.deliveries,
+            failed=True,
+        )
+        return Outcome("dead", log, error=error, letter=letter)
+
+    def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
+        if envelope_type == stream_type:
+            return self._types[stream_type]
+        if envelope_type not in self._registry:
+            raise UnknownJobTypeError(f"unknown job type {envelope_type!r}", job_type=stream_type)
+        raise InvalidJobError(
+            f"a job of type {envelope_type!r} on the stream of {stream_type!r}",
+            job_type=stream_type,
+        )
