@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio
 import structlog
 from test_contract import drain, eventually, serving, stats_of
 
-from streamq import Backend, Job, Queue, Registry, Worker
+from streamq import Backend, Job, MemoryBackend, Queue, RedisBackend, Registry, Worker
 from streamq._codec import encode
 
 
@@ -107,3 +108,39 @@ async def test_clean_exit_leaves_the_group(
     stats = await stats_of(queue, "t")
     assert stats.processed == 1
     assert worker.consumer not in stats.consumers
+
+
+async def test_entry_deleted_while_pending_is_dropped_by_recovery(
+    backend: Backend, queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A pending entry whose stream entry was deleted is dropped from the PEL and logged."""
+    ran: list[str] = []
+
+    async def step(job: Job[Any]) -> None:
+        ran.append(job.id or "")
+
+    registry.register("t", Empty, step)
+    await backend.ensure_groups(["t"])
+    await backend.enqueue("t", fields(1))
+    await backend.enqueue("t", fields(2))
+    # A worker that died holding both; then the first entry is deleted behind its back.
+    gone, _kept = (d.entry_id for d in await backend.read(["t"], "dead-worker", 2, 10))
+    await delete_entry(backend, "t", gone)
+    with structlog.testing.capture_logs() as logs:
+        await drain(make_worker("t", claim_after=0.2, heartbeat=0.05))
+    assert ran == ["job-2"]
+    vanished = [e for e in logs if e["event"] == "streamq.job.vanished"]
+    assert [e["entry_id"] for e in vanished] == [gone]
+    assert await queue.pending("t") == []
+    assert (await stats_of(queue, "t")).processed == 1
+
+
+async def delete_entry(backend: Backend, type: str, entry_id: str) -> None:
+    """XDEL one entry (leaving its PEL reference), on either backend."""
+    if isinstance(backend, MemoryBackend):
+        assert backend.delete_entries(type, [entry_id]) == 1
+    else:
+        assert isinstance(backend, RedisBackend)
+        client = redis.asyncio.Redis.from_url(backend.url)
+        assert await client.xdel(backend.jobs_key(type), entry_id) == 1
+        await client.aclose()
