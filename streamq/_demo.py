@@ -31,7 +31,7 @@ def run_demo(
 async def _demo(
     registry: Registry, *, jobs: int, failing: int, url: str | None, echo: Callable[[str], None]
 ) -> None:
-    from streamq._cli import stats_table  # the same table as `streamq stats`
+    from streamq._cli.jobs import stats_table  # the same table as `streamq stats`
 
     resolved = resolve_url(url)
     echo(f"server: {redact_url(resolved)} (keys under {DEMO_PREFIX}:)")

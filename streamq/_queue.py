@@ -204,6 +204,39 @@ class Queue:
         ]
         return sorted(jobs, key=lambda j: j.idle_s, reverse=True)
 
+    async def types(self) -> list[str]:
+        """The job types that exist on the server (a stream, dead letters or counters)."""
+        return await self.backend.types()
+
+    async def recover(
+        self, type: str, *, min_idle: float | timedelta, dry_run: bool = False, limit: int = 10_000
+    ) -> list[PendingJob]:
+        """Hand jobs in flight for at least ``min_idle`` back for delivery now.
+
+        Each is moved to the end of the stream as a new entry (fresh delivery count), so the
+        next read of any worker gets it, without waiting for a recovery pass after claim_after.
+        If the old holder is still running it, its ack finds the entry gone (a lost lease, logged)
+        — the job may run twice, as at-least-once allows. Returns the jobs handed back (with
+        ``dry_run``, the ones that would be).
+        """
+        stuck = await self.pending(type, min_idle=min_idle, limit=limit)
+        if dry_run or not stuck:
+            return stuck
+        min_idle_ms = int(seconds(min_idle) * 1000)
+        moved = set(await self.backend.requeue(type, [p.entry_id for p in stuck], min_idle_ms))
+        return [p for p in stuck if p.entry_id in moved]
+
+    async def prune_consumers(self, types: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """Remove consumers that have no live worker and hold no entry; returns (type, name)."""
+        live = {w["id"] for w in await self.backend.workers()}
+        removed = []
+        for t in types if types is not None else await self.types():
+            raw = await self.backend.stats(t)
+            for name, (held, _idle) in raw.consumers_detail.items():
+                if name not in live and held == 0 and await self.backend.remove_consumer(t, name):
+                    removed.append((t, name))
+        return removed
+
     async def dead(self, type: str, *, limit: int = 100) -> list[DeadEntry]:
         """Dead-lettered jobs of ``type``, oldest first."""
         return await self.backend.dead_list(type, limit)

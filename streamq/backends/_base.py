@@ -147,6 +147,13 @@ class Backend(Protocol):
         Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
         """
 
+    async def types(self) -> list[str]:
+        """Every job type that has a stream, a dead stream or counters, sorted."""
+
+    async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
+        """Copy pending entries idle at least ``min_idle_ms`` to new entries (delivered to the
+        next reader), then ack and delete the old ones. Returns the old ids it requeued."""
+
     async def remove_consumer(self, type: str, consumer: str) -> bool:
         """Delete ``consumer`` from the type's group if it holds no pending entry."""
 

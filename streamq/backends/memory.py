@@ -267,6 +267,30 @@ class MemoryBackend:
                 stream.counters["processed"] += 1
         return lost
 
+    async def types(self) -> list[str]:
+        """Every type this backend has seen, sorted."""
+        with self._lock:
+            return sorted(self._streams)
+
+    async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
+        """Copy stuck pending entries to new ones at the end; ack and delete the old ones."""
+        done: list[str] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            for entry_id in dict.fromkeys(entry_ids):
+                pending = stream.pel.get(entry_id)
+                if pending is None or pending.idle_ms(now) < min_idle_ms:
+                    continue
+                del stream.pel[entry_id]
+                fields = stream.entries.pop(entry_id, None)
+                if fields is not None:
+                    stream.add(fields)
+                    done.append(entry_id)
+            waiters = self._waiters_for([type]) if done else []
+        self._wake(waiters)
+        return done
+
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Reset the idle time of the entries ``consumer`` still owns; returns the others."""
         lost: list[str] = []

@@ -315,6 +315,30 @@ class RedisBackend:
         )
         return int(n) == 1
 
+    async def types(self) -> list[str]:
+        """SCAN for ``{prefix}:{TYPE}:*`` keys (never KEYS: it blocks the server)."""
+        found: set[str] = set()
+        pattern = f"{self.prefix}:{{*}}:*"
+        start = len(self.prefix) + 2
+        try:
+            async for key in self._raw.scan_iter(match=pattern, count=1000):
+                name = _s(key)
+                end = name.find("}:", start)
+                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats"):
+                    found.add(name[start:end])
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        return sorted(found)
+
+    async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
+        """Move stuck entries to the end of the stream as new ones (one script call)."""
+        if not entry_ids:
+            return []
+        pairs = await self._call(
+            "requeue", [self.jobs_key(type)], [self.group, min_idle_ms, *entry_ids]
+        )
+        return [_s(old) for old, _new in pairs]
+
     async def remove_consumer(self, type: str, consumer: str) -> bool:
         """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script)."""
         try:

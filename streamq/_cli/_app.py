@@ -1,0 +1,171 @@
+"""The typer app and what every command shares: options, durations, errors, output helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import structlog
+import typer
+
+from streamq import __version__
+from streamq._queue import Queue, connect
+from streamq._registry import Registry
+from streamq._server import ensure_server
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="streamq",
+    help="Background jobs on Redis Streams consumer groups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``250ms``, ``30s``, ``5m``, ``1h`` or plain seconds, in seconds (BadParameter if not)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise typer.BadParameter(f"{text!r} is not a duration (examples: 250ms, 30s, 5m, 1h, 2.5)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+Duration = Annotated[str, typer.Option(metavar="DURATION")]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="STREAMQ_REDIS_URL",
+        help="Redis URL (redis://, rediss://, unix://); default: the embedded server.",
+    ),
+]
+Prefix = Annotated[str, typer.Option(envvar="STREAMQ_PREFIX", help="Key prefix.")]
+HandlersOpt = Annotated[
+    str,
+    typer.Option(
+        "--handlers",
+        envvar="STREAMQ_HANDLERS",
+        help="Module whose `registry` holds the job types.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/cli.md).")]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on a fresh loop."""
+    return asyncio.run(coro)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line and exit with ``code`` (1 runtime, 2 usage)."""
+    typer.echo(f"streamq: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def resolve(url: str | None) -> str:
+    """The server URL; without one, the embedded server (started on demand), said once."""
+    if url:
+        return url
+    embedded = ensure_server()
+    typer.echo(f"streamq: using the embedded server at {embedded}", err=True)
+    return embedded
+
+
+def open_queue(url: str | None, prefix: str, registry: Registry | None = None) -> Queue:
+    """A Queue on the resolved server."""
+    return Queue(connect(resolve(url), prefix=prefix), registry=registry)
+
+
+def load_registry(module: str) -> Registry:
+    """Import ``module`` and return its ``registry`` (exit 2 if there is none)."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        fail(f"cannot import handlers module {module!r}: {exc}", 2)
+    registry = getattr(mod, "registry", None)
+    if not isinstance(registry, Registry):
+        fail(f"module {module!r} has no `registry` (a streamq.Registry)", 2)
+    return registry
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    """Console or JSON lines on stderr, with the job fields bound by the worker."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def age(seconds: float | None) -> str:
+    """A short human duration: ``250ms``, ``4.2s``, ``3.5m``, ``2.0h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, aligned text table (stable for scripts that grep it, no colour codes)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback when a command fails.")
+    ] = False,
+) -> None:
+    """Background jobs on Redis Streams consumer groups.
+
+    Without STREAMQ_REDIS_URL (or --url), commands use the embedded server.
+    """
+    if debug:
+        os.environ["STREAMQ_DEBUG"] = "1"

@@ -1,0 +1,281 @@
+"""``enqueue``, ``stats``, ``pending``, ``recover``: jobs in and what is in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from streamq._cli._app import (
+    HandlersOpt,
+    JsonOpt,
+    Prefix,
+    Url,
+    age,
+    app,
+    emit_json,
+    fail,
+    load_registry,
+    open_queue,
+    parse_duration,
+    run,
+    table,
+)
+from streamq._job import Job, Principal
+from streamq._queue import PendingJob, TypeStats
+from streamq.exceptions import InvalidJobError, JobTooLargeError
+
+#: enqueue --count at or above this shows a progress bar (on a terminal).
+PROGRESS_FROM = 5_000
+CHUNK = 1_000
+
+
+def _read_args(text: str) -> Any:
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            fail(f"cannot read args file {text[1:]!r}: {exc.strerror}", 2)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--args is not valid JSON: {exc}", 2)
+    if not isinstance(value, dict):
+        fail(f"--args must be a JSON object, not {type(value).__name__}", 2)
+    return value
+
+
+@app.command()
+def enqueue(
+    type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
+    args: Annotated[str, typer.Option("--args", help="JSON object, or @file.json.")] = "{}",
+    account_id: int = 0,
+    org_id: str = "",
+    account_number: str = "",
+    request_id: Annotated[str | None, typer.Option()] = None,
+    count: Annotated[int, typer.Option(min=1, help="Enqueue this many copies.")] = 1,
+    handlers: HandlersOpt = "handlers",
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """Enqueue COUNT jobs of TYPE and print their ids, one per line.
+
+    The args are checked against the type's args class first: a bad field is a one-line
+    error (exit 2) and nothing is enqueued. Large counts are pipelined in chunks.
+
+    Example: streamq enqueue noop --args '{"sleep": 0.1}' --count 100
+    """
+    registry = load_registry(handlers)
+    if type not in registry:
+        fail(f"no handler registered for {type} in module {handlers!r}", 2)
+    raw = _read_args(args)
+    identity = Principal(account_number=account_number, org_id=org_id)
+    jobs = [
+        Job(type=type, args=raw, account_id=account_id, identity=identity, request_id=request_id)
+        for _ in range(count)
+    ]
+    queue = open_queue(url, prefix, registry)
+
+    async def main() -> list[str]:
+        ids: list[str] = []
+        show = count >= PROGRESS_FROM and sys.stdout.isatty()
+        async with queue:
+            with Progress(transient=True, disable=not show) as progress:
+                task = progress.add_task(f"enqueue {type}", total=count)
+                for i in range(0, count, CHUNK):
+                    ids += await queue.enqueue_many(jobs[i : i + CHUNK])
+                    progress.advance(task, len(jobs[i : i + CHUNK]))
+        return ids
+
+    try:
+        ids = run(main())
+    except (InvalidJobError, JobTooLargeError) as exc:
+        # enqueue_many checks every job of a chunk before sending it, and all copies are
+        # alike: a bad job fails the first chunk, so nothing was enqueued.
+        fail(str(exc), 2)
+    typer.echo("\n".join(ids))
+
+
+def stats_table(stats: list[TypeStats]) -> str:
+    """The ``streamq stats`` table."""
+    headers = ["type", "waiting", "in flight", "oldest", "dead", "processed", "failed"]
+    headers += ["retried", "consumers"]
+    rows = [
+        [
+            s.type,
+            str(s.waiting),
+            str(s.in_flight),
+            age(s.oldest_in_flight_s),
+            str(s.dead),
+            str(s.processed),
+            str(s.failed),
+            str(s.retried),
+            str(len(s.consumers)),
+        ]
+        for s in stats
+    ]
+    return table(headers, rows)
+
+
+def stats_json(s: TypeStats) -> dict[str, Any]:
+    """One type's stats in the documented JSON schema."""
+    return {
+        "type": s.type,
+        "waiting": s.waiting,
+        "in_flight": s.in_flight,
+        "oldest_in_flight_s": s.oldest_in_flight_s,
+        "dead": s.dead,
+        "enqueued": s.enqueued,
+        "processed": s.processed,
+        "failed": s.failed,
+        "retried": s.retried,
+        "dead_lettered": s.dead_lettered,
+        "consumers": {
+            k: {"in_flight": v.in_flight, "idle_s": v.idle_s} for k, v in s.consumers.items()
+        },
+    }
+
+
+@app.command()
+def stats(
+    types: Annotated[
+        list[str] | None,
+        typer.Argument(help="Job types (default: every type on the server).", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+    watch: Annotated[
+        float | None, typer.Option(min=0.1, metavar="SECONDS", help="Redraw every SECONDS.")
+    ] = None,
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """One row per type: waiting, in flight (the PEL, across all workers), oldest in flight,
+    dead, processed, failed, retried, consumers.
+
+    Example: streamq stats launch --watch 2
+    """
+    queue = open_queue(url, prefix)
+
+    async def snapshot() -> list[TypeStats]:
+        return await queue.stats(types or await queue.types())
+
+    async def once() -> None:
+        async with queue:
+            result = await snapshot()
+        if as_json:
+            emit_json([stats_json(s) for s in result])
+        else:
+            typer.echo(stats_table(result) if result else "no job types on this server yet")
+
+    async def live() -> None:
+        console = Console()
+        async with queue:
+            while True:
+                result = await snapshot()
+                stamp = time.strftime("%H:%M:%S")
+                console.clear()
+                typer.echo(f"streamq stats  every {watch}s  {stamp}  (Ctrl-C to stop)\n")
+                typer.echo(stats_table(result) if result else "no job types on this server yet")
+                await asyncio.sleep(watch or 1.0)
+
+    if watch is None:
+        run(once())
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        run(live())
+
+
+def pending_json(p: PendingJob) -> dict[str, Any]:
+    """One job in flight in the documented JSON schema."""
+    return {
+        "job_id": p.job_id,
+        "entry_id": p.entry_id,
+        "consumer": p.consumer,
+        "idle_s": p.idle_s,
+        "deliveries": p.deliveries,
+    }
+
+
+def pending_table(rows: list[PendingJob]) -> str:
+    """Jobs in flight, with a header: the total and the count per consumer."""
+    per: dict[str, int] = {}
+    for r in rows:
+        per[r.consumer] = per.get(r.consumer, 0) + 1
+    head = f"{len(rows)} in flight" + "".join(f"; {c}: {n}" for c, n in sorted(per.items()))
+    if not rows:
+        return head
+    body = [
+        [r.job_id or "?", r.entry_id, r.consumer, age(r.idle_s), str(r.deliveries)] for r in rows
+    ]
+    return head + "\n" + table(["job id", "entry id", "consumer", "idle", "deliveries"], body)
+
+
+@app.command()
+def pending(
+    type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's jobs.")] = None,
+    min_idle: Annotated[
+        str, typer.Option(metavar="DURATION", help="Only jobs idle this long.")
+    ] = "0",
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    as_json: JsonOpt = False,
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """The jobs of TYPE in flight, longest idle first: job id, entry id, consumer, idle time,
+    deliveries (from XPENDING).
+
+    Example: streamq pending launch --min-idle 5m
+    """
+    idle = parse_duration(min_idle)
+
+    async def main() -> list[PendingJob]:
+        async with open_queue(url, prefix) as q:
+            return await q.pending(type, consumer=consumer, min_idle=idle, limit=limit)
+
+    rows = run(main())
+    if as_json:
+        emit_json([pending_json(r) for r in rows])
+    else:
+        typer.echo(pending_table(rows))
+
+
+@app.command()
+def recover(
+    type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
+    min_idle: Annotated[
+        str, typer.Option(metavar="DURATION", help="Hand back jobs idle at least this long.")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list them.")] = False,
+    as_json: JsonOpt = False,
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """Hand jobs in flight for at least --min-idle back for delivery now, without waiting
+    for a worker's recovery pass. Each goes to the end of the stream with a fresh delivery
+    count; if its old worker is in fact still running it, the job may run twice.
+
+    Example: streamq recover launch --min-idle 10m --dry-run
+    """
+    idle = parse_duration(min_idle)
+
+    async def main() -> list[PendingJob]:
+        async with open_queue(url, prefix) as q:
+            return await q.recover(type, min_idle=idle, dry_run=dry_run)
+
+    moved = run(main())
+    if as_json:
+        emit_json({"dry_run": dry_run, "jobs": [pending_json(p) for p in moved]})
+        return
+    verb = "would hand back" if dry_run else "handed back"
+    typer.echo(f"{verb} {len(moved)} job(s) of {type}")
+    if moved:
+        typer.echo(pending_table(moved).split("\n", 1)[1])

@@ -1,0 +1,110 @@
+"""``consume`` and ``demo``: the commands that run a worker."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from streamq._cli._app import (
+    Duration,
+    HandlersOpt,
+    Prefix,
+    Url,
+    app,
+    configure_logging,
+    fail,
+    load_registry,
+    parse_duration,
+    resolve,
+    run,
+)
+from streamq._queue import connect
+from streamq._worker import Worker
+from streamq.backends.redis import redact_url
+
+
+@app.command()
+def consume(
+    types: Annotated[list[str], typer.Argument(help="Job types to serve.", show_default=False)],
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 32,
+    handlers: HandlersOpt = "handlers",
+    claim_after: Duration = "60s",
+    heartbeat: Duration = "10s",
+    max_deliveries: Annotated[int, typer.Option(min=1)] = 5,
+    job_timeout: Duration = "30m",
+    shutdown_grace: Duration = "30s",
+    retry_base: Duration = "1s",
+    log_format: Annotated[
+        str, typer.Option(help="console or json (default: console on a terminal, else json).")
+    ] = "",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """Run a worker for TYPES until SIGTERM or SIGINT (a second signal stops at once).
+
+    On a signal it stops reading, lets running jobs finish within --shutdown-grace, then
+    cancels the rest and hands them back to other workers.
+
+    Example: streamq consume launch noop -c 64 --claim-after 2m
+    """
+    fmt = log_format or ("console" if sys.stderr.isatty() else "json")
+    if fmt not in ("console", "json"):
+        fail(f"--log-format must be console or json, not {fmt!r}", 2)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
+    registry = load_registry(handlers)
+    missing = [t for t in types if t not in registry]
+    if missing:
+        fail(f"no handler registered for {', '.join(missing)} in module {handlers!r}", 2)
+    durations = [
+        parse_duration(d) for d in (claim_after, heartbeat, job_timeout, shutdown_grace, retry_base)
+    ]
+    configure_logging(fmt, log_level)
+    resolved = resolve(url)
+    backend = connect(resolved, prefix=prefix)
+    worker = Worker(
+        backend,
+        registry,
+        types,
+        concurrency=concurrency,
+        max_deliveries=max_deliveries,
+        claim_after=durations[0],
+        heartbeat=durations[1],
+        job_timeout=durations[2],
+        shutdown_grace=durations[3],
+        retry_base=durations[4],
+    )
+    typer.echo(
+        f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
+        f"(concurrency {concurrency}, consumer {worker.consumer})",
+        err=True,
+    )
+
+    async def main() -> None:
+        try:
+            await worker.run(handle_signals=True)
+        finally:
+            await backend.aclose()
+
+    run(main())
+
+
+@app.command()
+def demo(
+    jobs: Annotated[int, typer.Option(min=1, help="How many launch jobs.")] = 50,
+    failing: Annotated[int, typer.Option(min=0, help="How many noop jobs that always fail.")] = 3,
+    handlers: HandlersOpt = "handlers",
+    url: Url = None,
+) -> None:
+    """Enqueue launch jobs and failing noop jobs, drain them with a worker, print the stats.
+
+    Example: streamq demo --jobs 200
+    """
+    from streamq._demo import run_demo  # lazy: only the demo needs it
+
+    configure_logging("console", os.environ.get("STREAMQ_LOG_LEVEL", "warning"))
+    run_demo(load_registry(handlers), jobs=jobs, failing=failing, url=url, echo=typer.echo)
