@@ -82,19 +82,28 @@ def workers(
 
 @server_app.command("start")
 def server_start() -> None:
-    """Start the embedded server (or find it running) and print its URL."""
+    """Start the embedded server (or find it running) and print its URL.
+
+    Example: streamq server start
+    """
     typer.echo(_server.ensure_server())
 
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the embedded server; its data stays in the state folder."""
+    """Stop the embedded server; its data stays in the state folder.
+
+    Example: streamq server stop
+    """
     typer.echo("stopped" if _server.stop_server() else "not running")
 
 
 @server_app.command("status")
 def server_status() -> None:
-    """URL, pid, version and data folder of the embedded server (exit 1 if not running)."""
+    """URL, pid, version and data folder of the embedded server (exit 1 if not running).
+
+    Example: STREAMQ_STATE_DIR=/tmp/sq streamq server status
+    """
     st = _server.server_status()
     if st is None:
         typer.echo(f"not running (state folder {_server.state_dir()})")
