@@ -7,6 +7,7 @@ import dataclasses
 import os
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -123,7 +124,7 @@ class Queue:
         """Close the backend's connections."""
         await self.backend.aclose()
 
-    def _encode(self, job: Job[Any]) -> tuple[str, _codec.Fields]:
+    def _encode(self, job: Job[Any], trace: dict[str, str]) -> tuple[str, _codec.Fields]:
         job_id = job.id or str(uuid.uuid4())
         check_type_name(job.type)
         if self.registry is not None:
@@ -131,24 +132,30 @@ class Queue:
             args = _codec.convert_args(job_type.args, job.args, job_id=job_id, job_type=job.type)
             if args is not job.args:
                 job = dataclasses.replace(job, args=args)
-        trace = _tracing.inject()
         return job_id, _codec.encode(job, job_id, trace=trace, max_size=self.max_job_size)
 
     async def enqueue(self, job: Job[Any]) -> str:
         """Add one job; returns its id (the job's own, or a new UUID)."""
-        job_id, fields = self._encode(job)
-        await self.backend.enqueue(job.type, fields)
+        with _tracing.send_span({job.type: 1}) as carrier:
+            job_id, fields = self._encode(job, carrier)
+            await self.backend.enqueue(job.type, fields)
+        _tracing.count(_tracing.ENQUEUED, job.type)
         return job_id
 
     async def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
         """Add many jobs in one round trip; all are encoded (and checked) before any is sent."""
+        jobs = list(jobs)
+        per_type = Counter(job.type for job in jobs)
         ids: list[str] = []
         items: list[tuple[str, _codec.Fields]] = []
-        for job in jobs:
-            job_id, fields = self._encode(job)
-            ids.append(job_id)
-            items.append((job.type, fields))
-        await self.backend.enqueue_many(items)
+        with _tracing.send_span(per_type) as carrier:
+            for job in jobs:
+                job_id, fields = self._encode(job, carrier)
+                ids.append(job_id)
+                items.append((job.type, fields))
+            await self.backend.enqueue_many(items)
+        for job_type, n in per_type.items():
+            _tracing.count(_tracing.ENQUEUED, job_type, n)
         return ids
 
     async def stats(self, types: Sequence[str]) -> list[TypeStats]:

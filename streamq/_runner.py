@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from streamq import _codec
+from streamq import _codec, _tracing
 from streamq._logging import bind, job_fields, logger
 from streamq._registry import JobType, Registry
 from streamq.backends._base import DeadLetter, Delivery
@@ -49,7 +49,11 @@ class Runner:
         job_timeout: float,
         max_deliveries: int,
         threads: int,
+        group: str = "",
+        consumer: str = "",
     ) -> None:
+        self._group = group
+        self._consumer = consumer
         self._registry = registry
         self._types = types
         self._job_timeout = job_timeout
@@ -65,17 +69,52 @@ class Runner:
         log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
         try:
             envelope = _codec.decode(d.fields)
+        except InvalidJobError as exc:
+            # Nothing readable, so no trace context either: no span for this one.
+            return self._poison(d, log, exc)
+        job = envelope.job
+        attributes = {
+            "messaging.message.id": job.id,
+            "messaging.consumer.group.name": self._group,
+            "messaging.client.id": self._consumer,
+            "streamq.job.type": d.type,
+            "streamq.job.deliveries": d.deliveries,
+            "streamq.entry_id": d.entry_id,
+            "streamq.account_id": job.account_id,
+            "streamq.org_id": job.identity.org_id,
+        }
+        with _tracing.process_span(envelope.trace, attributes, d.type) as span:
+            outcome = await self._run(d, envelope, span)
+            if outcome.letter is not None:
+                _tracing.event(
+                    span,
+                    "streamq.dead_lettered",
+                    reason=outcome.letter.reason,
+                    error=outcome.letter.error or None,
+                )
+            elif outcome.kind == "retry":
+                _tracing.event(span, "streamq.retry_scheduled", error=outcome.error)
+            return outcome
+
+    def _poison(self, d: Delivery, log: dict[str, Any], exc: Exception) -> Outcome:
+        log["job_id"] = _codec.job_id_of(d.fields)
+        bind(log)
+        return Outcome(
+            "dead", log, letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries)
+        )
+
+    async def _run(self, d: Delivery, envelope: _codec.Envelope, span: Any) -> Outcome:
+        log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
+        log |= _tracing.ids_of(span)
+        try:
             job_type = self._job_type_of(envelope.job.type, d.type)
             args = _codec.convert_args(
                 job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
             )
         except (InvalidJobError, UnknownJobTypeError) as exc:
-            log["job_id"] = _codec.job_id_of(d.fields)
-            bind(log)
-            letter = DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries)
-            return Outcome("dead", log, letter=letter)
+            return self._poison(d, log, exc)
         job = dataclasses.replace(envelope.job, args=args)
-        log = job_fields(job, d.deliveries) | {"entry_id": d.entry_id}
+        log = job_fields(job, d.deliveries) | log
         bind(log)
         limit = job_type.max_deliveries or self._max_deliveries
         if d.deliveries > limit:
@@ -88,17 +127,23 @@ class Runner:
         if d.deliveries > 1:
             logger.info("streamq.job.redelivered")
         logger.debug("streamq.job.started")
+        metric_attrs = {"streamq.job.type": d.type}
+        if envelope.enqueued_at:
+            _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
         started = time.monotonic()
         timeout = job_type.timeout or self._job_timeout
         try:
             async with asyncio.timeout(timeout):
-                for step, is_async in zip(job_type.steps, job_type.is_async, strict=True):
-                    if is_async:
-                        await step(job)  # type: ignore[misc]
-                    else:
-                        ctx = contextvars.copy_context()  # the job's log fields, in the thread
-                        loop = asyncio.get_running_loop()
-                        await loop.run_in_executor(self._pool, ctx.run, step, job)
+                for index, (step, is_async) in enumerate(
+                    zip(job_type.steps, job_type.is_async, strict=True)
+                ):
+                    with _tracing.step_span(f"{d.type}.{step.__name__}", index):
+                        if is_async:
+                            await step(job)  # type: ignore[misc]
+                        else:
+                            ctx = contextvars.copy_context()  # the job's log fields, in the thread
+                            loop = asyncio.get_running_loop()
+                            await loop.run_in_executor(self._pool, ctx.run, step, job)
         except TimeoutError:
             exc2: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
@@ -110,8 +155,14 @@ class Runner:
         except Exception as exc:
             exc2 = exc
         else:
-            logger.debug("streamq.job.succeeded", duration_s=round(time.monotonic() - started, 4))
+            elapsed = time.monotonic() - started
+            _tracing.DURATION.record(elapsed, metric_attrs | {"streamq.outcome": "success"})
+            logger.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
             return Outcome("done", log)
+        _tracing.DURATION.record(
+            time.monotonic() - started, metric_attrs | {"streamq.outcome": "failure"}
+        )
+        _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit:
             return Outcome("retry", log, error=error)

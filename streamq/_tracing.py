@@ -1,11 +1,258 @@
-"""Trace context carried inside each job. The only module that imports opentelemetry.
+"""Traces and metrics. The only module that imports opentelemetry.
 
-Only the API is used here, so with no SDK configured everything is a cheap no-op.
+The hot path uses the API only. With no SDK configured the API is a no-op, and streamq does not
+even create (non-recording) spans: :func:`enabled` is checked once per job. Span and attribute
+names follow the OpenTelemetry messaging semantic conventions; streamq adds ``streamq.*`` ones.
+
+``enqueue_many`` records ONE producer span for the whole batch (``messaging.batch.message_count``)
+and every job of the batch carries that span's context: one span per job would cost more than
+the enqueue itself.
 """
 
 from __future__ import annotations
 
-from opentelemetry import propagate
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from streamq.exceptions import ConfigError
+
+SYSTEM = "redis"
+_tracer = trace.get_tracer("streamq")
+_meter = metrics.get_meter("streamq")
+
+ENQUEUED = _meter.create_counter("streamq.jobs.enqueued", "{job}", "Jobs enqueued")
+PROCESSED = _meter.create_counter("streamq.jobs.processed", "{job}", "Jobs that succeeded")
+FAILED = _meter.create_counter("streamq.jobs.failed", "{job}", "Deliveries whose handler failed")
+RETRIED = _meter.create_counter("streamq.jobs.retried", "{job}", "Failed jobs scheduled again")
+DEAD = _meter.create_counter("streamq.jobs.dead_lettered", "{job}", "Jobs moved to dead")
+DURATION = _meter.create_histogram("streamq.job.duration", "s", "Handler run time (all steps)")
+WAIT = _meter.create_histogram("streamq.job.queue_wait", "s", "Enqueue to handler start")
+
+#: Sources of (type, in_flight, waiting) for the observable gauges; each worker adds one.
+_gauge_sources: list[Callable[[], Iterable[tuple[str, int, int]]]] = []
+
+
+def _observe(index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        for source in list(_gauge_sources):
+            for job_type, *values in source():
+                yield Observation(values[index], {"streamq.job.type": job_type})
+
+    return callback
+
+
+_meter.create_observable_gauge(
+    "streamq.jobs.in_flight", [_observe(0)], "{job}", "Jobs in the PEL (all workers)"
+)
+_meter.create_observable_gauge(
+    "streamq.jobs.waiting", [_observe(1)], "{job}", "Jobs not yet delivered"
+)
+
+
+def add_gauge_source(source: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+    """Report (type, in_flight, waiting) from ``source`` through the gauges."""
+    _gauge_sources.append(source)
+
+
+def remove_gauge_source(source: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+    """Stop reporting from ``source``."""
+    with contextlib.suppress(ValueError):
+        _gauge_sources.remove(source)
+
+
+def enabled() -> bool:
+    """Whether an SDK tracer provider is installed (otherwise spans are skipped entirely)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def count(counter: Any, job_type: str, n: int = 1) -> None:
+    """Add ``n`` to a job counter for ``job_type``."""
+    counter.add(n, {"streamq.job.type": job_type})
+
+
+@contextlib.contextmanager
+def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
+    """A PRODUCER span around one enqueue (or a batch); yields the carrier to put in jobs.
+
+    ``destinations`` maps each job type in the batch to how many of its jobs it holds.
+    """
+    if not enabled():
+        yield {}
+        return
+    names = sorted(destinations)
+    label = names[0] if len(names) == 1 else "multiple"
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": label,
+        "streamq.job.types": names,
+    }
+    total = sum(destinations.values())
+    if total > 1:
+        attributes["messaging.batch.message_count"] = total
+    with _tracer.start_as_current_span(
+        f"send {label}", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier
+
+
+@contextlib.contextmanager
+def process_span(
+    carrier: Mapping[str, str], attributes: dict[str, Any], job_type: str
+) -> Iterator[Span | None]:
+    """The CONSUMER span of one delivery, child of the producer's context in ``carrier``."""
+    if not enabled():
+        yield None
+        return
+    parent = propagate.extract(carrier)
+    attrs = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": job_type,
+        **attributes,
+    }
+    token = context.attach(parent)
+    try:
+        with _tracer.start_as_current_span(
+            f"process {job_type}",
+            kind=SpanKind.CONSUMER,
+            attributes=attrs,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+    finally:
+        context.detach(token)
+
+
+@contextlib.contextmanager
+def step_span(name: str, index: int) -> Iterator[None]:
+    """One INTERNAL span per handler step, inside the delivery's span."""
+    if not enabled():
+        yield
+        return
+    with _tracer.start_as_current_span(name, attributes={"streamq.step.index": index}):
+        yield
+
+
+def ids_of(span: Span | None) -> dict[str, str]:
+    """trace_id and span_id of ``span`` as hex, for log lines (empty without a span)."""
+    if span is None:
+        return {}
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+def failed(span: Span | None, exc: BaseException) -> None:
+    """Record the exception on the span and mark it an error."""
+    if span is not None:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+def event(span: Span | None, name: str, **attributes: Any) -> None:
+    """Add an event (e.g. ``streamq.dead_lettered`` with the reason) to the span."""
+    if span is not None:
+        span.add_event(name, {k: v for k, v in attributes.items() if v is not None})
+
+
+# Configuring the SDK (CLI only: the library never does) ----------------------------------------
+
+_EXPORTER_PACKAGES = {"otlp": "opentelemetry-exporter-otlp-proto-http"}
+
+
+def configure_from_env() -> Callable[[], None]:
+    """Install SDK providers from the standard OTEL_* variables; returns a shutdown function.
+
+    ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: ``console``, ``otlp`` or ``none``
+    (unset means ``none`` here: a worker does not fail for want of a collector).
+    ``OTEL_SERVICE_NAME`` names the service; ``OTEL_EXPORTER_OTLP_ENDPOINT`` is read by the
+    OTLP exporter itself. Raises ConfigError for an unknown exporter or a missing package.
+    """
+    traces = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() or "none"
+    metric = os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower() or "none"
+    for var, value in (("OTEL_TRACES_EXPORTER", traces), ("OTEL_METRICS_EXPORTER", metric)):
+        if value not in ("console", "otlp", "none"):
+            raise ConfigError(f"{var}={value!r}: use console, otlp or none")
+    shutdowns: list[Callable[[], Any]] = []
+    if traces == "none" and metric == "none":
+        return lambda: None
+    from opentelemetry.sdk.resources import Resource  # lazy: the SDK only when asked for
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "streamq")})
+    if traces != "none":
+        shutdowns.append(_configure_traces(traces, resource))
+    if metric != "none":
+        shutdowns.append(_configure_metrics(metric, resource))
+
+    def shutdown() -> None:
+        for fn in shutdowns:
+            fn()
+
+    return shutdown
+
+
+def _missing(kind: str, exc: ImportError) -> ConfigError:
+    package = _EXPORTER_PACKAGES.get(kind, "opentelemetry-sdk")
+    return ConfigError(f"the {kind} exporter needs the package {package} ({exc.name} not found)")
+
+
+def _configure_traces(kind: str, resource: Any) -> Callable[[], Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    try:
+        if kind == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter: Any = OTLPSpanExporter()
+        else:
+            exporter = ConsoleSpanExporter(
+                formatter=lambda span: span.to_json(indent=None) + os.linesep
+            )
+    except ImportError as exc:
+        raise _missing(kind, exc) from None
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider.shutdown
+
+
+def _configure_metrics(kind: str, resource: Any) -> Callable[[], Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        PeriodicExportingMetricReader,
+    )
+
+    try:
+        if kind == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+            exporter: Any = OTLPMetricExporter()
+        else:
+            exporter = ConsoleMetricExporter(
+                formatter=lambda data: data.to_json(indent=None) + os.linesep
+            )
+    except ImportError as exc:
+        raise _missing(kind, exc) from None
+    provider = MeterProvider(
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)]
+    )
+    metrics.set_meter_provider(provider)
+    return provider.shutdown
 
 
 def inject() -> dict[str, str]:

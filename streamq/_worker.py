@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
+from streamq import _tracing
 from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
@@ -121,12 +122,15 @@ class Worker:
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._rotation = 0
+        self._sampled: dict[str, tuple[int, int]] = {}
         self._runner = Runner(
             registry,
             self._types,
             job_timeout=self.job_timeout,
             max_deliveries=max_deliveries,
             threads=concurrency,
+            group=str(getattr(backend, "group", "")),
+            consumer=self.consumer,
         )
         self.processed = 0
         self._crashed: Exception | None = None
@@ -165,6 +169,7 @@ class Worker:
             concurrency=self.concurrency,
         )
         await self._beat()
+        _tracing.add_gauge_source(self._gauge_values)
         feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recover_loop())),
@@ -196,6 +201,7 @@ class Worker:
             except BackendError as exc:
                 logger.warning("streamq.worker.unregister_failed", error=str(exc))
             self._runner.close()
+            _tracing.remove_gauge_source(self._gauge_values)
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -315,6 +321,7 @@ class Worker:
             assert outcome.letter is not None
             if outcome.letter.failed:
                 logger.error("streamq.job.failed", error=outcome.error, final=True)
+                _tracing.count(_tracing.FAILED, run.delivery.type)
             await self._dead(run, outcome.letter)
 
     async def _retry(self, run: _Running, error: str) -> None:
@@ -322,6 +329,7 @@ class Worker:
         d = run.delivery
         wait = backoff(d.deliveries, base=self.retry_base, cap=self.claim_after)
         logger.warning("streamq.job.failed", error=error, retry_in=round(wait, 3))
+        _tracing.count(_tracing.FAILED, d.type)
         # Rounded up, plus slack: the recovery pass at the due time must find the entry idle at
         # least claim_after despite millisecond truncation (here and in the backend), or the
         # retry would wait for the next regular pass (claim_after / 4 later).
@@ -336,6 +344,7 @@ class Worker:
             if not owned:
                 logger.warning("streamq.job.lease_lost", stage="retry")
             else:
+                _tracing.count(_tracing.RETRIED, d.type)
                 heapq.heappush(self._retry_due, time.monotonic() + wait)
                 self._recover_wake.set()
         self._forget(run)
@@ -352,6 +361,7 @@ class Worker:
         else:
             if owned:
                 logger.error("streamq.job.dead", reason=letter.reason, error=letter.error or None)
+                _tracing.count(_tracing.DEAD, d.type)
             else:
                 logger.warning("streamq.job.lease_lost", stage="dead_letter")
         self._forget(run)
@@ -384,11 +394,15 @@ class Worker:
                 # Not acked: they stay pending and run again elsewhere (at-least-once).
                 logger.error("streamq.job.ack_failed", error=str(exc), count=len(mine))
                 lost = set()
+            acked = 0
             for r in mine:
                 if r.delivery.entry_id in lost:
                     logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
                 else:
-                    self.processed += 1
+                    acked += 1
+            self.processed += acked
+            if acked:
+                _tracing.count(_tracing.PROCESSED, type_, acked)
             for r in runs:
                 self._forget(r)
 
@@ -402,6 +416,7 @@ class Worker:
                 async with self._pel_lock:
                     await self._refresh_leases()
                 await self._beat()
+                await self._sample_queues()
             except BackendError as exc:
                 logger.warning("streamq.worker.heartbeat_failed", error=str(exc))
 
@@ -416,6 +431,15 @@ class Worker:
                 if r.delivery.entry_id in lost and not r.lost:
                     r.lost = True
                     logger.warning("streamq.job.lease_lost", stage="heartbeat", **r.log)
+
+    async def _sample_queues(self) -> None:
+        """Refresh what the in-flight and waiting gauges report for the served types."""
+        for type_ in self._types:
+            raw = await self._backend.stats(type_)
+            self._sampled[type_] = (raw.pending, max(0, raw.length - raw.pending))
+
+    def _gauge_values(self) -> list[tuple[str, int, int]]:
+        return [(t, in_flight, waiting) for t, (in_flight, waiting) in self._sampled.items()]
 
     async def _beat(self) -> None:
         info = {

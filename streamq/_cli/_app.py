@@ -19,6 +19,7 @@ from streamq import __version__
 from streamq._queue import Queue, connect
 from streamq._registry import Registry
 from streamq._server import ensure_server
+from streamq._tracing import configure_from_env
 
 T = TypeVar("T")
 
@@ -156,6 +157,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -169,3 +171,6 @@ def _root(
     """
     if debug:
         os.environ["STREAMQ_DEBUG"] = "1"
+    # Traces and metrics per OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER (none when unset);
+    # flushed when the command ends.
+    ctx.call_on_close(configure_from_env())
