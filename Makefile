@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint fmt clean
+.PHONY: demo test bench lint fmt docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format streamq handlers tests benchmarks
 	$(BIN)/ruff check --fix streamq handlers tests benchmarks
+
+# The CLI reference is generated from the typer app; tests/unit/test_cli_docs.py fails when
+# docs/cli.md is stale.
+docs: $(STAMP)
+	$(BIN)/typer streamq._cli utils docs --name streamq --output docs/cli.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

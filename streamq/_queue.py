@@ -193,11 +193,21 @@ class Queue:
         consumer: str | None = None,
         min_idle: float | timedelta = 0.0,
         limit: int = 100,
+        scan: int = 10_000,
     ) -> list[PendingJob]:
-        """The jobs in flight for ``type``, longest idle first, with their job ids."""
+        """The ``limit`` jobs in flight for ``type`` idle longest, with their job ids.
+
+        The PEL lists entries in id order, not by idle time: the first ``scan`` entries are
+        read (ids and idle times only, cheap) and sorted, then the job ids of the ``limit``
+        longest idle are fetched.
+        """
         rows = await self.backend.pending(
-            type, consumer=consumer, min_idle_ms=int(seconds(min_idle) * 1000), limit=limit
+            type,
+            consumer=consumer,
+            min_idle_ms=int(seconds(min_idle) * 1000),
+            limit=max(limit, scan),
         )
+        rows = sorted(rows, key=lambda r: r.idle_ms, reverse=True)[:limit]
         fields = await self.backend.fetch(type, [r.entry_id for r in rows])
         jobs = [
             PendingJob(

@@ -44,7 +44,6 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-Duration = Annotated[str, typer.Option(metavar="DURATION")]
 Url = Annotated[
     str | None,
     typer.Option(
@@ -62,7 +61,9 @@ HandlersOpt = Annotated[
         help="Module whose `registry` holds the job types.",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/cli.md).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output (schema: docs/cli-json.md).")
+]
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

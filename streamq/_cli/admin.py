@@ -34,7 +34,7 @@ def worker_json(w: dict[str, str], now: float) -> dict[str, Any]:
 def workers(
     prune: Annotated[
         bool,
-        typer.Option(help="Remove consumers with no live worker and no jobs in flight."),
+        typer.Option("--prune", help="Remove consumers with no live worker and no jobs in flight."),
     ] = False,
     as_json: JsonOpt = False,
     url: Url = None,

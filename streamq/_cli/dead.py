@@ -55,7 +55,7 @@ def dead_json(d: DeadEntry, *, full: bool = False) -> dict[str, Any]:
 @dead_app.command("list")
 def dead_list(
     type: TypeArg,
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
     as_json: JsonOpt = False,
     url: Url = None,
     prefix: Prefix = "streamq",

@@ -57,10 +57,14 @@ def _read_args(text: str) -> Any:
 def enqueue(
     type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
     args: Annotated[str, typer.Option("--args", help="JSON object, or @file.json.")] = "{}",
-    account_id: int = 0,
-    org_id: str = "",
-    account_number: str = "",
-    request_id: Annotated[str | None, typer.Option()] = None,
+    account_id: Annotated[int, typer.Option(help="The account the job acts for.")] = 0,
+    org_id: Annotated[str, typer.Option(help="The caller's org id (identity).")] = "",
+    account_number: Annotated[
+        str, typer.Option(help="The caller's account number (identity).")
+    ] = "",
+    request_id: Annotated[
+        str | None, typer.Option(help="Correlation id of the request that asked for it.")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, help="Enqueue this many copies.")] = 1,
     handlers: HandlersOpt = "handlers",
     url: Url = None,
@@ -152,7 +156,8 @@ def stats(
     ] = None,
     as_json: JsonOpt = False,
     watch: Annotated[
-        float | None, typer.Option(min=0.1, metavar="SECONDS", help="Redraw every SECONDS.")
+        str | None,
+        typer.Option(metavar="DURATION", help="Redraw every DURATION until Ctrl-C."),
     ] = None,
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -162,6 +167,7 @@ def stats(
 
     Example: streamq stats launch --watch 2
     """
+    every = None if watch is None else max(0.1, parse_duration(watch))
     queue = open_queue(url, prefix)
 
     async def snapshot() -> list[TypeStats]:
@@ -182,11 +188,11 @@ def stats(
                 result = await snapshot()
                 stamp = time.strftime("%H:%M:%S")
                 console.clear()
-                typer.echo(f"streamq stats  every {watch}s  {stamp}  (Ctrl-C to stop)\n")
+                typer.echo(f"streamq stats  every {every}s  {stamp}  (Ctrl-C to stop)\n")
                 typer.echo(stats_table(result) if result else "no job types on this server yet")
-                await asyncio.sleep(watch or 1.0)
+                await asyncio.sleep(every or 1.0)
 
-    if watch is None:
+    if every is None:
         run(once())
         return
     with contextlib.suppress(KeyboardInterrupt):
@@ -204,12 +210,19 @@ def pending_json(p: PendingJob) -> dict[str, Any]:
     }
 
 
-def pending_table(rows: list[PendingJob]) -> str:
-    """Jobs in flight, with a header: the total and the count per consumer."""
-    per: dict[str, int] = {}
-    for r in rows:
-        per[r.consumer] = per.get(r.consumer, 0) + 1
-    head = f"{len(rows)} in flight" + "".join(f"; {c}: {n}" for c, n in sorted(per.items()))
+def pending_table(rows: list[PendingJob], stats: TypeStats | None = None) -> str:
+    """Jobs in flight, under a header with the total and the count per consumer (from the
+    group's own counts when ``stats`` is given, so it holds beyond --limit)."""
+    if stats is not None:
+        total = stats.in_flight
+        per = {c: s.in_flight for c, s in stats.consumers.items() if s.in_flight}
+    else:
+        total, per = len(rows), {}
+        for r in rows:
+            per[r.consumer] = per.get(r.consumer, 0) + 1
+    head = f"{total} in flight" + "".join(f"; {c}: {n}" for c, n in sorted(per.items()))
+    if len(rows) < total:
+        head += f" (showing the {len(rows)} idle longest)"
     if not rows:
         return head
     body = [
@@ -225,7 +238,7 @@ def pending(
     min_idle: Annotated[
         str, typer.Option(metavar="DURATION", help="Only jobs idle this long.")
     ] = "0",
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
     as_json: JsonOpt = False,
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -237,15 +250,18 @@ def pending(
     """
     idle = parse_duration(min_idle)
 
-    async def main() -> list[PendingJob]:
+    async def main() -> tuple[list[PendingJob], TypeStats]:
         async with open_queue(url, prefix) as q:
-            return await q.pending(type, consumer=consumer, min_idle=idle, limit=limit)
+            rows = await q.pending(type, consumer=consumer, min_idle=idle, limit=limit)
+            (stats,) = await q.stats([type])
+            return rows, stats
 
-    rows = run(main())
+    rows, stats = run(main())
     if as_json:
         emit_json([pending_json(r) for r in rows])
     else:
-        typer.echo(pending_table(rows))
+        filtered = consumer is not None or idle > 0
+        typer.echo(pending_table(rows, None if filtered else stats))
 
 
 @app.command()
@@ -255,6 +271,7 @@ def recover(
         str, typer.Option(metavar="DURATION", help="Hand back jobs idle at least this long.")
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list them.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Hand back at most this many.")] = 10_000,
     as_json: JsonOpt = False,
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -269,7 +286,7 @@ def recover(
 
     async def main() -> list[PendingJob]:
         async with open_queue(url, prefix) as q:
-            return await q.recover(type, min_idle=idle, dry_run=dry_run)
+            return await q.recover(type, min_idle=idle, dry_run=dry_run, limit=limit)
 
     moved = run(main())
     if as_json:

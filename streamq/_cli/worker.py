@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from streamq._cli._app import (
-    Duration,
     HandlersOpt,
     Prefix,
     Url,
@@ -29,14 +28,30 @@ from streamq.backends.redis import redact_url
 @app.command()
 def consume(
     types: Annotated[list[str], typer.Argument(help="Job types to serve.", show_default=False)],
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 32,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.")
+    ] = 32,
     handlers: HandlersOpt = "handlers",
-    claim_after: Duration = "60s",
-    heartbeat: Duration = "10s",
-    max_deliveries: Annotated[int, typer.Option(min=1)] = 5,
-    job_timeout: Duration = "30m",
-    shutdown_grace: Duration = "30s",
-    retry_base: Duration = "1s",
+    claim_after: Annotated[
+        str,
+        typer.Option(metavar="DURATION", help="Take over jobs of workers silent this long."),
+    ] = "60s",
+    heartbeat: Annotated[
+        str,
+        typer.Option(metavar="DURATION", help="Lease and heartbeat refresh (≤ claim-after/2)."),
+    ] = "10s",
+    max_deliveries: Annotated[
+        int, typer.Option(min=1, help="Deliveries before a failing job goes to dead.")
+    ] = 5,
+    job_timeout: Annotated[
+        str, typer.Option(metavar="DURATION", help="Default time limit of one delivery.")
+    ] = "30m",
+    shutdown_grace: Annotated[
+        str, typer.Option(metavar="DURATION", help="Time running jobs get after a signal.")
+    ] = "30s",
+    retry_base: Annotated[
+        str, typer.Option(metavar="DURATION", help="First retry backoff; doubles per delivery.")
+    ] = "1s",
     log_format: Annotated[
         str, typer.Option(help="console or json (default: console on a terminal, else json).")
     ] = "",
