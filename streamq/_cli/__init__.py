@@ -39,6 +39,10 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # as typer checks it (click is vendored)
+            # `streamq` or `streamq dead` alone: the help, as click shows it, not as an error.
+            typer.echo(exc.format_message(), err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
         # Usage errors (exit 2) and the like: one line, with where to look for help.
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""

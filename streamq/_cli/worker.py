@@ -93,14 +93,17 @@ def consume(
         shutdown_grace=durations[3],
         retry_base=durations[4],
     )
-    typer.echo(
-        f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
-        f"(concurrency {concurrency}, consumer {worker.consumer})",
-        err=True,
-    )
 
     async def main() -> None:
         try:
+            # Reach the server before saying we consume from it: if it is down, the one line
+            # the user sees is the error.
+            await backend.ensure_groups(types)
+            typer.echo(
+                f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
+                f"(concurrency {concurrency}, consumer {worker.consumer})",
+                err=True,
+            )
             await worker.run(handle_signals=True)
         finally:
             await backend.aclose()

@@ -1,0 +1,338 @@
+"""The command line as operators run it: ``python -m streamq`` subprocesses on a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cli_helpers import Cli, error_lines, wait_for
+
+from streamq import SyncQueue
+from streamq._server import stop_server
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A short, empty state folder for the embedded server (unix socket paths are limited)."""
+    path = Path(tempfile.mkdtemp(prefix="sq", dir="/tmp")).resolve()
+    try:
+        yield path
+    finally:
+        stop_server(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cli(redis_url: str, prefix: str, state_dir: Path, tmp_path: Path) -> Iterator[Cli]:
+    """Commands on the session server under this test's prefix; consumers killed at teardown."""
+    c = Cli(redis_url, prefix, state_dir, tmp_path)
+    yield c
+    c.stop_all()
+
+
+@pytest.fixture
+def queue(redis_url: str, prefix: str) -> Iterator[SyncQueue]:
+    """The API on the same server and prefix, to poll cheaply while a command's effect lands."""
+    q = SyncQueue.from_url(redis_url, prefix=prefix)
+    yield q
+    q.close()
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def in_flight(queue: SyncQueue, type: str) -> int:
+    """Entries of ``type`` delivered and not yet acked."""
+    (s,) = queue.stats([type])
+    return int(s.in_flight)
+
+
+# consume ------------------------------------------------------------------------------------
+
+
+def test_consume_drains_on_sigterm(cli: Cli, queue: SyncQueue, redis_url: str) -> None:
+    """SIGTERM: running jobs finish and are acked, unread ones stay waiting, exit 0."""
+    ids = cli.enqueue("noop", '{"sleep": 2}', "--count", "4")
+    assert len(ids) == 4
+    proc = cli.consume("noop", "-c", "2", "--shutdown-grace", "20s")
+    wait_for(lambda: in_flight(queue, "noop") == 2, "2 jobs running")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, cli.log_of(proc)
+
+    first = cli.log_of(proc).splitlines()[0]
+    pattern = rf"streamq: consuming noop from {re.escape(redis_url)} \(concurrency 2, consumer .*\)"
+    assert re.fullmatch(pattern, first), first
+    assert f"-{proc.pid}-" in cli.consumer_of(proc)
+    assert "Traceback" not in cli.log_of(proc)
+    s = cli.stats("noop")
+    assert s["in_flight"] == 0
+    assert s["failed"] == 0
+    assert s["processed"] >= 2
+    assert s["processed"] + s["waiting"] == 4, "a started job was neither acked nor left waiting"
+    assert s["consumers"] == {}, "a clean exit leaves the group"
+
+
+@pytest.mark.parametrize("command", [("consume", "noop"), ("stats",)])
+def test_unreachable_server_error_redacts_password(cli: Cli, command: tuple[str, ...]) -> None:
+    """Server unreachable: exit 1, one error line naming the URL with the password as ***."""
+    url = f"redis://user:s3cret@127.0.0.1:{closed_port()}/0"
+    done = cli.run(*command, env=cli.env | {"STREAMQ_REDIS_URL": url})
+    assert done.returncode == 1, done.stderr
+    lines = error_lines(done.stderr)
+    errors = [line for line in lines if line.startswith("streamq: error:")]
+    assert len(errors) == 1, done.stderr
+    assert "redis://user:***@127.0.0.1" in errors[0]
+    # consume reaches the server before its start-up line: the error is the only line.
+    assert lines == errors
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+# pending and recover ------------------------------------------------------------------------
+
+
+def test_pending_shows_running_jobs(cli: Cli, queue: SyncQueue) -> None:
+    """pending lists jobs really running: consumer, idle time, deliveries; header per consumer."""
+    ids = cli.enqueue("noop", '{"sleep": 20}', "--count", "3")
+    proc = cli.consume("noop", "-c", "2")
+    consumer = cli.consumer_of(proc)
+    wait_for(lambda: in_flight(queue, "noop") == 2, "2 jobs running")
+
+    out = cli.ok("pending", "noop").splitlines()
+    assert out[0] == f"2 in flight; {consumer}: 2"
+    assert out[1].split() == ["job", "id", "entry", "id", "consumer", "idle", "deliveries"]
+    assert len(out) == 4
+    for line in out[2:]:
+        job_id, entry_id, who, idle, deliveries = line.split()
+        assert job_id in ids
+        assert re.fullmatch(r"\d+-\d+", entry_id)
+        assert who == consumer
+        assert re.fullmatch(r"\d+ms|\d+\.\ds", idle), idle
+        assert deliveries == "1"
+
+    rows = cli.json("pending", "noop")
+    assert len(rows) == 2
+    assert {r["job_id"] for r in rows} <= set(ids)
+    assert {r["consumer"] for r in rows} == {consumer}
+    assert all(r["deliveries"] == 1 and r["idle_s"] >= 0 for r in rows)
+    assert [r["idle_s"] for r in rows] == sorted((r["idle_s"] for r in rows), reverse=True)
+    assert cli.ok("pending", "noop", "--consumer", "someone-else").strip() == "0 in flight"
+    assert cli.json("pending", "noop", "--min-idle", "1h") == []
+
+
+def test_recover_hands_a_stuck_job_to_another_worker(cli: Cli, queue: SyncQueue) -> None:
+    """recover --min-idle: a dead worker's job runs on another worker now; --dry-run moves none."""
+    # A long claim_after keeps the workers' own recovery pass out of the way.
+    slow = ("--claim-after", "10m")
+    (job_id,) = cli.enqueue("noop", '{"sleep": 2}')
+    a = cli.consume("noop", "-c", "1", *slow)
+    consumer_a = cli.consumer_of(a)
+    (held,) = wait_for(lambda: queue.pending("noop"), "the job pending under worker A")
+    assert (held.job_id, held.consumer) == (job_id, consumer_a)
+    cli.kill(a)
+
+    dry = cli.json("recover", "noop", "--min-idle", "0s", "--dry-run")
+    assert dry["dry_run"] is True
+    assert [(j["job_id"], j["consumer"]) for j in dry["jobs"]] == [(job_id, consumer_a)]
+    assert cli.ok("recover", "noop", "--min-idle", "1h").startswith("handed back 0 job(s)")
+    (still,) = queue.pending("noop")
+    assert (still.entry_id, still.consumer) == (held.entry_id, consumer_a), "dry run moved it"
+
+    out = cli.ok("recover", "noop", "--min-idle", "0s")
+    assert out.splitlines()[0] == "handed back 1 job(s) of noop"
+    assert job_id in out
+    s = cli.stats("noop")
+    assert (s["waiting"], s["in_flight"]) == (1, 0)
+
+    cli.consume("noop", "-c", "1", *slow)
+    wait_for(lambda: queue.stats(["noop"])[0].processed == 1, "the job done by worker B")
+    s = cli.stats("noop")
+    assert (s["processed"], s["in_flight"], s["waiting"], s["dead"]) == (1, 0, 0, 0)
+
+
+# dead letters -------------------------------------------------------------------------------
+
+
+def test_dead_retry_brings_a_dead_job_back_to_success(
+    cli: Cli, queue: SyncQueue, redis_url: str, prefix: str
+) -> None:
+    """dead list/show/retry/purge: a retried dead job runs again under its id and succeeds."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(f"{prefix}:flaky:fail", "1")
+        fixed, purged = cli.enqueue("flaky", "{}", "--count", "2", "--handlers", "cli_jobs")
+        handlers = ("--handlers", "cli_jobs", "--retry-base", "100ms")
+        cli.consume("flaky", "--max-deliveries", "1", *handlers)
+        wait_for(lambda: queue.stats(["flaky"])[0].dead == 2, "both jobs dead-lettered")
+
+        listed = cli.ok("dead", "list", "flaky").splitlines()
+        assert listed[0] == "2 dead"
+        assert {line.split()[0] for line in listed[2:]} == {fixed, purged}
+        rows = cli.json("dead", "list", "flaky")
+        assert {r["job_id"] for r in rows} == {fixed, purged}
+
+        shown = cli.ok("dead", "show", "flaky", fixed)
+        # "key" padded to 11 columns, a space, the value (which may be empty).
+        fields = {line[:11].strip(): line[12:] for line in shown.splitlines()}
+        assert fields["job_id"] == fixed
+        assert fields["deliveries"] == "1"
+        assert fields["reason"].strip()
+        assert "flaky is told to fail" in fields["error"]
+        detail = cli.json("dead", "show", "flaky", fixed)
+        assert (detail["job_id"], detail["deliveries"]) == (fixed, 1)
+        assert detail["job"]["type"] == "flaky"
+
+        refused = cli.run("dead", "purge", "flaky")
+        assert refused.returncode == 2
+        assert queue.stats(["flaky"])[0].dead == 2, "purge without --yes deleted something"
+
+        client.delete(f"{prefix}:flaky:fail")
+        out = cli.ok("dead", "retry", "flaky", fixed).splitlines()
+        assert out == ["retried 1 job(s) of flaky", fixed]
+        wait_for(lambda: client.hgetall(f"{prefix}:flaky:done"), "the retried job done")
+        assert client.hgetall(f"{prefix}:flaky:done") == {fixed.encode(): b"1"}
+
+        assert cli.ok("dead", "purge", "flaky", "--yes").strip() == "purged 1 dead job(s) of flaky"
+        wait_for(lambda: in_flight(queue, "flaky") == 0, "the retried job acked")
+        s = cli.stats("flaky")
+        assert (s["processed"], s["dead"], s["in_flight"], s["waiting"]) == (1, 0, 0, 0)
+    finally:
+        client.close()
+
+
+# workers ------------------------------------------------------------------------------------
+
+
+def test_workers_lists_live_ones_and_prunes_dead_consumers(cli: Cli, queue: SyncQueue) -> None:
+    """workers shows a live consumer's host, pid, types; --prune drops it once it died idle."""
+    # TTL of the worker record: 3 heartbeats, 0.9 s.
+    proc = cli.consume("noop", "-c", "3", "--heartbeat", "300ms", "--claim-after", "1s")
+    consumer = cli.consumer_of(proc)
+    cli.enqueue("noop")
+    wait_for(lambda: queue.stats(["noop"])[0].processed == 1, "a job done")
+
+    # Polled: on a loaded machine one heartbeat may come late and the record lapse a moment.
+    (w,) = wait_for(lambda: cli.json("workers")["workers"], "the worker listed")
+    assert (w["consumer"], w["host"], w["pid"]) == (consumer, socket.gethostname(), proc.pid)
+    assert (w["types"], w["concurrency"]) == (["noop"], 3)
+
+    def listed() -> list[str] | None:
+        lines = cli.ok("workers").splitlines()
+        return lines if lines[0] == "1 live worker(s)" else None
+
+    table = wait_for(listed, "the worker in the table")
+    assert table[2].split()[:5] == [consumer, socket.gethostname(), str(proc.pid), "noop", "3"]
+
+    cli.kill(proc)
+    wait_for(lambda: not queue.workers(), "the heartbeat record expired")
+    assert consumer in cli.stats("noop")["consumers"], "a SIGKILL leaves the consumer behind"
+    out = cli.ok("workers", "--prune").splitlines()
+    assert out[0] == "0 live worker(s)"
+    assert out[1:] == ["pruned 1 consumer(s)", f"  noop: {consumer}"]
+    assert cli.stats("noop")["consumers"] == {}
+
+
+# bad input ----------------------------------------------------------------------------------
+
+BAD_INPUT = [
+    pytest.param(("frobnicate",), 2, "No such command", id="unknown-command"),
+    pytest.param(("pending", "noop", "--min-idle", "xx"), 2, "not a duration", id="bad-duration"),
+    pytest.param(("recover", "noop", "--min-idle", "5 d"), 2, "not a duration", id="recover-dur"),
+    pytest.param(("consume", "noop", "--claim-after", "soon"), 2, "soon", id="consume-duration"),
+    pytest.param(("enqueue", "noop", "--count", "0"), 2, "--count", id="count-0"),
+    pytest.param(("enqueue", "noop", "--args", "{bad"), 2, "not valid JSON", id="args-json"),
+    pytest.param(("enqueue", "noop", "--args", "[1]"), 2, "JSON object", id="args-not-object"),
+    pytest.param(("enqueue", "noop", "--args", "@/nonexistent.json"), 2, "cannot read", id="@file"),
+    pytest.param(("recover", "noop"), 2, "--min-idle", id="recover-without-min-idle"),
+    pytest.param(
+        ("enqueue", "noop", "--args", '{"sleep": "x"}'), 2, "args.sleep", id="args-bad-field"
+    ),
+    pytest.param(("enqueue", "nope"), 2, "nope", id="enqueue-no-handler"),
+    pytest.param(("consume", "nope"), 2, "no handler registered for nope", id="consume-nope"),
+    pytest.param(("consume", "noop", "--handlers", "no_such_mod"), 2, "no_such_mod", id="mod"),
+    pytest.param(("consume", "noop", "--log-format", "xml"), 2, "--log-format", id="log-format"),
+    pytest.param(("dead", "retry", "noop"), 2, "--all", id="retry-nothing"),
+    pytest.param(("dead", "purge", "noop"), 2, "--yes", id="purge-without-yes"),
+    pytest.param(("stats", "--watch", "xx"), 2, "not a duration", id="watch-duration"),
+    pytest.param(("dead", "show", "noop", "no-such-id"), 1, "no-such-id", id="dead-show-missing"),
+    pytest.param(("dead", "retry", "noop", "no-such-id"), 1, "no-such-id", id="retry-missing"),
+    pytest.param(("pending", "noop"), 1, "cannot reach", id="unreachable"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "says"), BAD_INPUT)
+def test_bad_input_is_one_line_and_an_exit_code(
+    cli: Cli, queue: SyncQueue, args: tuple[str, ...], code: int, says: str
+) -> None:
+    """Bad input: one "streamq: error:" line on stderr, no traceback, exit 2 (usage) or 1."""
+    env = cli.env
+    if says == "cannot reach":
+        env = env | {"STREAMQ_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    done = cli.run(*args, env=env)
+    assert done.returncode == code, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("streamq: error: "), lines[0]
+    assert says in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+    if args[0] == "enqueue":
+        assert queue.types() == [], "a refused enqueue left something on the server"
+
+
+def test_no_command_shows_the_help(cli: Cli) -> None:
+    """`streamq` or a group alone prints its usage and commands (exit 2), not an error line."""
+    for args, command in [((), "enqueue"), (("dead",), "retry")]:
+        done = cli.run(*args)
+        assert done.returncode == 2
+        assert done.stderr.startswith("Usage: ")
+        assert command in done.stderr
+        assert "streamq: error" not in done.stderr
+
+
+# the embedded server ------------------------------------------------------------------------
+
+
+def test_server_start_status_stop(cli: Cli, state_dir: Path) -> None:
+    """server status/start/stop on an empty state folder; a command without a URL says so once."""
+    env = {k: v for k, v in cli.env.items() if k != "STREAMQ_REDIS_URL"}
+    env["STREAMQ_STATE_DIR"] = str(state_dir)
+    status = cli.run("server", "status", env=env)
+    assert status.returncode == 1
+    assert "not running" in status.stdout
+
+    started = cli.run("server", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert url == f"unix://{state_dir}/server.sock"
+
+    status = cli.run("server", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    info = dict(line.split(None, 1) for line in status.stdout.splitlines())
+    assert info["url"] == url
+    assert int(info["pid"]) > 0
+    assert re.match(r"\d+\.\d+", info["version"])
+    assert info["data"] == str(state_dir)
+
+    stats = cli.run("stats", "--json", env=env)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout) == []
+    assert error_lines(stats.stderr) == [f"streamq: using the embedded server at {url}"]
+
+    stopped = cli.run("server", "stop", env=env)
+    assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
+    assert cli.run("server", "status", env=env).returncode == 1
+    assert not os.path.exists(state_dir / "server.sock")
