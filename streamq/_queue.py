@@ -263,7 +263,9 @@ class Queue:
         dead = await self.backend.dead_list(type, 1_000_000)
         wanted = None if job_ids is None else set(job_ids)
         chosen = [d for d in dead if wanted is None or d.job_id in wanted]
-        await self.backend.dead_retry(type, [d.dead_id for d in chosen])
+        redriven = await self.backend.dead_retry(type, [d.dead_id for d in chosen])
+        if redriven:
+            _tracing.count(_tracing.ENQUEUED, type, len(redriven))
         return [d.job_id or d.dead_id for d in chosen]
 
     async def purge_dead(self, type: str) -> int:

@@ -31,8 +31,20 @@ PROCESSED = _meter.create_counter("streamq.jobs.processed", "{job}", "Jobs that 
 FAILED = _meter.create_counter("streamq.jobs.failed", "{job}", "Deliveries whose handler failed")
 RETRIED = _meter.create_counter("streamq.jobs.retried", "{job}", "Failed jobs scheduled again")
 DEAD = _meter.create_counter("streamq.jobs.dead_lettered", "{job}", "Jobs moved to dead")
-DURATION = _meter.create_histogram("streamq.job.duration", "s", "Handler run time (all steps)")
-WAIT = _meter.create_histogram("streamq.job.queue_wait", "s", "Enqueue to handler start")
+#: Bucket boundaries in seconds (the SDK's default ones are meant for milliseconds).
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+DURATION = _meter.create_histogram(
+    "streamq.job.duration",
+    "s",
+    "Handler run time (all steps)",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+)
+WAIT = _meter.create_histogram(
+    "streamq.job.queue_wait",
+    "s",
+    "Enqueue to handler start",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+)
 
 #: Sources of (type, in_flight, waiting) for the observable gauges; each worker adds one.
 _gauge_sources: list[Callable[[], Iterable[tuple[str, int, int]]]] = []
@@ -82,7 +94,7 @@ def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
 
     ``destinations`` maps each job type in the batch to how many of its jobs it holds.
     """
-    if not enabled():
+    if not destinations or not enabled():
         yield {}
         return
     names = sorted(destinations)
@@ -119,7 +131,8 @@ def process_span(
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": job_type,
-        **attributes,
+        # An attribute without a value (no consumer group on the memory backend) is left out.
+        **{k: v for k, v in attributes.items() if v not in ("", None)},
     }
     token = context.attach(parent)
     try:
@@ -191,11 +204,14 @@ def configure_from_env() -> Callable[[], None]:
         return lambda: None
     from opentelemetry.sdk.resources import Resource  # lazy: the SDK only when asked for
 
+    # Every exporter is built before any provider is installed: all or nothing.
+    span_exporter = _span_exporter(traces) if traces != "none" else None
+    metric_exporter = _metric_exporter(metric) if metric != "none" else None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "streamq")})
-    if traces != "none":
-        shutdowns.append(_configure_traces(traces, resource))
-    if metric != "none":
-        shutdowns.append(_configure_metrics(metric, resource))
+    if span_exporter is not None:
+        shutdowns.append(_install_traces(span_exporter, resource))
+    if metric_exporter is not None:
+        shutdowns.append(_install_metrics(metric_exporter, resource))
 
     def shutdown() -> None:
         for fn in shutdowns:
@@ -209,48 +225,48 @@ def _missing(kind: str, exc: ImportError) -> ConfigError:
     return ConfigError(f"the {kind} exporter needs the package {package} ({exc.name} not found)")
 
 
-def _configure_traces(kind: str, resource: Any) -> Callable[[], Any]:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+def _span_exporter(kind: str) -> Any:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
     try:
         if kind == "otlp":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporter: Any = OTLPSpanExporter()
-        else:
-            exporter = ConsoleSpanExporter(
-                formatter=lambda span: span.to_json(indent=None) + os.linesep
-            )
+            return OTLPSpanExporter()
     except ImportError as exc:
         raise _missing(kind, exc) from None
+    return ConsoleSpanExporter(formatter=lambda span: span.to_json(indent=None) + os.linesep)
+
+
+def _metric_exporter(kind: str) -> Any:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    try:
+        if kind == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+            return OTLPMetricExporter()
+    except ImportError as exc:
+        raise _missing(kind, exc) from None
+    return ConsoleMetricExporter(formatter=lambda data: data.to_json(indent=None) + os.linesep)
+
+
+def _install_traces(exporter: Any, resource: Any) -> Callable[[], Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider.shutdown
 
 
-def _configure_metrics(kind: str, resource: Any) -> Callable[[], Any]:
+def _install_metrics(exporter: Any, resource: Any) -> Callable[[], Any]:
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import (
-        ConsoleMetricExporter,
-        PeriodicExportingMetricReader,
-    )
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    try:
-        if kind == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-            exporter: Any = OTLPMetricExporter()
-        else:
-            exporter = ConsoleMetricExporter(
-                formatter=lambda data: data.to_json(indent=None) + os.linesep
-            )
-    except ImportError as exc:
-        raise _missing(kind, exc) from None
-    provider = MeterProvider(
-        resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)]
-    )
+    reader = PeriodicExportingMetricReader(exporter)
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(provider)
     return provider.shutdown
 

@@ -314,6 +314,8 @@ class Worker:
         elif run.lost:
             # Another consumer holds the entry now: what happens to it is that one's call.
             logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
+            if outcome.error:
+                _tracing.count(_tracing.FAILED, run.delivery.type)
             self._forget(run)
         elif outcome.kind == "retry":
             await self._retry(run, outcome.error)
