@@ -37,7 +37,7 @@ def error_lines(stderr: str) -> list[str]:
 class Cli:
     """Runs streamq commands and ``consume`` processes with one environment; kills them at the end.
 
-    The environment names the test server and the test's prefix, puts ``cli_jobs`` on the path,
+    The environment names the test server and the test's prefix, puts ``itjobs`` on the path,
     and points the embedded server's state at a throwaway folder, so nothing here can touch the
     user's own embedded server.
     """

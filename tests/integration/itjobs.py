@@ -1,7 +1,11 @@
 """Job types for the integration tests' worker subprocesses (``--handlers itjobs``).
 
 Every execution is recorded in Redis, so the tests count starts and finishes per job id across
-processes: ``{prefix}:it:started`` and ``{prefix}:it:done`` are hashes job_id -> count.
+processes:
+- ``sleepy``: ``{prefix}:it:started`` and ``{prefix}:it:done`` are hashes job_id -> count.
+- ``flaky``: fails while the key ``{prefix}:flaky:fail`` exists and records each success in
+  ``{prefix}:flaky:done``, so a test can dead-letter a job, "fix" it by deleting the key, and
+  see the retried job succeed under its own id.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ def _redis() -> aioredis.Redis:
     return _client
 
 
-def _key(what: str) -> str:
-    return f"{os.environ['STREAMQ_PREFIX']}:it:{what}"
+def _key(what: str, space: str = "it") -> str:
+    return f"{os.environ['STREAMQ_PREFIX']}:{space}:{what}"
 
 
 @dataclass(frozen=True)
@@ -43,5 +47,22 @@ async def sleepy(job: Job[Any]) -> None:
     await _redis().hincrby(_key("done"), job.id or "", 1)
 
 
+class FlakyError(Exception):
+    """The failure a ``flaky`` job raises while its fail key exists."""
+
+
+@dataclass(frozen=True)
+class FlakyArgs:
+    """No arguments: whether it fails is decided by the fail key."""
+
+
+async def flaky(job: Job[Any]) -> None:
+    """Fail while the fail key exists; otherwise record the success."""
+    if await _redis().exists(_key("fail", "flaky")):
+        raise FlakyError("flaky is told to fail")
+    await _redis().hincrby(_key("done", "flaky"), job.id or "", 1)
+
+
 registry = Registry()
 registry.register("sleepy", SleepyArgs, sleepy)
+registry.register("flaky", FlakyArgs, flaky)

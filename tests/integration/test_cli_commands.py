@@ -174,8 +174,8 @@ def test_dead_retry_brings_a_dead_job_back_to_success(
     client = redis.Redis.from_url(redis_url)
     try:
         client.set(f"{prefix}:flaky:fail", "1")
-        fixed, purged = cli.enqueue("flaky", "{}", "--count", "2", "--handlers", "cli_jobs")
-        handlers = ("--handlers", "cli_jobs", "--retry-base", "100ms")
+        fixed, purged = cli.enqueue("flaky", "{}", "--count", "2", "--handlers", "itjobs")
+        handlers = ("--handlers", "itjobs", "--retry-base", "100ms")
         cli.consume("flaky", "--max-deliveries", "1", *handlers)
         wait_for(lambda: queue.stats(["flaky"])[0].dead == 2, "both jobs dead-lettered")
 
