@@ -158,9 +158,6 @@ class Worker:
         running or awaiting a retry (used by the demo and tests).
         """
         loop = asyncio.get_running_loop()
-        if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal)
         await self._backend.ensure_groups(list(self._types))
         logger.info(
             "streamq.worker.started",
@@ -169,6 +166,10 @@ class Worker:
             concurrency=self.concurrency,
         )
         await self._beat()
+        # Registered only now, so that a failed start-up (server down) leaves nothing behind.
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal)
         _tracing.add_gauge_source(self._gauge_values)
         feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
