@@ -123,7 +123,8 @@ def pytest_benchmark_update_machine_info(
 
 def _versions() -> dict[str, str]:
     out = {}
-    for dist in ("streamq", "redis", "hiredis", "msgspec", "orjson", "pydantic", "structlog"):
+    dists = ("streamq", "redis", "hiredis", "msgspec", "orjson", "pydantic", "structlog")
+    for dist in (*dists, "opentelemetry-api", "opentelemetry-sdk"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -169,9 +170,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     results = _results(config)
     if not results:
         return
-    terminalreporter.write_sep("-", "streamq vs reference (median rates)")
-    for line in summarize.format_table(summarize.rows(results)):
-        terminalreporter.write_line(line)
+    table = summarize.rows(results)
+    if table:
+        terminalreporter.write_sep("-", "streamq vs reference (median rates)")
+        for line in summarize.format_table(table):
+            terminalreporter.write_line(line)
+    tracing = summarize.format_tracing(results)
+    if tracing:
+        terminalreporter.write_sep("-", "tracing overhead (median rates, subprocess per variant)")
+        for line in tracing:
+            terminalreporter.write_line(line)
     terminalreporter.write_line(
         f"1-min load average when the run started: {_LOAD_AT_START:.2f} ({os.cpu_count()} CPUs)"
     )
