@@ -8,7 +8,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -124,7 +124,7 @@ class Queue:
         """Close the backend's connections."""
         await self.backend.aclose()
 
-    def _encode(self, job: Job[Any], trace: dict[str, str]) -> tuple[str, _codec.Fields]:
+    def _encode(self, job: Job[Any], trace: Mapping[str, str]) -> tuple[str, _codec.Fields]:
         job_id = job.id or str(uuid.uuid4())
         check_type_name(job.type)
         if self.registry is not None:
@@ -136,7 +136,9 @@ class Queue:
 
     async def enqueue(self, job: Job[Any]) -> str:
         """Add one job; returns its id (the job's own, or a new UUID)."""
-        with _tracing.send_span({job.type: 1}) as carrier:
+        with (
+            _tracing.send_span({job.type: 1}) if _tracing.enabled() else _tracing.NO_CARRIER
+        ) as carrier:
             job_id, fields = self._encode(job, carrier)
             await self.backend.enqueue(job.type, fields)
         _tracing.count(_tracing.ENQUEUED, job.type)
@@ -148,7 +150,8 @@ class Queue:
         per_type = Counter(job.type for job in jobs)
         ids: list[str] = []
         items: list[tuple[str, _codec.Fields]] = []
-        with _tracing.send_span(per_type) as carrier:
+        traced = per_type and _tracing.enabled()
+        with _tracing.send_span(per_type) if traced else _tracing.NO_CARRIER as carrier:
             for job in jobs:
                 job_id, fields = self._encode(job, carrier)
                 ids.append(job_id)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from streamq import _codec, _tracing
+from streamq._job import Job
 from streamq._logging import bind, job_fields, logger
-from streamq._registry import JobType, Registry
+from streamq._registry import JobType, Registry, Step
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
@@ -56,6 +57,15 @@ class Runner:
         self._consumer = consumer
         self._registry = registry
         self._types = types
+        # Metric attributes per type, built once: (base, outcome success, outcome failure).
+        self._metric_attrs = {
+            t: (
+                {"streamq.job.type": t},
+                {"streamq.job.type": t, "streamq.outcome": "success"},
+                {"streamq.job.type": t, "streamq.outcome": "failure"},
+            )
+            for t in types
+        }
         self._job_timeout = job_timeout
         self._max_deliveries = max_deliveries
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
@@ -72,6 +82,9 @@ class Runner:
         except InvalidJobError as exc:
             # Nothing readable, so no trace context either: no span for this one.
             return self._poison(d, log, exc)
+        if not _tracing.enabled():
+            # The common case without an SDK: no span, no attributes, no context managers.
+            return await self._run(d, envelope, None)
         job = envelope.job
         attributes = {
             "messaging.message.id": job.id,
@@ -127,7 +140,7 @@ class Runner:
         if d.deliveries > 1:
             logger.info("streamq.job.redelivered")
         logger.debug("streamq.job.started")
-        metric_attrs = {"streamq.job.type": d.type}
+        metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
         if envelope.enqueued_at:
             _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
         started = time.monotonic()
@@ -137,13 +150,11 @@ class Runner:
                 for index, (step, is_async) in enumerate(
                     zip(job_type.steps, job_type.is_async, strict=True)
                 ):
-                    with _tracing.step_span(f"{d.type}.{step.__name__}", index):
-                        if is_async:
-                            await step(job)  # type: ignore[misc]
-                        else:
-                            ctx = contextvars.copy_context()  # the job's log fields, in the thread
-                            loop = asyncio.get_running_loop()
-                            await loop.run_in_executor(self._pool, ctx.run, step, job)
+                    if span is None:
+                        await self._step(step, is_async, job)
+                    else:
+                        with _tracing.step_span(f"{d.type}.{step.__name__}", index):
+                            await self._step(step, is_async, job)
         except TimeoutError:
             exc2: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
@@ -156,12 +167,10 @@ class Runner:
             exc2 = exc
         else:
             elapsed = time.monotonic() - started
-            _tracing.DURATION.record(elapsed, metric_attrs | {"streamq.outcome": "success"})
+            _tracing.DURATION.record(elapsed, on_success)
             logger.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
             return Outcome("done", log)
-        _tracing.DURATION.record(
-            time.monotonic() - started, metric_attrs | {"streamq.outcome": "failure"}
-        )
+        _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit:
@@ -173,6 +182,13 @@ class Runner:
             failed=True,
         )
         return Outcome("dead", log, error=error, letter=letter)
+
+    async def _step(self, step: Step, is_async: bool, job: Job[Any]) -> None:
+        if is_async:
+            await step(job)  # type: ignore[misc]
+        else:
+            ctx = contextvars.copy_context()  # the job's log fields, in the thread
+            await asyncio.get_running_loop().run_in_executor(self._pool, ctx.run, step, job)
 
     def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
         if envelope_type == stream_type:

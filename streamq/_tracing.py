@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -78,9 +79,37 @@ def remove_gauge_source(source: Callable[[], Iterable[tuple[str, int, int]]]) ->
         _gauge_sources.remove(source)
 
 
+_sdk_seen = False
+_next_look = 0.0
+
+
 def enabled() -> bool:
-    """Whether an SDK tracer provider is installed (otherwise spans are skipped entirely)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Whether an SDK tracer provider is installed (otherwise spans are skipped entirely).
+
+    Asking opentelemetry costs about a microsecond (it reads an environment variable), so the
+    answer is looked up at most once a second until an SDK appears, and kept once one has (a
+    provider cannot be uninstalled). An SDK installed after jobs started is seen within 1 s.
+    """
+    global _sdk_seen, _next_look
+    if _sdk_seen:
+        return True
+    now = time.monotonic()
+    if now < _next_look:
+        return False
+    _next_look = now + 1.0
+    _sdk_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _sdk_seen
+
+
+def recheck() -> None:
+    """Look for an SDK again at the next :func:`enabled` (call after installing providers)."""
+    global _next_look
+    _next_look = 0.0
+
+
+#: What the span helpers' callers use instead when tracing is off: no generator, no span.
+NO_CARRIER: contextlib.nullcontext[Mapping[str, str]] = contextlib.nullcontext({})
+NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext(None)
 
 
 def count(counter: Any, job_type: str, n: int = 1) -> None:
@@ -92,11 +121,9 @@ def count(counter: Any, job_type: str, n: int = 1) -> None:
 def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
     """A PRODUCER span around one enqueue (or a batch); yields the carrier to put in jobs.
 
-    ``destinations`` maps each job type in the batch to how many of its jobs it holds.
+    ``destinations`` maps each job type in the batch to how many of its jobs it holds. The
+    span helpers assume :func:`enabled`; callers use NO_CARRIER / NO_SPAN otherwise.
     """
-    if not destinations or not enabled():
-        yield {}
-        return
     names = sorted(destinations)
     label = names[0] if len(names) == 1 else "multiple"
     attributes: dict[str, Any] = {
@@ -122,9 +149,6 @@ def process_span(
     carrier: Mapping[str, str], attributes: dict[str, Any], job_type: str
 ) -> Iterator[Span | None]:
     """The CONSUMER span of one delivery, child of the producer's context in ``carrier``."""
-    if not enabled():
-        yield None
-        return
     parent = propagate.extract(carrier)
     attrs = {
         "messaging.system": SYSTEM,
@@ -151,9 +175,6 @@ def process_span(
 @contextlib.contextmanager
 def step_span(name: str, index: int) -> Iterator[None]:
     """One INTERNAL span per handler step, inside the delivery's span."""
-    if not enabled():
-        yield
-        return
     with _tracer.start_as_current_span(name, attributes={"streamq.step.index": index}):
         yield
 
@@ -258,6 +279,7 @@ def _install_traces(exporter: Any, resource: Any) -> Callable[[], Any]:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    recheck()
     return provider.shutdown
 
 

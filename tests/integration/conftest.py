@@ -2,77 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
-
-HERE = Path(__file__).parent
-
-
-class Workers:
-    """Starts ``streamq consume`` subprocesses and cleans up after them."""
-
-    def __init__(self, url: str, prefix: str, logs: Path) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.redis = redis.Redis.from_url(url)
-
-    def start(self, *args: str, types: tuple[str, ...] = ("sleepy",)) -> subprocess.Popen[bytes]:
-        """Start one worker process with the given extra CLI flags."""
-        env = os.environ | {
-            "STREAMQ_REDIS_URL": self.url,
-            "STREAMQ_PREFIX": self.prefix,
-            "PYTHONPATH": str(HERE),
-        }
-        # The child keeps its own copy of the descriptor; ours closes at once.
-        with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streamq",
-                    "consume",
-                    *types,
-                    "--handlers",
-                    "itjobs",
-                    "--log-format",
-                    "json",
-                    *args,
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def counts(self, what: str) -> dict[str, int]:
-        """job id -> how many times it started/finished (``what``: started or done)."""
-        raw = self.redis.hgetall(f"{self.prefix}:it:{what}")
-        return {k.decode(): int(v) for k, v in raw.items()}
-
-    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
-        """The output of one worker so far (for failure messages)."""
-        i = self.procs.index(proc)
-        return (self.logs / f"worker-{i}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        """SIGKILL whatever still runs."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(10)
-        self.redis.close()
+from worker_procs import Workers
 
 
 @pytest.fixture
@@ -81,19 +15,3 @@ def workers(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Workers]:
     w = Workers(redis_url, prefix, tmp_path)
     yield w
     w.stop_all()
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for: {what}")
-
-
-def run(coro: Any) -> Any:
-    """Run one coroutine to completion from a sync test."""
-    return asyncio.run(coro)

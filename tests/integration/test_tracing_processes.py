@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import wait_until
+from worker_procs import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short intervals, so a job of a killed worker is claimed within a second or so.

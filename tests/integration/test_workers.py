@@ -8,7 +8,7 @@ from pathlib import Path
 
 import itjobs
 import pytest
-from conftest import Workers, wait_until
+from worker_procs import Workers, wait_until
 
 from streamq import Job, Queue, SyncQueue
 from streamq._server import PrivateServer

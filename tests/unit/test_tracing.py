@@ -59,6 +59,7 @@ def install_sdk() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     trace.set_tracer_provider(tracer_provider)
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    _tracing.recheck()  # streamq looks for an SDK at most once a second otherwise
     _sdk = (exporter, reader)
     return _sdk
 
