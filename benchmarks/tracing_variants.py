@@ -129,7 +129,6 @@ class _Probe:
             self.spans = InMemorySpanExporter()
             provider.add_span_processor(BatchSpanProcessor(self.spans))
         trace.set_tracer_provider(provider)
-        _tracing.recheck()  # streamq looks for an SDK at most once a second otherwise
         self.provider = provider
         self.metrics = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[self.metrics]))
