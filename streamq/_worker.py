@@ -88,8 +88,8 @@ class Worker:
         self.concurrency = concurrency
         self.claim_after = seconds(claim_after)
         self.heartbeat = seconds(heartbeat)
-        self.max_deliveries = max_deliveries
-        self.job_timeout = seconds(job_timeout)
+        self._max_deliveries = max_deliveries
+        self._job_timeout = seconds(job_timeout)
         self.shutdown_grace = seconds(shutdown_grace)
         self.retry_base = seconds(retry_base)
         self.block = seconds(block)
@@ -126,7 +126,7 @@ class Worker:
         self._runner = Runner(
             registry,
             self._types,
-            job_timeout=self.job_timeout,
+            job_timeout=self._job_timeout,
             max_deliveries=max_deliveries,
             threads=concurrency,
             group=str(getattr(backend, "group", "")),
@@ -135,6 +135,16 @@ class Worker:
         self.processed = 0
         self._crashed: Exception | None = None
         self.started_at = time.time()
+
+    @property
+    def max_deliveries(self) -> int:
+        """Deliveries before a failing job goes to the dead stream (types may set their own)."""
+        return self._max_deliveries
+
+    @property
+    def job_timeout(self) -> float:
+        """Time limit of one delivery for types that set none, in seconds."""
+        return self._job_timeout
 
     @property
     def in_flight(self) -> int:
