@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -9,6 +10,9 @@ from uuid import uuid4
 import pytest
 
 from streamq._server import PrivateServer
+
+# Helpers shared by several suites (worker processes, the test job types): importable by name.
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 
 @pytest.fixture(scope="session")
