@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint fmt docs clean
+.PHONY: soak demo test bench lint fmt docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fault suite at its large sizes (make test runs the CI sizes).
+soak: $(STAMP)
+	STREAMQ_STORM_JOBS=100000 $(BIN)/python -m pytest tests/faults -p no:cacheprovider -s
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \

@@ -14,6 +14,8 @@ from streamq._server import PrivateServer
 # Helpers shared by several suites (worker processes, the test job types): importable by name.
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
+from worker_procs import Workers
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
@@ -39,3 +41,11 @@ def private_server(tmp_path: Path) -> Iterator[PrivateServer]:
     """A server of this test's own (no persistence), for tests that stop, kill or pause it."""
     with PrivateServer(tmp_path / "redis", appendonly=False) as server:
         yield server
+
+
+@pytest.fixture
+def workers(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Workers]:
+    """``streamq consume`` processes on the session server, killed at teardown."""
+    w = Workers(redis_url, prefix, tmp_path)
+    yield w
+    w.stop_all()
