@@ -78,11 +78,24 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def connect(url: str | None = None, *, prefix: str | None = None) -> Backend:
-    """A Redis backend for ``url`` (see :func:`resolve_url`); prefix from ``STREAMQ_PREFIX``."""
+    """A Redis backend for ``url`` (see :func:`resolve_url`).
+
+    The prefix defaults to ``STREAMQ_PREFIX`` (else ``streamq``); ``STREAMQ_SOCKET_TIMEOUT``
+    (seconds, default 10) is how long a silent server may take before a call fails.
+    """
     from streamq.backends.redis import RedisBackend  # lazy: importing streamq stays light
 
+    raw = os.environ.get("STREAMQ_SOCKET_TIMEOUT", "10")
+    try:
+        socket_timeout = float(raw)
+    except ValueError:
+        raise ConfigError(f"STREAMQ_SOCKET_TIMEOUT={raw!r} is not a number of seconds") from None
+    if socket_timeout <= 0:
+        raise ConfigError(f"STREAMQ_SOCKET_TIMEOUT={raw!r} must be positive")
     return RedisBackend(
-        resolve_url(url), prefix=prefix or os.environ.get("STREAMQ_PREFIX", "streamq")
+        resolve_url(url),
+        prefix=prefix or os.environ.get("STREAMQ_PREFIX", "streamq"),
+        socket_timeout=socket_timeout,
     )
 
 
