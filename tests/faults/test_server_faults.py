@@ -65,6 +65,9 @@ def run_outage(
     producer = Producer(server.url, prefix)
     try:
         procs = [workers.start(*WORKER_ARGS) for _ in range(2)]
+        # A worker that cannot reach the server at start-up exits at once (by design): the
+        # outage must find them running.
+        wait_until(lambda: all(workers.ready(p) for p in procs), 30, "workers up")
         producer.start()
         wait_until(lambda: len(producer.ok) >= 200, 30, "200 jobs enqueued before the outage")
         outage(server)

@@ -69,6 +69,10 @@ class Workers:
         i = self.procs.index(proc)
         return (self.logs / f"worker-{i}.log").read_text(errors="replace")
 
+    def ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether the worker reached the server and said so (its start-up line)."""
+        return "streamq: consuming" in self.log_of(proc)
+
     def stop_all(self) -> None:
         """SIGKILL whatever still runs."""
         for p in self.procs:
