@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +63,27 @@ poison_entries = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def poison_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Totals over every generated example, written to the fault report at the end."""
+    figures: dict[str, Any] = {"test": "poison (hypothesis)", "examples": 0, "jobs": 0}
+    figures |= {"poison": 0, "lost": 0, "dead": 0}
+    yield figures
+    default = tmp_path_factory.getbasetemp() / "faults.jsonl"
+    with Path(os.environ.get("STREAMQ_FAULT_REPORT", default)).open("a") as fh:
+        fh.write(json.dumps(figures) + "\n")
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(poison=st.lists(poison_entries, min_size=1, max_size=5))
 def test_poison_entries_go_dead_and_valid_jobs_complete(
-    redis_server: PrivateServer, poison: list[dict[bytes, bytes]]
+    redis_server: PrivateServer,
+    poison_figures: dict[str, Any],
+    poison: list[dict[bytes, bytes]],
 ) -> None:
     """Random entries XADDed beside valid jobs: each poison one is dead with a reason, every
     valid job completes, and the worker keeps running."""
@@ -94,6 +114,11 @@ def test_poison_entries_go_dead_and_valid_jobs_complete(
             )
             (stats,) = await queue.stats(["t"])
             assert (stats.waiting, stats.in_flight, stats.processed) == (0, 0, 3)
+            poison_figures["examples"] += 1
+            poison_figures["jobs"] += len(valid) + len(poison)
+            poison_figures["poison"] += len(poison)
+            poison_figures["dead"] += len(dead)
+            poison_figures["lost"] += len(set(valid) - set(ran))
 
     asyncio.run(scenario())
 

@@ -56,7 +56,11 @@ class Producer(threading.Thread):
 
 
 def run_outage(
-    tmp_path: Path, prefix: str, outage: Callable[[PrivateServer], None], name: str
+    tmp_path: Path,
+    prefix: str,
+    outage: Callable[[PrivateServer], None],
+    name: str,
+    faults: dict[str, int],
 ) -> dict[str, Any]:
     """Producer and two workers run through ``outage``; returns the figures, asserts the rest."""
     server = PrivateServer(tmp_path / "server", appendonly=True)
@@ -84,9 +88,11 @@ def run_outage(
             "jobs": len(producer.ok),
             "enqueue_errors": len(producer.errors),
             "longest_enqueue_s": round(producer.longest_call, 2),
+            **faults,
             "lost": len(set(producer.ok) - set(workers.counts("done"))),
             "duplicates": sum(workers.counts("started").values()) - len(producer.ok),
             "workers_alive": sum(p.poll() is None for p in procs),
+            "dead": queue_dead(server.url, prefix),
         }
         report = Path(os.environ.get("STREAMQ_FAULT_REPORT", tmp_path / "faults.jsonl"))
         with report.open("a") as fh:
@@ -103,6 +109,15 @@ def run_outage(
         server.stop()
 
 
+def queue_dead(url: str, prefix: str) -> int:
+    """How many jobs of the test are in the dead stream."""
+    queue = SyncQueue(lambda: Queue(RedisBackend(url, prefix=prefix)))
+    try:
+        return queue.stats(["sleepy"])[0].dead
+    finally:
+        queue.close()
+
+
 def test_server_killed_and_restarted_loses_no_acknowledged_job(
     tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,7 +130,7 @@ def test_server_killed_and_restarted_loses_no_acknowledged_job(
         time.sleep(1.5)
         server.start()
 
-    figures = run_outage(tmp_path, prefix, outage, "server killed and restarted")
+    figures = run_outage(tmp_path, prefix, outage, "server killed and restarted", {"restarts": 1})
     assert figures["enqueue_errors"] > 0, "the producer should have seen the server gone"
     assert all("cannot reach Redis at redis://127.0.0.1" in e for e in figures["errors"])
     assert figures["longest_enqueue_s"] < 15, "an enqueue must fail, not hang"
@@ -133,6 +148,6 @@ def test_server_paused_past_the_socket_timeout_loses_nothing(
         time.sleep(3)
         server.resume()
 
-    figures = run_outage(tmp_path, prefix, outage, "server paused 3 s")
+    figures = run_outage(tmp_path, prefix, outage, "server paused 3 s", {"pauses": 1})
     assert figures["enqueue_errors"] > 0, "the producer should have timed out, not hung"
     assert figures["longest_enqueue_s"] < 15
