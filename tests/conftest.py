@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
-from streamq._server import PrivateServer
+from streamq._server import PrivateServer, stop_server
 
 # Helpers shared by several suites (worker processes, the test job types): importable by name.
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
@@ -49,3 +51,15 @@ def workers(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Workers]:
     w = Workers(redis_url, prefix, tmp_path)
     yield w
     w.stop_all()
+
+
+@pytest.fixture
+def embedded_state() -> Iterator[Path]:
+    """A short, empty state folder for an embedded server (unix socket paths are limited);
+    whatever server runs there is stopped at teardown."""
+    path = Path(tempfile.mkdtemp(prefix="sq", dir="/tmp")).resolve()
+    try:
+        yield path
+    finally:
+        stop_server(path)
+        shutil.rmtree(path, ignore_errors=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import redis
 
 from streamq import Job, Queue, RedisBackend, Registry, Worker
+from streamq._server import _free_port
 from streamq.exceptions import BackendError
 
 PASSWORD = "tls-s3cret-pw"
@@ -39,12 +39,6 @@ class TlsServer:
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,24 +15,13 @@ import redis
 from cli_helpers import Cli, error_lines, wait_for
 
 from streamq import SyncQueue
-from streamq._server import stop_server
+from streamq._server import _free_port
 
 
 @pytest.fixture
-def state_dir() -> Iterator[Path]:
-    """A short, empty state folder for the embedded server (unix socket paths are limited)."""
-    path = Path(tempfile.mkdtemp(prefix="sq", dir="/tmp")).resolve()
-    try:
-        yield path
-    finally:
-        stop_server(path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, state_dir: Path, tmp_path: Path) -> Iterator[Cli]:
+def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
     """Commands on the session server under this test's prefix; consumers killed at teardown."""
-    c = Cli(redis_url, prefix, state_dir, tmp_path)
+    c = Cli(redis_url, prefix, embedded_state, tmp_path)
     yield c
     c.stop_all()
 
@@ -49,10 +36,7 @@ def queue(redis_url: str, prefix: str) -> Iterator[SyncQueue]:
 
 def closed_port() -> int:
     """A 127.0.0.1 port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return _free_port()
 
 
 def in_flight(queue: SyncQueue, type: str) -> int:
@@ -306,10 +290,10 @@ def test_no_command_shows_the_help(cli: Cli) -> None:
 # the embedded server ------------------------------------------------------------------------
 
 
-def test_server_start_status_stop(cli: Cli, state_dir: Path) -> None:
+def test_server_start_status_stop(cli: Cli, embedded_state: Path) -> None:
     """server status/start/stop on an empty state folder; a command without a URL says so once."""
     env = {k: v for k, v in cli.env.items() if k != "STREAMQ_REDIS_URL"}
-    env["STREAMQ_STATE_DIR"] = str(state_dir)
+    env["STREAMQ_STATE_DIR"] = str(embedded_state)
     status = cli.run("server", "status", env=env)
     assert status.returncode == 1
     assert "not running" in status.stdout
@@ -317,7 +301,7 @@ def test_server_start_status_stop(cli: Cli, state_dir: Path) -> None:
     started = cli.run("server", "start", env=env)
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
-    assert url == f"unix://{state_dir}/server.sock"
+    assert url == f"unix://{embedded_state}/server.sock"
 
     status = cli.run("server", "status", env=env)
     assert status.returncode == 0, status.stderr
@@ -325,7 +309,7 @@ def test_server_start_status_stop(cli: Cli, state_dir: Path) -> None:
     assert info["url"] == url
     assert int(info["pid"]) > 0
     assert re.match(r"\d+\.\d+", info["version"])
-    assert info["data"] == str(state_dir)
+    assert info["data"] == str(embedded_state)
 
     stats = cli.run("stats", "--json", env=env)
     assert stats.returncode == 0, stats.stderr
@@ -335,4 +319,4 @@ def test_server_start_status_stop(cli: Cli, state_dir: Path) -> None:
     stopped = cli.run("server", "stop", env=env)
     assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
     assert cli.run("server", "status", env=env).returncode == 1
-    assert not os.path.exists(state_dir / "server.sock")
+    assert not os.path.exists(embedded_state / "server.sock")

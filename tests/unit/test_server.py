@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +22,6 @@ from streamq._server import (
     stop_server,
 )
 from streamq.exceptions import ServerError
-
-
-@pytest.fixture
-def state() -> Iterator[Path]:
-    """A short state directory under /tmp (unix socket paths are limited); its server is stopped."""
-    path = Path(tempfile.mkdtemp(prefix="sq", dir="/tmp")).resolve()
-    try:
-        yield path
-    finally:
-        stop_server(path)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _script(path: Path, body: str) -> Path:
@@ -101,52 +87,53 @@ def test_state_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert state_dir() == tmp_path / "mine"
 
 
-def test_ensure_server_starts_once_and_is_reused(state: Path) -> None:
+def test_ensure_server_starts_once_and_is_reused(embedded_state: Path) -> None:
     """The first call starts the daemon on a unix socket; later calls reuse the same process."""
-    url = ensure_server(state)
-    assert url == f"unix://{state}/server.sock"
-    first = server_status(state)
+    url = ensure_server(embedded_state)
+    assert url == f"unix://{embedded_state}/server.sock"
+    first = server_status(embedded_state)
     assert first is not None
-    assert ensure_server(state) == url
-    second = server_status(state)
+    assert ensure_server(embedded_state) == url
+    second = server_status(embedded_state)
     assert second is not None
     assert second.pid == first.pid
-    assert (first.url, first.data_dir) == (url, state)
+    assert (first.url, first.data_dir) == (url, embedded_state)
     assert first.version[0].isdigit()
     assert Path(first.binary).name in {"valkey-server", "redis-server"}
-    assert oct((state / "server.sock").stat().st_mode & 0o777) == oct(0o700)
+    assert oct((embedded_state / "server.sock").stat().st_mode & 0o777) == oct(0o700)
 
 
-def test_stop_server_stops_it(state: Path) -> None:
+def test_stop_server_stops_it(embedded_state: Path) -> None:
     """stop_server ends the process and its files; then status is None and stopping again False."""
-    ensure_server(state)
-    status = server_status(state)
+    ensure_server(embedded_state)
+    status = server_status(embedded_state)
     assert status is not None
-    assert stop_server(state) is True
-    assert server_status(state) is None
-    assert not (state / "server.sock").exists()
-    assert not (state / "server.pid").exists()
-    assert stop_server(state) is False
+    assert stop_server(embedded_state) is True
+    assert server_status(embedded_state) is None
+    assert not (embedded_state / "server.sock").exists()
+    assert not (embedded_state / "server.pid").exists()
+    assert stop_server(embedded_state) is False
 
 
-def test_server_keeps_data_across_stop_and_start(state: Path) -> None:
+def test_server_keeps_data_across_stop_and_start(embedded_state: Path) -> None:
     """The daemon writes an AOF and SHUTDOWN persists it, so keys survive a stop and start."""
-    url = ensure_server(state)
+    url = ensure_server(embedded_state)
     _set(url, "sq:key", "kept")
-    assert stop_server(state)
-    assert ensure_server(state) == url
+    assert stop_server(embedded_state)
+    assert ensure_server(embedded_state) == url
     assert _get(url, "sq:key") == b"kept"
 
 
-def test_ensure_server_replaces_stale_pidfile_and_socket(state: Path) -> None:
+def test_ensure_server_replaces_stale_pidfile_and_socket(embedded_state: Path) -> None:
     """A pidfile naming a dead process and a socket nobody listens on are cleaned up."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (state / "server.pid").write_text(f"{dead.pid}\n")
+    (embedded_state / "server.pid").write_text(f"{dead.pid}\n")
     with socket.socket(socket.AF_UNIX) as stale:
-        stale.bind(str(state / "server.sock"))  # left on disk after close, as after a crash
-    url = ensure_server(state)
-    status = server_status(state)
+        # Left on disk after close, as after a crash.
+        stale.bind(str(embedded_state / "server.sock"))
+    url = ensure_server(embedded_state)
+    status = server_status(embedded_state)
     assert status is not None
     assert status.pid != dead.pid
     assert _get(url, "missing") is None
@@ -161,19 +148,19 @@ def test_long_state_path_is_rejected() -> None:
 
 
 def test_server_that_exits_reports_its_output(
-    monkeypatch: pytest.MonkeyPatch, state: Path, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, embedded_state: Path, tmp_path: Path
 ) -> None:
     """When the binary exits at once, the ServerError carries what it printed."""
     monkeypatch.setenv(
         "STREAMQ_SERVER_BIN", str(_script(tmp_path / "bad", "echo boom >&2; exit 3"))
     )
     with pytest.raises(ServerError, match="exited with 3: boom"):
-        ensure_server(state)
+        ensure_server(embedded_state)
     with pytest.raises(ServerError, match="boom"):
         PrivateServer(tmp_path / "private").start()
 
 
-def test_concurrent_ensure_server_starts_one_server(state: Path) -> None:
+def test_concurrent_ensure_server_starts_one_server(embedded_state: Path) -> None:
     """Two processes calling ensure_server at the same moment end up sharing one server."""
     code = (
         "import sys, time; from pathlib import Path; "
@@ -184,14 +171,16 @@ def test_concurrent_ensure_server_starts_one_server(state: Path) -> None:
     start_at = str(time.time() + 1.0)  # both are imported and waiting before either starts
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, str(state), start_at], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", code, str(embedded_state), start_at],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
     pids = {proc.communicate(timeout=60)[0].strip() for proc in procs}
     assert [proc.returncode for proc in procs] == [0, 0]
     assert len(pids) == 1
-    log = (state / "server.log").read_text()
+    log = (embedded_state / "server.log").read_text()
     assert log.count("Ready to accept connections") == 1
 
 
