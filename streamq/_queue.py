@@ -119,6 +119,8 @@ class Queue:
         self.backend = backend
         self.registry = registry
         self.max_job_size = max_job_size
+        # The stream a type's jobs travel on, for traces (the type itself on the memory backend).
+        self._stream: Callable[[str], str] = getattr(backend, "jobs_key", str)
 
     @classmethod
     def from_url(cls, url: str | None = None, *, prefix: str | None = None, **kwargs: Any) -> Queue:
@@ -150,7 +152,9 @@ class Queue:
     async def enqueue(self, job: Job[Any]) -> str:
         """Add one job; returns its id (the job's own, or a new UUID)."""
         with (
-            _tracing.send_span({job.type: 1}) if _tracing.enabled() else _tracing.NO_CARRIER
+            _tracing.send_span({job.type: 1}, self._stream)
+            if _tracing.enabled()
+            else _tracing.NO_CARRIER
         ) as carrier:
             job_id, fields = self._encode(job, carrier)
             await self.backend.enqueue(job.type, fields)
@@ -164,7 +168,8 @@ class Queue:
         ids: list[str] = []
         items: list[tuple[str, _codec.Fields]] = []
         traced = per_type and _tracing.enabled()
-        with _tracing.send_span(per_type) if traced else _tracing.NO_CARRIER as carrier:
+        span = _tracing.send_span(per_type, self._stream) if traced else _tracing.NO_CARRIER
+        with span as carrier:
             for job in jobs:
                 job_id, fields = self._encode(job, carrier)
                 ids.append(job_id)

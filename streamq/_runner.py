@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,7 +52,9 @@ class Runner:
         threads: int,
         group: str = "",
         consumer: str = "",
+        stream: Callable[[str], str] = str,
     ) -> None:
+        self._stream = stream
         self._group = group
         self._consumer = consumer
         self._registry = registry
@@ -96,7 +98,8 @@ class Runner:
             "streamq.account_id": job.account_id,
             "streamq.org_id": job.identity.org_id,
         }
-        with _tracing.process_span(envelope.trace, attributes, d.type) as span:
+        stream = self._stream(d.type)
+        with _tracing.process_span(envelope.trace, attributes, d.type, stream) as span:
             outcome = await self._run(d, envelope, span)
             if outcome.letter is not None:
                 _tracing.event(

@@ -118,11 +118,14 @@ def count(counter: Any, job_type: str, n: int = 1) -> None:
 
 
 @contextlib.contextmanager
-def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
+def send_span(
+    destinations: Mapping[str, int], stream: Callable[[str], str] = str
+) -> Iterator[dict[str, str]]:
     """A PRODUCER span around one enqueue (or a batch); yields the carrier to put in jobs.
 
-    ``destinations`` maps each job type in the batch to how many of its jobs it holds. The
-    span helpers assume :func:`enabled`; callers use NO_CARRIER / NO_SPAN otherwise.
+    ``destinations`` maps each job type in the batch to how many of its jobs it holds;
+    ``stream`` names a type's stream (the messaging destination). The span helpers assume
+    :func:`enabled`; callers use NO_CARRIER / NO_SPAN otherwise.
     """
     names = sorted(destinations)
     label = names[0] if len(names) == 1 else "multiple"
@@ -130,7 +133,7 @@ def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
         "messaging.system": SYSTEM,
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
-        "messaging.destination.name": label,
+        "messaging.destination.name": stream(label) if len(names) == 1 else label,
         "streamq.job.types": names,
     }
     total = sum(destinations.values())
@@ -146,15 +149,16 @@ def send_span(destinations: Mapping[str, int]) -> Iterator[dict[str, str]]:
 
 @contextlib.contextmanager
 def process_span(
-    carrier: Mapping[str, str], attributes: dict[str, Any], job_type: str
+    carrier: Mapping[str, str], attributes: dict[str, Any], job_type: str, stream: str
 ) -> Iterator[Span | None]:
-    """The CONSUMER span of one delivery, child of the producer's context in ``carrier``."""
+    """The CONSUMER span of one delivery (named after its type, attributed to its ``stream``),
+    child of the producer's context in ``carrier``."""
     parent = propagate.extract(carrier)
     attrs = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
-        "messaging.destination.name": job_type,
+        "messaging.destination.name": stream,
         # An attribute without a value (no consumer group on the memory backend) is left out.
         **{k: v for k, v in attributes.items() if v not in ("", None)},
     }

@@ -130,6 +130,7 @@ class Worker:
             max_deliveries=max_deliveries,
             threads=concurrency,
             group=str(getattr(backend, "group", "")),
+            stream=getattr(backend, "jobs_key", str),
             consumer=self.consumer,
         )
         self.processed = 0

@@ -233,7 +233,7 @@ async def test_one_trace_from_enqueue_through_steps(
         "messaging.system": "redis",
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
-        "messaging.destination.name": job_type,
+        "messaging.destination.name": f"{prefix}:{{{job_type}}}:jobs",
         "streamq.job.types": (job_type,),
     }
     assert {
@@ -253,7 +253,7 @@ async def test_one_trace_from_enqueue_through_steps(
     } == {
         "messaging.system": "redis",
         "messaging.operation.type": "process",
-        "messaging.destination.name": job_type,
+        "messaging.destination.name": f"{prefix}:{{{job_type}}}:jobs",
         "messaging.message.id": job_id,
         "messaging.consumer.group.name": "workers",
         "messaging.client.id": worker.consumer,
