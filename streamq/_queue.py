@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import threading
 import uuid
@@ -329,9 +330,13 @@ class SyncQueue:
             raise ConfigError("this SyncQueue is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        # enqueue, enqueue_many, stats, pending, dead, retry_dead, purge_dead, workers
-        method: Callable[..., Awaitable[Any]] = getattr(self._queue, name)
+    def __getattr__(self, name: str) -> Any:
+        # Queue's coroutine methods (stats, pending, dead, retry_dead, recover, ...) become
+        # blocking calls; plain attributes (registry, max_job_size) are passed through.
+        value = getattr(self._queue, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+        method: Callable[..., Awaitable[Any]] = value
         return lambda *a, **kw: self._run(method(*a, **kw))  # type: ignore[arg-type]
 
     def enqueue(self, job: Job[Any]) -> str:

@@ -40,3 +40,17 @@ async def test_run_jobs_reports_processed_and_dead() -> None:
     assert [(d.job_id, d.deliveries) for d in out.dead] == [("bad", 2)]
     assert "RuntimeError: asked to fail" in out.dead[0].error
     assert sorted(seen) == ["bad", "bad", "ok-0", "ok-1", "ok-2"]
+
+
+def test_sync_queue_passes_plain_attributes_through() -> None:
+    """SyncQueue turns the queue's coroutine methods into blocking calls, and nothing else."""
+    from streamq import MemoryBackend, Queue, SyncQueue
+
+    registry = registry_recording([])
+    backend = MemoryBackend()
+    with SyncQueue(lambda: Queue(backend, registry=registry, max_job_size=10_000)) as queue:
+        assert queue.registry is registry
+        assert queue.max_job_size == 10_000
+        job_id = queue.enqueue(Job(type="t", args={"fail": False}))
+        assert [s.waiting for s in queue.stats(["t"])] == [1]
+        assert job_id
