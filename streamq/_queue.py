@@ -17,9 +17,10 @@ from typing import Any, Self, TypeVar
 
 from streamq import _codec, _tracing
 from streamq._job import Job
+from streamq._logging import logger
 from streamq._registry import Registry, check_type_name, seconds
 from streamq.backends._base import Backend, DeadEntry
-from streamq.exceptions import ConfigError
+from streamq.exceptions import BackendError, ConfigError
 
 T = TypeVar("T")
 
@@ -158,7 +159,7 @@ class Queue:
             else _tracing.NO_CARRIER
         ) as carrier:
             job_id, fields = self._encode(job, carrier)
-            await self.backend.enqueue(job.type, fields)
+            await self._send(self.backend.enqueue(job.type, fields), 1)
         _tracing.count(_tracing.ENQUEUED, job.type)
         return job_id
 
@@ -175,10 +176,18 @@ class Queue:
                 job_id, fields = self._encode(job, carrier)
                 ids.append(job_id)
                 items.append((job.type, fields))
-            await self.backend.enqueue_many(items)
+            await self._send(self.backend.enqueue_many(items), len(items))
         for job_type, n in per_type.items():
             _tracing.count(_tracing.ENQUEUED, job_type, n)
         return ids
+
+    async def _send(self, write: Awaitable[Any], jobs: int) -> None:
+        """Await the write; a failure is logged here (the caller gets the error to retry)."""
+        try:
+            await write
+        except BackendError as exc:
+            logger.warning("streamq.enqueue.failed", jobs=jobs, error=str(exc))
+            raise
 
     async def stats(self, types: Sequence[str]) -> list[TypeStats]:
         """Stats of each type, read from the server (global across all workers)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import itjobs
 import pytest
+import structlog
 from worker_procs import Workers, wait_until
 
 from streamq import Job, Queue, RedisBackend, SyncQueue
@@ -31,6 +32,7 @@ class Producer(threading.Thread):
         self.ok: list[str] = []
         self.errors: list[str] = []
         self.longest_call = 0.0
+        self.failures_logged = 0
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -42,17 +44,23 @@ class Producer(threading.Thread):
             )
         )
         try:
-            while not self.halt.is_set():
-                started = time.monotonic()
-                try:
-                    self.ok.append(queue.enqueue(Job(type="sleepy", args={"sleep": 0.01})))
-                except BackendError as exc:
-                    self.errors.append(str(exc))
-                    time.sleep(0.05)
-                self.longest_call = max(self.longest_call, time.monotonic() - started)
-                time.sleep(0.002)
+            # streamq logs each failed enqueue (the caller also gets the error).
+            with structlog.testing.capture_logs() as logs:
+                while not self.halt.is_set():
+                    self._enqueue_one(queue)
         finally:
             queue.close()
+        self.failures_logged = sum(e["event"] == "streamq.enqueue.failed" for e in logs)
+
+    def _enqueue_one(self, queue: SyncQueue) -> None:
+        started = time.monotonic()
+        try:
+            self.ok.append(queue.enqueue(Job(type="sleepy", args={"sleep": 0.01})))
+        except BackendError as exc:
+            self.errors.append(str(exc))
+            time.sleep(0.05)
+        self.longest_call = max(self.longest_call, time.monotonic() - started)
+        time.sleep(0.002)
 
 
 def run_outage(
@@ -94,6 +102,7 @@ def run_outage(
             "workers_alive": sum(p.poll() is None for p in procs),
             "dead": queue_dead(server.url, prefix),
         }
+        figures_logged = {"enqueue_failures_logged": producer.failures_logged}
         report = Path(os.environ.get("STREAMQ_FAULT_REPORT", tmp_path / "faults.jsonl"))
         with report.open("a") as fh:
             fh.write(json.dumps(figures) + "\n")
@@ -101,7 +110,7 @@ def run_outage(
         assert figures["lost"] == 0, figures
         assert figures["workers_alive"] == 2, logs
         assert not any("streamq.worker.crashed" in log for log in logs), logs
-        return figures | {"logs": logs, "errors": producer.errors}
+        return figures | figures_logged | {"logs": logs, "errors": producer.errors}
     finally:
         producer.halt.set()
         workers.stop_all()
@@ -133,6 +142,7 @@ def test_server_killed_and_restarted_loses_no_acknowledged_job(
     figures = run_outage(tmp_path, prefix, outage, "server killed and restarted", {"restarts": 1})
     assert figures["enqueue_errors"] > 0, "the producer should have seen the server gone"
     assert all("cannot reach Redis at redis://127.0.0.1" in e for e in figures["errors"])
+    assert figures["enqueue_failures_logged"] == figures["enqueue_errors"]
     assert figures["longest_enqueue_s"] < 15, "an enqueue must fail, not hang"
     assert all("streamq.worker.read_failed" in log for log in figures["logs"])
 
