@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,11 +150,9 @@ def test_paused_server_gives_a_clear_error_not_a_hang(tmp_path: Path) -> None:
 
         assert asyncio.run(enqueue_once(5))
         server.pause()
-        started = time.monotonic()
         with pytest.raises(BackendError, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
             asyncio.run(enqueue_once(0.5))
-        # Bounded by the socket timeout (redis-py retries a few times), not forever.
-        assert time.monotonic() - started < 30
+        # It returned (with the error): a hang would end in pytest's per-test timeout instead.
         server.resume()
         assert asyncio.run(enqueue_once(5))
     finally:
