@@ -169,13 +169,3 @@ def _where(exc: msgspec.ValidationError, root: str) -> str:
     if not sep:
         return text
     return f"{root}{path.rstrip('`')[1:]}: {message}"
-
-
-def dumps(value: Any) -> bytes:
-    """JSON-encode a plain value (used for dead-letter records and CLI output)."""
-    return orjson.dumps(value, default=_default)
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON. Raises ValueError on malformed input."""
-    return orjson.loads(data)

@@ -107,9 +107,8 @@ def recheck() -> None:
     _next_look = 0.0
 
 
-#: What the span helpers' callers use instead when tracing is off: no generator, no span.
+#: What the producer side uses instead of send_span when tracing is off: no generator, no span.
 NO_CARRIER: contextlib.nullcontext[Mapping[str, str]] = contextlib.nullcontext({})
-NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext(None)
 
 
 def count(counter: Any, job_type: str, n: int = 1) -> None:
@@ -125,7 +124,7 @@ def send_span(
 
     ``destinations`` maps each job type in the batch to how many of its jobs it holds;
     ``stream`` names a type's stream (the messaging destination). The span helpers assume
-    :func:`enabled`; callers use NO_CARRIER / NO_SPAN otherwise.
+    :func:`enabled`; callers use NO_CARRIER (or, for deliveries, no span at all) otherwise.
     """
     names = sorted(destinations)
     label = names[0] if len(names) == 1 else "multiple"
@@ -295,10 +294,3 @@ def _install_metrics(exporter: Any, resource: Any) -> Callable[[], Any]:
     provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(provider)
     return provider.shutdown
-
-
-def inject() -> dict[str, str]:
-    """The current W3C trace context (traceparent, tracestate, baggage) as a carrier dict."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
