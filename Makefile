@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: soak demo test bench lint fmt docs clean
+BENCH_STAMP := $(VENV)/.installed-bench
+PEERS_STAMP := $(VENV)/.installed-peers
+
+.PHONY: soak demo test bench bench-peers lint fmt docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +26,15 @@ test: $(STAMP)
 soak: $(STAMP)
 	STREAMQ_STORM_JOBS=100000 $(BIN)/python -m pytest tests/faults -p no:cacheprovider -s
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+$(PEERS_STAMP): $(BENCH_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,peers]'
+	touch $(PEERS_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \
 		--benchmark-json=benchmarks/results/latest.json -p no:randomly
 
@@ -43,3 +54,7 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
+
+# The peers side by side (benchmarks/peers): streamq, streaq, taskiq, SAQ and arq on one server.
+bench-peers: $(PEERS_STAMP)
+	$(BIN)/python -m benchmarks.peers
