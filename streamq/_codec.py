@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import orjson
@@ -49,6 +49,23 @@ class _Body(msgspec.Struct):
     args: dict[str, Any]
     account_id: int = 0
     identity: _Identity = msgspec.field(default_factory=_Identity)
+    request_id: str | None = None
+    enqueued_at: float = 0.0
+    trace: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+ArgsT = TypeVar("ArgsT")
+
+
+class _TypedBody(msgspec.Struct, Generic[ArgsT]):
+    """The envelope with its args typed: parsed and checked in one pass by msgspec."""
+
+    type: str
+    args: ArgsT
+    account_id: int = 0
+    # msgspec fills the frozen dataclass itself (no __init__ call): a third cheaper than building
+    # it from an intermediate struct.
+    identity: Principal = msgspec.field(default_factory=Principal)
     request_id: str | None = None
     enqueued_at: float = 0.0
     trace: dict[str, str] = msgspec.field(default_factory=dict)
@@ -142,6 +159,44 @@ def decode(fields: Mapping[bytes, bytes]) -> Envelope:
         args=body.args,
     )
     return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
+
+
+class TypedDecoder:
+    """Decodes entries of one job type with their args straight into its args class.
+
+    The worker's fast path: one msgspec pass instead of JSON parsing, envelope conversion and
+    args conversion. It returns None for anything it does not take as is (another version, a
+    missing field, a body or args that do not check, a job of another type); the caller then
+    takes the general path (:func:`decode` + :func:`convert_args`), whose errors name the field.
+    """
+
+    __slots__ = ("_decode", "_type")
+
+    def __init__(self, job_type: str, args_type: type[Any]) -> None:
+        self._type = job_type
+        self._decode = msgspec.json.Decoder(_TypedBody[args_type]).decode  # type: ignore[valid-type]
+
+    def __call__(self, fields: Mapping[bytes, bytes]) -> Envelope | None:
+        raw_id = fields.get(F_ID)
+        data = fields.get(F_BODY)
+        if raw_id is None or data is None or fields.get(F_VERSION) != _VERSION_BYTES:
+            return None
+        try:
+            body = self._decode(data)
+            job_id = raw_id.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+            return None
+        if body.type != self._type:
+            return None
+        job: Job[Any] = Job(
+            id=job_id,
+            type=body.type,
+            account_id=body.account_id,
+            identity=body.identity,
+            request_id=body.request_id,
+            args=body.args,
+        )
+        return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
 
 
 def convert_args(args_type: type[Any], raw: Any, *, job_id: str | None, job_type: str) -> Any:

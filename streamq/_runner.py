@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
@@ -22,6 +22,18 @@ from streamq._logging import bind, job_fields, logger
 from streamq._registry import JobType, Registry, Step
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
+
+
+class Limit(Protocol):
+    """A job's time limit, kept by whoever runs the job's task (the worker's lanes).
+
+    ``start`` arms it for the running task; ``stop`` disarms it and says whether it fired, that
+    is, whether it cancelled the task (that cancel is then withdrawn).
+    """
+
+    def start(self, seconds: float) -> None: ...
+
+    def stop(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,8 @@ class Runner:
             )
             for t in types
         }
+        # One-pass decoders (envelope and args together) for the served types.
+        self._decoders = {t: _codec.TypedDecoder(t, jt.args) for t, jt in types.items()}
         self._job_timeout = job_timeout
         self._max_deliveries = max_deliveries
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
@@ -76,17 +90,24 @@ class Runner:
         """Stop the thread pool (steps still running in it are not waited for)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, d: Delivery) -> Outcome:
-        """Run one delivery to its outcome. CancelledError (shutdown) propagates."""
-        log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
-        try:
-            envelope = _codec.decode(d.fields)
-        except InvalidJobError as exc:
-            # Nothing readable, so no trace context either: no span for this one.
-            return self._poison(d, log, exc)
+    async def run(self, d: Delivery, limit: Limit | None = None) -> Outcome:
+        """Run one delivery to its outcome. CancelledError (shutdown) propagates.
+
+        ``limit`` enforces the job's timeout for the task running this; without one the runner
+        uses ``asyncio.timeout`` (a timer per delivery).
+        """
+        decoder = self._decoders.get(d.type)
+        envelope = decoder(d.fields) if decoder is not None else None
+        typed = envelope is not None
+        if envelope is None:
+            try:
+                envelope = _codec.decode(d.fields)
+            except InvalidJobError as exc:
+                # Nothing readable, so no trace context either: no span for this one.
+                return self._poison(d, {"job_type": d.type, "entry_id": d.entry_id}, exc)
         if not _tracing.enabled():
             # The common case without an SDK: no span, no attributes, no context managers.
-            return await self._run(d, envelope, None)
+            return await self._run(d, envelope, typed, None, limit)
         job = envelope.job
         attributes = {
             "messaging.message.id": job.id,
@@ -100,7 +121,7 @@ class Runner:
         }
         stream = self._stream(d.type)
         with _tracing.process_span(envelope.trace, attributes, d.type, stream) as span:
-            outcome = await self._run(d, envelope, span)
+            outcome = await self._run(d, envelope, typed, span, limit)
             if outcome.letter is not None:
                 _tracing.event(
                     span,
@@ -119,23 +140,36 @@ class Runner:
             "dead", log, letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries)
         )
 
-    async def _run(self, d: Delivery, envelope: _codec.Envelope, span: Any) -> Outcome:
+    async def _run(
+        self,
+        d: Delivery,
+        envelope: _codec.Envelope,
+        typed: bool,
+        span: Any,
+        limit: Limit | None,
+    ) -> Outcome:
         log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
-        log |= _tracing.ids_of(span)
-        try:
-            job_type = self._job_type_of(envelope.job.type, d.type)
-            args = _codec.convert_args(
-                job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
-            )
-        except (InvalidJobError, UnknownJobTypeError) as exc:
-            return self._poison(d, log, exc)
-        job = dataclasses.replace(envelope.job, args=args)
+        if span is not None:
+            log |= _tracing.ids_of(span)
+        if typed:
+            # The typed decoder checked the type and the args already.
+            job_type = self._types[d.type]
+            job = envelope.job
+        else:
+            try:
+                job_type = self._job_type_of(envelope.job.type, d.type)
+                args = _codec.convert_args(
+                    job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
+                )
+            except (InvalidJobError, UnknownJobTypeError) as exc:
+                return self._poison(d, log, exc)
+            job = dataclasses.replace(envelope.job, args=args)
         log = job_fields(job, d.deliveries) | log
         bind(log)
-        limit = job_type.max_deliveries or self._max_deliveries
-        if d.deliveries > limit:
+        limit_n = job_type.max_deliveries or self._max_deliveries
+        if d.deliveries > limit_n:
             letter = DeadLetter(
-                reason=f"delivered {d.deliveries} times, over max_deliveries {limit}; "
+                reason=f"delivered {d.deliveries} times, over max_deliveries {limit_n}; "
                 "its last deliveries never finished (did the worker die?)",
                 deliveries=d.deliveries,
             )
@@ -149,15 +183,17 @@ class Runner:
         started = time.monotonic()
         timeout = job_type.timeout or self._job_timeout
         try:
-            async with asyncio.timeout(timeout):
-                for index, (step, is_async) in enumerate(
-                    zip(job_type.steps, job_type.is_async, strict=True)
-                ):
-                    if span is None:
-                        await self._step(step, is_async, job)
-                    else:
-                        with _tracing.step_span(f"{d.type}.{step.__name__}", index):
-                            await self._step(step, is_async, job)
+            if limit is None:
+                async with asyncio.timeout(timeout):
+                    await self._steps(d.type, job_type, job, span)
+            else:
+                limit.start(timeout)
+                try:
+                    await self._steps(d.type, job_type, job, span)
+                finally:
+                    if limit.stop():
+                        # The time limit cancelled the steps (or they swallowed its cancel).
+                        raise TimeoutError
         except TimeoutError:
             exc2: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
@@ -176,15 +212,26 @@ class Runner:
         _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
-        if d.deliveries < limit:
+        if d.deliveries < limit_n:
             return Outcome("retry", log, error=error)
         letter = DeadLetter(
-            reason=f"failed {d.deliveries} times (max_deliveries {limit})",
+            reason=f"failed {d.deliveries} times (max_deliveries {limit_n})",
             error=error,
             deliveries=d.deliveries,
             failed=True,
         )
         return Outcome("dead", log, error=error, letter=letter)
+
+    async def _steps(self, type_: str, job_type: JobType, job: Job[Any], span: Any) -> None:
+        """The job's steps, in order; each in a span of its own when tracing."""
+        for index, (step, is_async) in enumerate(
+            zip(job_type.steps, job_type.is_async, strict=True)
+        ):
+            if span is None:
+                await self._step(step, is_async, job)
+            else:
+                with _tracing.step_span(f"{type_}.{step.__name__}", index):
+                    await self._step(step, is_async, job)
 
     async def _step(self, step: Step, is_async: bool, job: Job[Any]) -> None:
         if is_async:

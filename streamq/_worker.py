@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from streamq import _tracing
+from streamq._lanes import Lane, Lanes
 from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
@@ -39,7 +40,6 @@ class _Running:
     """One delivery this worker holds."""
 
     delivery: Delivery
-    task: asyncio.Task[None] | None = None
     lost: bool = False
     log: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -133,6 +133,7 @@ class Worker:
             stream=getattr(backend, "jobs_key", str),
             consumer=self.consumer,
         )
+        self._lanes: Lanes[_Running] | None = None
         self.processed = 0
         self._crashed: Exception | None = None
         self.started_at = time.time()
@@ -182,6 +183,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal)
         _tracing.add_gauge_source(self._gauge_values)
+        self._lanes = Lanes(self.concurrency, self._handle)
         feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recover_loop())),
@@ -205,6 +207,7 @@ class Worker:
             for t in stuck:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            await self._lanes.close(cancel=True)
             await self._flush_acks()
             await self._release_unfinished()
             await self._leave_groups()
@@ -238,25 +241,22 @@ class Worker:
         self.stop(now=hard)
 
     async def _finish_running(self) -> None:
-        tasks = [r.task for r in self._running.values() if r.task is not None and not r.task.done()]
-        if tasks:
-            hard: asyncio.Task[Any] = asyncio.create_task(self._hard_stop.wait())
-            deadline = time.monotonic() + self.shutdown_grace
-            remaining = set(tasks)
-            while remaining and not self._hard_stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                _, remaining = await asyncio.wait(
-                    [*remaining, hard], timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
-                remaining.discard(hard)
+        """Give what was delivered ``shutdown_grace`` to finish (queued jobs still start)."""
+        assert self._lanes is not None
+        lanes = self._lanes
+        drained = asyncio.ensure_future(lanes.drained())
+        hard = asyncio.ensure_future(self._hard_stop.wait())
+        try:
+            await asyncio.wait(
+                [drained, hard], timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            drained.cancel()
             hard.cancel()
-            for t in remaining:
-                t.cancel()
-            if remaining:
-                logger.warning("streamq.worker.cancelled_jobs", count=len(remaining))
-                await asyncio.gather(*remaining, return_exceptions=True)
+        running = lanes.running_tasks()
+        if running:
+            logger.warning("streamq.worker.cancelled_jobs", count=running)
+        await lanes.close(cancel=bool(running or lanes.waiting))
 
     async def _read_loop(self, stop_when_empty: bool) -> None:
         types = list(self._types)
@@ -276,8 +276,7 @@ class Worker:
                 await self._pause_after_error("read", exc, failures)
                 continue
             failures = 0
-            for d in batch:
-                self._start(d)
+            self._start(batch)
             if not batch and stop_when_empty and not self._running and await self._all_empty():
                 self.stop()
 
@@ -304,21 +303,19 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
 
-    def _start(self, d: Delivery) -> None:
-        run = _Running(d, log={"job_type": d.type, "entry_id": d.entry_id})
-        self._running[d.type, d.entry_id] = run
-        run.task = asyncio.create_task(self._handle(run))
-        run.task.add_done_callback(self._job_done)
-
-    def _job_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # A bug in the worker itself (handler errors are caught in _handle): never silent.
-            logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+    def _start(self, deliveries: list[Delivery]) -> None:
+        runs = []
+        for d in deliveries:
+            run = _Running(d, log={"job_type": d.type, "entry_id": d.entry_id})
+            self._running[d.type, d.entry_id] = run
+            runs.append(run)
+        assert self._lanes is not None
+        self._lanes.submit(runs)
 
     # one delivery ---------------------------------------------------------------------------
 
-    async def _handle(self, run: _Running) -> None:
-        outcome = await self._runner.run(run.delivery)
+    async def _handle(self, run: _Running, lane: Lane) -> None:
+        outcome = await self._runner.run(run.delivery, lane)
         run.log = outcome.log
         if outcome.kind == "done":
             self._to_ack.setdefault(run.delivery.type, []).append(run)
@@ -500,6 +497,7 @@ class Worker:
                     cursors[type_] = claimed.cursor
                     for entry_id in claimed.deleted:
                         logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
+                    fresh = []
                     for d in claimed.deliveries:
                         if (type_, d.entry_id) in self._running:
                             # Still running here: its lease lapsed (a blocked loop?) and this
@@ -508,7 +506,8 @@ class Worker:
                                 "streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id
                             )
                             continue
-                        self._start(d)
+                        fresh.append(d)
+                    self._start(fresh)
                 failures = 0
             except BackendError as exc:
                 failures += 1

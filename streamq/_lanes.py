@@ -1,0 +1,223 @@
+"""Lanes: a fixed set of long-lived tasks that run deliveries one at a time each.
+
+A task per delivery costs more than a no-op job itself (creating and scheduling the task, its
+done callback, and a timer handle for ``asyncio.timeout``: about 25 µs per job on a small VM).
+The worker instead keeps ``concurrency`` lanes. A lane takes the next delivery from a shared
+queue and awaits it; a job that never suspends costs one coroutine call, and the lane goes on
+with the next without passing through the event loop.
+
+Concurrency stays bounded by the number of lanes. Only one lane is woken for new work; when the
+job a lane runs suspends (it awaits I/O), the lane wakes another idle one if work is waiting,
+so jobs that wait on I/O still run side by side up to the number of lanes.
+
+Each delivery runs in a context of its own (a copy of the worker's context at start, as a task
+per delivery would get), so what one job binds for its log lines never leaks into the next.
+
+Time limits: each lane holds the deadline of the job it runs, and one timer, armed at the
+earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the
+:class:`~streamq._runner.Limit` the runner uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from typing import Any, Generic, TypeVar
+
+from streamq._logging import logger
+
+T = TypeVar("T")
+
+
+class Lane:
+    """One lane: its task, and the time limit of the job it runs."""
+
+    __slots__ = ("_baseline", "_pool", "deadline", "fired", "task")
+
+    def __init__(self, pool: Lanes[Any]) -> None:
+        self._pool = pool
+        self.task: asyncio.Task[None] | None = None
+        self.deadline: float | None = None
+        self.fired = False
+        self._baseline = 0
+
+    def start(self, seconds: float) -> None:
+        """Arm the time limit of the job this lane starts now."""
+        assert self.task is not None
+        self._baseline = self.task.cancelling()
+        self.deadline = at = self._pool.loop.time() + seconds
+        self._pool.watch(at)
+
+    def stop(self) -> bool:
+        """Disarm it; True when it fired (its cancel withdrawn) and nothing else cancelled."""
+        self.deadline = None
+        if not self.fired:
+            return False
+        self.fired = False
+        assert self.task is not None
+        return self.task.uncancel() <= self._baseline
+
+
+class _InContext:
+    """Await a coroutine with every step of it run in ``ctx``, as a task of its own would.
+
+    Each time the coroutine suspends, ``on_suspend`` is called (the pool wakes another lane).
+    """
+
+    __slots__ = ("_coro", "_ctx", "_on_suspend")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, None],
+        ctx: contextvars.Context,
+        on_suspend: Callable[[], None],
+    ) -> None:
+        self._coro = coro
+        self._ctx = ctx
+        self._on_suspend = on_suspend
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        run, coro = self._ctx.run, self._coro
+        try:
+            yielded = run(coro.send, None)
+        except StopIteration:
+            return
+        while True:
+            self._on_suspend()
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancel (or anything) thrown into the lane
+                try:
+                    yielded = run(coro.throw, exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = run(coro.send, sent)
+                except StopIteration:
+                    return
+
+
+class Lanes(Generic[T]):
+    """``size`` lanes running ``work(item, lane)`` for each submitted item."""
+
+    def __init__(self, size: int, work: Callable[[T, Lane], Coroutine[Any, Any, None]]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._work = work
+        self._queue: deque[T] = deque()
+        self._idle: list[asyncio.Future[None]] = []
+        self._busy = 0
+        self._closing = False
+        self._drained: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        # Each item runs in a copy of this: the context the worker was started in.
+        self._base = contextvars.copy_context()
+        self._lanes = [Lane(self) for _ in range(size)]
+        for lane in self._lanes:
+            lane.task = self.loop.create_task(self._main(lane))
+
+    # work -------------------------------------------------------------------------------
+
+    def submit(self, items: Iterable[T]) -> None:
+        """Queue items and wake one idle lane: it runs them one after another, and wakes
+        another lane whenever the item it runs suspends while more are waiting."""
+        self._queue.extend(items)
+        if self._queue:
+            self._wake_one()
+
+    @property
+    def waiting(self) -> int:
+        """Items queued and not started yet."""
+        return len(self._queue)
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            fut = self._idle.pop()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _on_suspend(self) -> None:
+        if self._queue:
+            self._wake_one()
+
+    async def _main(self, lane: Lane) -> None:
+        queue, work = self._queue, self._work
+        while True:
+            if not queue:
+                if self._closing:
+                    return
+                fut = self.loop.create_future()
+                self._idle.append(fut)
+                await fut
+                continue
+            item = queue.popleft()
+            self._busy += 1
+            try:
+                await _InContext(work(item, lane), self._base.copy(), self._on_suspend)
+            except Exception as exc:
+                # A bug in the worker itself (handler errors are caught by the runner).
+                logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+            finally:
+                self._busy -= 1
+                lane.deadline = None
+            drained = self._drained
+            if not queue and not self._busy and drained is not None and not drained.done():
+                drained.set_result(None)
+
+    # stopping ----------------------------------------------------------------------------
+
+    async def drained(self) -> None:
+        """Return once nothing is queued or running."""
+        while self._queue or self._busy:
+            self._drained = self.loop.create_future()
+            await self._drained
+
+    def running_tasks(self) -> int:
+        """Lanes running an item right now."""
+        return self._busy
+
+    async def close(self, *, cancel: bool) -> None:
+        """Stop the lanes: idle ones return; with ``cancel``, running items are cancelled."""
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        for fut in self._idle:
+            if not fut.done():
+                fut.set_result(None)
+        if cancel:
+            self._queue.clear()
+            for t in tasks:
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # time limits ------------------------------------------------------------------------
+
+    def watch(self, at: float) -> None:
+        """A lane's deadline is ``at``: make sure the timer fires by then."""
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = self.loop.call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        now = self.loop.time()
+        for lane in self._lanes:
+            at = lane.deadline
+            if at is None:
+                continue
+            if at <= now:
+                if not lane.fired and lane.task is not None:
+                    lane.fired = True
+                    lane.task.cancel()
+            else:
+                self.watch(at)
