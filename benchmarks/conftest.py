@@ -17,7 +17,9 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -150,6 +152,7 @@ def pytest_benchmark_update_json(
     config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
 ) -> None:
     """Store the ratio table in the results JSON too, next to pytest-benchmark's figures."""
+    results = _results(config)
     output_json["streamq_summary"] = [
         {
             "group": r.group,
@@ -160,26 +163,42 @@ def pytest_benchmark_update_json(
             "ratio_to_reference": r.ratio,
             "target": r.target,
         }
-        for r in summarize.rows(_results(config))
+        for r in summarize.rows(results)
+    ]
+    output_json["streamq_latency"] = [
+        {
+            "group": r.group,
+            "name": r.name,
+            "p50_us": r.p50,
+            "p99_us": r.p99,
+            "max_us": r.max,
+            "reference": r.is_reference,
+            "p50_ratio_to_reference": r.ratio_p50,
+            "p99_ratio_to_reference": r.ratio_p99,
+            "target_p50_at_most": r.target_p50_at_most,
+        }
+        for r in summarize.latency_rows(results)
     ]
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """After pytest-benchmark's table: each streamq figure as a rate and a ratio to its baseline."""
+    """After pytest-benchmark's table: each streamq figure beside its baseline (rates and ratios,
+    latency percentiles, recovery times); with ``--benchmark-json``, the chart beside the JSON."""
     results = _results(config)
     if not results:
         return
-    table = summarize.rows(results)
-    if table:
-        terminalreporter.write_sep("-", "streamq vs reference (median rates)")
-        for line in summarize.format_table(table):
+    for title, lines in summarize.sections(results):
+        terminalreporter.write_sep("-", title)
+        for line in lines:
             terminalreporter.write_line(line)
-    tracing = summarize.format_tracing(results)
-    if tracing:
-        terminalreporter.write_sep("-", "tracing overhead (median rates, subprocess per variant)")
-        for line in tracing:
-            terminalreporter.write_line(line)
+    json_path = config.getoption("benchmark_json", None)
+    if json_path is not None:
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        title = summarize.chart_title(when, _LOAD_AT_START)
+        written = summarize.write_chart(results, summarize.chart_path(Path(json_path)), title=title)
+        if written is not None:
+            terminalreporter.write_line(f"chart: {written}")
     terminalreporter.write_line(
         f"1-min load average when the run started: {_LOAD_AT_START:.2f} ({os.cpu_count()} CPUs)"
     )

@@ -11,12 +11,19 @@ Every benchmark of the suite records in ``extra_info``:
 
 The tracing-overhead benchmark (``test_bench_tracing.py``) is not a streamq-vs-reference pair:
 its entries carry ``extra_info["tracing"]`` (per-variant rates measured in subprocesses) and are
-left out of that table; :func:`format_tracing` prints them as a table of their own.
+left out of that table; :func:`format_tracing` prints them as a table of their own. Likewise
+latency benchmarks (``extra_info["latency"]``: percentiles, see ``_latency.py``) are compared
+with their group's reference by :func:`format_latency`, and the recovery benchmark
+(``extra_info["recovery"]``) with its configured ``claim_after`` by :func:`format_recovery`.
 
-``benchmarks/conftest.py`` prints these tables after ``make bench``. On its own::
+``benchmarks/conftest.py`` prints these tables after ``make bench`` and writes the chart
+(:func:`write_chart`) next to the results JSON. On its own::
 
     python -m benchmarks.summarize [RESULTS_JSON]    # default: benchmarks/results/latest.json
     python -m benchmarks.summarize RESULTS_JSON --strip OUT    # and a copy without per-round data
+    python -m benchmarks.summarize RESULTS_JSON --no-chart     # the tables only
+
+The chart goes next to the JSON, with the same name: ``results/NAME.json`` -> ``results/NAME.png``.
 """
 
 from __future__ import annotations
@@ -49,8 +56,8 @@ def rows(benchmarks: Iterable[Mapping[str, Any]]) -> list[Row]:
     """Rates and ratios of pytest-benchmark entries (``as_dict`` form), in run order."""
     by_group: dict[str, list[Mapping[str, Any]]] = {}
     for b in benchmarks:
-        if "tracing" in b["extra_info"]:
-            continue  # per-variant figures of their own: see format_tracing
+        if not _is_rate(b):
+            continue  # figures of their own: see format_tracing, format_latency, format_recovery
         by_group.setdefault(b.get("group") or "(no group)", []).append(b)
     out: list[Row] = []
     for group, members in by_group.items():
@@ -71,6 +78,14 @@ def rows(benchmarks: Iterable[Mapping[str, Any]]) -> list[Row]:
                 )
             )
     return out
+
+
+#: extra_info keys of the benchmarks that report something other than a rate.
+NOT_RATES = ("tracing", "latency", "recovery")
+
+
+def _is_rate(bench: Mapping[str, Any]) -> bool:
+    return not any(k in bench["extra_info"] for k in NOT_RATES)
 
 
 def _rate(bench: Mapping[str, Any]) -> float:
@@ -197,6 +212,269 @@ def format_tracing(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+# Latency: percentiles against the group's reference -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyRow:
+    """One latency benchmark: percentiles in microseconds, and the p50/p99 ratios to the
+    reference of its group (lower is better: 1.2x means 20 % slower than the reference)."""
+
+    group: str
+    name: str
+    p50: float
+    p99: float
+    max: float
+    samples: int
+    is_reference: bool
+    ratio_p50: float | None
+    ratio_p99: float | None
+    #: the p50 ratio that later work aims to stay under, if any
+    target_p50_at_most: float | None
+    rate_per_s: float | None
+
+
+def latency_rows(benchmarks: Iterable[Mapping[str, Any]]) -> list[LatencyRow]:
+    """The latency entries (``extra_info["latency"]``), in run order, with their ratios."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for b in benchmarks:
+        if "latency" in b["extra_info"]:
+            by_group.setdefault(b.get("group") or "(no group)", []).append(b)
+    out: list[LatencyRow] = []
+    for group, members in by_group.items():
+        refs = [b["extra_info"]["latency"] for b in members if b["extra_info"].get("reference")]
+        ref = refs[0] if len(refs) == 1 else None
+        for b in members:
+            info = b["extra_info"]
+            lat = info["latency"]
+            out.append(
+                LatencyRow(
+                    group=group,
+                    name=b["name"],
+                    p50=lat["p50"],
+                    p99=lat["p99"],
+                    max=lat["max"],
+                    samples=lat["samples"],
+                    is_reference=bool(info.get("reference")),
+                    ratio_p50=None if ref is None else lat["p50"] / ref["p50"],
+                    ratio_p99=None if ref is None else lat["p99"] / ref["p99"],
+                    target_p50_at_most=info.get("target_p50_at_most"),
+                    rate_per_s=lat.get("rate_per_s"),
+                )
+            )
+    return out
+
+
+def format_latency(table: Sequence[LatencyRow]) -> list[str]:
+    """The latency rows as aligned text: p50, p99, max, ratios to the reference, target."""
+    header = ("group", "benchmark", "p50", "p99", "max", "samples", "p50 vs ref", "p99 vs ref")
+    cells = [(*header, "target")]
+    for r in table:
+        if r.is_reference:
+            vs50 = vs99 = "ref"
+        else:
+            vs50 = "-" if r.ratio_p50 is None else f"{r.ratio_p50:.2f}x"
+            vs99 = "-" if r.ratio_p99 is None else f"{r.ratio_p99:.2f}x"
+        target = "-"
+        if r.target_p50_at_most is not None and r.ratio_p50 is not None:
+            met = "met" if r.ratio_p50 <= r.target_p50_at_most else "MISSED"
+            target = f"p50 <={r.target_p50_at_most:.2f}x {met}"
+        cells.append(
+            (
+                r.group,
+                r.name,
+                _duration(r.p50 / 1e6),
+                _duration(r.p99 / 1e6),
+                _duration(r.max / 1e6),
+                str(r.samples),
+                vs50,
+                vs99,
+                target,
+            )
+        )
+    return _aligned(cells, right=range(2, 8))
+
+
+def format_recovery(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The recovery entries as text: kill -> restart times against the configured claim_after."""
+    cells = [
+        (
+            "claim_after",
+            "heartbeat",
+            "pass every",
+            "expected",
+            "min",
+            "median",
+            "max",
+            "median / claim_after",
+            "jobs x rounds",
+        )
+    ]
+    for b in benchmarks:
+        r = b["extra_info"].get("recovery")
+        if not r:
+            continue
+        low, high = r["expected_s"]
+        cells.append(
+            (
+                f"{r['claim_after_s']:g} s",
+                f"{r['heartbeat_s']:.3g} s",
+                f"{r['pass_interval_s']:g} s",
+                f"{low:.3g}-{high:.3g} s",
+                f"{r['min_s']:.3f} s",
+                f"{r['median_s']:.3f} s",
+                f"{r['max_s']:.3f} s",
+                f"{r['median_over_claim_after']:.3f}",
+                f"{r['jobs']} x {len(r['rounds'])}",
+            )
+        )
+    if len(cells) == 1:
+        return []
+    return _aligned(cells, right=range(4, 8))
+
+
+def _aligned(cells: Sequence[Sequence[str]], right: Iterable[int]) -> list[str]:
+    """Rows of cells as text columns, a rule under the header; ``right`` columns right-aligned."""
+    right = set(right)
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+    text = []
+    for i, row in enumerate(cells):
+        text.append(
+            "  ".join(
+                cell.rjust(w) if col in right else cell.ljust(w)
+                for col, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+        if i == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return text
+
+
+# The chart ---------------------------------------------------------------------------------------
+
+
+def chart_path(results: Path) -> Path:
+    """Where the chart of a results file goes: beside it, ``NAME.json`` -> ``NAME.png``."""
+    return results.with_suffix(".png")
+
+
+def write_chart(
+    benchmarks: Sequence[Mapping[str, Any]], out: Path, *, title: str = ""
+) -> Path | None:
+    """A PNG of the run: rates against their references, latency percentiles, recovery times.
+
+    One panel per kind that the run has. Returns the path written, or None when there is
+    nothing to draw or matplotlib (the ``bench`` extra) is not installed.
+    """
+    table = [r for r in rows(benchmarks) if r.ratio is not None or r.is_reference]
+    latency = latency_rows(benchmarks)
+    recovery = [b["extra_info"]["recovery"] for b in benchmarks if "recovery" in b["extra_info"]]
+    have = {"rates": bool(table), "latency": bool(latency), "recovery": bool(recovery)}
+    panels = [name for name, present in have.items() if present]
+    if not panels:
+        return None
+    try:
+        import matplotlib  # the bench extra; only the chart needs it
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    heights = {
+        "rates": 0.5 * len(table) + 1.2,
+        "latency": 0.5 * len(latency) + 1.2,
+        "recovery": 3.4,
+    }
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(12, sum(heights[p] for p in panels) + 0.6),
+        height_ratios=[heights[p] for p in panels],
+        squeeze=False,
+    )
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        if panel == "rates":
+            _plot_rates(ax, table)
+        elif panel == "latency":
+            _plot_latency(ax, latency)
+        else:
+            _plot_recovery(ax, recovery)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _label(row: Row | LatencyRow) -> str:
+    return f"{row.group}\n{row.name.removeprefix('test_')}"
+
+
+def _plot_rates(ax: Any, table: Sequence[Row]) -> None:
+    ys = range(len(table))
+    colors = ["0.65" if r.is_reference else "C0" for r in table]
+    ax.barh(list(ys), [r.rate for r in table], color=colors)
+    ax.set_xscale("log")
+    ax.set_yticks(list(ys), [_label(r) for r in table], fontsize=7)
+    ax.invert_yaxis()
+    for y, r in zip(ys, table, strict=True):
+        note = f" {_si(r.rate)} {r.unit}/s"
+        if not r.is_reference and r.ratio is not None:
+            note += f"  {r.ratio:.2f}x ref"
+            if r.target is not None:
+                note += f" (target {r.target:.2f}x)"
+        ax.text(r.rate, y, note, va="center", fontsize=7)
+    ax.set_xlabel("rate per second (median round; log scale). Grey: the raw reference")
+    ax.set_title("streamq vs reference, rates", fontsize=9)
+    ax.set_xlim(right=max(r.rate for r in table) * 30)
+
+
+def _plot_latency(ax: Any, table: Sequence[LatencyRow]) -> None:
+    ys = list(range(len(table)))
+    p99 = [r.p99 for r in table]
+    p50 = [r.p50 for r in table]
+    ax.barh(ys, p99, color=["0.85" if r.is_reference else "C1" for r in table], label="p99")
+    ax.barh(ys, p50, color=["0.55" if r.is_reference else "C0" for r in table], label="p50")
+    ax.set_yticks(ys, [_label(r) for r in table], fontsize=7)
+    ax.invert_yaxis()
+    for y, r in zip(ys, table, strict=True):
+        note = f" p50 {_duration(r.p50 / 1e6)}, p99 {_duration(r.p99 / 1e6)}"
+        if not r.is_reference and r.ratio_p50 is not None and r.ratio_p99 is not None:
+            note += f"  ({r.ratio_p50:.2f}x / {r.ratio_p99:.2f}x ref)"
+        ax.text(r.p99, y, note, va="center", fontsize=7)
+    ax.set_xlabel("microseconds (dark: p50, light: p99; grey: the raw reference)")
+    ax.set_title("latency percentiles", fontsize=9)
+    ax.set_xlim(0, max(p99) * 1.8)
+
+
+def _plot_recovery(ax: Any, recovery: Sequence[Mapping[str, Any]]) -> None:
+    for i, r in enumerate(recovery):
+        c = r["claim_after_s"]
+        low, high = r["expected_s"]
+        ax.fill_between([i - 0.3, i + 0.3], low, high, color="0.9", lw=0)
+        ax.plot([i - 0.3, i + 0.3], [c, c], color="0.4", lw=1)
+        n = len(r["rounds"])
+        for k, rnd in enumerate(r["rounds"]):  # one column of dots per round
+            x = i - 0.2 + 0.4 * k / max(1, n - 1)
+            times = rnd["recovery_s"]
+            ax.scatter([x] * len(times), times, s=8, color="C0", zorder=3)
+        ax.text(i + 0.32, r["median_s"], f"median {r['median_s']:.2f} s", fontsize=7, va="center")
+    ax.set_xticks(
+        list(range(len(recovery))), [f"claim_after {r['claim_after_s']:g} s" for r in recovery]
+    )
+    ax.set_xlim(-0.6, len(recovery) - 0.1)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("SIGKILL -> job running again (s)")
+    ax.set_xlabel(
+        "dots: jobs, one column per round; line: claim_after; "
+        "band: claim_after - heartbeat .. claim_after + one recovery pass",
+        fontsize=8,
+    )
+    ax.set_title("recovery after SIGKILL", fontsize=9)
+
+
 def strip_data(results: dict[str, Any]) -> dict[str, Any]:
     """A copy of a results document without the per-round timings (small enough to commit)."""
     copy = dict(results)
@@ -207,27 +485,57 @@ def strip_data(results: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+def sections(benchmarks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Every table the run has, titled, in the order they are printed."""
+    out = []
+    table = rows(benchmarks)
+    if table:
+        out.append(("streamq vs reference (median rates)", format_table(table)))
+    latency = latency_rows(benchmarks)
+    if latency:
+        out.append(("latency (percentiles, ratios to the reference)", format_latency(latency)))
+    recovery = format_recovery(benchmarks)
+    if recovery:
+        out.append(("recovery after SIGKILL (kill -> job running again)", recovery))
+    tracing = format_tracing(benchmarks)
+    if tracing:
+        out.append(("tracing overhead (median rates, subprocess per variant)", tracing))
+    return out
+
+
+def chart_title(when: str, load: float | None) -> str:
+    """The chart's title line: when the run was made and how busy the machine was."""
+    title = f"streamq benchmarks, {when}"
+    if load is not None:
+        title += f" (1-min load at start {load:.2f})"
+    return title
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the table of a results JSON file; optionally write a stripped copy."""
+    """Print the tables of a results JSON file and write its chart; optionally a stripped copy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--strip", type=Path, metavar="OUT", help="write a copy without data")
+    parser.add_argument("--no-chart", action="store_true", help="do not write RESULTS.png")
     args = parser.parse_args(argv)
     try:
         results = json.loads(args.results.read_text())
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.results}: {exc}", file=sys.stderr)
         return 1
-    table = rows(results["benchmarks"])
-    tracing = format_tracing(results["benchmarks"])
-    if table:
-        for line in format_table(table):
-            print(line)
-    if tracing:
-        if table:
+    benchmarks = results["benchmarks"]
+    for i, (title, lines) in enumerate(sections(benchmarks)):
+        if i:
             print()
-        for line in tracing:
+        print(f"{title}:")
+        for line in lines:
             print(line)
+    if not args.no_chart:
+        load = results.get("machine_info", {}).get("loadavg_1min_at_start")
+        title = chart_title(results.get("datetime", "")[:16].replace("T", " "), load)
+        written = write_chart(benchmarks, chart_path(args.results), title=title)
+        if written is not None:
+            print(f"\nwrote {written}")
     if args.strip is not None:
         args.strip.write_text(json.dumps(strip_data(results), indent=2) + "\n")
         print(f"\nwrote {args.strip}")
