@@ -3,6 +3,8 @@
 Groups (one streamq figure and its reference in each; ``make bench`` prints the ratios):
 
 - ``enqueue x1``: ``Queue.enqueue`` of a noop job vs a bare ``XADD`` of the same three fields;
+- ``enqueue x1 latency``: the same pair, each call timed on its own (``perf_counter_ns``):
+  p50/p99 per call instead of a rate (the issue's target is a p50 within 1.3x one raw XADD);
 - ``enqueue_many x1000``: ``Queue.enqueue_many`` of 1000 noop jobs vs 1000 ``XADD`` in one
   non-transactional redis-py pipeline;
 - ``consume noop cN``: a ``Worker`` (concurrency N) draining a pre-filled stream of 20 000 noop
@@ -16,6 +18,8 @@ sides of a group go through the same harness (same loop, same server, same batch
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
 from uuid import uuid4
 
 import pytest
@@ -23,6 +27,7 @@ import redis.asyncio as aioredis
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import handlers
+from benchmarks import _latency
 from handlers.noop import NoopArgs
 from streamq import Job, Queue, Worker, _codec
 from streamq.backends.redis import RedisBackend
@@ -30,6 +35,11 @@ from streamq.backends.redis import RedisBackend
 #: Sequential awaits per timed round of the single-enqueue pair (one round trip each).
 ENQUEUE_BATCH = 100
 ENQUEUE_ROUNDS = 100
+#: Single enqueues timed one by one (after untimed warm-up calls) for the per-call latency pair.
+LATENCY_CALLS = 5000
+LATENCY_WARMUP = 500
+#: Target of the per-call pair: streamq's p50 at most this multiple of one raw XADD's p50.
+TARGET_ENQUEUE_P50 = 1.3
 #: Jobs per ``enqueue_many`` call and per baseline pipeline.
 MANY = 1000
 MANY_ROUNDS = 30
@@ -120,6 +130,64 @@ def test_enqueue_raw_xadd(
         lambda: loop.run_until_complete(batch()), rounds=ENQUEUE_ROUNDS, warmup_rounds=5
     )
     _record(benchmark, per_round=ENQUEUE_BATCH, unit="enqueues", reference=True)
+
+
+# enqueue, one job per call, each call timed -------------------------------------------------
+
+
+async def _timed_calls(call: Callable[[], Awaitable[object]]) -> list[int]:
+    """``LATENCY_WARMUP`` untimed calls, then ``LATENCY_CALLS`` each timed on its own (ns)."""
+    for _ in range(LATENCY_WARMUP):
+        await call()
+    samples = []
+    for _ in range(LATENCY_CALLS):
+        start = perf_counter_ns()
+        await call()
+        samples.append(perf_counter_ns() - start)
+    return samples
+
+
+def test_enqueue_latency_streamq(
+    benchmark: BenchmarkFixture,
+    loop: asyncio.AbstractEventLoop,
+    queue: Queue,
+    raw: aioredis.Redis,
+    backend: RedisBackend,
+) -> None:
+    """Queue.enqueue of a noop job, per call: p50/p99 of single calls, not a batch's rate."""
+    benchmark.group = "enqueue x1 latency"
+    samples = benchmark.pedantic(
+        lambda: loop.run_until_complete(_timed_calls(lambda: queue.enqueue(NOOP))),
+        rounds=1,
+        iterations=1,
+    )
+    _latency.record(
+        benchmark,
+        samples,
+        what="one Queue.enqueue call",
+        target_p50_at_most=TARGET_ENQUEUE_P50,
+    )
+    stored = loop.run_until_complete(raw.xlen(backend.jobs_key("noop")))
+    assert stored == LATENCY_WARMUP + LATENCY_CALLS
+
+
+def test_enqueue_latency_raw_xadd(
+    benchmark: BenchmarkFixture,
+    loop: asyncio.AbstractEventLoop,
+    raw: aioredis.Redis,
+    prefix: str,
+) -> None:
+    """Baseline: one redis-py XADD of an already encoded noop job, per call."""
+    benchmark.group = "enqueue x1 latency"
+    key, fields = f"{prefix}:{{noop}}:jobs", _noop_fields()
+
+    def xadd() -> Awaitable[object]:
+        return raw.xadd(key, fields)  # type: ignore[arg-type]
+
+    samples = benchmark.pedantic(
+        lambda: loop.run_until_complete(_timed_calls(xadd)), rounds=1, iterations=1
+    )
+    _latency.record(benchmark, samples, what="one raw XADD call", reference=True)
 
 
 # enqueue_many -----------------------------------------------------------------------------------
