@@ -24,6 +24,10 @@ from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
 
+class _TimeLimit(Exception):
+    """The job's own time limit ran out (a TimeoutError of the handler's is just an error)."""
+
+
 class Limit(Protocol):
     """A job's time limit, kept by whoever runs the job's task (the worker's lanes).
 
@@ -184,8 +188,14 @@ class Runner:
         timeout = job_type.timeout or self._job_timeout
         try:
             if limit is None:
-                async with asyncio.timeout(timeout):
-                    await self._steps(d.type, job_type, job, span)
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        await self._steps(d.type, job_type, job, span)
+                except TimeoutError:
+                    if deadline.expired():
+                        raise _TimeLimit from None
+                    raise
             else:
                 limit.start(timeout)
                 try:
@@ -193,8 +203,8 @@ class Runner:
                 finally:
                     if limit.stop():
                         # The time limit cancelled the steps (or they swallowed its cancel).
-                        raise TimeoutError
-        except TimeoutError:
+                        raise _TimeLimit
+        except _TimeLimit:
             exc2: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
             )

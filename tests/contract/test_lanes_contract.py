@@ -1,0 +1,149 @@
+"""What a task per delivery used to give for free, pinned now that lanes run the deliveries.
+
+The worker runs deliveries on ``concurrency`` long-lived lanes (streamq/_lanes.py). These tests
+hold the properties a handler author relies on: asyncio's own tools inside a handler act on that
+handler, nothing one job binds for its logs reaches the next, a time limit that fired leaves the
+lane clean, and jobs that wait on I/O still run side by side up to the concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from streamq import Job, Queue, Registry, Worker
+
+MakeWorker = Callable[..., Worker]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """Args of the test jobs."""
+
+    n: int
+
+
+async def drain(worker: Worker) -> None:
+    await asyncio.wait_for(worker.run(stop_when_empty=True), 10.0)
+
+
+async def test_asyncio_timeout_inside_a_handler_is_the_handlers_own(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """A handler's own ``asyncio.timeout`` cancels that handler, not the worker; its
+    TimeoutError is an ordinary error, not the job's time limit, and the worker goes on."""
+    done: list[int] = []
+
+    async def handler(job: Job[Item]) -> None:
+        if job.args.n == 0:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(10)
+        await asyncio.sleep(0.01)
+        done.append(job.args.n)
+
+    registry.register("own_timeout", Item, handler)
+    await queue.enqueue_many([Job(type="own_timeout", args=Item(n)) for n in range(4)])
+
+    await drain(make_worker("own_timeout", concurrency=1, max_deliveries=1))
+
+    assert sorted(done) == [1, 2, 3]
+    (dead,) = await queue.dead("own_timeout")
+    assert dead.error.startswith("TimeoutError")
+    assert "JobTimeoutError" not in dead.error
+
+
+async def test_log_fields_bound_by_one_job_do_not_reach_the_next(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """Each delivery has a context of its own, even when one lane runs them all."""
+    seen: dict[int, dict[str, Any]] = {}
+
+    async def handler(job: Job[Item]) -> None:
+        seen[job.args.n] = structlog.contextvars.get_contextvars()
+        structlog.contextvars.bind_contextvars(leaked=job.args.n)
+        await asyncio.sleep(0)
+
+    registry.register("ctx", Item, handler)
+    jobs = [await queue.enqueue(Job(type="ctx", args=Item(n))) for n in range(3)]
+
+    await drain(make_worker("ctx", concurrency=1))
+
+    assert sorted(seen) == [0, 1, 2]
+    for n, fields in seen.items():
+        assert "leaked" not in fields
+        assert fields["job_id"] == jobs[n]
+        assert fields["job_type"] == "ctx"
+
+
+async def test_a_lane_runs_normally_after_its_job_hit_the_time_limit(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """The time limit's cancel is withdrawn once it has stopped the job: the next job on the
+    same lane awaits as usual and succeeds."""
+    finished: list[int] = []
+
+    async def handler(job: Job[Item]) -> None:
+        await asyncio.sleep(10 if job.args.n == 0 else 0.05)
+        finished.append(job.args.n)
+
+    registry.register("limited", Item, handler, timeout=0.2)
+    await queue.enqueue_many([Job(type="limited", args=Item(n)) for n in range(3)])
+
+    worker = make_worker("limited", concurrency=1, max_deliveries=1)
+    await drain(worker)
+
+    assert finished == [1, 2]
+    (dead,) = await queue.dead("limited")
+    assert dead.error.startswith("JobTimeoutError")
+    assert worker.processed == 2
+
+
+async def test_jobs_waiting_on_io_run_side_by_side_up_to_the_concurrency(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """Jobs that suspend fill every lane, and never more than the concurrency."""
+    running = 0
+    most = 0
+
+    async def handler(job: Job[Item]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.1)
+        finally:
+            running -= 1
+
+    registry.register("io", Item, handler)
+    await queue.enqueue_many([Job(type="io", args=Item(n)) for n in range(20)])
+
+    worker = make_worker("io", concurrency=5)
+    await drain(worker)
+
+    assert most == 5
+    assert worker.processed == 20
+
+
+async def test_jobs_that_never_suspend_all_run_and_are_acked(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """Handlers that finish without awaiting anything run one after another on a lane."""
+    ran: list[int] = []
+
+    async def handler(job: Job[Item]) -> None:
+        ran.append(job.args.n)
+
+    registry.register("instant", Item, handler)
+    await queue.enqueue_many([Job(type="instant", args=Item(n)) for n in range(200)])
+
+    worker = make_worker("instant", concurrency=16)
+    await drain(worker)
+
+    assert sorted(ran) == list(range(200))
+    assert worker.processed == 200
+    (stats,) = await queue.stats(["instant"])
+    assert (stats.waiting, stats.in_flight, stats.processed) == (0, 0, 200)
