@@ -28,9 +28,10 @@ _VERSION_BYTES = str(FORMAT_VERSION).encode()
 Fields = dict[bytes, bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """A decoded entry whose args are still raw JSON values (not yet validated)."""
+    """A decoded entry: its args are raw JSON values, or the args class's instance when the
+    typed decoder made it. One per delivery, so not frozen (cheaper to build)."""
 
     job: Job[Any]
     trace: dict[str, str]

@@ -11,17 +11,21 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
-from streamq._logging import bind, job_fields, logger
+from streamq._logging import bind, job_fields, logger, resolved
 from streamq._registry import JobType, Registry, Step
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
+
+
+async def _ready(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 class _TimeLimit(Exception):
@@ -40,7 +44,7 @@ class Limit(Protocol):
     def stop(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What one delivery came to.
 
@@ -86,19 +90,30 @@ class Runner:
         }
         # One-pass decoders (envelope and args together) for the served types.
         self._decoders = {t: _codec.TypedDecoder(t, jt.args) for t, jt in types.items()}
+        self._only_step = {
+            t: jt.steps[0] if len(jt.steps) == 1 and jt.is_async[0] else None
+            for t, jt in types.items()
+        }
         self._job_timeout = job_timeout
         self._max_deliveries = max_deliveries
+        self._log = logger
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
+
+    def resolve_logger(self) -> None:
+        """Resolve the per-job logger now (see ``_logging.resolved``): call when starting."""
+        self._log = resolved()
 
     def close(self) -> None:
         """Stop the thread pool (steps still running in it are not waited for)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, d: Delivery, limit: Limit | None = None) -> Outcome:
-        """Run one delivery to its outcome. CancelledError (shutdown) propagates.
+    def run(self, d: Delivery, limit: Limit | None = None) -> Coroutine[Any, Any, Outcome]:
+        """Run one delivery to its outcome (await the result). CancelledError (shutdown)
+        propagates.
 
-        ``limit`` enforces the job's timeout for the task running this; without one the runner
-        uses ``asyncio.timeout`` (a timer per delivery).
+        The entry is decoded when this is called; the coroutine runs the job. ``limit`` enforces
+        the job's timeout for the task running it; without one the runner uses
+        ``asyncio.timeout`` (a timer per delivery).
         """
         decoder = self._decoders.get(d.type)
         envelope = decoder(d.fields) if decoder is not None else None
@@ -108,10 +123,15 @@ class Runner:
                 envelope = _codec.decode(d.fields)
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
-                return self._poison(d, {"job_type": d.type, "entry_id": d.entry_id}, exc)
+                return _ready(self._poison(d, {"job_type": d.type, "entry_id": d.entry_id}, exc))
         if not _tracing.enabled():
             # The common case without an SDK: no span, no attributes, no context managers.
-            return await self._run(d, envelope, typed, None, limit)
+            return self._run(d, envelope, typed, None, limit)
+        return self._traced(d, envelope, typed, limit)
+
+    async def _traced(
+        self, d: Delivery, envelope: _codec.Envelope, typed: bool, limit: Limit | None
+    ) -> Outcome:
         job = envelope.job
         attributes = {
             "messaging.message.id": job.id,
@@ -179,8 +199,8 @@ class Runner:
             )
             return Outcome("dead", log, letter=letter)
         if d.deliveries > 1:
-            logger.info("streamq.job.redelivered")
-        logger.debug("streamq.job.started")
+            self._log.info("streamq.job.redelivered")
+        self._log.debug("streamq.job.started")
         metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
         if envelope.enqueued_at:
             _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
@@ -199,7 +219,11 @@ class Runner:
             else:
                 limit.start(timeout)
                 try:
-                    await self._steps(d.type, job_type, job, span)
+                    only = self._only_step[d.type]
+                    if only is not None and span is None:
+                        await only(job)  # type: ignore[misc]  # one async step, no span
+                    else:
+                        await self._steps(d.type, job_type, job, span)
                 finally:
                     if limit.stop():
                         # The time limit cancelled the steps (or they swallowed its cancel).
@@ -210,14 +234,14 @@ class Runner:
             )
         except asyncio.CancelledError:
             # Shutdown past the grace period: not acked, so it stays pending for another worker.
-            logger.warning("streamq.job.cancelled")
+            self._log.warning("streamq.job.cancelled")
             raise
         except Exception as exc:
             exc2 = exc
         else:
             elapsed = time.monotonic() - started
             _tracing.DURATION.record(elapsed, on_success)
-            logger.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
+            self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
             return Outcome("done", log)
         _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)

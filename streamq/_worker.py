@@ -108,7 +108,12 @@ class Worker:
             )
         # Keyed by (type, entry id): entry ids are unique only within one stream.
         self._running: dict[tuple[str, str], _Running] = {}
+        # Finished jobs awaiting their ack, per type. The read loop acks them together with its
+        # next read (one round trip); the ack loop acks them only while the read loop is
+        # blocked waiting for new entries, or stopping.
         self._to_ack: dict[str, list[_Running]] = {}
+        self._n_to_ack = 0
+        self._read_blocked = False
         self._ack_wake = asyncio.Event()
         # Every call that asks "do I still own this entry?" (ack, refresh, retry, dead-letter)
         # runs one at a time: a refresh racing an ack would report a lease as lost, and one
@@ -184,6 +189,7 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal)
         _tracing.add_gauge_source(self._gauge_values)
         self._lanes = Lanes(self.concurrency, self._handle)
+        self._runner.resolve_logger()
         feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recover_loop())),
@@ -263,15 +269,33 @@ class Worker:
         block_ms = max(1, int(self.block * 1000))
         failures = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
+            # Finished jobs free their slots with the ack that goes out with this read.
+            free = self.concurrency - len(self._running) + self._n_to_ack
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             read_types, per_type = self._share(types, free)
+            acks = self._take_acks()
             try:
-                batch = await self._backend.read(read_types, self.consumer, per_type, block_ms)
+                if acks:
+                    ids = self._ack_ids(acks)
+                    async with self._pel_lock:
+                        lost, batch = await self._backend.ack_and_read(
+                            ids, read_types, self.consumer, per_type
+                        )
+                    self._settle(acks, lost, {})
+                else:
+                    self._read_blocked = True
+                    try:
+                        batch = await self._backend.read(
+                            read_types, self.consumer, per_type, block_ms
+                        )
+                    finally:
+                        self._read_blocked = False
             except BackendError as exc:
+                if acks:
+                    self._settle(acks, {}, dict.fromkeys(acks, exc))
                 failures += 1
                 await self._pause_after_error("read", exc, failures)
                 continue
@@ -319,7 +343,9 @@ class Worker:
         run.log = outcome.log
         if outcome.kind == "done":
             self._to_ack.setdefault(run.delivery.type, []).append(run)
+            self._n_to_ack += 1
             self._ack_wake.set()
+            self._slot_freed.set()
         elif run.lost:
             # Another consumer holds the entry now: what happens to it is that one's call.
             logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
@@ -387,35 +413,63 @@ class Worker:
         while not self._closing.is_set():
             await self._ack_wake.wait()
             self._ack_wake.clear()
-            await self._flush_acks()
+            # Otherwise the read loop is about to send these with its next read.
+            if self._read_blocked or self._stopping.is_set():
+                await self._flush_acks()
+
+    def _take_acks(self) -> dict[str, list[_Running]]:
+        batch, self._to_ack, self._n_to_ack = self._to_ack, {}, 0
+        return batch
+
+    def _ack_ids(self, batch: dict[str, list[_Running]]) -> dict[str, list[str]]:
+        """The entry ids to ack per type (not those whose lease this worker lost)."""
+        ids: dict[str, list[str]] = {}
+        for type_, runs in batch.items():
+            mine = [r.delivery.entry_id for r in runs if not r.lost]
+            if mine:
+                ids[type_] = mine
+        return ids
 
     async def _flush_acks(self) -> None:
         """Ack everything finished so far: one call per type, however many jobs finished."""
-        batch, self._to_ack = self._to_ack, {}
+        batch = self._take_acks()
+        if not batch:
+            return
+        lost: dict[str, list[str]] = {}
+        errors: dict[str, BackendError] = {}
+        async with self._pel_lock:
+            for type_, ids in self._ack_ids(batch).items():
+                try:
+                    lost[type_] = await self._backend.ack(type_, self.consumer, ids)
+                except BackendError as exc:
+                    errors[type_] = exc
+        self._settle(batch, lost, errors)
+
+    def _settle(
+        self,
+        batch: dict[str, list[_Running]],
+        lost: dict[str, list[str]],
+        errors: dict[str, BackendError],
+    ) -> None:
+        """Account for an ack call: count what was acked, log what was not, free the slots."""
+        running = self._running
         for type_, runs in batch.items():
-            mine = [r for r in runs if not r.lost]
-            for r in runs:
-                if r.lost:
-                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
-            try:
-                async with self._pel_lock:
-                    ids = [r.delivery.entry_id for r in mine]
-                    lost = set(await self._backend.ack(type_, self.consumer, ids))
-            except BackendError as exc:
-                # Not acked: they stay pending and run again elsewhere (at-least-once).
-                logger.error("streamq.job.ack_failed", error=str(exc), count=len(mine))
-                lost = set()
+            error = errors.get(type_)
+            gone = set(lost.get(type_, ()))
             acked = 0
-            for r in mine:
-                if r.delivery.entry_id in lost:
+            for r in runs:
+                if r.lost or r.delivery.entry_id in gone:
                     logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
-                else:
+                elif error is None:
                     acked += 1
+                running.pop((type_, r.delivery.entry_id), None)
+            if error is not None:
+                # Not acked: they stay pending and run again elsewhere (at-least-once).
+                logger.error("streamq.job.ack_failed", error=str(error), count=len(runs))
             self.processed += acked
             if acked:
                 _tracing.count(_tracing.PROCESSED, type_, acked)
-            for r in runs:
-                self._forget(r)
+        self._slot_freed.set()
 
     async def _lease_loop(self) -> None:
         while True:

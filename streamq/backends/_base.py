@@ -19,9 +19,13 @@ Fields = dict[bytes, bytes]
 COUNTERS = ("enqueued", "processed", "failed", "retried", "dead")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
-    """One entry handed to a consumer (new, or claimed back from the PEL)."""
+    """One entry handed to a consumer (new, or claimed back from the PEL).
+
+    Not frozen: one is made per delivery, and a frozen dataclass's ``__init__`` costs twice as
+    much. Nothing changes one after the backend made it.
+    """
 
     type: str
     entry_id: str
@@ -119,6 +123,16 @@ class Backend(Protocol):
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
 
         Returns the ids that were *not* acknowledged because another consumer owns them now.
+        """
+
+    async def ack_and_read(
+        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+        """:meth:`ack` the ids of each type, then :meth:`read` without blocking.
+
+        What the worker's read loop does once its finished jobs free their slots: a backend
+        that can do both in one round trip should. Returns the ids not acknowledged, per type,
+        and the deliveries.
         """
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:

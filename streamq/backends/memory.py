@@ -250,6 +250,13 @@ class MemoryBackend:
             next_cursor = scan[index][0] if index < len(scan) else "0-0"
         return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
 
+    async def ack_and_read(
+        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+        """:meth:`ack` per type, then a :meth:`read` that does not block."""
+        lost = {t: await self.ack(t, consumer, ids) for t, ids in acks.items()}
+        return lost, await self.read(types, consumer, count, 0)
+
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
 

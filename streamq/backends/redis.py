@@ -105,6 +105,9 @@ class RedisBackend:
         for cmd in ("XPENDING", "XINFO CONSUMERS"):
             self._r.response_callbacks[cmd] = _as_is
         self._scripts: dict[str, AsyncScript] = {}
+        # The read loop's own connection (see _exchange).
+        self._line: Any = None
+        self._line_busy = False
         self._known_groups: set[str] = set()
 
     def __repr__(self) -> str:
@@ -192,43 +195,105 @@ class RedisBackend:
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
         """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries."""
-        streams = {self.jobs_key(t): ">" for t in types}
         # A BLOCK as long as the socket timeout would make every idle read look like a dead
         # server; half of it leaves room for the round trip.
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
-        try:
-            reply = await self._read(streams, consumer, count, block_ms)
-        except rexc.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise self._wrap(exc) from exc
-            # The server lost the group (restart without persistence): recreate and go on.
+        (reply,) = await self._exchange([self._xreadgroup(types, consumer, count, block_ms)])
+        return await self._delivered(reply, types)
+
+    async def ack_and_read(
+        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+        """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip."""
+        ack = self._script("ack")
+        commands: list[tuple[Any, ...]] = [
+            ("EVALSHA", ack.sha, 2, self.jobs_key(t), self.stats_key(t), self.group, consumer, *ids)
+            for t, ids in acks.items()
+        ]
+        commands.append(self._xreadgroup(types, consumer, count, 0))
+        *acked, reply = await self._exchange(commands)
+        lost: dict[str, list[str]] = {}
+        for (t, ids), answer in zip(acks.items(), acked, strict=True):
+            if isinstance(answer, rexc.NoScriptError):
+                # The server lost its scripts (a restart): this call loads it again.
+                lost[t] = await self.ack(t, consumer, ids)
+            elif isinstance(answer, rexc.RedisError):
+                raise self._wrap(answer)
+            else:
+                lost[t] = [_s(x) for x in answer]
+        return lost, await self._delivered(reply, types)
+
+    def _xreadgroup(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> tuple[Any, ...]:
+        block = ("BLOCK", block_ms) if block_ms > 0 else ()
+        keys = [self.jobs_key(t) for t in types]
+        return (
+            "XREADGROUP", "GROUP", self.group, consumer, "COUNT", count, *block,
+            "STREAMS", *keys, *(">" for _ in keys),
+        )  # fmt: skip
+
+    async def _delivered(self, reply: Any, types: Sequence[str]) -> list[Delivery]:
+        """Deliveries from an XREADGROUP reply (RESP2 list or RESP3 map of stream -> entries)."""
+        if isinstance(reply, rexc.ResponseError):
+            if "NOGROUP" not in str(reply):
+                raise self._wrap(reply)
+            # The server lost the group (restart without persistence): recreate it; the next
+            # read gets what is there.
             await self.ensure_groups(types)
-            reply = await self._read(streams, consumer, count, block_ms)
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
+            return []
         if not reply:
             return []
-        by_key = {self.jobs_key(t): t for t in types}
+        by_key = {self.jobs_key(t).encode(): t for t in types}
         out: list[Delivery] = []
-        for key, entries in reply:
-            t = by_key[_s(key)]
-            for entry_id, fields in entries:
-                out.append(Delivery(t, _s(entry_id), fields or {}, 1))
+        for key, entries in reply.items() if isinstance(reply, dict) else reply:
+            t = by_key[key]
+            for entry_id, flat in entries:
+                out.append(Delivery(t, entry_id.decode(), _pairs(flat) if flat else {}, 1))
         return out
 
-    async def _read(self, streams: dict[str, str], consumer: str, count: int, block_ms: int) -> Any:
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies, unreshaped (an error reply
+        comes back as its exception, in its place).
+
+        The worker's read loop calls this for every batch, so it skips redis-py's per-command
+        machinery: it holds one connection of the pool for itself (a blocking XREADGROUP
+        holds its connection anyway) and falls back to a pooled one if that is busy.
+        """
+        pool: Any = self._r.connection_pool  # get_connection() is untyped in redis-py
+        dedicated = not self._line_busy
         try:
-            return await self._r.xreadgroup(
-                self.group,
-                consumer,
-                streams,  # type: ignore[arg-type]
-                count=count,
-                block=block_ms,
-            )
-        except rexc.ResponseError:
-            raise
+            if dedicated:
+                self._line_busy = True
+                if self._line is None:
+                    self._line = await pool.get_connection()
+                conn = self._line
+            else:
+                conn = await pool.get_connection()
         except rexc.RedisError as exc:
+            if dedicated:
+                self._line_busy = False
             raise self._wrap(exc) from exc
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except rexc.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException as exc:
+            # Replies left unread would be taken as the answers to the next commands.
+            await conn.disconnect(nowait=True)
+            if isinstance(exc, rexc.RedisError):
+                raise self._wrap(exc) from exc
+            raise
+        finally:
+            if dedicated:
+                self._line_busy = False
+            else:
+                await pool.release(conn)
 
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str

@@ -144,3 +144,23 @@ async def delete_entry(backend: Backend, type: str, entry_id: str) -> None:
         client = redis.asyncio.Redis.from_url(backend.url)
         assert await client.xdel(backend.jobs_key(type), entry_id) == 1
         await client.aclose()
+
+
+async def test_ack_and_read_acks_what_it_owns_then_reads(backend: Backend) -> None:
+    """The read loop's one call: ack the owned ids (not a stolen one), then read new entries."""
+    await backend.ensure_groups(["t"])
+    for i in range(4):
+        await backend.enqueue("t", fields(i))
+    first, stolen = (d.entry_id for d in await backend.read(["t"], "c", 2, 10))
+    assert len((await backend.claim_idle("t", "thief", 0, 1, stolen)).deliveries) == 1
+
+    lost, got = await backend.ack_and_read({"t": [first, stolen]}, ["t"], "c", 1)
+
+    assert lost == {"t": [stolen]}
+    assert [d.fields[b"id"] for d in got] == [b"job-2"]
+    pending = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
+    assert sorted(p.consumer for p in pending) == ["c", "thief"]
+    assert (await backend.stats("t")).length == 3  # the acked entry is deleted
+    lost, rest = await backend.ack_and_read({}, ["t"], "c", 10)
+    assert lost == {}
+    assert [d.fields[b"id"] for d in rest] == [b"job-3"]

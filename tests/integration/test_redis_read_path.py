@@ -1,0 +1,71 @@
+"""The Redis backend's read path (one held connection, replies parsed as they come) under the
+events a long-running worker meets: the server forgets its scripts or its groups, or drops the
+connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from streamq import Job, RedisBackend
+from streamq._codec import encode
+from streamq.exceptions import BackendError
+
+
+def fields(n: int) -> dict[bytes, bytes]:
+    return encode(Job(type="t", args={}), f"job-{n}")
+
+
+@pytest.fixture
+async def backend(redis_url: str, prefix: str) -> AsyncIterator[RedisBackend]:
+    b = RedisBackend(redis_url, prefix=prefix)
+    await b.ensure_groups(["t"])
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_ack_goes_through_after_the_server_lost_its_scripts(
+    backend: RedisBackend, admin: aioredis.Redis
+) -> None:
+    for i in range(3):
+        await backend.enqueue("t", fields(i))
+    ids = [d.entry_id for d in await backend.read(["t"], "c", 2, 10)]
+    await admin.script_flush()
+
+    lost, got = await backend.ack_and_read({"t": ids}, ["t"], "c", 5)
+
+    assert lost == {"t": []}
+    assert [d.fields[b"id"] for d in got] == [b"job-2"]
+    assert (await backend.stats("t")).length == 1
+
+
+async def test_a_lost_group_is_recreated_and_the_next_read_gets_the_jobs(
+    backend: RedisBackend, admin: aioredis.Redis
+) -> None:
+    await backend.enqueue("t", fields(0))
+    await admin.xgroup_destroy(backend.jobs_key("t"), backend.group)
+
+    assert await backend.read(["t"], "c", 5, 10) == []
+    assert [d.fields[b"id"] for d in await backend.read(["t"], "c", 5, 10)] == [b"job-0"]
+
+
+async def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(
+    backend: RedisBackend, admin: aioredis.Redis
+) -> None:
+    await backend.enqueue("t", fields(0))
+    assert await backend.read(["t"], "c", 5, 10) != []
+    await admin.client_kill_filter(_type="normal", skipme=True)
+
+    with pytest.raises(BackendError, match="cannot reach Redis"):
+        await backend.read(["t"], "c", 5, 10)
+    await backend.enqueue("t", fields(1))
+    assert [d.fields[b"id"] for d in await backend.read(["t"], "c", 5, 10)] == [b"job-1"]
