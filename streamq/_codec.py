@@ -8,6 +8,7 @@ JSON parsing followed by a typed conversion of the args (msgspec), nothing else.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,6 +112,21 @@ def encode(
             job_type=job.type,
         )
     return {F_ID: job_id.encode(), F_VERSION: _VERSION_BYTES, F_BODY: data}
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as strings, from one ``os.urandom`` call.
+
+    What ``str(uuid.uuid4())`` gives, at a third of its cost for a batch.
+    """
+    pool = bytearray(os.urandom(16 * n))
+    out = []
+    for i in range(0, 16 * n, 16):
+        pool[i + 6] = pool[i + 6] & 0x0F | 0x40  # version 4
+        pool[i + 8] = pool[i + 8] & 0x3F | 0x80  # RFC 4122 variant
+        h = pool[i : i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:

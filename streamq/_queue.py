@@ -7,7 +7,6 @@ import dataclasses
 import inspect
 import os
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -141,8 +140,10 @@ class Queue:
         """Close the backend's connections."""
         await self.backend.aclose()
 
-    def _encode(self, job: Job[Any], trace: Mapping[str, str]) -> tuple[str, _codec.Fields]:
-        job_id = job.id or str(uuid.uuid4())
+    def _encode(
+        self, job: Job[Any], trace: Mapping[str, str], new_id: str
+    ) -> tuple[str, _codec.Fields]:
+        job_id = job.id or new_id
         check_type_name(job.type)
         if self.registry is not None:
             job_type = self.registry.get(job.type)
@@ -158,7 +159,8 @@ class Queue:
             if _tracing.enabled()
             else _tracing.NO_CARRIER
         ) as carrier:
-            job_id, fields = self._encode(job, carrier)
+            (new_id,) = _codec.new_ids(1)
+            job_id, fields = self._encode(job, carrier, new_id)
             await self._send(self.backend.enqueue(job.type, fields), 1)
         _tracing.count(_tracing.ENQUEUED, job.type)
         return job_id
@@ -172,8 +174,8 @@ class Queue:
         traced = per_type and _tracing.enabled()
         span = _tracing.send_span(per_type, self._stream) if traced else _tracing.NO_CARRIER
         with span as carrier:
-            for job in jobs:
-                job_id, fields = self._encode(job, carrier)
+            for job, new_id in zip(jobs, _codec.new_ids(len(jobs)), strict=True):
+                job_id, fields = self._encode(job, carrier, new_id)
                 ids.append(job_id)
                 items.append((job.type, fields))
             await self._send(self.backend.enqueue_many(items), len(items))

@@ -65,6 +65,16 @@ def _age_ms(entry_id: str, now_ms: int) -> int:
     return max(0, now_ms - int(entry_id.split("-", 1)[0]))
 
 
+class _Line:
+    """A pool connection held for one hot path, and whether a call is using it."""
+
+    __slots__ = ("busy", "conn")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.busy = False
+
+
 class RedisBackend:
     """Backend on a Redis (or Valkey) server.
 
@@ -105,9 +115,9 @@ class RedisBackend:
         for cmd in ("XPENDING", "XINFO CONSUMERS"):
             self._r.response_callbacks[cmd] = _as_is
         self._scripts: dict[str, AsyncScript] = {}
-        # The read loop's own connection (see _exchange).
-        self._line: Any = None
-        self._line_busy = False
+        # Connections held for the hot paths (see _exchange): the read loop's, the producers'.
+        self._reader = _Line()
+        self._producer = _Line()
         self._known_groups: set[str] = set()
 
     def __repr__(self) -> str:
@@ -168,26 +178,65 @@ class RedisBackend:
 
     async def enqueue(self, type: str, fields: Fields) -> str:
         """Append one job (XADD + counter in one script call)."""
-        flat = [x for kv in fields.items() for x in kv]
-        entry_id = await self._call("enqueue", [self.jobs_key(type), self.stats_key(type)], flat)
-        return _s(entry_id)
+        (entry_id,) = await self._append_one_type(type, [fields])
+        return entry_id
 
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
-        """Append many jobs in one round trip, all or none (MULTI/EXEC), and count them."""
+        """Append many jobs in one round trip, all or none, and count them.
+
+        Jobs of one type go in one script call (atomic, like every script); jobs of several
+        types in one MULTI/EXEC of a script call per type.
+        """
         if not items:
             return []
-        per_type: dict[str, int] = {}
-        try:
-            async with self._r.pipeline(transaction=True) as pipe:
-                for t, fields in items:
-                    pipe.xadd(self.jobs_key(t), fields)  # type: ignore[arg-type]
-                    per_type[t] = per_type.get(t, 0) + 1
-                for t, n in per_type.items():
-                    pipe.hincrby(self.stats_key(t), "enqueued", n)
-                replies = await pipe.execute()
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        return [_s(r) for r in replies[: len(items)]]
+        by_type: dict[str, list[Fields]] = {}
+        for t, fields in items:
+            by_type.setdefault(t, []).append(fields)
+        if len(by_type) == 1:
+            ((t, batch),) = by_type.items()
+            return await self._append_one_type(t, batch)
+        # EVAL, not EVALSHA: inside MULTI a missing script would fail alone while the rest ran.
+        body = self._script("enqueue").script
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        commands += [("EVAL", body, 2, *self._append_args(t, b)) for t, b in by_type.items()]
+        commands.append(("EXEC",))
+        replies = await self._exchange(self._producer, commands)
+        for reply in replies:
+            if isinstance(reply, rexc.RedisError):
+                raise self._wrap(reply)
+        results = replies[-1]
+        if results is None:  # pragma: no cover - no WATCH, so EXEC is never aborted
+            raise BackendError("the server aborted the enqueue transaction")
+        for result in results:
+            if isinstance(result, rexc.RedisError):
+                raise self._wrap(result)
+        ids_by_type = {t: iter(r) for t, r in zip(by_type, results, strict=True)}
+        return [_s(next(ids_by_type[t])) for t, _ in items]
+
+    def _append_args(self, type: str, batch: Sequence[Fields]) -> list[Any]:
+        """KEYS and ARGV of enqueue.lua: jobs, stats; pairs per job, then each job's fields."""
+        args: list[Any] = [self.jobs_key(type), self.stats_key(type), len(batch[0])]
+        for fields in batch:
+            for kv in fields.items():
+                args += kv
+        return args
+
+    async def _append_one_type(self, type: str, batch: Sequence[Fields]) -> list[str]:
+        if not batch[0] or any(len(f) != len(batch[0]) for f in batch):
+            raise ConfigError("every job of one enqueue must have the same, non-empty fields")
+        script = self._script("enqueue")
+        args = self._append_args(type, batch)
+        (reply,) = await self._exchange(self._producer, [("EVALSHA", script.sha, 2, *args)])
+        if isinstance(reply, rexc.NoScriptError):
+            # The server lost its scripts (a restart): load it again; nothing was written.
+            try:
+                await self._r.script_load(script.script)
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+            (reply,) = await self._exchange(self._producer, [("EVALSHA", script.sha, 2, *args)])
+        if isinstance(reply, rexc.RedisError):
+            raise self._wrap(reply)
+        return [_s(x) for x in reply]
 
     # consuming ----------------------------------------------------------------------------
 
@@ -198,7 +247,9 @@ class RedisBackend:
         # A BLOCK as long as the socket timeout would make every idle read look like a dead
         # server; half of it leaves room for the round trip.
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
-        (reply,) = await self._exchange([self._xreadgroup(types, consumer, count, block_ms)])
+        (reply,) = await self._exchange(
+            self._reader, [self._xreadgroup(types, consumer, count, block_ms)]
+        )
         return await self._delivered(reply, types)
 
     async def ack_and_read(
@@ -211,7 +262,7 @@ class RedisBackend:
             for t, ids in acks.items()
         ]
         commands.append(self._xreadgroup(types, consumer, count, 0))
-        *acked, reply = await self._exchange(commands)
+        *acked, reply = await self._exchange(self._reader, commands)
         lost: dict[str, list[str]] = {}
         for (t, ids), answer in zip(acks.items(), acked, strict=True):
             if isinstance(answer, rexc.NoScriptError):
@@ -252,28 +303,46 @@ class RedisBackend:
                 out.append(Delivery(t, entry_id.decode(), _pairs(flat) if flat else {}, 1))
         return out
 
-    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _exchange(self, line: _Line, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write and read their replies, unreshaped (an error reply
         comes back as its exception, in its place).
 
-        The worker's read loop calls this for every batch, so it skips redis-py's per-command
-        machinery: it holds one connection of the pool for itself (a blocking XREADGROUP
-        holds its connection anyway) and falls back to a pooled one if that is busy.
+        The hot paths (the worker's reads and acks, enqueues) skip redis-py's per-command
+        machinery here: each holds one connection of the pool (``line``; a blocking XREADGROUP
+        holds its connection anyway), and takes a pooled one when its own is busy.
         """
         pool: Any = self._r.connection_pool  # get_connection() is untyped in redis-py
-        dedicated = not self._line_busy
+        dedicated = not line.busy
         try:
             if dedicated:
-                self._line_busy = True
-                if self._line is None:
-                    self._line = await pool.get_connection()
-                conn = self._line
+                line.busy = True
+                if line.conn is None:
+                    line.conn = await pool.get_connection()
+                conn = line.conn
             else:
                 conn = await pool.get_connection()
         except rexc.RedisError as exc:
             if dedicated:
-                self._line_busy = False
+                line.busy = False
             raise self._wrap(exc) from exc
+        try:
+            try:
+                return await self._send(conn, commands)
+            except rexc.ConnectionError:
+                # A held connection the server closed while it sat idle (a restart, a client
+                # kill, an idle timeout): one more try on a new one, as redis-py's own retry
+                # would. If the server is down, this fails too.
+                return await self._send(conn, commands)
+        except rexc.RedisError as exc:
+            raise self._wrap(exc) from exc
+        finally:
+            if dedicated:
+                line.busy = False
+            else:
+                await pool.release(conn)
+
+    @staticmethod
+    async def _send(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         try:
             await conn.send_packed_command(conn.pack_commands(commands))
             replies: list[Any] = []
@@ -283,17 +352,10 @@ class RedisBackend:
                 except rexc.ResponseError as exc:
                     replies.append(exc)
             return replies
-        except BaseException as exc:
+        except BaseException:
             # Replies left unread would be taken as the answers to the next commands.
             await conn.disconnect(nowait=True)
-            if isinstance(exc, rexc.RedisError):
-                raise self._wrap(exc) from exc
             raise
-        finally:
-            if dedicated:
-                self._line_busy = False
-            else:
-                await pool.release(conn)
 
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
