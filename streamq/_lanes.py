@@ -61,29 +61,28 @@ class Lane:
 
 
 class _InContext:
-    """Await a coroutine with every step of it run in ``ctx``, as a task of its own would.
+    """Await the rest of a coroutine whose first step yielded ``yielded``, with every step of
+    it run in ``ctx``, as a task of its own would.
 
     Each time the coroutine suspends, ``on_suspend`` is called (the pool wakes another lane).
     """
 
-    __slots__ = ("_coro", "_ctx", "_on_suspend")
+    __slots__ = ("_coro", "_ctx", "_on_suspend", "_yielded")
 
     def __init__(
         self,
         coro: Coroutine[Any, Any, None],
         ctx: contextvars.Context,
         on_suspend: Callable[[], None],
+        yielded: Any,
     ) -> None:
         self._coro = coro
         self._ctx = ctx
         self._on_suspend = on_suspend
+        self._yielded = yielded
 
     def __await__(self) -> Generator[Any, Any, None]:
-        run, coro = self._ctx.run, self._coro
-        try:
-            yielded = run(coro.send, None)
-        except StopIteration:
-            return
+        run, coro, yielded = self._ctx.run, self._coro, self._yielded
         while True:
             self._on_suspend()
             try:
@@ -143,6 +142,11 @@ class Lanes(Generic[T]):
                 fut.set_result(None)
                 return
 
+    @staticmethod
+    def _crashed(exc: Exception) -> None:
+        # A bug in the worker itself (handler errors are caught by the runner).
+        logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+
     def _on_suspend(self) -> None:
         if self._queue:
             self._wake_one()
@@ -159,11 +163,21 @@ class Lanes(Generic[T]):
                 continue
             item = queue.popleft()
             self._busy += 1
+            coro = work(item, lane)
+            ctx = self._base.copy()
             try:
-                await _InContext(work(item, lane), self._base.copy(), self._on_suspend)
+                # The first step inline: a job that never suspends ends here, with no
+                # awaitable wrapper around it.
+                yielded = ctx.run(coro.send, None)
+            except StopIteration:
+                pass
             except Exception as exc:
-                # A bug in the worker itself (handler errors are caught by the runner).
-                logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+                self._crashed(exc)
+            else:
+                try:
+                    await _InContext(coro, ctx, self._on_suspend, yielded)
+                except Exception as exc:
+                    self._crashed(exc)
             finally:
                 self._busy -= 1
                 lane.deadline = None

@@ -259,10 +259,16 @@ class Runner:
             exc2: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
             )
-        except asyncio.CancelledError:
-            # Shutdown past the grace period: not acked, so it stays pending for another worker.
-            self._log.warning("streamq.job.cancelled")
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                # Shutdown past the grace period: not acked, so it stays pending for another
+                # worker.
+                self._log.warning("streamq.job.cancelled")
+                raise
+            # Nobody cancelled this task: the handler let a CancelledError of its own out (a
+            # future it awaited was cancelled). An ordinary failure.
+            exc2 = exc
         except Exception as exc:
             exc2 = exc
         else:

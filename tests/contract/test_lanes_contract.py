@@ -147,3 +147,28 @@ async def test_jobs_that_never_suspend_all_run_and_are_acked(
     assert worker.processed == 200
     (stats,) = await queue.stats(["instant"])
     assert (stats.waiting, stats.in_flight, stats.processed) == (0, 0, 200)
+
+
+async def test_a_cancelled_error_of_the_handlers_own_is_a_failure(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """A handler that lets out a CancelledError nobody asked for (a future it awaited was
+    cancelled) fails like any error; the worker keeps all its lanes."""
+    done: list[int] = []
+
+    async def handler(job: Job[Item]) -> None:
+        if job.args.n == 0:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(fut.cancel)
+            await fut
+        done.append(job.args.n)
+
+    registry.register("own_cancel", Item, handler)
+    await queue.enqueue_many([Job(type="own_cancel", args=Item(n)) for n in range(3)])
+
+    worker = make_worker("own_cancel", concurrency=1, max_deliveries=1)
+    await drain(worker)
+
+    assert done == [1, 2]
+    (dead,) = await queue.dead("own_cancel")
+    assert dead.error.startswith("CancelledError")
