@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
 
+from streamq import _eventloop
 from streamq._job import Job, Principal
 from streamq._queue import Queue, TypeStats, connect, resolve_url
 from streamq._registry import Registry
@@ -25,7 +25,7 @@ def run_demo(
     echo: Callable[[str], None],
 ) -> None:
     """Enqueue, drain with one worker, print what happened to every job."""
-    asyncio.run(_demo(registry, jobs=jobs, failing=failing, url=url, echo=echo))
+    _eventloop.run(_demo(registry, jobs=jobs, failing=failing, url=url, echo=echo))
 
 
 async def _demo(

@@ -187,6 +187,7 @@ class Worker:
             consumer=self.consumer,
             types=list(self._types),
             concurrency=self.concurrency,
+            event_loop=type(loop).__module__.split(".")[0],
         )
         await self._beat()
         # Registered only now, so that a failed start-up (server down) leaves nothing behind.

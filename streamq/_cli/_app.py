@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import logging
@@ -15,7 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import structlog
 import typer
 
-from streamq import __version__
+from streamq import __version__, _eventloop
 from streamq._queue import Queue, connect
 from streamq._registry import Registry
 from streamq._server import ensure_server
@@ -67,8 +66,8 @@ JsonOpt = Annotated[
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one coroutine on a fresh loop."""
-    return asyncio.run(coro)
+    """Run one coroutine on a fresh loop (uvloop's when installed; see streamq._eventloop)."""
+    return _eventloop.run(coro)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
