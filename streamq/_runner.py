@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -121,11 +122,15 @@ class Runner:
         self._job_timeout = job_timeout
         self._max_deliveries = max_deliveries
         self._log = logger
+        self._debug = True
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
 
     def resolve_logger(self) -> None:
         """Resolve the per-job logger now (see ``_logging.resolved``): call when starting."""
         self._log = resolved()
+        # Two debug lines per job: skip building their arguments when debug is filtered out.
+        is_enabled_for = getattr(self._log, "is_enabled_for", None)
+        self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
 
     def close(self) -> None:
         """Stop the thread pool (steps still running in it are not waited for)."""
@@ -227,7 +232,8 @@ class Runner:
             return Outcome("dead", d, job, letter=letter, extra=trace_ids)
         if d.deliveries > 1:
             self._log.info("streamq.job.redelivered")
-        self._log.debug("streamq.job.started")
+        if self._debug:
+            self._log.debug("streamq.job.started")
         metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
         if envelope.enqueued_at:
             _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
@@ -274,7 +280,8 @@ class Runner:
         else:
             elapsed = time.monotonic() - started
             _tracing.DURATION.record(elapsed, on_success)
-            self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
+            if self._debug:
+                self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
             return Outcome("done", d, job, extra=trace_ids)
         _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
