@@ -139,6 +139,7 @@ def summarize(peer: str, rounds: list[dict[str, Any]], jobs: int) -> dict[str, A
     drain = _median([r["drain"]["seconds"] for r in ok])
     cpu = _median([r["drain"]["cpu_s"] for r in ok])
     server = _median([r["server_cpu_s"] for r in ok])
+    enq_cpu = _median([r["enqueue"]["cpu_s"] for r in ok])
     return {
         "peer": peer,
         "rounds": len(rounds),
@@ -149,6 +150,7 @@ def summarize(peer: str, rounds: list[dict[str, Any]], jobs: int) -> dict[str, A
         "enqueue_per_s": jobs / enq if enq else None,
         "drain_per_s": jobs / drain if drain else None,
         "worker_cpu_us_per_job": cpu / jobs * 1e6 if cpu is not None else None,
+        "enqueue_cpu_us_per_job": enq_cpu / jobs * 1e6 if enq_cpu is not None else None,
         "server_cpu_us_per_job": server / jobs * 1e6 if server is not None else None,
         "drain_rates": [jobs / r["drain"]["seconds"] for r in ok],
         "enqueue_rates": [jobs / r["enqueue"]["seconds"] for r in ok],
@@ -208,6 +210,18 @@ def table(summary: dict[str, dict[str, Any]], *, markdown: bool) -> list[str]:
     return [fmt.format(*head), *(fmt.format(*r) for r in rows)]
 
 
+def _streamq_commit() -> str:
+    """The commit the streamq engine was measured at, ``+dirty`` with uncommitted changes."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def git(*cmd: str) -> str:
+        run = subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True)
+        return run.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "streamq", "handlers")
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+
+
 def machine_info(server_url: str) -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next(
@@ -224,6 +238,7 @@ def machine_info(server_url: str) -> dict[str, Any]:
     server = redis.Redis.from_url(server_url).info("server")
     binary = subprocess.run([find_binary(), "--version"], capture_output=True, text=True)
     return {
+        "streamq_commit": _streamq_commit(),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": model,
         "loadavg_at_start": os.getloadavg(),
@@ -286,13 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
 
     summary = {p: summarize(p, results[p], args.jobs) for p in peers}
+    loads = [r["loadavg_1min"] for rounds in results.values() for r in rounds]
     add_ratios(summary)
     print()
     for line in table(summary, markdown=args.markdown):
         print(line)
     print(
-        f"\n1-min load average at the start: {load_at_start[0]:.2f} ({info['nproc']} CPUs); "
-        f"server {info['server']['version']}"
+        f"\n1-min load average at the start: {load_at_start[0]:.2f}, before each library's "
+        f"rounds {min(loads):.2f}-{max(loads):.2f} ({info['nproc']} CPUs); server "
+        f"{info['server']['version']}; streamq at {info['streamq_commit']}"
     )
     for s in summary.values():
         for problem in s["problems"] + s["notes"]:
