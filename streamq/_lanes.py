@@ -105,9 +105,15 @@ class _InContext:
 class Lanes(Generic[T]):
     """``size`` lanes running ``work(item, lane)`` for each submitted item."""
 
-    def __init__(self, size: int, work: Callable[[T, Lane], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self,
+        size: int,
+        work: Callable[[T, Lane], Coroutine[Any, Any, None]],
+        crashed: Callable[[T], None],
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self._work = work
+        self._on_crash = crashed
         self._queue: deque[T] = deque()
         self._idle: list[asyncio.Future[None]] = []
         self._busy = 0
@@ -142,10 +148,11 @@ class Lanes(Generic[T]):
                 fut.set_result(None)
                 return
 
-    @staticmethod
-    def _crashed(exc: Exception) -> None:
-        # A bug in the worker itself (handler errors are caught by the runner).
+    def _crashed(self, item: T, exc: Exception) -> None:
+        # A bug in the worker itself (handler errors are caught by the runner): say so, and
+        # let the owner release what the item held.
         logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
+        self._on_crash(item)
 
     def _on_suspend(self) -> None:
         if self._queue:
@@ -172,12 +179,12 @@ class Lanes(Generic[T]):
             except StopIteration:
                 pass
             except Exception as exc:
-                self._crashed(exc)
+                self._crashed(item, exc)
             else:
                 try:
                     await _InContext(coro, ctx, self._on_suspend, yielded)
                 except Exception as exc:
-                    self._crashed(exc)
+                    self._crashed(item, exc)
             finally:
                 self._busy -= 1
                 lane.deadline = None

@@ -116,7 +116,7 @@ class Worker:
         self._running: dict[tuple[str, str], _Running] = {}
         # Finished jobs awaiting their ack, per type. The read loop acks them together with its
         # next read (one round trip); the ack loop acks them only while the read loop is
-        # blocked waiting for new entries, or stopping.
+        # blocked waiting for new entries or pausing after an error, or stopping.
         self._to_ack: dict[str, list[_Running]] = {}
         self._n_to_ack = 0
         self._read_blocked = False
@@ -195,7 +195,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal)
         _tracing.add_gauge_source(self._gauge_values)
-        self._lanes = Lanes(self.concurrency, self._handle)
+        self._lanes = Lanes(self.concurrency, self._handle, self._forget)
         self._runner.resolve_logger()
         feeders = [
             asyncio.create_task(self._guard("read", self._read_loop(stop_when_empty))),
@@ -288,10 +288,11 @@ class Worker:
                 if acks:
                     ids = self._ack_ids(acks)
                     async with self._pel_lock:
-                        lost, batch = await self._backend.ack_and_read(
+                        answer = await self._backend.ack_and_read(
                             ids, read_types, self.consumer, per_type
                         )
-                    self._settle(acks, lost, {})
+                    self._settle(acks, answer.lost, answer.failed)
+                    batch = answer.deliveries
                 else:
                     self._read_blocked = True
                     try:
@@ -302,9 +303,14 @@ class Worker:
                         self._read_blocked = False
             except BackendError as exc:
                 if acks:
-                    self._settle(acks, {}, dict.fromkeys(acks, exc))
+                    self._settle(acks, {}, dict.fromkeys(acks, str(exc)))
                 failures += 1
-                await self._pause_after_error("read", exc, failures)
+                # While the read loop waits, the ack loop acks what finishes.
+                self._read_blocked = True
+                try:
+                    await self._pause_after_error("read", exc, failures)
+                finally:
+                    self._read_blocked = False
                 continue
             failures = 0
             self._start(batch)
@@ -443,20 +449,20 @@ class Worker:
         if not batch:
             return
         lost: dict[str, list[str]] = {}
-        errors: dict[str, BackendError] = {}
+        errors: dict[str, str] = {}
         async with self._pel_lock:
             for type_, ids in self._ack_ids(batch).items():
                 try:
                     lost[type_] = await self._backend.ack(type_, self.consumer, ids)
                 except BackendError as exc:
-                    errors[type_] = exc
+                    errors[type_] = str(exc)
         self._settle(batch, lost, errors)
 
     def _settle(
         self,
         batch: dict[str, list[_Running]],
         lost: dict[str, list[str]],
-        errors: dict[str, BackendError],
+        errors: dict[str, str],
     ) -> None:
         """Account for an ack call: count what was acked, log what was not, free the slots."""
         running = self._running
@@ -472,7 +478,7 @@ class Worker:
                 running.pop((type_, r.delivery.entry_id), None)
             if error is not None:
                 # Not acked: they stay pending and run again elsewhere (at-least-once).
-                logger.error("streamq.job.ack_failed", error=str(error), count=len(runs))
+                logger.error("streamq.job.ack_failed", error=error, count=len(runs))
             self.processed += acked
             if acked:
                 _tracing.count(_tracing.PROCESSED, type_, acked)

@@ -33,6 +33,17 @@ class Delivery:
     deliveries: int
 
 
+@dataclass(slots=True)
+class AckedRead:
+    """The answer of :meth:`Backend.ack_and_read`."""
+
+    #: per type, the ids not acknowledged because another consumer owns them now
+    lost: dict[str, list[str]]
+    #: per type, why its ack failed (its ids stay pending, to be recovered)
+    failed: dict[str, str]
+    deliveries: list[Delivery]
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """The answer of one recovery pass (XAUTOCLAIM)."""
@@ -127,12 +138,12 @@ class Backend(Protocol):
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
-    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+    ) -> AckedRead:
         """:meth:`ack` the ids of each type, then :meth:`read` without blocking.
 
         What the worker's read loop does once its finished jobs free their slots: a backend
-        that can do both in one round trip should. Returns the ids not acknowledged, per type,
-        and the deliveries.
+        that can do both in one round trip should. A failed ack of one type does not lose the
+        read: it is reported in ``failed``. Raises BackendError only when nothing came back.
         """
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from streamq._codec import job_id_of
 from streamq.backends._base import (
     COUNTERS,
+    AckedRead,
     Claimed,
     DeadEntry,
     DeadLetter,
@@ -252,10 +253,10 @@ class MemoryBackend:
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
-    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+    ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block."""
         lost = {t: await self.ack(t, consumer, ids) for t, ids in acks.items()}
-        return lost, await self.read(types, consumer, count, 0)
+        return AckedRead(lost, {}, await self.read(types, consumer, count, 0))
 
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.

@@ -20,6 +20,7 @@ from redis.commands.core import AsyncScript
 from streamq._codec import job_id_of
 from streamq.backends._base import (
     COUNTERS,
+    AckedRead,
     Claimed,
     DeadEntry,
     DeadLetter,
@@ -274,7 +275,7 @@ class RedisBackend:
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
-    ) -> tuple[dict[str, list[str]], list[Delivery]]:
+    ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip."""
         ack = self._script("ack")
         commands: list[tuple[Any, ...]] = [
@@ -283,16 +284,22 @@ class RedisBackend:
         ]
         commands.append(self._xreadgroup(types, consumer, count, 0))
         *acked, reply = await self._exchange(self._reader, commands)
+        # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
+        deliveries = await self._delivered(reply, types)
         lost: dict[str, list[str]] = {}
+        failed: dict[str, str] = {}
         for (t, ids), answer in zip(acks.items(), acked, strict=True):
-            if isinstance(answer, rexc.NoScriptError):
-                # The server lost its scripts (a restart): this call loads it again.
-                lost[t] = await self.ack(t, consumer, ids)
-            elif isinstance(answer, rexc.RedisError):
-                raise self._wrap(answer)
-            else:
-                lost[t] = [_s(x) for x in answer]
-        return lost, await self._delivered(reply, types)
+            try:
+                if isinstance(answer, rexc.NoScriptError):
+                    # The server lost its scripts (a restart): this call loads it again.
+                    lost[t] = await self.ack(t, consumer, ids)
+                elif isinstance(answer, rexc.RedisError):
+                    raise self._wrap(answer)
+                else:
+                    lost[t] = [_s(x) for x in answer]
+            except BackendError as exc:
+                failed[t] = str(exc)
+        return AckedRead(lost, failed, deliveries)
 
     def _xreadgroup(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
@@ -346,13 +353,11 @@ class RedisBackend:
                 line.busy = False
             raise self._wrap(exc) from exc
         try:
-            try:
-                return await self._send(conn, commands)
-            except rexc.ConnectionError:
-                # A held connection the server closed while it sat idle (a restart, a client
-                # kill, an idle timeout): one more try on a new one, as redis-py's own retry
-                # would. If the server is down, this fails too.
-                return await self._send(conn, commands)
+            if dedicated and conn.is_connected and await conn.can_read():
+                # Data or EOF on a connection that sat idle between calls: the server closed it
+                # (a restart, a client kill, an idle timeout). Start afresh rather than fail.
+                await conn.disconnect(nowait=True)
+            return await self._send(conn, commands)
         except rexc.RedisError as exc:
             raise self._wrap(exc) from exc
         finally:

@@ -172,3 +172,44 @@ async def test_a_cancelled_error_of_the_handlers_own_is_a_failure(
     assert done == [1, 2]
     (dead,) = await queue.dead("own_cancel")
     assert dead.error.startswith("CancelledError")
+
+
+async def test_a_bug_in_the_worker_frees_the_slot_and_keeps_the_entry_pending(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """If running a delivery crashes the worker's own code (simulated here by breaking the
+    runner for one job), the error is logged, the slot is freed for the next jobs, and the entry
+    stays pending, not acked, for recovery to run it again."""
+    ran: list[int] = []
+
+    async def handler(job: Job[Item]) -> None:
+        ran.append(job.args.n)
+
+    registry.register("buggy", Item, handler)
+    await queue.enqueue_many([Job(type="buggy", args=Item(n)) for n in range(4)])
+    worker = make_worker("buggy", concurrency=1, claim_after=30, heartbeat=1)
+    real_run = worker._runner.run
+    broken: list[str] = []
+
+    def run(d: Any, limit: Any = None) -> Any:
+        if not broken:
+            broken.append(d.entry_id)
+            raise RuntimeError("a bug in the worker")
+        return real_run(d, limit)
+
+    worker._runner.run = run  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(worker.run())
+        try:
+            for _ in range(200):
+                if len(ran) == 3:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 10)
+
+    assert sorted(ran) == [1, 2, 3]
+    assert any(e["event"] == "streamq.worker.job_task_crashed" for e in logs)
+    pending = await queue.pending("buggy")
+    assert [p.entry_id for p in pending] == broken

@@ -154,13 +154,13 @@ async def test_ack_and_read_acks_what_it_owns_then_reads(backend: Backend) -> No
     first, stolen = (d.entry_id for d in await backend.read(["t"], "c", 2, 10))
     assert len((await backend.claim_idle("t", "thief", 0, 1, stolen)).deliveries) == 1
 
-    lost, got = await backend.ack_and_read({"t": [first, stolen]}, ["t"], "c", 1)
+    answer = await backend.ack_and_read({"t": [first, stolen]}, ["t"], "c", 1)
 
-    assert lost == {"t": [stolen]}
-    assert [d.fields[b"id"] for d in got] == [b"job-2"]
+    assert (answer.lost, answer.failed) == ({"t": [stolen]}, {})
+    assert [d.fields[b"id"] for d in answer.deliveries] == [b"job-2"]
     pending = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
     assert sorted(p.consumer for p in pending) == ["c", "thief"]
     assert (await backend.stats("t")).length == 3  # the acked entry is deleted
-    lost, rest = await backend.ack_and_read({}, ["t"], "c", 10)
-    assert lost == {}
-    assert [d.fields[b"id"] for d in rest] == [b"job-3"]
+    rest = await backend.ack_and_read({}, ["t"], "c", 10)
+    assert (rest.lost, rest.failed) == ({}, {})
+    assert [d.fields[b"id"] for d in rest.deliveries] == [b"job-3"]

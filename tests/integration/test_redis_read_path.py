@@ -41,11 +41,28 @@ async def test_ack_goes_through_after_the_server_lost_its_scripts(
     ids = [d.entry_id for d in await backend.read(["t"], "c", 2, 10)]
     await admin.script_flush()
 
-    lost, got = await backend.ack_and_read({"t": ids}, ["t"], "c", 5)
+    answer = await backend.ack_and_read({"t": ids}, ["t"], "c", 5)
 
-    assert lost == {"t": []}
-    assert [d.fields[b"id"] for d in got] == [b"job-2"]
+    assert (answer.lost, answer.failed) == ({"t": []}, {})
+    assert [d.fields[b"id"] for d in answer.deliveries] == [b"job-2"]
     assert (await backend.stats("t")).length == 1
+
+
+async def test_a_failed_ack_does_not_lose_the_read(
+    backend: RedisBackend, admin: aioredis.Redis
+) -> None:
+    """An ack that fails (here: its stats key holds a string, so HINCRBY errs) is reported for
+    its type; the entries the same round trip read are still handed over."""
+    for i in range(3):
+        await backend.enqueue("t", fields(i))
+    ids = [d.entry_id for d in await backend.read(["t"], "c", 2, 10)]
+    await admin.set(backend.stats_key("t"), "not a hash")
+
+    answer = await backend.ack_and_read({"t": ids}, ["t"], "c", 5)
+
+    assert list(answer.failed) == ["t"]
+    assert "WRONGTYPE" in answer.failed["t"]
+    assert [d.fields[b"id"] for d in answer.deliveries] == [b"job-2"]
 
 
 async def test_a_lost_group_is_recreated_and_the_next_read_gets_the_jobs(
