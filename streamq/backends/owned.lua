@@ -1,11 +1,29 @@
 -- Shared head of the PEL scripts: which of the given ids does this consumer still own?
 -- Included textually by the scripts below (see RedisBackend._script).
+-- One XPENDING over this consumer's own entries answers for all the ids at once (a call per id
+-- costs the server ~5 us each, and the worker idles while a 256-id ack runs). If the consumer
+-- holds more entries than that call returned, the ids it did not find are asked one by one.
 local function owned_split(key, group, consumer, first)
   local mine, lost = {}, {}
+  local n = #ARGV - first + 1
+  if n <= 0 then
+    return mine, lost
+  end
+  local limit = 2 * n + 64
+  local rows = redis.call('XPENDING', key, group, '-', '+', limit, consumer)
+  local held = {}
+  for _, row in ipairs(rows) do
+    held[row[1]] = true
+  end
+  local complete = #rows < limit
   for i = first, #ARGV do
     local id = ARGV[i]
-    local p = redis.call('XPENDING', key, group, id, id, 1)
-    if p[1] and p[1][2] == consumer then
+    local owned = held[id]
+    if not owned and not complete then
+      local p = redis.call('XPENDING', key, group, id, id, 1)
+      owned = p[1] and p[1][2] == consumer
+    end
+    if owned then
       mine[#mine + 1] = id
     else
       lost[#lost + 1] = id

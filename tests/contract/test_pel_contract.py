@@ -164,3 +164,20 @@ async def test_ack_and_read_acks_what_it_owns_then_reads(backend: Backend) -> No
     rest = await backend.ack_and_read({}, ["t"], "c", 10)
     assert (rest.lost, rest.failed) == ({}, {})
     assert [d.fields[b"id"] for d in rest.deliveries] == [b"job-3"]
+
+
+async def test_ack_finds_its_entries_among_many_held(backend: Backend) -> None:
+    """A consumer holding many more entries than it acks (retries waiting, a large batch) still
+    acks exactly the ids it owns, wherever they are in its part of the PEL."""
+    await backend.ensure_groups(["t"])
+    await backend.enqueue_many([("t", fields(i)) for i in range(150)])
+    ids = [d.entry_id for d in await backend.read(["t"], "c", 150, 10)]
+    assert len(ids) == 150
+    assert len((await backend.claim_idle("t", "thief", 0, 1, ids[-1])).deliveries) == 1
+
+    lost = await backend.ack("t", "c", [ids[-1], ids[-2], ids[0]])
+
+    assert lost == [ids[-1]]
+    pending = await backend.pending("t", consumer="c", min_idle_ms=0, limit=200)
+    assert len(pending) == 147
+    assert {ids[-2], ids[0]}.isdisjoint(p.entry_id for p in pending)
