@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,45 @@ def _server_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+class _Machine:
+    """CPU time of the whole machine, of this process and of its reaped children, from now on.
+
+    What the rest of the machine (anything but the driver, its children and the server) used
+    while a drain ran tells whether the figures were measured on a quiet machine; the 1-minute
+    load average cannot, since it counts the previous library's worker and server too.
+    """
+
+    def __init__(self) -> None:
+        self.busy, self.own = self._busy(), self._own()
+
+    @staticmethod
+    def _busy() -> float:
+        """Busy seconds of all CPUs: user, nice, system, irq, softirq.
+
+        Interrupt work is in: the kernel also charges it to the process that was running, and
+        the loopback traffic between worker and server is most of it.
+        """
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:8]]
+        user, nice, system, _idle, _iowait, irq, softirq = fields
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        me, kids = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def others_share(self, server_cpu_s: float, wall_s: float) -> float | None:
+        """Share of the machine's CPU capacity used by other processes since ``__init__``."""
+        if not os.path.exists("/proc/stat") or wall_s <= 0:
+            return None
+        others = (self._busy() - self.busy) - (self._own() - self.own) - server_cpu_s
+        return others / (wall_s * len(os.sched_getaffinity(0)))
+
+
 def _one(peer: str, url: str, client: redis.Redis, args: argparse.Namespace) -> dict[str, Any]:
     """One peer, one round: enqueue, check, drain, check."""
     client.flushall()
@@ -110,9 +150,10 @@ def _one(peer: str, url: str, client: redis.Redis, args: argparse.Namespace) -> 
     out["after_enqueue"] = queued = _leftover(peer, url)
     if queued.get("queued") != args.jobs:
         problems.append(f"{queued.get('queued')} jobs queued after enqueueing {args.jobs}")
-    cpu0 = _server_cpu(client)
+    cpu0, machine0, t0 = _server_cpu(client), _Machine(), time.monotonic()
     out["drain"] = drain = _child("drain", peer, url, args)
-    out["server_cpu_s"] = _server_cpu(client) - cpu0
+    out["server_cpu_s"] = server_cpu = _server_cpu(client) - cpu0
+    out["others_cpu_share"] = machine0.others_share(server_cpu, time.monotonic() - t0)
     out["after_drain"] = left = _leftover(peer, url)
     if "error" in drain:
         problems.append(drain["error"])
@@ -147,6 +188,10 @@ def summarize(peer: str, rounds: list[dict[str, Any]], jobs: int) -> dict[str, A
         "problems": sorted({p for r in rounds for p in r["problems"]}),
         "duplicates": sum(r.get("duplicates", 0) for r in rounds),
         "notes": sorted({n for r in rounds for n in r.get("notes", [])}),
+        "others_cpu_share_max": max(
+            (r["others_cpu_share"] for r in rounds if r.get("others_cpu_share") is not None),
+            default=None,
+        ),
         "enqueue_per_s": jobs / enq if enq else None,
         "drain_per_s": jobs / drain if drain else None,
         "worker_cpu_us_per_job": cpu / jobs * 1e6 if cpu is not None else None,
@@ -302,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {p: summarize(p, results[p], args.jobs) for p in peers}
     loads = [r["loadavg_1min"] for rounds in results.values() for r in rounds]
+    others = [s["others_cpu_share_max"] for s in summary.values()]
+    others = [x for x in others if x is not None]
     add_ratios(summary)
     print()
     for line in table(summary, markdown=args.markdown):
@@ -311,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         f"rounds {min(loads):.2f}-{max(loads):.2f} ({info['nproc']} CPUs); server "
         f"{info['server']['version']}; streamq at {info['streamq_commit']}"
     )
+    if others:
+        print(
+            f"CPU used by other processes during the drains: at most {max(others):.1%} of the "
+            "machine (the 1-min load above counts this benchmark's own worker and server)"
+        )
     for s in summary.values():
         for problem in s["problems"] + s["notes"]:
             print(f"{s['peer']}: {problem}")
