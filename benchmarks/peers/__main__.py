@@ -234,7 +234,7 @@ def table(summary: dict[str, dict[str, Any]], *, markdown: bool) -> list[str]:
     for s in summary.values():
         status = "ok" if s["rounds_ok"] == s["rounds"] else f"FAILED {s['rounds'] - s['rounds_ok']}"
         if s["duplicates"]:
-            status += f", {s['duplicates']} run twice"
+            status += f", {s['duplicates']} duplicate runs in {s['rounds']} rounds"
         rows.append(
             [
                 s["peer"],
@@ -242,8 +242,8 @@ def table(summary: dict[str, dict[str, Any]], *, markdown: bool) -> list[str]:
                 _k(s["drain_per_s"]),
                 _f(s["worker_cpu_us_per_job"], ".0f"),
                 _f(s["server_cpu_us_per_job"], ".0f"),
-                _f(s["drain_vs_streamq"], ".2f") + ("x" if s["drain_vs_streamq"] else ""),
-                _f(s["enqueue_vs_streamq"], ".2f") + ("x" if s["enqueue_vs_streamq"] else ""),
+                _f(s["drain_vs_streamq"], ".3f") + ("x" if s["drain_vs_streamq"] else ""),
+                _f(s["enqueue_vs_streamq"], ".3f") + ("x" if s["enqueue_vs_streamq"] else ""),
                 status,
             ]
         )
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = {
         "created": started.isoformat(timespec="seconds"),
-        "command": [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
+        "command": ["python", "-m", "benchmarks.peers", *(sys.argv[1:] if argv is None else argv)],
         "settings": {
             "jobs": args.jobs,
             "rounds": args.rounds,
