@@ -14,12 +14,13 @@ which interleaves the variants round by round on the same server with the same w
   CLI uses), cleared after each round;
 - ``stripped``: the baseline of the "tracing off costs < 3 %" claim. No SDK, and streamq's
   instrumentation neutralised by patching the ``streamq._tracing`` module: ``enabled`` returns
-  False, the span helpers (``send_span``, ``process_span``, ``step_span``) are bare
-  ``contextlib.nullcontext``, ``ids_of`` returns ``{}``, ``count`` does nothing and the seven
-  metric instruments are objects whose ``add``/``record`` do nothing. (Every module calls
-  ``_tracing.X`` through the module object, so patching its attributes reaches every call site.)
-  What cannot be patched from outside remains: the span attribute dict ``Runner.run`` builds per
-  delivery and the metric attribute dict of ``Runner._run``.
+  False and ``state`` 0 (no SDK of either kind), the span helpers (``send_span``,
+  ``process_span``, ``step_span``) are bare ``contextlib.nullcontext``, ``ids_of`` returns ``{}``,
+  ``count`` does nothing and the seven metric instruments are objects whose ``add``/``record`` do
+  nothing. (Every module calls ``_tracing.X`` through the module object, so patching its
+  attributes reaches every call site.) What cannot be patched from outside remains: the span
+  attribute dict ``Runner.run`` builds per delivery and the metric attribute dict of
+  ``Runner._run``.
 
 Protocol (one JSON object per line): the parent writes ``{"cmd": "fill"}``, ``{"cmd": "drain"}``,
 ``{"cmd": "runner"}`` (see :meth:`_Child.runner`) or ``{"cmd": "quit"}`` on stdin; the child
@@ -75,6 +76,7 @@ def _strip_instrumentation() -> None:
     no_carrier: dict[str, str] = {}
     patches: dict[str, Callable[..., Any]] = {
         "enabled": lambda: False,
+        "state": lambda: 0,
         "count": lambda *args, **kwargs: None,
         "send_span": lambda *args, **kwargs: contextlib.nullcontext(no_carrier),
         "process_span": lambda *args, **kwargs: contextlib.nullcontext(),

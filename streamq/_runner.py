@@ -153,13 +153,14 @@ class Runner:
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
                 return _ready(self._poison(d, None, exc))
-        if not _tracing.enabled():
+        sdk = _tracing.state()
+        if not sdk & _tracing.TRACES:
             # The common case without an SDK: no span, no attributes, no context managers.
-            return self._run(d, envelope, typed, None, limit)
-        return self._traced(d, envelope, typed, limit)
+            return self._run(d, envelope, typed, None, limit, sdk)
+        return self._traced(d, envelope, typed, limit, sdk)
 
     async def _traced(
-        self, d: Delivery, envelope: _codec.Envelope, typed: bool, limit: Limit | None
+        self, d: Delivery, envelope: _codec.Envelope, typed: bool, limit: Limit | None, sdk: int
     ) -> Outcome:
         job = envelope.job
         attributes = {
@@ -174,7 +175,7 @@ class Runner:
         }
         stream = self._stream(d.type)
         with _tracing.process_span(envelope.trace, attributes, d.type, stream) as span:
-            outcome = await self._run(d, envelope, typed, span, limit)
+            outcome = await self._run(d, envelope, typed, span, limit, sdk)
             if outcome.letter is not None:
                 _tracing.event(
                     span,
@@ -204,6 +205,7 @@ class Runner:
         typed: bool,
         span: Any,
         limit: Limit | None,
+        sdk: int,
     ) -> Outcome:
         trace_ids = _tracing.ids_of(span) if span is not None else None
         if typed:
@@ -234,8 +236,10 @@ class Runner:
             self._log.info("streamq.job.redelivered")
         if self._debug:
             self._log.debug("streamq.job.started")
+        # Without a metrics SDK the instruments are no-ops: skip them and their arguments.
+        metered = sdk & _tracing.METRICS
         metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
-        if envelope.enqueued_at:
+        if metered and envelope.enqueued_at:
             _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
         started = time.monotonic()
         timeout = job_type.timeout or self._job_timeout
@@ -279,11 +283,13 @@ class Runner:
             exc2 = exc
         else:
             elapsed = time.monotonic() - started
-            _tracing.DURATION.record(elapsed, on_success)
+            if metered:
+                _tracing.DURATION.record(elapsed, on_success)
             if self._debug:
                 self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
             return Outcome("done", d, job, extra=trace_ids)
-        _tracing.DURATION.record(time.monotonic() - started, on_failure)
+        if metered:
+            _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit_n:

@@ -79,30 +79,49 @@ def remove_gauge_source(source: Callable[[], Iterable[tuple[str, int, int]]]) ->
         _gauge_sources.remove(source)
 
 
-_sdk_seen = False
+#: Bits of :func:`state`: an SDK tracer provider is installed; an SDK meter provider is.
+TRACES = 1
+METRICS = 2
+_state = 0
 _next_look = 0.0
 
 
-def enabled() -> bool:
-    """Whether an SDK tracer provider is installed (otherwise spans are skipped entirely).
+def _sdk_meter_provider() -> bool:
+    provider = metrics.get_meter_provider()
+    # The API's own placeholder (until a provider is set) and its explicit no-op provider.
+    return type(provider).__name__ != "_ProxyMeterProvider" and not isinstance(
+        provider, metrics.NoOpMeterProvider
+    )
+
+
+def state() -> int:
+    """Which SDKs are installed: ``TRACES | METRICS`` bits (without one, that half is skipped).
 
     Asking opentelemetry costs about a microsecond (it reads an environment variable), so the
-    answer is looked up at most once a second until an SDK appears, and kept once one has (a
-    provider cannot be uninstalled). An SDK installed after jobs started is seen within 1 s.
+    answer is looked up at most once a second until both SDKs appear, and a provider once seen
+    is kept (one cannot be uninstalled). An SDK installed after jobs started is seen within 1 s.
     """
-    global _sdk_seen, _next_look
-    if _sdk_seen:
-        return True
+    global _state, _next_look
+    if _state == TRACES | METRICS:
+        return _state
     now = time.monotonic()
     if now < _next_look:
-        return False
+        return _state
     _next_look = now + 1.0
-    _sdk_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    return _sdk_seen
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _state |= TRACES
+    if _sdk_meter_provider():
+        _state |= METRICS
+    return _state
+
+
+def enabled() -> bool:
+    """Whether an SDK tracer provider is installed (otherwise spans are skipped entirely)."""
+    return bool(state() & TRACES)
 
 
 def recheck() -> None:
-    """Look for an SDK again at the next :func:`enabled` (call after installing providers)."""
+    """Look for SDKs again at the next :func:`state` (call after installing providers)."""
     global _next_look
     _next_look = 0.0
 
