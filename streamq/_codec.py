@@ -39,28 +39,12 @@ class Envelope:
     enqueued_at: float
 
 
-class _Identity(msgspec.Struct):
-    account_number: str = ""
-    org_id: str = ""
-    type: str = "User"
-    user: str = ""
-
-
-class _Body(msgspec.Struct):
-    type: str
-    args: dict[str, Any]
-    account_id: int = 0
-    identity: _Identity = msgspec.field(default_factory=_Identity)
-    request_id: str | None = None
-    enqueued_at: float = 0.0
-    trace: dict[str, str] = msgspec.field(default_factory=dict)
-
-
 ArgsT = TypeVar("ArgsT")
 
 
-class _TypedBody(msgspec.Struct, Generic[ArgsT]):
-    """The envelope with its args typed: parsed and checked in one pass by msgspec."""
+class _Body(msgspec.Struct, Generic[ArgsT]):
+    """The JSON envelope. ``_Body[dict[str, Any]]`` for the general path (args checked later);
+    the typed decoder parses and checks the args too, with ``_Body[TheArgsClass]``."""
 
     type: str
     args: ArgsT
@@ -156,26 +140,12 @@ def decode(fields: Mapping[bytes, bytes]) -> Envelope:
     if data is None:
         raise InvalidJobError("missing job body field", job_id=job_id)
     try:
-        body = msgspec.convert(orjson.loads(data), type=_Body)
+        body = msgspec.convert(orjson.loads(data), type=_Body[dict[str, Any]])
     except orjson.JSONDecodeError as exc:
         raise InvalidJobError(f"job body is not valid JSON: {exc}", job_id=job_id) from exc
     except msgspec.ValidationError as exc:
         raise InvalidJobError(f"invalid envelope: {_where(exc, 'job')}", job_id=job_id) from exc
-    ident = body.identity
-    job: Job[Any] = Job(
-        id=job_id,
-        type=body.type,
-        account_id=body.account_id,
-        identity=Principal(
-            account_number=ident.account_number,
-            org_id=ident.org_id,
-            type=ident.type,
-            user=ident.user,
-        ),
-        request_id=body.request_id,
-        args=body.args,
-    )
-    return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
+    return _envelope(job_id, body)
 
 
 class TypedDecoder:
@@ -191,7 +161,7 @@ class TypedDecoder:
 
     def __init__(self, job_type: str, args_type: type[Any]) -> None:
         self._type = job_type
-        self._decode = msgspec.json.Decoder(_TypedBody[args_type]).decode  # type: ignore[valid-type]
+        self._decode = msgspec.json.Decoder(_Body[args_type]).decode  # type: ignore[valid-type]
 
     def __call__(self, fields: Mapping[bytes, bytes]) -> Envelope | None:
         raw_id = fields.get(F_ID)
@@ -205,20 +175,25 @@ class TypedDecoder:
             return None
         if body.type != self._type:
             return None
-        job: Job[Any] = _new_job(Job)
-        _set_id(job, job_id)
-        _set_type(job, body.type)
-        _set_account_id(job, body.account_id)
-        _set_identity(job, body.identity)
-        _set_request_id(job, body.request_id)
-        _set_args(job, body.args)
-        return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
+        return _envelope(job_id, body)
+
+
+def _envelope(job_id: str, body: _Body[Any]) -> Envelope:
+    """The envelope of a parsed body: both decode paths build the Job here."""
+    job: Job[Any] = _new_job(Job)
+    _set_id(job, job_id)
+    _set_type(job, body.type)
+    _set_account_id(job, body.account_id)
+    _set_identity(job, body.identity)
+    _set_request_id(job, body.request_id)
+    _set_args(job, body.args)
+    return Envelope(job=job, trace=body.trace, enqueued_at=body.enqueued_at)
 
 
 # Building a Job for every delivery through its frozen dataclass __init__ costs three times
 # what filling its slots does (the generated __init__ goes through object.__setattr__ per
-# field). The typed decoder fills them directly; every field is set, so the result is the
-# same Job as Job(...) would give (tests/unit/test_codec_fast_path.py checks it).
+# field). _envelope fills them directly; every field is set, so the result is the same Job as
+# Job(...) would give (tests/unit/test_codec_fast_path.py checks it).
 _new_job = object.__new__
 _set_id = Job.__dict__["id"].__set__
 _set_type = Job.__dict__["type"].__set__
@@ -228,7 +203,7 @@ _set_request_id = Job.__dict__["request_id"].__set__
 _set_args = Job.__dict__["args"].__set__
 assert {f.name for f in dataclasses.fields(Job)} == {
     "id", "type", "account_id", "identity", "request_id", "args"
-}, "TypedDecoder fills every field of Job"  # fmt: skip
+}, "_envelope fills every field of Job"  # fmt: skip
 
 
 def convert_args(args_type: type[Any], raw: Any, *, job_id: str | None, job_type: str) -> Any:

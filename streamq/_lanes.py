@@ -200,7 +200,8 @@ class Lanes(Generic[T]):
             self._drained = self.loop.create_future()
             await self._drained
 
-    def running_tasks(self) -> int:
+    @property
+    def running(self) -> int:
         """Lanes running an item right now."""
         return self._busy
 

@@ -266,7 +266,7 @@ class Worker:
         finally:
             drained.cancel()
             hard.cancel()
-        running = lanes.running_tasks()
+        running = lanes.running
         if running:
             logger.warning("streamq.worker.cancelled_jobs", count=running)
         await lanes.close(cancel=bool(running or lanes.waiting))

@@ -249,13 +249,10 @@ class RedisBackend:
         args = self._append_args(type, batch)
         (reply,) = await self._exchange(self._producer, [("EVALSHA", script.sha, 2, *args)])
         if isinstance(reply, rexc.NoScriptError):
-            # The server lost its scripts (a restart): load it again; nothing was written.
-            try:
-                await self._r.script_load(script.script)
-            except rexc.RedisError as exc:
-                raise self._wrap(exc) from exc
-            (reply,) = await self._exchange(self._producer, [("EVALSHA", script.sha, 2, *args)])
-        if isinstance(reply, rexc.RedisError):
+            # The server lost its scripts (a restart); nothing was written. The script call
+            # loads it again, as ack_and_read's fallback to ack does.
+            reply = await self._call("enqueue", args[:2], args[2:])
+        elif isinstance(reply, rexc.RedisError):
             raise self._wrap(reply)
         return [_s(x) for x in reply]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from streamq import Job, Principal, Registry
+from streamq._logging import bind_job, job_fields
 from streamq.testing import run_jobs
 
 JOB_FIELDS = {
@@ -61,3 +63,22 @@ async def test_job_log_lines_carry_job_fields_and_never_the_identity() -> None:
         assert (e["reservation_id"], e["request_id"], e["account_id"]) == (77, "req-1", 5)
     assert "very-secret-user" not in repr(logs)
     assert "very-secret-user" not in repr(job)
+
+
+def test_fields_bound_for_a_delivery_are_those_of_job_fields() -> None:
+    """bind_job (the worker's unrolled per-delivery binding) and job_fields (the same fields as a
+    dict, for lines logged outside the delivery) list the same fields with the same values."""
+    job = Job(
+        type="t",
+        args=Args(reservation_id=9),
+        account_id=3,
+        identity=Principal(account_number="an", org_id="org", user="someone"),
+        request_id="r",
+        id="j",
+    )
+
+    def bound() -> dict[str, object]:
+        bind_job(job, 2, "1-0")
+        return structlog.contextvars.get_contextvars()
+
+    assert contextvars.Context().run(bound) == job_fields(job, 2) | {"entry_id": "1-0"}
