@@ -16,6 +16,7 @@ from streamq._server import PrivateServer, stop_server
 # Helpers shared by several suites (worker processes, the test job types): importable by name.
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
+from cluster import LocalCluster
 from worker_procs import Workers
 
 
@@ -43,6 +44,27 @@ def private_server(tmp_path: Path) -> Iterator[PrivateServer]:
     """A server of this test's own (no persistence), for tests that stop, kill or pause it."""
     with PrivateServer(tmp_path / "redis", appendonly=False) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real local cluster (3 masters, one replica each) for the whole session; tests isolate
+    by key prefix and must not kill its nodes (use ``private_cluster`` for that)."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: LocalCluster) -> str:
+    """The session cluster's ``redis://127.0.0.1:<port>/?cluster=true`` URL."""
+    return redis_cluster.url
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster of this test's own (3 masters, one replica each), for tests that kill nodes."""
+    with LocalCluster(tmp_path / "cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture
