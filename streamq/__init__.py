@@ -17,6 +17,7 @@ from streamq._queue import (
 from streamq._registry import JobType, Registry
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry
+from streamq.backends._partitions import Partitions
 from streamq.backends.memory import MemoryBackend
 from streamq.backends.redis import RedisBackend
 from streamq.exceptions import (
@@ -49,6 +50,7 @@ __all__ = [
     "JobTooLargeError",
     "JobType",
     "MemoryBackend",
+    "Partitions",
     "PendingJob",
     "Principal",
     "Queue",

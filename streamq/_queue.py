@@ -19,6 +19,7 @@ from streamq._job import Job
 from streamq._logging import logger
 from streamq._registry import Registry, check_type_name, seconds
 from streamq.backends._base import Backend, DeadEntry
+from streamq.backends._partitions import Partitions, parse_partitions
 from streamq.exceptions import BackendError, ConfigError
 
 T = TypeVar("T")
@@ -78,26 +79,55 @@ def resolve_url(url: str | None = None) -> str:
     return ensure_server()
 
 
-def connect(url: str | None = None, *, prefix: str | None = None) -> Backend:
+def connect(
+    url: str | None = None,
+    *,
+    prefix: str | None = None,
+    partitions: Mapping[str, Partitions | int] | None = None,
+) -> Backend:
     """A Redis backend for ``url`` (see :func:`resolve_url`).
 
-    The prefix defaults to ``STREAMQ_PREFIX`` (else ``streamq``); ``STREAMQ_SOCKET_TIMEOUT``
-    (seconds, default 10) is how long a silent server may take before a call fails.
+    Settings not given here come from the environment:
+
+    - ``STREAMQ_PREFIX``: the key prefix (default ``streamq``);
+    - ``STREAMQ_SOCKET_TIMEOUT``: seconds a silent server may take before a call fails
+      (default 10);
+    - ``STREAMQ_CLUSTER=1``: use the Redis Cluster client (as ``?cluster=true`` in the URL);
+    - ``STREAMQ_PARTITIONS``: partitioned types, e.g. ``launch=3,report=4:account_id``;
+    - ``STREAMQ_WAIT_REPLICAS`` and ``STREAMQ_WAIT_TIMEOUT_MS``: after each enqueue, wait until
+      that many replicas have the jobs (default 0: do not wait; timeout 1000 ms).
     """
     from streamq.backends.redis import RedisBackend  # lazy: importing streamq stays light
 
-    raw = os.environ.get("STREAMQ_SOCKET_TIMEOUT", "10")
-    try:
-        socket_timeout = float(raw)
-    except ValueError:
-        raise ConfigError(f"STREAMQ_SOCKET_TIMEOUT={raw!r} is not a number of seconds") from None
+    socket_timeout = _env_number("STREAMQ_SOCKET_TIMEOUT", "10", float)
     if socket_timeout <= 0:
-        raise ConfigError(f"STREAMQ_SOCKET_TIMEOUT={raw!r} must be positive")
+        raise ConfigError(f"STREAMQ_SOCKET_TIMEOUT={socket_timeout!r} must be positive")
+    cluster_env = os.environ.get("STREAMQ_CLUSTER", "").strip().lower()
+    if cluster_env not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"STREAMQ_CLUSTER={cluster_env!r} must be 1 or 0")
+    if partitions is None:
+        partitions = parse_partitions(os.environ.get("STREAMQ_PARTITIONS", ""))
     return RedisBackend(
         resolve_url(url),
         prefix=prefix or os.environ.get("STREAMQ_PREFIX", "streamq"),
         socket_timeout=socket_timeout,
+        cluster=True if cluster_env in ("1", "true", "yes") else None,
+        partitions=partitions,
+        wait_replicas=int(_env_number("STREAMQ_WAIT_REPLICAS", "0", int)),
+        wait_timeout_ms=int(_env_number("STREAMQ_WAIT_TIMEOUT_MS", "1000", int)),
     )
+
+
+def _env_number(name: str, default: str, kind: Callable[[str], float]) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a number of seconds" if kind is float else "a whole number"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} cannot be negative")
+    return value
 
 
 class Queue:

@@ -23,10 +23,12 @@ def seconds(value: float | timedelta) -> float:
 
 
 def check_type_name(name: str) -> None:
-    """A type name becomes part of Redis keys and their hash tag: no braces, no blanks."""
-    if not name or any(c in name for c in "{} \t\r\n"):
+    """A type name becomes part of Redis keys and their hash tag: no braces, no blanks, and
+    no ``~`` (it marks a partition's stream)."""
+    if not name or any(c in name for c in "{}~ \t\r\n"):
         raise ConfigError(
-            f"invalid job type name {name!r}: it must be non-empty, without braces or spaces"
+            f"invalid job type name {name!r}: it must be non-empty, without braces, tildes or "
+            "spaces"
         )
 
 

@@ -1,23 +1,36 @@
-"""The Redis backend: one stream per job type, read through one consumer group.
+"""The Redis backend: one stream per job type (or per partition), read through one consumer group.
 
-The only module that imports ``redis``. Keys of one type share the type's hash tag
+The only module that imports ``redis``. Keys of one stream share its hash tag
 (``{prefix}:{TYPE}:jobs``) so every multi-key script stays in one cluster slot. Multi-step
 changes run as the Lua scripts beside this file, one round trip each.
+
+On a Redis Cluster (``?cluster=true`` in the URL) the same calls go to the node that owns each
+stream's slot: commands for several streams are grouped by node, one exchange per node, sent
+concurrently; a read never spans slots. A type configured with ``Partitions(n)`` has ``n``
+streams (see ``_partitions``); its entry ids then carry their partition (``ID@P``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 
-from streamq._codec import job_id_of
+from streamq._codec import F_BODY, job_id_of
+from streamq.backends import _partitions
 from streamq.backends._base import (
     COUNTERS,
     AckedRead,
@@ -29,9 +42,12 @@ from streamq.backends._base import (
     PendingEntry,
     RawStats,
 )
+from streamq.backends._partitions import Partitions
 from streamq.exceptions import BackendError, ConfigError
 
 _OWNED = resources.files(__package__).joinpath("owned.lua").read_text()
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 
 
 def redact_url(url: str) -> str:
@@ -47,6 +63,22 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def cluster_flag(url: str) -> tuple[str, bool | None]:
+    """The URL without its ``cluster=`` query option, and that option (None when absent)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    flags = [v.lower() for k, v in query if k == "cluster"]
+    if not flags:
+        return url, None
+    if flags[-1] not in _TRUE + _FALSE:
+        raise ConfigError(f"invalid cluster={flags[-1]!r} in the Redis URL: use true or false")
+    rest = urlencode([(k, v) for k, v in query if k != "cluster"])
+    return urlunsplit(parts._replace(query=rest)), flags[-1] in _TRUE
 
 
 def _s(value: bytes | str) -> str:
@@ -82,12 +114,22 @@ def _as_is(response: Any, **options: Any) -> Any:
     return response
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("@")[0].partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _age_ms(entry_id: str, now_ms: int) -> int:
-    return max(0, now_ms - int(entry_id.split("-", 1)[0]))
+    return max(0, now_ms - _id_key(entry_id)[0])
+
+
+def _moved(reply: Any) -> bool:
+    """A reply saying the slot lives elsewhere now (nothing was run)."""
+    return isinstance(reply, rexc.MovedError | rexc.AskError | rexc.TryAgainError)
 
 
 class _Line:
-    """A pool connection held for one hot path, and whether a call is using it."""
+    """A connection held for one hot path, and whether a call is using it."""
 
     __slots__ = ("busy", "conn")
 
@@ -96,14 +138,49 @@ class _Line:
         self.busy = False
 
 
+@dataclass(eq=False, slots=True)
+class _Stream:
+    """One stream of a type: the whole type, or one of its partitions."""
+
+    type: str
+    #: the partition number, or None when the type is not partitioned (plain entry ids)
+    part: int | None
+    jobs: str
+    dead: str
+    stats: str
+    slot: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slot = key_slot(self.jobs.encode())
+
+    def ref(self, entry_id: str) -> str:
+        """The id callers see: the entry id, with ``@P`` on a partitioned type."""
+        return entry_id if self.part is None else f"{entry_id}@{self.part}"
+
+
+@dataclass(slots=True)
+class _Blocked:
+    """A blocking read on its own connection, and that connection's client id once known."""
+
+    client_id: int | None = None
+    known: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class RedisBackend:
-    """Backend on a Redis (or Valkey) server.
+    """Backend on a Redis (or Valkey) server, or on a Redis Cluster.
 
     Args:
-        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``?cluster=true`` selects the
+            cluster client (any node of the cluster will do as the address).
         prefix: first part of every key.
         group: consumer group name.
         socket_timeout: seconds before a silent server counts as gone (reads block less).
+        cluster: use the cluster client (overrides the URL's ``cluster=`` option).
+        partitions: per type, its :class:`Partitions` (or a plain count): its jobs spread over
+            that many streams. Producers and workers must agree on it.
+        wait_replicas: after each enqueue, wait until this many replicas have the jobs
+            (``WAIT``); an enqueue they do not confirm in ``wait_timeout_ms`` raises.
+        wait_timeout_ms: how long that wait may take.
     """
 
     def __init__(
@@ -113,20 +190,34 @@ class RedisBackend:
         prefix: str = "streamq",
         group: str = "workers",
         socket_timeout: float = 10.0,
+        cluster: bool | None = None,
+        partitions: Mapping[str, Partitions | int] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.group = group
         self.socket_timeout = socket_timeout
+        address, in_url = cluster_flag(url)
+        self.cluster = bool(in_url if cluster is None else cluster)
+        self.partitions = _partitions.normalize(partitions)
+        if wait_replicas < 0 or wait_timeout_ms < 0:
+            raise ConfigError("wait_replicas and wait_timeout_ms cannot be negative")
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        options: dict[str, Any] = {
+            "decode_responses": False,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 30,
+        }
         try:
-            self._r: aioredis.Redis = aioredis.Redis.from_url(
-                url,
-                decode_responses=False,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                health_check_interval=30,
-            )
-        except ValueError as exc:
+            if self.cluster:
+                self._r: Any = RedisCluster.from_url(address, **options)
+            else:
+                self._r = aioredis.Redis.from_url(address, **options)
+        except (ValueError, rexc.RedisError) as exc:
             raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
         # redis-py's annotations assume str replies; in bytes mode some calls go through this
         # untyped alias rather than a cast at every call site.
@@ -134,29 +225,77 @@ class RedisBackend:
         # redis-py reshapes these replies by command name, and its XPENDING reshaping breaks on
         # the extended form; this module parses them itself.
         for cmd in ("XPENDING", "XINFO CONSUMERS"):
-            self._r.response_callbacks[cmd] = _as_is
+            self._r.set_response_callback(cmd, _as_is)
         self._scripts: dict[str, AsyncScript] = {}
-        # Connections held for the hot paths (see _exchange): the read loop's, the producers'.
-        self._reader = _Line()
-        self._producer = _Line()
-        self._known_groups: set[str] = set()
+        # Connections held for the hot paths (see _exchange), per purpose (and node).
+        self._lines: dict[tuple[str, str], _Line] = {}
+        self._streams_of: dict[str, list[_Stream]] = {}
+        self._round_robin: dict[str, Iterator[int]] = {}
+        self._ready = not self.cluster
+        self._stale = False
 
     def __repr__(self) -> str:
-        return f"RedisBackend({redact_url(self.url)!r}, prefix={self.prefix!r})"
+        kind = ", cluster=True" if self.cluster else ""
+        return f"RedisBackend({redact_url(self.url)!r}, prefix={self.prefix!r}{kind})"
 
     # keys ---------------------------------------------------------------------------------
 
     def jobs_key(self, type: str) -> str:
-        """The stream of live jobs of ``type``."""
-        return f"{self.prefix}:{{{type}}}:jobs"
+        """The stream of live jobs of ``type`` (its first partition's, when partitioned)."""
+        return self.streams(type)[0].jobs
 
     def dead_key(self, type: str) -> str:
-        """The dead-letter stream of ``type``."""
-        return f"{self.prefix}:{{{type}}}:dead"
+        """The dead-letter stream of ``type`` (its first partition's, when partitioned)."""
+        return self.streams(type)[0].dead
 
     def stats_key(self, type: str) -> str:
-        """The counters hash of ``type``."""
-        return f"{self.prefix}:{{{type}}}:stats"
+        """The counters hash of ``type`` (its first partition's, when partitioned)."""
+        return self.streams(type)[0].stats
+
+    def streams(self, type: str) -> list[_Stream]:
+        """The streams of ``type``: one, or one per partition."""
+        found = self._streams_of.get(type)
+        if found is None:
+            spec = self._spec(type)
+            parts: list[int | None] = list(range(spec.count)) if spec else [None]
+            found = []
+            for p in parts:
+                tag = _partitions.tag(type, p or 0)
+                base = f"{self.prefix}:{{{tag}}}"
+                found.append(_Stream(type, p, f"{base}:jobs", f"{base}:dead", f"{base}:stats"))
+            self._streams_of[type] = found
+        return found
+
+    def _spec(self, type: str) -> Partitions | None:
+        return self.partitions.get(type)
+
+    def _locate(self, type: str, refs: Sequence[str]) -> dict[_Stream, list[str]]:
+        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order."""
+        streams = self.streams(type)
+        if len(streams) == 1:
+            return {streams[0]: list(refs)}
+        out: dict[_Stream, list[str]] = {}
+        for ref in refs:
+            p, entry_id = _partitions.split(ref, len(streams))
+            out.setdefault(streams[p], []).append(entry_id)
+        return out
+
+    def _pick(self, type: str, fields: Fields) -> _Stream:
+        """The stream a new job of ``type`` goes to."""
+        streams = self.streams(type)
+        if len(streams) == 1:
+            return streams[0]
+        spec = self._spec(type)
+        assert spec is not None
+        if spec.key is None:
+            rr = self._round_robin.get(type)
+            if rr is None:
+                rr = self._round_robin[type] = itertools.count(os.getpid())
+            return streams[next(rr) % len(streams)]
+        value = _partitions.key_value(fields.get(F_BODY, b""), spec.key)
+        return streams[_partitions.by_key(value, len(streams))]
+
+    # scripts and errors -------------------------------------------------------------------
 
     def _script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)
@@ -168,60 +307,110 @@ class RedisBackend:
         return script
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        await self._connect()
         try:
             return await self._script(name)(keys=keys, args=args)
         except rexc.RedisError as exc:
             raise self._wrap(exc) from exc
 
-    def _wrap(self, exc: rexc.RedisError) -> BackendError:
+    def _wrap(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, BackendError):
+            return exc
         where = redact_url(self.url)
         if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
             return BackendError(f"Redis at {where} refused the credentials: {exc}")
-        if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+        if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
             return BackendError(f"cannot reach Redis at {where}: {exc}")
+        if isinstance(exc, rexc.ClusterError | rexc.SlotNotCoveredError):
+            return BackendError(f"the Redis cluster at {where} is not ready: {exc}")
         return BackendError(f"Redis at {where} answered an error: {exc}")
+
+    async def _connect(self) -> None:
+        """Learn the cluster's slots (once, and again after a failover moved them)."""
+        if self._ready and not self._stale:
+            return
+        try:
+            if not self._ready:
+                await self._r.initialize()
+                self._ready = True
+            else:
+                self._stale = False
+                await self._r.nodes_manager.initialize()
+        except rexc.RedisError as exc:
+            self._stale = self._ready
+            raise self._wrap(exc) from exc
 
     # groups -------------------------------------------------------------------------------
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
         """Create each stream and its group from id 0 (so no earlier job is skipped)."""
+        await self._connect()
         for t in types:
-            try:
-                await self._r.xgroup_create(self.jobs_key(t), self.group, id="0", mkstream=True)
-            except rexc.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
+            for s in self.streams(t):
+                try:
+                    await self._r.xgroup_create(s.jobs, self.group, id="0", mkstream=True)
+                except rexc.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise self._wrap(exc) from exc
+                except rexc.RedisError as exc:
                     raise self._wrap(exc) from exc
-            except rexc.RedisError as exc:
-                raise self._wrap(exc) from exc
-            self._known_groups.add(t)
 
     # producing ----------------------------------------------------------------------------
 
     async def enqueue(self, type: str, fields: Fields) -> str:
         """Append one job (XADD + counter in one script call)."""
-        (entry_id,) = await self._append_one_type(type, [fields])
+        (entry_id,) = await self.enqueue_many([(type, fields)])
         return entry_id
 
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
-        """Append many jobs in one round trip, all or none, and count them.
+        """Append many jobs in one round trip per node, and count them.
 
-        Jobs of one type go in one script call (atomic, like every script); jobs of several
-        types in one MULTI/EXEC of a script call per type.
+        The jobs of one stream go in one script call (atomic, like every script). On one server,
+        jobs of several streams go in one MULTI/EXEC: all or none. A cluster cannot run one
+        transaction across slots: there each stream's share is atomic on its own.
         """
         if not items:
             return []
-        by_type: dict[str, list[Fields]] = {}
-        for t, fields in items:
-            by_type.setdefault(t, []).append(fields)
-        if len(by_type) == 1:
-            ((t, batch),) = by_type.items()
-            return await self._append_one_type(t, batch)
+        groups: dict[_Stream, list[int]] = {}
+        for i, (t, fields) in enumerate(items):
+            groups.setdefault(self._pick(t, fields), []).append(i)
+        batches = [(s, [items[i][1] for i in idx]) for s, idx in groups.items()]
+        for _, batch in batches:
+            if not batch[0] or any(len(f) != len(batch[0]) for f in batch):
+                raise ConfigError("every job of one enqueue must have the same, non-empty fields")
+        if len(batches) == 1 or self.cluster:
+            sha = self._script("enqueue").sha
+            work = [(s.jobs, ("EVALSHA", sha, 2, *self._append_args(s, b))) for s, b in batches]
+            replies = await self._fan("producer", work, wait=self.wait_replicas)
+            written = 0
+            for (_, batch), reply in zip(batches, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    raise self._partly(reply, written, len(items))
+                written += len(batch)
+        else:
+            replies = await self._transaction(batches)
+        out: list[str] = [""] * len(items)
+        for (s, idx), ids in zip(groups.items(), replies, strict=True):
+            for i, entry_id in zip(idx, ids, strict=True):
+                out[i] = s.ref(_s(entry_id))
+        return out
+
+    def _partly(self, exc: BaseException, written: int, total: int) -> BackendError:
+        err = self._wrap(exc)
+        if written:
+            return BackendError(f"{err} ({written} of {total} jobs were enqueued before it)")
+        return err
+
+    async def _transaction(self, batches: list[tuple[_Stream, list[Fields]]]) -> list[Any]:
         # EVAL, not EVALSHA: inside MULTI a missing script would fail alone while the rest ran.
         body = self._script("enqueue").script
         commands: list[tuple[Any, ...]] = [("MULTI",)]
-        commands += [("EVAL", body, 2, *self._append_args(t, b)) for t, b in by_type.items()]
+        commands += [("EVAL", body, 2, *self._append_args(s, b)) for s, b in batches]
         commands.append(("EXEC",))
-        replies = await self._exchange(self._producer, commands)
+        if self.wait_replicas:
+            commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+        replies = await self._exchange(self._line("producer"), commands)
+        confirmed = replies.pop() if self.wait_replicas else None
         for reply in replies:
             if isinstance(reply, rexc.RedisError):
                 raise self._wrap(reply)
@@ -231,32 +420,39 @@ class RedisBackend:
         for result in results:
             if isinstance(result, rexc.RedisError):
                 raise self._wrap(result)
-        ids_by_type = {t: iter(r) for t, r in zip(by_type, results, strict=True)}
-        return [_s(next(ids_by_type[t])) for t, _ in items]
+        if confirmed is not None:
+            self._check_wait(confirmed)
+        return list(results)
 
-    def _append_args(self, type: str, batch: Sequence[Fields]) -> list[Any]:
+    def _append_args(self, s: _Stream, batch: Sequence[Fields]) -> list[Any]:
         """KEYS and ARGV of enqueue.lua: jobs, stats; pairs per job, then each job's fields."""
-        args: list[Any] = [self.jobs_key(type), self.stats_key(type), len(batch[0])]
+        args: list[Any] = [s.jobs, s.stats, len(batch[0])]
         for fields in batch:
             for kv in fields.items():
                 args += kv
         return args
 
-    async def _append_one_type(self, type: str, batch: Sequence[Fields]) -> list[str]:
-        if not batch[0] or any(len(f) != len(batch[0]) for f in batch):
-            raise ConfigError("every job of one enqueue must have the same, non-empty fields")
-        script = self._script("enqueue")
-        args = self._append_args(type, batch)
-        (reply,) = await self._exchange(self._producer, [("EVALSHA", script.sha, 2, *args)])
-        if isinstance(reply, rexc.NoScriptError):
-            # The server lost its scripts (a restart); nothing was written. The script call
-            # loads it again, as ack_and_read's fallback to ack does.
-            reply = await self._call("enqueue", args[:2], args[2:])
-        elif isinstance(reply, rexc.RedisError):
+    def _check_wait(self, reply: Any) -> None:
+        if isinstance(reply, BaseException):
             raise self._wrap(reply)
-        return [_s(x) for x in reply]
+        if int(reply) < self.wait_replicas:
+            raise BackendError(
+                f"enqueued, but only {int(reply)} of {self.wait_replicas} replicas confirmed it "
+                f"within {self.wait_timeout_ms} ms: it may be lost if the master fails now"
+            )
 
     # consuming ----------------------------------------------------------------------------
+
+    def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[_Stream], int]:
+        """The streams to read and how many entries from each, never more than ``count`` per
+        type in all (XREADGROUP's COUNT applies to each stream). With more streams than that,
+        a rotating subset of them, one entry each."""
+        streams = [s for t in types for s in self.streams(t)]
+        total = count * len(types)
+        if len(streams) <= total:
+            return streams, total // len(streams)
+        start = self._rotation = (getattr(self, "_rotation", 0) + total) % len(streams)
+        return (streams[start:] + streams[:start])[:total], 1
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
@@ -265,106 +461,259 @@ class RedisBackend:
         # A BLOCK as long as the socket timeout would make every idle read look like a dead
         # server; half of it leaves room for the round trip.
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
-        (reply,) = await self._exchange(
-            self._reader, [self._xreadgroup(types, consumer, count, block_ms)]
+        streams, per = self._read_plan(types, count)
+        if not self.cluster:
+            (reply,) = await self._exchange(
+                self._line("reader"), [self._xreadgroup(streams, consumer, per, block_ms)]
+            )
+            return await self._delivered([(streams, reply)])
+        by_slot = self._by_slot(streams)
+        if len(by_slot) == 1:
+            work = [(s[0].jobs, self._xreadgroup(s, consumer, per, block_ms)) for s in by_slot]
+            return await self._delivered(
+                list(zip(by_slot, await self._fan("reader", work), strict=True))
+            )
+        # Several slots: look at all of them at once; only when all are empty, block on each
+        # and unblock the others as soon as one answers.
+        work = [(s[0].jobs, self._xreadgroup(s, consumer, per, 0)) for s in by_slot]
+        found = await self._delivered(
+            list(zip(by_slot, await self._fan("reader", work), strict=True))
         )
-        return await self._delivered(reply, types)
+        if found:
+            return found
+        return await self._delivered(await self._block_on(by_slot, consumer, per, block_ms))
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
     ) -> AckedRead:
-        """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip."""
-        ack = self._script("ack")
-        commands: list[tuple[Any, ...]] = [
-            ("EVALSHA", ack.sha, 2, self.jobs_key(t), self.stats_key(t), self.group, consumer, *ids)
-            for t, ids in acks.items()
-        ]
-        commands.append(self._xreadgroup(types, consumer, count, 0))
-        *acked, reply = await self._exchange(self._reader, commands)
+        """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
+        node."""
+        sha = self._script("ack").sha
+        owners: list[tuple[str, _Stream]] = []
+        work: list[tuple[str, tuple[Any, ...]]] = []
+        for t, refs in acks.items():
+            for s, ids in self._locate(t, refs).items():
+                owners.append((t, s))
+                work.append(
+                    (s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids))
+                )
+        streams, per = self._read_plan(types, count)
+        by_slot = self._by_slot(streams) if self.cluster else [streams]
+        work += [(s[0].jobs, self._xreadgroup(s, consumer, per, 0)) for s in by_slot]
+        replies = await self._fan("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
-        deliveries = await self._delivered(reply, types)
+        deliveries = await self._delivered(list(zip(by_slot, replies[len(owners) :], strict=True)))
         lost: dict[str, list[str]] = {}
         failed: dict[str, str] = {}
-        for (t, ids), answer in zip(acks.items(), acked, strict=True):
-            try:
-                if isinstance(answer, rexc.NoScriptError):
-                    # The server lost its scripts (a restart): this call loads it again.
-                    lost[t] = await self.ack(t, consumer, ids)
-                elif isinstance(answer, rexc.RedisError):
-                    raise self._wrap(answer)
-                else:
-                    lost[t] = [_s(x) for x in answer]
-            except BackendError as exc:
-                failed[t] = str(exc)
+        for (t, s), answer in zip(owners, replies, strict=False):
+            if isinstance(answer, BaseException):
+                failed[t] = str(self._wrap(answer))
+            else:
+                lost.setdefault(t, []).extend(s.ref(_s(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
 
+    def _by_slot(self, streams: Sequence[_Stream]) -> list[list[_Stream]]:
+        """Streams grouped by cluster slot: what one XREADGROUP may read together."""
+        out: dict[int, list[_Stream]] = {}
+        for s in streams:
+            out.setdefault(s.slot, []).append(s)
+        return list(out.values())
+
     def _xreadgroup(
-        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+        self, streams: Sequence[_Stream], consumer: str, count: int, block_ms: int
     ) -> tuple[Any, ...]:
         block = ("BLOCK", block_ms) if block_ms > 0 else ()
-        keys = [self.jobs_key(t) for t in types]
         return (
             "XREADGROUP", "GROUP", self.group, consumer, "COUNT", count, *block,
-            "STREAMS", *keys, *(">" for _ in keys),
+            "STREAMS", *(s.jobs for s in streams), *(">" for _ in streams),
         )  # fmt: skip
 
-    async def _delivered(self, reply: Any, types: Sequence[str]) -> list[Delivery]:
-        """Deliveries from an XREADGROUP reply (RESP2 list or RESP3 map of stream -> entries)."""
-        if isinstance(reply, rexc.ResponseError):
-            if "NOGROUP" not in str(reply):
-                raise self._wrap(reply)
-            # The server lost the group (restart without persistence): recreate it; the next
-            # read gets what is there.
-            await self.ensure_groups(types)
-            return []
-        if not reply:
-            return []
-        by_key = {self.jobs_key(t).encode(): t for t in types}
+    async def _delivered(self, reads: Sequence[tuple[Sequence[_Stream], Any]]) -> list[Delivery]:
+        """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries)."""
         out: list[Delivery] = []
-        for key, entries in reply.items() if isinstance(reply, dict) else reply:
-            t = by_key[key]
-            for entry_id, flat in entries:
-                out.append(Delivery(t, entry_id.decode(), _pairs(flat) if flat else {}, 1))
+        errors: list[BaseException] = []
+        for streams, reply in reads:
+            if isinstance(reply, BaseException):
+                if isinstance(reply, rexc.ResponseError) and "NOGROUP" in str(reply):
+                    # The server lost the group (restart without persistence): recreate it;
+                    # the next read gets what is there.
+                    await self.ensure_groups(sorted({s.type for s in streams}))
+                elif not _moved(reply):  # MOVED: nothing read; the next read asks the owner
+                    errors.append(reply)
+                continue
+            if not reply:
+                continue
+            by_key = {s.jobs.encode(): s for s in streams}
+            for key, entries in reply.items() if isinstance(reply, dict) else reply:
+                s = by_key[key]
+                t, part = s.type, s.part
+                for entry_id, flat in entries:
+                    ref = entry_id.decode() if part is None else f"{entry_id.decode()}@{part}"
+                    out.append(Delivery(t, ref, _pairs(flat) if flat else {}, 1))
+        if errors and not out:
+            # What other nodes delivered is ours now: return it; the failing node's error
+            # comes back on the next read.
+            raise self._wrap(errors[0])
         return out
 
-    async def _exchange(self, line: _Line, commands: list[tuple[Any, ...]]) -> list[Any]:
+    # connections --------------------------------------------------------------------------
+
+    def _line(self, purpose: str, node: Any = None) -> _Line:
+        key = (purpose, node.name if node is not None else "")
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line()
+        return line
+
+    async def _fan(
+        self,
+        purpose: str,
+        work: Sequence[tuple[str, tuple[Any, ...]]],
+        *,
+        wait: int = 0,
+        whole: bool = False,
+    ) -> list[Any]:
+        """Send each command to the server (on a cluster: the node owning its key's slot) and
+        return the replies in order; an error reply, or the error of a node that could not be
+        reached, comes back in its place. One exchange per node, all nodes at once.
+
+        A script the server lost (NOSCRIPT) is loaded and its command sent again; on a cluster,
+        commands answered MOVED/ASK (nothing ran) go again to the new owner, once. With
+        ``wait``, a WAIT for that many replicas follows each node's commands. Without
+        ``whole``, an error reaching a node raises.
+        """
+        await self._connect()
+        if not self.cluster:
+            commands = [c for _, c in work]
+            if wait:
+                commands.append(("WAIT", wait, self.wait_timeout_ms))
+            try:
+                replies: list[Any] = await self._exchange(self._line(purpose), commands)
+            except BackendError as exc:
+                if not whole:
+                    raise
+                return [exc] * len(work)
+            if wait:
+                self._check_wait(replies.pop())
+            return await self._again(purpose, work, replies, wait)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        try:
+            for i, (key, _) in enumerate(work):
+                node = self._r.get_node_from_key(key)
+                by_node.setdefault(node.name, (node, []))[1].append(i)
+        except rexc.RedisError as exc:
+            self._stale = True
+            raise self._wrap(exc) from exc
+
+        async def one(node: Any, idx: list[int]) -> list[Any]:
+            commands = [work[i][1] for i in idx]
+            if wait:
+                commands.append(("WAIT", wait, self.wait_timeout_ms))
+            replies = await self._exchange(self._line(purpose, node), commands, node)
+            if wait:
+                self._check_wait(replies.pop())
+            return replies
+
+        answers = await asyncio.gather(
+            *(one(node, idx) for node, idx in by_node.values()), return_exceptions=True
+        )
+        replies = [None] * len(work)
+        for (_, idx), answer in zip(by_node.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                if not whole:
+                    raise self._wrap(answer)
+                answer = [answer] * len(idx)
+            for i, reply in zip(idx, answer, strict=True):
+                replies[i] = reply
+        return await self._again(purpose, work, replies, wait)
+
+    async def _again(
+        self,
+        purpose: str,
+        work: Sequence[tuple[str, tuple[Any, ...]]],
+        replies: list[Any],
+        wait: int,
+    ) -> list[Any]:
+        """Send again, once, the commands answered NOSCRIPT or MOVED (see :meth:`_fan`)."""
+        redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError) or _moved(r)]
+        if not redo:
+            return replies
+        if any(_moved(replies[i]) for i in redo):
+            self._stale = True
+        if any(isinstance(replies[i], rexc.NoScriptError) for i in redo):
+            # The server lost its scripts (a restart): load them on every master again.
+            try:
+                for script in self._scripts.values():
+                    await self._r.script_load(script.script)
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+        again = await self._fan(purpose, [work[i] for i in redo], wait=wait, whole=True)
+        for i, reply in zip(redo, again, strict=True):
+            replies[i] = reply
+        return replies
+
+    async def _exchange(
+        self, line: _Line, commands: list[tuple[Any, ...]], node: Any = None
+    ) -> list[Any]:
         """Send ``commands`` in one write and read their replies, unreshaped (an error reply
         comes back as its exception, in its place).
 
         The hot paths (the worker's reads and acks, enqueues) skip redis-py's per-command
-        machinery here: each holds one connection of the pool (``line``; a blocking XREADGROUP
-        holds its connection anyway), and takes a pooled one when its own is busy.
+        machinery here: each holds one connection (``line``, of the pool, or of the cluster
+        ``node``; a blocking XREADGROUP holds its connection anyway), and takes another one when
+        its own is busy.
         """
-        pool: Any = self._r.connection_pool  # get_connection() is untyped in redis-py
+        conn, dedicated = await self._acquire(line, node)
+        try:
+            return await self._send(conn, commands)
+        except rexc.RedisError as exc:
+            if self.cluster and isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+                self._stale = True  # the node may be gone: learn the slots again
+            raise self._wrap(exc) from exc
+        finally:
+            await self._release(line, node, conn, dedicated)
+
+    async def _acquire(self, line: _Line, node: Any) -> tuple[Any, bool]:
         dedicated = not line.busy
         try:
             if dedicated:
                 line.busy = True
                 if line.conn is None:
-                    line.conn = await pool.get_connection()
+                    line.conn = await self._new_connection(node)
                 conn = line.conn
+                if conn.is_connected and await conn.can_read():
+                    # Data or EOF on a connection that sat idle between calls: the server closed
+                    # it (a restart, a client kill, an idle timeout). Start afresh, not fail.
+                    await conn.disconnect(nowait=True)
             else:
-                conn = await pool.get_connection()
-        except rexc.RedisError as exc:
+                conn = await self._new_connection(node)
+        except (rexc.RedisError, OSError) as exc:
             if dedicated:
                 line.busy = False
+            if self.cluster:
+                self._stale = True
             raise self._wrap(exc) from exc
-        try:
-            if dedicated and conn.is_connected and await conn.can_read():
-                # Data or EOF on a connection that sat idle between calls: the server closed it
-                # (a restart, a client kill, an idle timeout). Start afresh rather than fail.
-                await conn.disconnect(nowait=True)
-            return await self._send(conn, commands)
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        finally:
-            if dedicated:
-                line.busy = False
-            else:
-                await pool.release(conn)
+        return conn, dedicated
+
+    async def _new_connection(self, node: Any) -> Any:
+        if node is None:
+            return await self._r.connection_pool.get_connection()
+        return node.acquire_connection()
+
+    async def _release(self, line: _Line, node: Any, conn: Any, dedicated: bool) -> None:
+        if dedicated:
+            line.busy = False
+        elif node is None:
+            await self._r.connection_pool.release(conn)
+        else:
+            node.release(conn)
 
     @staticmethod
-    async def _send(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _send(
+        conn: Any, commands: list[tuple[Any, ...]], first: _Blocked | None = None
+    ) -> list[Any]:
         try:
             await conn.send_packed_command(_pack(commands))
             replies: list[Any] = []
@@ -373,58 +722,139 @@ class RedisBackend:
                     replies.append(await conn.read_response())
                 except rexc.ResponseError as exc:
                     replies.append(exc)
+                if first is not None and not first.known.is_set():
+                    first.client_id = replies[0] if isinstance(replies[0], int) else None
+                    first.known.set()
             return replies
         except BaseException:
             # Replies left unread would be taken as the answers to the next commands.
             await conn.disconnect(nowait=True)
             raise
 
+    async def _block_on(
+        self, by_slot: list[list[_Stream]], consumer: str, count: int, block_ms: int
+    ) -> list[tuple[list[_Stream], Any]]:
+        """A blocking XREADGROUP per slot, each on its own connection to its node, all at once.
+
+        When the first answers, the others are unblocked (CLIENT UNBLOCK: they answer as if
+        their time ran out, or with what they had already read), so nothing read is dropped.
+        """
+        await self._connect()
+        try:
+            nodes = [self._r.get_node_from_key(s[0].jobs) for s in by_slot]
+        except rexc.RedisError as exc:
+            self._stale = True
+            raise self._wrap(exc) from exc
+        boxes = [_Blocked() for _ in by_slot]
+
+        async def one(i: int) -> Any:
+            line = self._line(f"block:{by_slot[i][0].slot}", nodes[i])
+            command = self._xreadgroup(by_slot[i], consumer, count, block_ms)
+            conn, dedicated = await self._acquire(line, nodes[i])
+            try:
+                _, reply = await self._send(conn, [("CLIENT", "ID"), command], boxes[i])
+                return reply
+            except rexc.RedisError as exc:
+                self._stale = True
+                raise self._wrap(exc) from exc
+            finally:
+                boxes[i].known.set()
+                await self._release(line, nodes[i], conn, dedicated)
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(len(by_slot))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task, box, node in zip(tasks, boxes, nodes, strict=True):
+                if not task.done():
+                    await box.known.wait()
+                    if box.client_id is not None:
+                        unblock = [("CLIENT", "UNBLOCK", box.client_id)]
+                        # If this fails, the read ends at its own BLOCK timeout instead.
+                        with contextlib.suppress(BackendError):
+                            await self._exchange(self._line("control", node), unblock, node)
+            replies = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply
+        return list(zip(by_slot, replies, strict=True))
+
+    # recovery and outcomes ----------------------------------------------------------------
+
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
     ) -> Claimed:
-        """XAUTOCLAIM with the delivery counts of what it claimed."""
+        """XAUTOCLAIM with the delivery counts of what it claimed.
+
+        On a partitioned type one call goes on from partition to partition until it has
+        claimed ``count`` or seen every partition once; the cursor (``P/ID``) says where the
+        next call resumes.
+        """
+        streams = self.streams(type)
+        if len(streams) == 1:
+            return await self._claim(streams[0], consumer, min_idle_ms, count, cursor)
+        head, _, tail = cursor.rpartition("/")
+        p = int(head) if head.isdigit() and int(head) < len(streams) else 0
+        at = tail if head else cursor
+        deliveries: list[Delivery] = []
+        deleted: list[str] = []
+        for _ in streams:
+            got = await self._claim(streams[p], consumer, min_idle_ms, count - len(deliveries), at)
+            deliveries += got.deliveries
+            deleted += got.deleted
+            if got.cursor != "0-0":
+                return Claimed(f"{p}/{got.cursor}", deliveries, deleted)
+            p, at = (p + 1) % len(streams), "0-0"
+            if len(deliveries) >= count:
+                break
+        return Claimed(f"{p}/0-0", deliveries, deleted)
+
+    async def _claim(
+        self, s: _Stream, consumer: str, min_idle_ms: int, count: int, cursor: str
+    ) -> Claimed:
+        await self._connect()
         try:
             nxt, entries, deleted, counts = await self._script("claim")(
-                keys=[self.jobs_key(type)],
-                args=[self.group, consumer, min_idle_ms, cursor, count],
+                keys=[s.jobs], args=[self.group, consumer, min_idle_ms, cursor, count]
             )
         except rexc.ResponseError as exc:
             if "NOGROUP" in str(exc):
-                await self.ensure_groups([type])
+                await self.ensure_groups([s.type])
                 return Claimed("0-0", [], [])
             raise self._wrap(exc) from exc
         except rexc.RedisError as exc:
             raise self._wrap(exc) from exc
         deliveries = [
-            Delivery(type, _s(e[0]), _pairs(e[1]), int(n))
+            Delivery(s.type, s.ref(_s(e[0])), _pairs(e[1]), int(n))
             for e, n in zip(entries, counts, strict=True)
         ]
-        return Claimed(_s(nxt), deliveries, [_s(d) for d in deleted])
+        return Claimed(_s(nxt), deliveries, [s.ref(_s(d)) for d in deleted])
 
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries in one script call; returns the ids owned by others."""
-        if not entry_ids:
-            return []
-        lost = await self._call(
-            "ack", [self.jobs_key(type), self.stats_key(type)], [self.group, consumer, *entry_ids]
-        )
-        return [_s(x) for x in lost]
+        lost: list[str] = []
+        for s, ids in self._locate(type, entry_ids).items():
+            if ids:
+                gone = await self._call("ack", [s.jobs, s.stats], [self.group, consumer, *ids])
+                lost += (s.ref(_s(x)) for x in gone)
+        return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Lease heartbeat for all given ids in one script call; returns the ids lost."""
-        if not entry_ids:
-            return []
-        lost = await self._call(
-            "refresh", [self.jobs_key(type)], [self.group, consumer, *entry_ids]
-        )
-        return [_s(x) for x in lost]
+        lost: list[str] = []
+        for s, ids in self._locate(type, entry_ids).items():
+            if ids:
+                gone = await self._call("refresh", [s.jobs], [self.group, consumer, *ids])
+                lost += (s.ref(_s(x)) for x in gone)
+        return lost
 
     async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
         """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
+        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
         n = await self._call(
-            "release",
-            [self.jobs_key(type), self.stats_key(type)],
-            [self.group, consumer, idle_ms, 1, entry_id],
+            "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 1, plain]
         )
         return int(n) == 1
 
@@ -432,17 +862,17 @@ class RedisBackend:
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
         """Make owned entries claimable by others now (shutdown with unfinished jobs)."""
-        if entry_ids:
-            await self._call(
-                "release",
-                [self.jobs_key(type), self.stats_key(type)],
-                [self.group, consumer, idle_ms, 0, *entry_ids],
-            )
+        for s, ids in self._locate(type, entry_ids).items():
+            if ids:
+                await self._call(
+                    "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 0, *ids]
+                )
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
     ) -> bool:
         """Move an owned entry to the dead stream, atomically."""
+        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
         meta = {
             "reason": letter.reason,
             "error": letter.error,
@@ -452,11 +882,11 @@ class RedisBackend:
         }
         n = await self._call(
             "dead",
-            [self.jobs_key(type), self.dead_key(type), self.stats_key(type)],
+            [s.jobs, s.dead, s.stats],
             [
                 self.group,
                 consumer,
-                entry_id,
+                plain,
                 max_dead,
                 1 if letter.failed else 0,
                 *[x for kv in meta.items() for x in kv],
@@ -465,7 +895,9 @@ class RedisBackend:
         return int(n) == 1
 
     async def types(self) -> list[str]:
-        """SCAN for ``{prefix}:{TYPE}:*`` keys (never KEYS: it blocks the server)."""
+        """SCAN for ``{prefix}:{TYPE}:*`` keys (never KEYS: it blocks the server); on a cluster,
+        on every master."""
+        await self._connect()
         found: set[str] = set()
         pattern = f"{self.prefix}:{{*}}:*"
         start = len(self.prefix) + 2
@@ -474,43 +906,75 @@ class RedisBackend:
                 name = _s(key)
                 end = name.find("}:", start)
                 if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats"):
-                    found.add(name[start:end])
+                    found.add(_partitions.type_of_tag(name[start:end]))
         except rexc.RedisError as exc:
             raise self._wrap(exc) from exc
         return sorted(found)
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
-        """Move stuck entries to the end of the stream as new ones (one script call)."""
-        if not entry_ids:
-            return []
-        pairs = await self._call(
-            "requeue", [self.jobs_key(type)], [self.group, min_idle_ms, *entry_ids]
-        )
-        return [_s(old) for old, _new in pairs]
+        """Move stuck entries to the end of the stream as new ones (one script call each
+        stream)."""
+        moved: list[str] = []
+        for s, ids in self._locate(type, entry_ids).items():
+            if ids:
+                pairs = await self._call("requeue", [s.jobs], [self.group, min_idle_ms, *ids])
+                moved += (s.ref(_s(old)) for old, _new in pairs)
+        return moved
 
     async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script)."""
-        try:
-            n = await self._call("forget", [self.jobs_key(type)], [self.group, consumer])
-        except BackendError as exc:
-            if "NOGROUP" in str(exc):
-                return False
-            raise
-        return int(n) == 1
+        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script);
+        True when it is gone from every stream of the type."""
+        removed = True
+        for s in self.streams(type):
+            try:
+                n = await self._call("forget", [s.jobs], [self.group, consumer])
+            except BackendError as exc:
+                if "NOGROUP" in str(exc):
+                    removed = False
+                    continue
+                raise
+            removed = removed and int(n) == 1
+        return removed
 
     # inspecting ---------------------------------------------------------------------------
 
     async def stats(self, type: str) -> RawStats:
-        """One pipelined round trip: lengths, PEL summary, consumers, counters, server time."""
-        jobs = self.jobs_key(type)
+        """Lengths, PEL summary, consumers and counters: one pipelined round trip per stream,
+        summed over the partitions."""
+        parts = await asyncio.gather(*(self._stream_stats(s) for s in self.streams(type)))
+        if len(parts) == 1:
+            return parts[0]
+        detail: dict[str, tuple[int, int]] = {}
+        counters = dict.fromkeys(COUNTERS, 0)
+        for raw in parts:
+            for name, (held, idle) in raw.consumers_detail.items():
+                before = detail.get(name)
+                detail[name] = (
+                    (held, idle) if before is None else (before[0] + held, min(before[1], idle))
+                )
+            for k, v in raw.counters.items():
+                counters[k] = counters.get(k, 0) + v
+        ages = [r.oldest_pending_age_ms for r in parts if r.oldest_pending_age_ms is not None]
+        return RawStats(
+            length=sum(r.length for r in parts),
+            pending=sum(r.pending for r in parts),
+            consumers_detail=detail,
+            oldest_pending_age_ms=max(ages) if ages else None,
+            dead=sum(r.dead for r in parts),
+            counters=counters,
+            consumers=len(detail),
+        )
+
+    async def _stream_stats(self, s: _Stream) -> RawStats:
+        await self._connect()
         try:
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.xlen(jobs)
-                pipe.xlen(self.dead_key(type))
-                pipe.hgetall(self.stats_key(type))
-                pipe.time()
-                pipe.execute_command("XPENDING", jobs, self.group)
-                pipe.execute_command("XINFO", "CONSUMERS", jobs, self.group)
+                pipe.xlen(s.jobs)
+                pipe.xlen(s.dead)
+                pipe.hgetall(s.stats)
+                pipe.execute_command("TIME")
+                pipe.execute_command("XPENDING", s.jobs, self.group)
+                pipe.execute_command("XINFO", "CONSUMERS", s.jobs, self.group)
                 replies = await pipe.execute(raise_on_error=False)
         except rexc.RedisError as exc:
             raise self._wrap(exc) from exc
@@ -547,81 +1011,91 @@ class RedisBackend:
     async def pending(
         self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
     ) -> list[PendingEntry]:
-        """XPENDING (extended form), optionally for one consumer or entries idle that long."""
-        args: list[Any] = ["XPENDING", self.jobs_key(type), self.group]
-        if min_idle_ms > 0:
-            args += ["IDLE", min_idle_ms]
-        args += ["-", "+", limit]
-        if consumer:
-            args.append(consumer)
-        try:
-            rows = await self._raw.execute_command(*args)
-        except rexc.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                return []
-            raise self._wrap(exc) from exc
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        return [PendingEntry(_s(r[0]), _s(r[1]), int(r[2]), int(r[3])) for r in rows]
+        """XPENDING (extended form), optionally for one consumer or entries idle that long;
+        oldest entries first, over all partitions."""
+        await self._connect()
+        out: list[PendingEntry] = []
+        for s in self.streams(type):
+            args: list[Any] = ["XPENDING", s.jobs, self.group]
+            if min_idle_ms > 0:
+                args += ["IDLE", min_idle_ms]
+            args += ["-", "+", limit]
+            if consumer:
+                args.append(consumer)
+            try:
+                rows = await self._raw.execute_command(*args)
+            except rexc.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    continue
+                raise self._wrap(exc) from exc
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+            out += (PendingEntry(s.ref(_s(r[0])), _s(r[1]), int(r[2]), int(r[3])) for r in rows)
+        if len(self.streams(type)) > 1:
+            out.sort(key=lambda e: _id_key(e.entry_id))
+        return out[:limit]
 
     async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
         """Fields of live entries (one pipelined XRANGE each)."""
-        if not entry_ids:
-            return {}
-        key = self.jobs_key(type)
-        try:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for i in entry_ids:
-                    pipe.xrange(key, i, i)
-                replies = await pipe.execute()
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        return {i: r[0][1] for i, r in zip(entry_ids, replies, strict=True) if r}
+        await self._connect()
+        out: dict[str, Fields] = {}
+        for s, ids in self._locate(type, entry_ids).items():
+            if not ids:
+                continue
+            try:
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for i in ids:
+                        pipe.xrange(s.jobs, i, i)
+                    replies = await pipe.execute()
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+            out.update((s.ref(i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
+        return out
 
     async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
-        """The oldest ``limit`` dead letters."""
-        try:
-            rows = await self._raw.xrange(self.dead_key(type), "-", "+", count=limit)
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        out = []
-        for dead_id, raw in rows:
-            meta = {_s(k): v for k, v in raw.items() if not k.startswith(b"f.")}
-            fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
-            out.append(
-                DeadEntry(
-                    dead_id=_s(dead_id),
-                    job_id=job_id_of(fields),
-                    reason=_s(meta.get("reason", b"")),
-                    error=_s(meta.get("error", b"")),
-                    deliveries=int(meta.get("deliveries", b"0")),
-                    entry_id=_s(meta.get("entry_id", b"")),
-                    dead_at=float(meta.get("dead_at", b"0")),
-                    fields=fields,
+        """The oldest ``limit`` dead letters (over all partitions)."""
+        await self._connect()
+        out: list[DeadEntry] = []
+        for s in self.streams(type):
+            try:
+                rows = await self._raw.xrange(s.dead, "-", "+", count=limit)
+            except rexc.RedisError as exc:
+                raise self._wrap(exc) from exc
+            for dead_id, raw in rows:
+                meta = {_s(k): v for k, v in raw.items() if not k.startswith(b"f.")}
+                fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
+                out.append(
+                    DeadEntry(
+                        dead_id=s.ref(_s(dead_id)),
+                        job_id=job_id_of(fields),
+                        reason=_s(meta.get("reason", b"")),
+                        error=_s(meta.get("error", b"")),
+                        deliveries=int(meta.get("deliveries", b"0")),
+                        entry_id=_s(meta.get("entry_id", b"")),
+                        dead_at=float(meta.get("dead_at", b"0")),
+                        fields=fields,
+                    )
                 )
-            )
-        return out
+        if len(self.streams(type)) > 1:
+            out.sort(key=lambda d: _id_key(d.dead_id))
+        return out[:limit]
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
         """Re-drive dead letters as new entries (one script call each)."""
-        keys = [self.jobs_key(type), self.dead_key(type), self.stats_key(type)]
         out = []
-        for d in dead_ids:
-            new_id = await self._call("redrive", keys, [d])
-            if new_id:
-                out.append(_s(new_id))
+        for s, ids in self._locate(type, dead_ids).items():
+            for d in ids:
+                new_id = await self._call("redrive", [s.jobs, s.dead, s.stats], [d])
+                if new_id:
+                    out.append(s.ref(_s(new_id)))
         return out
 
     async def dead_purge(self, type: str) -> int:
-        """Drop the dead stream."""
-        try:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.xlen(self.dead_key(type))
-                pipe.delete(self.dead_key(type))
-                n, _ = await pipe.execute()
-        except rexc.RedisError as exc:
-            raise self._wrap(exc) from exc
-        return int(n)
+        """Drop the dead stream(s); returns how many entries they held."""
+        n = 0
+        for s in self.streams(type):
+            n += int(await self._call("purge", [s.dead], []))
+        return n
 
     # workers ------------------------------------------------------------------------------
 
@@ -630,10 +1104,11 @@ class RedisBackend:
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Write the worker's record with a TTL and list it in the workers set."""
+        await self._connect()
         key = self._worker_key(worker_id)
         try:
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=dict(info))  # type: ignore[arg-type]
+                pipe.hset(key, mapping=dict(info))
                 pipe.pexpire(key, max(1, int(ttl_s * 1000)))
                 pipe.sadd(f"{self.prefix}:workers", worker_id)
                 await pipe.execute()
@@ -642,6 +1117,7 @@ class RedisBackend:
 
     async def remove_worker(self, worker_id: str) -> None:
         """Delete the worker's record."""
+        await self._connect()
         try:
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.delete(self._worker_key(worker_id))
@@ -652,6 +1128,7 @@ class RedisBackend:
 
     async def workers(self) -> list[dict[str, str]]:
         """Records of workers whose heartbeat has not expired (expired ones are forgotten)."""
+        await self._connect()
         members_key = f"{self.prefix}:workers"
         try:
             ids = sorted(_s(m) for m in await self._raw.smembers(members_key))
@@ -672,5 +1149,8 @@ class RedisBackend:
         return out
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connections (the held ones included)."""
+        for line in self._lines.values():
+            if line.conn is not None and self.cluster:
+                await line.conn.disconnect()
         await self._r.aclose()
