@@ -1,4 +1,5 @@
-"""Fixtures of the contract suite: every test runs on the memory backend and on Redis."""
+"""Fixtures of the contract suite: every test runs on the memory backend, on one Redis server,
+and on a real 3-master Redis Cluster (plain, and with every type partitioned)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import structlog
 
 from streamq import Backend, MemoryBackend, Queue, Registry, Worker
+from streamq.backends._partitions import Partitions
 from streamq.backends.redis import RedisBackend
 
 #: Worker settings small enough that retries, recovery and stops take a fraction of a second.
@@ -32,9 +34,24 @@ def quiet_logs() -> Iterator[None]:
     structlog.configure(**before)
 
 
-@pytest.fixture(params=["memory", "redis"])
+class EveryTypePartitioned(RedisBackend):
+    """A Redis backend on which every job type has three partitions (round robin)."""
+
+    def _spec(self, type: str) -> Partitions | None:
+        return Partitions(3)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "redis",
+        pytest.param("cluster", marks=pytest.mark.cluster),
+        pytest.param("cluster-partitioned", marks=pytest.mark.cluster),
+    ]
+)
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    """Which backend this run of the test is about."""
+    """Which backend this run of the test is about: memory, one Redis server, a 3-master
+    cluster, or that cluster with every type spread over three partitions (three masters)."""
     return str(request.param)
 
 
@@ -45,13 +62,18 @@ def make_backend(
     """Build a backend onto the same job store; the caller closes what it builds.
 
     memory: the same ``MemoryBackend`` every time (it is thread-safe and loop-agnostic);
-    redis: a new ``RedisBackend`` on this test's key prefix, for use on the calling loop.
+    the others: a new ``RedisBackend`` on this test's key prefix, for use on the calling loop.
     """
     if backend_kind == "memory":
         shared = MemoryBackend()
         return lambda: shared
-    url = str(request.getfixturevalue("redis_url"))
-    return lambda: RedisBackend(url, prefix=prefix)
+    if backend_kind == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+        return lambda: RedisBackend(url, prefix=prefix)
+    url = str(request.getfixturevalue("cluster_url"))
+    if backend_kind == "cluster":
+        return lambda: RedisBackend(url, prefix=prefix)
+    return lambda: EveryTypePartitioned(url, prefix=prefix)
 
 
 @pytest.fixture
