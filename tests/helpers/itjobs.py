@@ -2,7 +2,8 @@
 
 Every execution is recorded in Redis, so the tests count starts and finishes per job id across
 processes:
-- ``sleepy``: ``{prefix}:it:started`` and ``{prefix}:it:done`` are hashes job_id -> count.
+- ``sleepy``: ``{prefix}:{it}:started`` and ``{prefix}:{it}:done`` are hashes job_id -> count
+  (see :func:`record_key`).
 - ``flaky``: fails while the key ``{prefix}:flaky:fail`` exists and records each success in
   ``{prefix}:flaky:done``, so a test can dead-letter a job, "fix" it by deleting the key, and
   see the retried job succeed under its own id.
@@ -18,18 +19,34 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from streamq import Job, Registry
+from streamq.backends.redis import cluster_flag
 
-_client: aioredis.Redis | None = None
+_client: aioredis.Redis | aioredis.RedisCluster | None = None
 
 
-def _redis() -> aioredis.Redis:
+def _redis() -> aioredis.Redis | aioredis.RedisCluster:
+    """One client per worker process: the cluster client for a ``?cluster=true`` URL (an option
+    streamq reads; redis-py gets the URL without it)."""
     global _client
     if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["STREAMQ_REDIS_URL"])
+        address, cluster = cluster_flag(os.environ["STREAMQ_REDIS_URL"])
+        if cluster:
+            _client = aioredis.RedisCluster.from_url(address)
+        else:
+            _client = aioredis.Redis.from_url(address)
     return _client
 
 
-def _key(what: str, space: str = "it") -> str:
+def record_key(prefix: str, what: str) -> str:
+    """The hash where ``sleepy`` records its starts or finishes (``what``: started or done).
+
+    The hash tag ``{it}`` puts both on one cluster slot, known in advance, so a failover test
+    can spare the master that holds the records it counts.
+    """
+    return f"{prefix}:{{it}}:{what}"
+
+
+def _key(what: str, space: str) -> str:
     return f"{os.environ['STREAMQ_PREFIX']}:{space}:{what}"
 
 
@@ -42,9 +59,10 @@ class SleepyArgs:
 
 async def sleepy(job: Job[Any]) -> None:
     """Record the start, sleep, record the finish."""
-    await _redis().hincrby(_key("started"), job.id or "", 1)
+    prefix = os.environ["STREAMQ_PREFIX"]
+    await _redis().hincrby(record_key(prefix, "started"), job.id or "", 1)
     await asyncio.sleep(job.args.sleep)
-    await _redis().hincrby(_key("done"), job.id or "", 1)
+    await _redis().hincrby(record_key(prefix, "done"), job.id or "", 1)
 
 
 class FlakyError(Exception):

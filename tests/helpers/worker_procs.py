@@ -16,26 +16,46 @@ from typing import Any
 
 import pytest
 import redis
+from itjobs import record_key
+
+from streamq.backends.redis import cluster_flag
 
 HERE = Path(__file__).parent
 
 
-class Workers:
-    """Starts ``streamq consume`` subprocesses and cleans up after them."""
+def sync_client(url: str) -> redis.Redis | redis.RedisCluster:
+    """A plain redis-py client for ``url``: the cluster client when it says ``?cluster=true``
+    (an option streamq reads; redis-py is given the URL without it)."""
+    address, cluster = cluster_flag(url)
+    if cluster:
+        return redis.RedisCluster.from_url(address)
+    return redis.Redis.from_url(address)
 
-    def __init__(self, url: str, prefix: str, logs: Path) -> None:
+
+class Workers:
+    """Starts ``streamq consume`` subprocesses and cleans up after them.
+
+    ``env`` adds to every worker's environment (e.g. ``STREAMQ_PARTITIONS``).
+    """
+
+    def __init__(
+        self, url: str, prefix: str, logs: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.logs = logs
+        self.env = dict(env or {})
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.redis = redis.Redis.from_url(url)
+        self.redis = sync_client(url)
 
     def start(self, *args: str, types: tuple[str, ...] = ("sleepy",)) -> subprocess.Popen[bytes]:
         """Start one worker process with the given extra CLI flags."""
-        env = os.environ | {
+        env = {
+            **os.environ,
             "STREAMQ_REDIS_URL": self.url,
             "STREAMQ_PREFIX": self.prefix,
             "PYTHONPATH": str(HERE),
+            **self.env,
         }
         # The child keeps its own copy of the descriptor; ours closes at once.
         with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
@@ -61,7 +81,7 @@ class Workers:
 
     def counts(self, what: str) -> dict[str, int]:
         """job id -> how many times it started/finished (``what``: started or done)."""
-        raw = self.redis.hgetall(f"{self.prefix}:it:{what}")
+        raw = self.redis.hgetall(record_key(self.prefix, what))
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
@@ -72,6 +92,10 @@ class Workers:
     def ready(self, proc: subprocess.Popen[bytes]) -> bool:
         """Whether the worker reached the server and said so (its start-up line)."""
         return "streamq: consuming" in self.log_of(proc)
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        """The worker processes still running."""
+        return [p for p in self.procs if p.poll() is None]
 
     def stop_all(self) -> None:
         """SIGKILL whatever still runs."""

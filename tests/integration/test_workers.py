@@ -1,9 +1,14 @@
-"""Worker processes against a real server: kills, long jobs, shutdown, restarts, global stats."""
+"""Worker processes against a real server: kills, long jobs, shutdown, restarts, global stats.
+
+The crash-recovery tests run on three deployments: one server, a 3-master cluster, and that
+cluster with ``sleepy`` spread over three partitions (three masters).
+"""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import itjobs
@@ -17,10 +22,56 @@ from streamq.backends.redis import RedisBackend
 FAST = ("--claim-after", "1s", "--heartbeat", "200ms", "--retry-base", "100ms")
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """Where the workers and the test's queue meet: a URL and the partitioned types."""
+
+    url: str
+    partitions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the worker processes need besides the URL (``STREAMQ_PARTITIONS``)."""
+        if not self.partitions:
+            return {}
+        return {"STREAMQ_PARTITIONS": ",".join(f"{t}={n}" for t, n in self.partitions.items())}
+
+
+@pytest.fixture(
+    params=[
+        "server",
+        pytest.param("cluster", marks=pytest.mark.cluster),
+        pytest.param("cluster-partitioned", marks=pytest.mark.cluster),
+    ]
+)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    """One server, the session's 3-master cluster, or that cluster with ``sleepy`` in three
+    partitions (workers told by ``STREAMQ_PARTITIONS``, the test's queue by ``partitions=``)."""
+    if request.param == "server":
+        return Deployment(str(request.getfixturevalue("redis_url")))
+    url = str(request.getfixturevalue("cluster_url"))
+    if request.param == "cluster":
+        return Deployment(url)
+    return Deployment(url, {"sleepy": 3})
+
+
 @pytest.fixture
-def queue(redis_url: str, prefix: str) -> Iterator[SyncQueue]:
-    """A sync queue on the test's prefix, with the test job types registered."""
-    q = SyncQueue(lambda: Queue(RedisBackend(redis_url, prefix=prefix), registry=itjobs.registry))
+def workers(deployment: Deployment, prefix: str, tmp_path: Path) -> Iterator[Workers]:
+    """``streamq consume`` processes on the deployment, killed at teardown."""
+    w = Workers(deployment.url, prefix, tmp_path, env=deployment.env)
+    yield w
+    w.stop_all()
+
+
+@pytest.fixture
+def queue(deployment: Deployment, prefix: str) -> Iterator[SyncQueue]:
+    """A sync queue on the deployment and the test's prefix, with the test job types."""
+    q = SyncQueue(
+        lambda: Queue(
+            RedisBackend(deployment.url, prefix=prefix, partitions=deployment.partitions),
+            registry=itjobs.registry,
+        )
+    )
     yield q
     q.close()
 
@@ -39,7 +90,8 @@ def assert_drained(queue: SyncQueue, w: Workers) -> None:
         return (s.waiting, s.in_flight, s.dead) == (0, 0, 0)
 
     wait_until(settled, 10, "nothing waiting, in flight or dead")
-    assert w.redis.xlen(f"{w.prefix}:{{sleepy}}:jobs") == 0
+    streams = queue.backend.streams("sleepy")
+    assert [w.redis.xlen(s.jobs) for s in streams] == [0] * len(streams)
 
 
 def test_killed_worker_jobs_complete_elsewhere(workers: Workers, queue: SyncQueue) -> None:
@@ -105,7 +157,10 @@ def test_in_flight_is_global_across_workers(workers: Workers, queue: SyncQueue) 
 
 
 def test_server_restarted_empty(private_server: PrivateServer, prefix: str, tmp_path: Path) -> None:
-    """The server comes back empty (no persistence): workers recreate the group and go on."""
+    """The server comes back empty (no persistence): workers recreate the group and go on.
+
+    One server only: a cluster node that comes back empty is a failover case
+    (test_cluster_failover)."""
     w = Workers(private_server.url, prefix, tmp_path)
     q = SyncQueue(
         lambda: Queue(RedisBackend(private_server.url, prefix=prefix), registry=itjobs.registry)
@@ -120,7 +175,7 @@ def test_server_restarted_empty(private_server: PrivateServer, prefix: str, tmp_
         wait_until(lambda: len(w.counts("done")) == 5, 30, "second batch done after restart")
         assert sorted(w.counts("done")) == sorted(after)
         assert worker.poll() is None, w.log_of(worker)
-        groups = w.redis.xinfo_groups(f"{prefix}:{{sleepy}}:jobs")
+        groups = w.redis.xinfo_groups(q.backend.jobs_key("sleepy"))
         assert [g["name"] for g in groups] == [b"workers"]
         assert_drained(q, w)
     finally:
