@@ -231,6 +231,7 @@ class RedisBackend:
         self._lines: dict[tuple[str, str], _Line] = {}
         self._streams_of: dict[str, list[_Stream]] = {}
         self._round_robin: dict[str, Iterator[int]] = {}
+        self._rotation: dict[str, int] = {}
         self._ready = not self.cluster
         self._stale = False
 
@@ -323,6 +324,11 @@ class RedisBackend:
             return BackendError(f"cannot reach Redis at {where}: {exc}")
         if isinstance(exc, rexc.ClusterError | rexc.SlotNotCoveredError):
             return BackendError(f"the Redis cluster at {where} is not ready: {exc}")
+        if not self.cluster and isinstance(exc, rexc.MovedError | rexc.AskError):
+            return BackendError(
+                f"Redis at {where} answered MOVED {exc}: the server is part of a cluster ("
+                "add ?cluster=true to the URL, or set STREAMQ_CLUSTER=1)"
+            )
         return BackendError(f"Redis at {where} answered an error: {exc}")
 
     async def _connect(self) -> None:
@@ -446,13 +452,20 @@ class RedisBackend:
     def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[_Stream], int]:
         """The streams to read and how many entries from each, never more than ``count`` per
         type in all (XREADGROUP's COUNT applies to each stream). With more streams than that,
-        a rotating subset of them, one entry each."""
-        streams = [s for t in types for s in self.streams(t)]
-        total = count * len(types)
-        if len(streams) <= total:
-            return streams, total // len(streams)
-        start = self._rotation = (getattr(self, "_rotation", 0) + total) % len(streams)
-        return (streams[start:] + streams[:start])[:total], 1
+        a window of them that moves at each read, one entry each."""
+        chosen: list[_Stream] = []
+        per = count
+        for t in types:
+            streams = self.streams(t)
+            if len(streams) <= count:
+                chosen += streams
+                per = min(per, count // len(streams))
+            else:
+                # A window of ``count`` partitions that moves by as many at each read.
+                at = self._rotation[t] = (self._rotation.get(t, -count) + count) % len(streams)
+                chosen += (streams[at:] + streams[:at])[:count]
+                per = 1
+        return chosen, per
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
@@ -795,9 +808,11 @@ class RedisBackend:
         streams = self.streams(type)
         if len(streams) == 1:
             return await self._claim(streams[0], consumer, min_idle_ms, count, cursor)
-        head, _, tail = cursor.rpartition("/")
-        p = int(head) if head.isdigit() and int(head) < len(streams) else 0
-        at = tail if head else cursor
+        if "@" in cursor:  # an entry id: resume from that entry
+            p, at = _partitions.split(cursor, len(streams))
+        else:
+            head, _, at = cursor.rpartition("/")
+            p = int(head) if head.isdigit() and int(head) < len(streams) else 0
         deliveries: list[Delivery] = []
         deleted: list[str] = []
         for _ in streams:

@@ -1,5 +1,5 @@
 """Fixtures of the contract suite: every test runs on the memory backend, on one Redis server,
-and on a real 3-master Redis Cluster (plain, and with every type partitioned)."""
+and on a real 3-master Redis Cluster (the last two plain, and with every type partitioned)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,15 @@ class EveryTypePartitioned(RedisBackend):
     params=[
         "memory",
         "redis",
+        "redis-partitioned",
         pytest.param("cluster", marks=pytest.mark.cluster),
         pytest.param("cluster-partitioned", marks=pytest.mark.cluster),
     ]
 )
 def backend_kind(request: pytest.FixtureRequest) -> str:
     """Which backend this run of the test is about: memory, one Redis server, a 3-master
-    cluster, or that cluster with every type spread over three partitions (three masters)."""
+    cluster; the last two also with every type spread over three partitions (on the cluster,
+    three masters)."""
     return str(request.param)
 
 
@@ -67,8 +69,10 @@ def make_backend(
     if backend_kind == "memory":
         shared = MemoryBackend()
         return lambda: shared
-    if backend_kind == "redis":
+    if backend_kind.startswith("redis"):
         url = str(request.getfixturevalue("redis_url"))
+        if backend_kind == "redis-partitioned":
+            return lambda: EveryTypePartitioned(url, prefix=prefix)
         return lambda: RedisBackend(url, prefix=prefix)
     url = str(request.getfixturevalue("cluster_url"))
     if backend_kind == "cluster":
