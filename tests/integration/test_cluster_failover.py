@@ -75,6 +75,7 @@ class Producer(threading.Thread):
             self.stopping.wait(0.01)
 
     def stop(self) -> None:
+        """Stop after the enqueue under way."""
         self.stopping.set()
         self.join(15)
         assert not self.is_alive(), "the producer hangs in an enqueue"
@@ -119,8 +120,13 @@ def test_failover_mid_run_loses_no_acknowledged_job(
         private_cluster.restart(victim)
         private_cluster.wait_ready()
         rejoined_s = time.monotonic() - killed_at
-        # Twelve acknowledged in a row: round robin has put four on each partition.
-        wait_until(lambda: feed.streak >= 12, 20, "the producer acknowledged again")
+        acked_at_rejoin = len(feed.acknowledged)
+        # Twelve acknowledged in a row since then: round robin put four on each partition.
+        wait_until(
+            lambda: feed.streak >= 12 and len(feed.acknowledged) - acked_at_rejoin >= 12,
+            20,
+            "the producer acknowledged again on every partition",
+        )
         feed.stop()
         assert feed.unexpected is None, repr(feed.unexpected)
 
