@@ -13,7 +13,6 @@ streams (see ``_partitions``); its entry ids then carry their partition (``ID@P`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import time
@@ -47,6 +46,10 @@ from streamq.exceptions import BackendError, ConfigError
 
 _OWNED = resources.files(__package__).joinpath("owned.lua").read_text()
 _TRUE = ("1", "true", "yes", "on")
+#: What redis-py raises: its errors, and the cluster client's own (not RedisError subclasses).
+_ERRORS = (rexc.RedisError, rexc.RedisClusterException)
+#: The longest a read blocks when some partitions are outside its window (see _read_plan).
+_PARTIAL_BLOCK_MS = 100
 _FALSE = ("0", "false", "no", "off", "")
 
 
@@ -232,6 +235,11 @@ class RedisBackend:
         self._streams_of: dict[str, list[_Stream]] = {}
         self._round_robin: dict[str, Iterator[int]] = {}
         self._rotation: dict[str, int] = {}
+        # Partition counts recorded on the server, and when each was last read.
+        self._recorded: dict[str, int] = {}
+        self._learned_at: dict[str, float] = {}
+        #: seconds before a partition count read from the server is read again
+        self.relearn_s = 5.0
         self._ready = not self.cluster
         self._stale = False
 
@@ -253,12 +261,22 @@ class RedisBackend:
         """The counters hash of ``type`` (its first partition's, when partitioned)."""
         return self.streams(type)[0].stats
 
+    def meta_key(self, type: str) -> str:
+        """The hash recording how many partitions ``type`` has (in partition 0's slot)."""
+        return f"{self.prefix}:{{{type}}}:meta"
+
     def streams(self, type: str) -> list[_Stream]:
-        """The streams of ``type``: one, or one per partition."""
+        """The streams of ``type``: one, or one per partition.
+
+        The count is the larger of this process's setting and the count recorded on the server
+        (which any process's larger setting raises), so a process set to fewer partitions than
+        the type has, or to none, still reads and inspects all of them.
+        """
         found = self._streams_of.get(type)
         if found is None:
             spec = self._spec(type)
-            parts: list[int | None] = list(range(spec.count)) if spec else [None]
+            n = max(spec.count if spec else 1, self._recorded.get(type, 1))
+            parts: list[int | None] = list(range(n)) if n > 1 else [None]
             found = []
             for p in parts:
                 tag = _partitions.tag(type, p or 0)
@@ -269,6 +287,32 @@ class RedisBackend:
 
     def _spec(self, type: str) -> Partitions | None:
         return self.partitions.get(type)
+
+    async def _learn(self, types: Sequence[str], *, grow: bool = False) -> list[str]:
+        """Read the partition counts the server records for ``types`` (first raising them to
+        this process's setting when ``grow``); returns the types whose count changed here."""
+        changed = []
+        now = time.monotonic()
+        for t in types:
+            spec = self._spec(t)
+            want = spec.count if grow and spec is not None else 0
+            n = int(await self._call("partitions", [self.meta_key(t)], [want]))
+            self._learned_at[t] = now
+            if n != self._recorded.get(t, 1):
+                before = len(self.streams(t))
+                self._recorded[t] = n
+                del self._streams_of[t]
+                if len(self.streams(t)) != before:
+                    changed.append(t)
+        return changed
+
+    async def _fresh(self, types: Sequence[str]) -> None:
+        """Learn the partition counts of ``types`` not learned in the last few seconds; a type
+        that gained partitions gets its new streams' groups."""
+        now = time.monotonic()
+        stale = [t for t in types if now - self._learned_at.get(t, -1e9) > self.relearn_s]
+        if stale and (grown := await self._learn(stale)):
+            await self.ensure_groups(grown)
 
     def _locate(self, type: str, refs: Sequence[str]) -> dict[_Stream, list[str]]:
         """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order."""
@@ -287,8 +331,7 @@ class RedisBackend:
         if len(streams) == 1:
             return streams[0]
         spec = self._spec(type)
-        assert spec is not None
-        if spec.key is None:
+        if spec is None or spec.key is None:
             rr = self._round_robin.get(type)
             if rr is None:
                 rr = self._round_robin[type] = itertools.count(os.getpid())
@@ -311,7 +354,7 @@ class RedisBackend:
         await self._connect()
         try:
             return await self._script(name)(keys=keys, args=args)
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
 
     def _wrap(self, exc: BaseException) -> BackendError:
@@ -322,7 +365,7 @@ class RedisBackend:
             return BackendError(f"Redis at {where} refused the credentials: {exc}")
         if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
             return BackendError(f"cannot reach Redis at {where}: {exc}")
-        if isinstance(exc, rexc.ClusterError | rexc.SlotNotCoveredError):
+        if isinstance(exc, rexc.ClusterError | rexc.RedisClusterException):
             return BackendError(f"the Redis cluster at {where} is not ready: {exc}")
         if not self.cluster and isinstance(exc, rexc.MovedError | rexc.AskError):
             return BackendError(
@@ -342,7 +385,7 @@ class RedisBackend:
             else:
                 self._stale = False
                 await self._r.nodes_manager.initialize()
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             self._stale = self._ready
             raise self._wrap(exc) from exc
 
@@ -350,7 +393,7 @@ class RedisBackend:
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
         """Create each stream and its group from id 0 (so no earlier job is skipped)."""
-        await self._connect()
+        await self._learn(types, grow=True)
         for t in types:
             for s in self.streams(t):
                 try:
@@ -358,7 +401,7 @@ class RedisBackend:
                 except rexc.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise self._wrap(exc) from exc
-                except rexc.RedisError as exc:
+                except _ERRORS as exc:
                     raise self._wrap(exc) from exc
 
     # producing ----------------------------------------------------------------------------
@@ -377,6 +420,9 @@ class RedisBackend:
         """
         if not items:
             return []
+        if unknown := {t for t, _ in items if t not in self._learned_at}:
+            # The first jobs of a type from this process: record (or learn) its partitions.
+            await self._learn(sorted(unknown), grow=True)
         groups: dict[_Stream, list[int]] = {}
         for i, (t, fields) in enumerate(items):
             groups.setdefault(self._pick(t, fields), []).append(i)
@@ -449,23 +495,37 @@ class RedisBackend:
 
     # consuming ----------------------------------------------------------------------------
 
-    def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[_Stream], int]:
-        """The streams to read and how many entries from each, never more than ``count`` per
-        type in all (XREADGROUP's COUNT applies to each stream). With more streams than that,
-        a window of them that moves at each read, one entry each."""
-        chosen: list[_Stream] = []
-        per = count
+    def _read_plan(
+        self, types: Sequence[str], count: int
+    ) -> tuple[list[tuple[list[_Stream], int]], bool]:
+        """What to read: groups of streams with the COUNT for each stream of the group, never
+        more than ``count`` per type in all; and whether some partition was left out.
+
+        A partitioned type's ``count`` is shared among its partitions, the remainder going to a
+        few of them in turn. With fewer than one per partition, a window of ``count`` partitions
+        gets one each, and the window moves on at each read. One XREADGROUP reads one group (on
+        a cluster, the groups are also per slot).
+        """
+        shares: dict[tuple[int, int], list[_Stream]] = {}
+        partial = False
         for t in types:
             streams = self.streams(t)
-            if len(streams) <= count:
-                chosen += streams
-                per = min(per, count // len(streams))
-            else:
-                # A window of ``count`` partitions that moves by as many at each read.
-                at = self._rotation[t] = (self._rotation.get(t, -count) + count) % len(streams)
-                chosen += (streams[at:] + streams[:at])[:count]
-                per = 1
-        return chosen, per
+            n = len(streams)
+            if n == 1:
+                key = (streams[0].slot if self.cluster else 0, count)
+                shares.setdefault(key, []).append(streams[0])
+                continue
+            base, extra = divmod(count, n)
+            partial = partial or base == 0
+            at = self._rotation.get(t, 0)
+            if extra:
+                self._rotation[t] = (at + extra) % n
+            for i in range(n):
+                share = base + (1 if i < extra else 0)
+                if share:
+                    s = streams[(at + i) % n]
+                    shares.setdefault((s.slot if self.cluster else 0, share), []).append(s)
+        return [(group, share) for (_, share), group in shares.items()], partial
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
@@ -474,33 +534,43 @@ class RedisBackend:
         # A BLOCK as long as the socket timeout would make every idle read look like a dead
         # server; half of it leaves room for the round trip.
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
-        streams, per = self._read_plan(types, count)
-        if not self.cluster:
-            (reply,) = await self._exchange(
-                self._line("reader"), [self._xreadgroup(streams, consumer, per, block_ms)]
-            )
-            return await self._delivered([(streams, reply)])
-        by_slot = self._by_slot(streams)
-        if len(by_slot) == 1:
-            work = [(s[0].jobs, self._xreadgroup(s, consumer, per, block_ms)) for s in by_slot]
-            return await self._delivered(
-                list(zip(by_slot, await self._fan("reader", work), strict=True))
-            )
-        # Several slots: look at all of them at once; only when all are empty, block on each
-        # and unblock the others as soon as one answers.
-        work = [(s[0].jobs, self._xreadgroup(s, consumer, per, 0)) for s in by_slot]
-        found = await self._delivered(
-            list(zip(by_slot, await self._fan("reader", work), strict=True))
-        )
+        await self._fresh(types)
+        plan, partial = self._read_plan(types, count)
+        if partial:
+            # Partitions outside this read's window are not watched: look again soon.
+            block_ms = min(block_ms, _PARTIAL_BLOCK_MS)
+        if len(plan) == 1:
+            ((streams, per),) = plan
+            work = [(streams[0].jobs, self._xreadgroup(streams, consumer, per, block_ms))]
+            replies = await self._fan("reader", work)
+            return await self._delivered(list(zip(plan, replies, strict=True)))
+        # Several reads: look at all of them at once; only when all are empty, block.
+        found = await self._delivered(await self._read_now(plan, consumer))
         if found:
             return found
-        return await self._delivered(await self._block_on(by_slot, consumer, per, block_ms))
+        if not self.cluster:
+            # One blocking XREADGROUP over every stream: it answers with the stream that gets an
+            # entry first, at most the smallest share of it.
+            streams = [s for group, _ in plan for s in group]
+            per = min(share for _, share in plan)
+            work = [(streams[0].jobs, self._xreadgroup(streams, consumer, per, block_ms))]
+            (reply,) = await self._fan("reader", work)
+            return await self._delivered([((streams, per), reply)])
+        # A cluster: block on each slot, and unblock the others as soon as one answers.
+        return await self._delivered(await self._block_on(plan, consumer, block_ms))
+
+    async def _read_now(
+        self, plan: list[tuple[list[_Stream], int]], consumer: str
+    ) -> list[tuple[tuple[list[_Stream], int], Any]]:
+        work = [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
+        return list(zip(plan, await self._fan("reader", work, whole=True), strict=True))
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
+        await self._fresh(types)
         sha = self._script("ack").sha
         owners: list[tuple[str, _Stream]] = []
         work: list[tuple[str, tuple[Any, ...]]] = []
@@ -510,12 +580,11 @@ class RedisBackend:
                 work.append(
                     (s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids))
                 )
-        streams, per = self._read_plan(types, count)
-        by_slot = self._by_slot(streams) if self.cluster else [streams]
-        work += [(s[0].jobs, self._xreadgroup(s, consumer, per, 0)) for s in by_slot]
+        plan, _ = self._read_plan(types, count)
+        work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._fan("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
-        deliveries = await self._delivered(list(zip(by_slot, replies[len(owners) :], strict=True)))
+        deliveries = await self._delivered(list(zip(plan, replies[len(owners) :], strict=True)))
         lost: dict[str, list[str]] = {}
         failed: dict[str, str] = {}
         for (t, s), answer in zip(owners, replies, strict=False):
@@ -524,13 +593,6 @@ class RedisBackend:
             else:
                 lost.setdefault(t, []).extend(s.ref(_s(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
-
-    def _by_slot(self, streams: Sequence[_Stream]) -> list[list[_Stream]]:
-        """Streams grouped by cluster slot: what one XREADGROUP may read together."""
-        out: dict[int, list[_Stream]] = {}
-        for s in streams:
-            out.setdefault(s.slot, []).append(s)
-        return list(out.values())
 
     def _xreadgroup(
         self, streams: Sequence[_Stream], consumer: str, count: int, block_ms: int
@@ -541,11 +603,13 @@ class RedisBackend:
             "STREAMS", *(s.jobs for s in streams), *(">" for _ in streams),
         )  # fmt: skip
 
-    async def _delivered(self, reads: Sequence[tuple[Sequence[_Stream], Any]]) -> list[Delivery]:
+    async def _delivered(
+        self, reads: Sequence[tuple[tuple[list[_Stream], int], Any]]
+    ) -> list[Delivery]:
         """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries)."""
         out: list[Delivery] = []
         errors: list[BaseException] = []
-        for streams, reply in reads:
+        for (streams, _), reply in reads:
             if isinstance(reply, BaseException):
                 if isinstance(reply, rexc.ResponseError) and "NOGROUP" in str(reply):
                     # The server lost the group (restart without persistence): recreate it;
@@ -614,7 +678,7 @@ class RedisBackend:
             for i, (key, _) in enumerate(work):
                 node = self._r.get_node_from_key(key)
                 by_node.setdefault(node.name, (node, []))[1].append(i)
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             self._stale = True
             raise self._wrap(exc) from exc
 
@@ -660,7 +724,7 @@ class RedisBackend:
             try:
                 for script in self._scripts.values():
                     await self._r.script_load(script.script)
-            except rexc.RedisError as exc:
+            except _ERRORS as exc:
                 raise self._wrap(exc) from exc
         again = await self._fan(purpose, [work[i] for i in redo], wait=wait, whole=True)
         for i, reply in zip(redo, again, strict=True):
@@ -681,7 +745,7 @@ class RedisBackend:
         conn, dedicated = await self._acquire(line, node)
         try:
             return await self._send(conn, commands)
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             if self.cluster and isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
                 self._stale = True  # the node may be gone: learn the slots again
             raise self._wrap(exc) from exc
@@ -744,9 +808,23 @@ class RedisBackend:
             await conn.disconnect(nowait=True)
             raise
 
+    async def _unblock(self, task: asyncio.Future[Any], node: Any, client_id: int) -> None:
+        """End a blocking read early. Its XREADGROUP went out with the CLIENT ID that told us
+        ``client_id``, but may not have reached the server yet: then CLIENT UNBLOCK answers 0,
+        and goes again until it ends the read or the read ends by itself."""
+        unblock = [("CLIENT", "UNBLOCK", client_id)]
+        while not task.done():
+            try:
+                (n,) = await self._exchange(self._line("control", node), unblock, node)
+            except BackendError:
+                return  # the read ends at its own BLOCK timeout instead
+            if n == 1:
+                return
+            await asyncio.wait({task}, timeout=0.002)
+
     async def _block_on(
-        self, by_slot: list[list[_Stream]], consumer: str, count: int, block_ms: int
-    ) -> list[tuple[list[_Stream], Any]]:
+        self, plan: list[tuple[list[_Stream], int]], consumer: str, block_ms: int
+    ) -> list[tuple[tuple[list[_Stream], int], Any]]:
         """A blocking XREADGROUP per slot, each on its own connection to its node, all at once.
 
         When the first answers, the others are unblocked (CLIENT UNBLOCK: they answer as if
@@ -754,37 +832,35 @@ class RedisBackend:
         """
         await self._connect()
         try:
-            nodes = [self._r.get_node_from_key(s[0].jobs) for s in by_slot]
-        except rexc.RedisError as exc:
+            nodes = [self._r.get_node_from_key(g[0].jobs) for g, _ in plan]
+        except _ERRORS as exc:
             self._stale = True
             raise self._wrap(exc) from exc
-        boxes = [_Blocked() for _ in by_slot]
+        boxes = [_Blocked() for _ in plan]
 
         async def one(i: int) -> Any:
-            line = self._line(f"block:{by_slot[i][0].slot}", nodes[i])
-            command = self._xreadgroup(by_slot[i], consumer, count, block_ms)
+            group, per = plan[i]
+            line = self._line(f"block:{group[0].slot}:{per}", nodes[i])
+            command = self._xreadgroup(group, consumer, per, block_ms)
             conn, dedicated = await self._acquire(line, nodes[i])
             try:
                 _, reply = await self._send(conn, [("CLIENT", "ID"), command], boxes[i])
                 return reply
-            except rexc.RedisError as exc:
+            except _ERRORS as exc:
                 self._stale = True
                 raise self._wrap(exc) from exc
             finally:
                 boxes[i].known.set()
                 await self._release(line, nodes[i], conn, dedicated)
 
-        tasks = [asyncio.ensure_future(one(i)) for i in range(len(by_slot))]
+        tasks = [asyncio.ensure_future(one(i)) for i in range(len(plan))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task, box, node in zip(tasks, boxes, nodes, strict=True):
                 if not task.done():
                     await box.known.wait()
                     if box.client_id is not None:
-                        unblock = [("CLIENT", "UNBLOCK", box.client_id)]
-                        # If this fails, the read ends at its own BLOCK timeout instead.
-                        with contextlib.suppress(BackendError):
-                            await self._exchange(self._line("control", node), unblock, node)
+                        await self._unblock(task, node, box.client_id)
             replies = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for task in tasks:
@@ -792,7 +868,7 @@ class RedisBackend:
         for reply in replies:
             if isinstance(reply, BaseException) and not isinstance(reply, Exception):
                 raise reply
-        return list(zip(by_slot, replies, strict=True))
+        return list(zip(plan, replies, strict=True))
 
     # recovery and outcomes ----------------------------------------------------------------
 
@@ -805,6 +881,7 @@ class RedisBackend:
         claimed ``count`` or seen every partition once; the cursor (``P/ID``) says where the
         next call resumes.
         """
+        await self._fresh([type])
         streams = self.streams(type)
         if len(streams) == 1:
             return await self._claim(streams[0], consumer, min_idle_ms, count, cursor)
@@ -839,7 +916,7 @@ class RedisBackend:
                 await self.ensure_groups([s.type])
                 return Claimed("0-0", [], [])
             raise self._wrap(exc) from exc
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
         deliveries = [
             Delivery(s.type, s.ref(_s(e[0])), _pairs(e[1]), int(n))
@@ -922,13 +999,14 @@ class RedisBackend:
                 end = name.find("}:", start)
                 if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats"):
                     found.add(_partitions.type_of_tag(name[start:end]))
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
         return sorted(found)
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
         """Move stuck entries to the end of the stream as new ones (one script call each
         stream)."""
+        await self._fresh([type])
         moved: list[str] = []
         for s, ids in self._locate(type, entry_ids).items():
             if ids:
@@ -939,6 +1017,7 @@ class RedisBackend:
     async def remove_consumer(self, type: str, consumer: str) -> bool:
         """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script);
         True when it is gone from every stream of the type."""
+        await self._fresh([type])
         removed = True
         for s in self.streams(type):
             try:
@@ -956,6 +1035,7 @@ class RedisBackend:
     async def stats(self, type: str) -> RawStats:
         """Lengths, PEL summary, consumers and counters: one pipelined round trip per stream,
         summed over the partitions."""
+        await self._fresh([type])
         parts = await asyncio.gather(*(self._stream_stats(s) for s in self.streams(type)))
         if len(parts) == 1:
             return parts[0]
@@ -991,7 +1071,7 @@ class RedisBackend:
                 pipe.execute_command("XPENDING", s.jobs, self.group)
                 pipe.execute_command("XINFO", "CONSUMERS", s.jobs, self.group)
                 replies = await pipe.execute(raise_on_error=False)
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
         for r in replies[:4]:
             if isinstance(r, rexc.RedisError):
@@ -1028,7 +1108,7 @@ class RedisBackend:
     ) -> list[PendingEntry]:
         """XPENDING (extended form), optionally for one consumer or entries idle that long;
         oldest entries first, over all partitions."""
-        await self._connect()
+        await self._fresh([type])
         out: list[PendingEntry] = []
         for s in self.streams(type):
             args: list[Any] = ["XPENDING", s.jobs, self.group]
@@ -1043,7 +1123,7 @@ class RedisBackend:
                 if "NOGROUP" in str(exc):
                     continue
                 raise self._wrap(exc) from exc
-            except rexc.RedisError as exc:
+            except _ERRORS as exc:
                 raise self._wrap(exc) from exc
             out += (PendingEntry(s.ref(_s(r[0])), _s(r[1]), int(r[2]), int(r[3])) for r in rows)
         if len(self.streams(type)) > 1:
@@ -1052,7 +1132,7 @@ class RedisBackend:
 
     async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
         """Fields of live entries (one pipelined XRANGE each)."""
-        await self._connect()
+        await self._fresh([type])
         out: dict[str, Fields] = {}
         for s, ids in self._locate(type, entry_ids).items():
             if not ids:
@@ -1062,19 +1142,19 @@ class RedisBackend:
                     for i in ids:
                         pipe.xrange(s.jobs, i, i)
                     replies = await pipe.execute()
-            except rexc.RedisError as exc:
+            except _ERRORS as exc:
                 raise self._wrap(exc) from exc
             out.update((s.ref(i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
         return out
 
     async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
         """The oldest ``limit`` dead letters (over all partitions)."""
-        await self._connect()
+        await self._fresh([type])
         out: list[DeadEntry] = []
         for s in self.streams(type):
             try:
                 rows = await self._raw.xrange(s.dead, "-", "+", count=limit)
-            except rexc.RedisError as exc:
+            except _ERRORS as exc:
                 raise self._wrap(exc) from exc
             for dead_id, raw in rows:
                 meta = {_s(k): v for k, v in raw.items() if not k.startswith(b"f.")}
@@ -1097,6 +1177,7 @@ class RedisBackend:
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
         """Re-drive dead letters as new entries (one script call each)."""
+        await self._fresh([type])
         out = []
         for s, ids in self._locate(type, dead_ids).items():
             for d in ids:
@@ -1107,6 +1188,7 @@ class RedisBackend:
 
     async def dead_purge(self, type: str) -> int:
         """Drop the dead stream(s); returns how many entries they held."""
+        await self._fresh([type])
         n = 0
         for s in self.streams(type):
             n += int(await self._call("purge", [s.dead], []))
@@ -1127,7 +1209,7 @@ class RedisBackend:
                 pipe.pexpire(key, max(1, int(ttl_s * 1000)))
                 pipe.sadd(f"{self.prefix}:workers", worker_id)
                 await pipe.execute()
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
 
     async def remove_worker(self, worker_id: str) -> None:
@@ -1138,7 +1220,7 @@ class RedisBackend:
                 pipe.delete(self._worker_key(worker_id))
                 pipe.srem(f"{self.prefix}:workers", worker_id)
                 await pipe.execute()
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
 
     async def workers(self) -> list[dict[str, str]]:
@@ -1159,7 +1241,7 @@ class RedisBackend:
                     gone.append(w)
             if gone:
                 await self._r.srem(members_key, *gone)
-        except rexc.RedisError as exc:
+        except _ERRORS as exc:
             raise self._wrap(exc) from exc
         return out
 

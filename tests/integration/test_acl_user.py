@@ -18,7 +18,7 @@ COMMANDS = (
     "-@all +ping +time +multi +exec +scan +client|setinfo +evalsha +eval +script|load "
     "+xadd +xreadgroup +xack +xdel +xclaim +xautoclaim +xpending +xrange +xlen "
     "+xgroup|create +xgroup|delconsumer +xinfo|consumers "
-    "+hincrby +hgetall +hset +pexpire +del +sadd +srem +smembers"
+    "+hincrby +hget +hgetall +hset +pexpire +del +sadd +srem +smembers"
 )
 
 

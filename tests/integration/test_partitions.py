@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from cli_helpers import Cli, error_lines, wait_for
 from cluster import LocalCluster
 from redis.crc import key_slot
+from test_acl_user import COMMANDS
 
 from streamq import (
     BackendError,
@@ -337,3 +340,40 @@ def test_a_cluster_url_without_the_flag_names_the_fix(redis_cluster: LocalCluste
     with pytest.raises(BackendError, match=r"MOVED.*add \?cluster=true"):
         asyncio.run(go(plain))
     assert asyncio.run(go(redis_cluster.url)) == 0
+
+
+async def test_a_limited_acl_user_runs_a_partitioned_type_on_the_cluster(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    """The user of docs/security.md plus its cluster commands, created on every node: enqueue
+    with WAIT, a worker with a blocking read over several slots, stats; NOPERM elsewhere."""
+    user, password = f"sq-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    extra = "+cluster|slots +command +client|id +client|unblock +wait"
+    for host, port in redis_cluster.nodes:
+        with redis.Redis(host=host, port=port) as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~{prefix}:*",
+                "resetchannels", *COMMANDS.split(), *extra.split(),
+            )  # fmt: skip
+    url = redis_cluster.url.replace("redis://", f"redis://{user}:{password}@")
+    registry = Registry()
+    ran: list[int] = []
+
+    @registry.job("acl", Step)
+    async def handle(job: Job[Step]) -> None:
+        ran.append(job.args.n)
+
+    backend = RedisBackend(url, prefix=prefix, partitions={"acl": 3}, wait_replicas=1)
+    try:
+        queue = Queue(backend, registry=registry)
+        await queue.enqueue_many([Job(type="acl", args=Step(n)) for n in range(9)])
+        await drain(Worker(backend, registry, ["acl"], concurrency=9, **FAST))
+        assert sorted(ran) == list(range(9))
+        (stats,) = await queue.stats(["acl"])
+        assert (stats.processed, stats.waiting, stats.in_flight) == (9, 0, 0)
+        other = RedisBackend(url, prefix="elsewhere")
+        with pytest.raises(BackendError, match=r"(?i)noperm|no permissions"):
+            await other.ensure_groups(["acl"])
+        await other.aclose()
+    finally:
+        await backend.aclose()
