@@ -377,3 +377,44 @@ async def test_a_limited_acl_user_runs_a_partitioned_type_on_the_cluster(
         await other.aclose()
     finally:
         await backend.aclose()
+
+
+async def test_the_server_records_the_count_for_processes_without_the_setting(
+    cluster_queue: Callable[..., Queue], cluster_url: str, prefix: str
+) -> None:
+    """A producer set to 3 partitions records it; a process with no setting then inspects and
+    drains all three, and a running worker set to none picks up partitions added later."""
+    registry = Registry()
+    ran: list[int] = []
+    all_ran = asyncio.Event()
+
+    @registry.job("grown", Step)
+    async def handle(job: Job[Step]) -> None:
+        ran.append(job.args.n)
+        if len(ran) == 30:
+            all_ran.set()
+
+    plain = RedisBackend(cluster_url, prefix=prefix)
+    plain.relearn_s = 0.2
+    worker = Worker(plain, registry, ["grown"], concurrency=8, **FAST)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.3)  # running, reading the one stream "grown" has so far
+        assert len(plain.streams("grown")) == 1
+        producer = cluster_queue(registry, partitions={"grown": 3})
+        ids = await producer.enqueue_many([Job(type="grown", args=Step(n)) for n in range(30)])
+        assert len(set(ids)) == 30
+        await asyncio.wait_for(all_ran.wait(), 20)
+        assert sorted(ran) == list(range(30))
+        assert len(plain.streams("grown")) == 3
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await plain.aclose()
+    inspector = Queue(RedisBackend(cluster_url, prefix=prefix))
+    try:
+        (stats,) = await inspector.stats(["grown"])
+        assert (stats.enqueued, stats.processed, stats.waiting) == (30, 30, 0)
+        assert await inspector.types() == ["grown"]
+    finally:
+        await inspector.aclose()
