@@ -484,6 +484,14 @@ class RedisBackend:
                 args += kv
         return args
 
+    def _waited(self, replies: list[Any]) -> None:
+        """Take the WAIT reply off the end of ``replies`` and check it, unless none of the
+        commands ran (all MOVED or NOSCRIPT, so they go again with a WAIT of their own; after a
+        failover the node may even be a replica now, which refuses WAIT)."""
+        confirmed = replies.pop()
+        if any(not (_moved(r) or isinstance(r, rexc.NoScriptError)) for r in replies):
+            self._check_wait(confirmed)
+
     def _check_wait(self, reply: Any) -> None:
         if isinstance(reply, BaseException):
             raise self._wrap(reply)
@@ -671,7 +679,7 @@ class RedisBackend:
                     raise
                 return [exc] * len(work)
             if wait:
-                self._check_wait(replies.pop())
+                self._waited(replies)
             return await self._again(purpose, work, replies, wait)
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
@@ -688,7 +696,7 @@ class RedisBackend:
                 commands.append(("WAIT", wait, self.wait_timeout_ms))
             replies = await self._exchange(self._line(purpose, node), commands, node)
             if wait:
-                self._check_wait(replies.pop())
+                self._waited(replies)
             return replies
 
         answers = await asyncio.gather(

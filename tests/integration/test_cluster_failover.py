@@ -177,6 +177,16 @@ def test_acknowledged_enqueue_is_on_the_replica(
         assert [raw.xlen(s.jobs) for s in streams] == [100, 100, 100]
     finally:
         raw.close()
+    # The old master comes back as a replica at the same address. The producer still holds its
+    # connection there and its old map of the slots: its next enqueue is answered MOVED (and
+    # WAIT refused, on a replica), goes again to the new master, and is confirmed there.
+    private_cluster.restart(victim)
+    private_cluster.wait_ready()
+    more = producer.enqueue_many(Job(type="sleepy", args={"sleep": 0.0}) for _ in range(30))
+    assert len(set(more)) == 30
+    with make_queue(private_cluster.url, prefix) as after:
+        (stats,) = after.stats(["sleepy"])
+    assert stats.waiting == len(ids) + 30
 
 
 def test_unconfirmed_enqueue_raises(private_cluster: LocalCluster, producer: SyncQueue) -> None:
