@@ -41,7 +41,7 @@ def layout(title: str, body: str, *, refresh_s: float | None = None) -> str:
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"{meta}<title>{e(title)} · streamq</title>"
+        f'{meta}<link rel="icon" href="data:,"><title>{e(title)} · streamq</title>'
         '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
         '<nav><a class="brand" href="/">streamq</a> <a href="/">Overview</a> '
         '<a href="/workers">Workers</a></nav>'

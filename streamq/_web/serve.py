@@ -1,7 +1,7 @@
 """Running the dashboard: bind the socket ourselves, then hand it to uvicorn.
 
-The only module that imports uvicorn. Binding first turns a port in use into one error line
-(uvicorn would log and exit) and lets ``--port 0`` report the port the system picked.
+The only module that imports uvicorn. Binding (and listening) first turns a port in use into
+one error line (uvicorn would log and exit) and lets ``--port 0`` report the port picked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from streamq.exceptions import ConfigError
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (not listening yet; ConfigError if it cannot)."""
+    """A TCP socket listening on ``host``:``port`` (ConfigError if it cannot).
+
+    It listens at once, so a client that connects as soon as the address is announced waits
+    in the backlog until uvicorn accepts, instead of being refused.
+    """
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -26,6 +30,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -71,14 +71,15 @@
     return node;
   }
 
-  // One chart: lines over the window, the newest at the right edge.
-  function draw(box, title, t, lines, windowS) {
+  // One chart: lines over the samples there are (at most the window), newest at the right.
+  function draw(box, title, t, lines, windowS, stepS) {
     const W = 460, H = 150, L = 44, R = 8, T = 22, B = 20;
     const now = t.length ? t[t.length - 1] : Date.now() / 1000;
+    const span = t.length > 1 ? Math.min(windowS, Math.max(now - t[0], 4 * stepS)) : windowS;
     let max = 0;
     for (const line of lines) for (const v of line.values) max = Math.max(max, v);
     const top = max > 0 ? max * 1.1 : 1;
-    const x = (ts) => L + (W - L - R) * (1 - (now - ts) / windowS);
+    const x = (ts) => L + (W - L - R) * (1 - (now - ts) / span);
     const y = (v) => T + (H - T - B) * (1 - v / top);
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
     root.appendChild(svg("title", {}, title));
@@ -88,7 +89,7 @@
     root.appendChild(svg("text", { x: L - 4, y: y(top) + 4, class: "tick", "text-anchor": "end" },
       top >= 10 ? top.toFixed(0) : top.toFixed(1)));
     root.appendChild(svg("text", { x: L - 4, y: y(0) + 4, class: "tick", "text-anchor": "end" }, "0"));
-    root.appendChild(svg("text", { x: L, y: H - 4, class: "tick" }, "-" + age(windowS)));
+    root.appendChild(svg("text", { x: L, y: H - 4, class: "tick" }, "-" + age(span)));
     root.appendChild(svg("text", { x: W - R, y: H - 4, class: "tick", "text-anchor": "end" }, "now"));
     let lx = W - R;
     for (const line of lines.slice().reverse()) {
@@ -118,11 +119,11 @@
       draw(card.querySelector(".rates"), "jobs per second", s.t, [
         { label: "processed/s", values: s.processed_per_s, cls: "ok" },
         { label: "failed/s", values: s.failed_per_s, cls: "bad" },
-      ], history.window_s);
+      ], history.window_s, history.interval_s);
       draw(card.querySelector(".levels"), "jobs", s.t, [
         { label: "waiting", values: s.waiting, cls: "wait" },
         { label: "in flight", values: s.in_flight, cls: "busy" },
-      ], history.window_s);
+      ], history.window_s, history.interval_s);
     }
     for (const card of Array.from(charts.children)) {
       if (!seen.has(card.dataset.type)) card.remove();
