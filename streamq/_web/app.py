@@ -38,6 +38,9 @@ from streamq.exceptions import ConfigError, StreamqError
 STATIC = Path(__file__).parent / "static"
 #: the most a form body may be (the forms hold a token and an id)
 MAX_FORM_BYTES = 16 * 1024
+#: the least time the list of types is reused: finding them SCANs the keyspace, and the
+#: sampler and every open overview ask each refresh (so: one scan per refresh, at most)
+TYPES_TTL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +97,8 @@ class Dashboard:
         self.guard = guard
         self.settings = settings
         self.history = History(window_s=settings.window_s, interval_s=settings.refresh_s)
+        self._types_ttl = max(TYPES_TTL_S, settings.refresh_s * 0.9)
+        self._types: tuple[float, list[str]] = (-self._types_ttl, [])
 
     @property
     def queue(self) -> Queue:
@@ -128,8 +133,12 @@ class Dashboard:
     async def _stats(self, types: list[str] | None) -> list[dict[str, Any]]:
         for t in types or ():
             check_type_name(t)
-        q = self.queue
-        return [stats_json(s) for s in await q.stats(types or await q.types())]
+        if not types:
+            at, types = self._types
+            if time.monotonic() - at >= self._types_ttl:
+                types = await self.queue.types()
+                self._types = (time.monotonic(), types)
+        return [stats_json(s) for s in await self.queue.stats(types)]
 
     async def _pending(self, type: str, limit: int) -> list[dict[str, Any]]:
         return [pending_json(p) for p in await self.queue.pending(type, limit=limit)]

@@ -131,8 +131,8 @@ def test_long_job_in_flight_with_its_consumer(
 ) -> None:
     """A running job shows in flight with its worker's consumer; once that worker is killed
     the job is marked as idle longer than claim_after."""
-    web = start_web("--claim-after", "1500ms")
-    worker = workers.start("-c", "2", "--heartbeat", "300ms", types=("sleepy",))
+    web = start_web("--claim-after", "1s")
+    worker = workers.start("-c", "2", "--heartbeat", "200ms", types=("sleepy",))
     name = consumer_of(workers, worker)
     job_id = queue.enqueue(Job(type="sleepy", args={"sleep": 60}))
     wait_until(lambda: job_id in workers.counts("started"), 20, "the long job started")
@@ -143,7 +143,7 @@ def test_long_job_in_flight_with_its_consumer(
     row = page.locator(f'#pending tr[data-job-id="{job_id}"]')
     expect(row.locator('td[data-field="consumer"]')).to_have_text(name)
     expect(row.locator('td[data-field="deliveries"]')).to_have_text("1")
-    page.wait_for_timeout(1800)  # past claim_after: the worker's heartbeat keeps it fresh
+    page.wait_for_timeout(1200)  # past claim_after: the worker's heartbeat keeps it fresh
     page.reload()
     expect(row).not_to_have_class("stuck")
 
