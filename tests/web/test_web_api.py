@@ -151,11 +151,12 @@ def test_api_serves_what_the_cli_prints(
 def test_actions_need_csrf_and_purge_needs_confirmation(
     workers: Workers, queue: SyncQueue, start_web: Callable[..., Web], prefix: str
 ) -> None:
-    """POSTs without the session's CSRF token, or from another origin, change nothing; a retry
-    with it re-drives the job, which then succeeds; a purge deletes only once confirmed."""
+    """POSTs without the session's CSRF token, or from another origin, change nothing; retry
+    one and retry all with it re-drive the jobs, which then succeed; a purge deletes only once
+    confirmed."""
     workers.redis.set(f"{prefix}:flaky:fail", 1)
     workers.start("--max-deliveries", "1", *FAST, types=("flaky",))
-    ids = queue.enqueue_many([Job(type="flaky", args={}) for _ in range(3)])
+    ids = queue.enqueue_many([Job(type="flaky", args={}) for _ in range(3)])  # dead at once
     wait_until(lambda: stats_of(queue, "flaky").dead == 3, 30, "3 flaky jobs dead")
     web = start_web()
     with web.client() as http:
@@ -179,7 +180,15 @@ def test_actions_need_csrf_and_purge_needs_confirmation(
             lambda: workers.redis.hget(f"{prefix}:flaky:done", ids[0]), 20, "the retried job ran"
         )
         assert stats_of(queue, "flaky").dead == 2
+        again = http.post("/dead/flaky/retry-all", data={"csrf": token})
+        assert again.headers["location"] == "/dead/flaky?retried=2"
+        done_key = f"{prefix}:flaky:done"
+        wait_until(lambda: workers.redis.hlen(done_key) == 3, 20, "the other two ran")
+        assert stats_of(queue, "flaky").dead == 0
 
+        workers.redis.set(f"{prefix}:flaky:fail", 1)
+        queue.enqueue_many([Job(type="flaky", args={}) for _ in range(2)])
+        wait_until(lambda: stats_of(queue, "flaky").dead == 2, 30, "2 more flaky jobs dead")
         assert http.post("/dead/flaky/purge", data={"csrf": token}).status_code == 400
         assert stats_of(queue, "flaky").dead == 2
         assert "Delete 2 dead job(s)" in http.get("/dead/flaky/purge").text
@@ -234,16 +243,18 @@ def run_web(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_refuses_to_start_with_one_line(redis_url: str) -> None:
     """Another address without a token, a short token, a port in use: one line, non-zero exit."""
-    open_to_all = run_web("--host", "0.0.0.0", "--url", redis_url)
-    assert open_to_all.returncode == 2
+    runner = CliRunner(env={"STREAMQ_WEB_TOKEN": None})
+    open_to_all = runner.invoke(app, ["web", "--host", "0.0.0.0", "--url", redis_url])
+    assert open_to_all.exit_code == 2
     assert error_lines(open_to_all.stderr) == [
         "streamq: error: listening on 0.0.0.0 needs a token that every request must carry: "
         "give --token or set STREAMQ_WEB_TOKEN"
     ]
-    short = run_web("--token", "short", "--url", redis_url)
-    assert short.returncode == 2
-    assert "at least 16 characters" in short.stderr
-    assert "short" not in short.stderr.replace("--token", "")
+    short = runner.invoke(app, ["web", "--token", "short-secret", "--url", redis_url])
+    assert short.exit_code == 2
+    (line,) = error_lines(short.stderr)
+    assert "at least 16 characters" in line
+    assert "short-secret" not in line
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -8,6 +8,7 @@ process and ``streamq consume`` workers on the session's server.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -147,9 +148,17 @@ def test_long_job_in_flight_with_its_consumer(
     page.reload()
     expect(row).not_to_have_class("stuck")
 
+    page.goto(web.base + "/workers")
+    expect(
+        page.locator(f'#workers tr[data-consumer="{name}"] td[data-field="in_flight"]')
+    ).to_have_text("1")
+
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
-    page.reload()  # then the page refreshes itself every 2 s
+    # Its heartbeat record expires after three periods: a consumer without a live worker.
+    expect(page.locator(f'#orphans tr[data-consumer="{name}"]')).to_be_visible(timeout=15_000)
+    expect(page.locator(f'#workers tr[data-consumer="{name}"]')).to_have_count(0)
+    page.goto(web.base + "/pending/sleepy")  # then the page refreshes itself every 2 s
     expect(row).to_have_class("stuck", timeout=15_000)
     expect(row.locator(".badge")).to_have_text("idle > claim_after")
 
@@ -169,6 +178,7 @@ def test_dead_job_retried_from_the_page_succeeds(
     cell(page, "flaky", "dead").locator("a").click()
     row = page.locator(f'#dead tr[data-job-id="{job_id}"]')
     expect(row.locator('td[data-field="error"]')).to_have_text("FlakyError: flaky is told to fail")
+    expect(row.locator('td[data-field="enqueued"]')).to_have_text(re.compile(r"^\d{4}-.* UTC$"))
     row.locator("button.retry").click()
     expect(page.locator("#flash")).to_have_text("Retried 1 job(s).")
     expect(page.locator("#dead tr.empty")).to_be_visible()
