@@ -30,6 +30,16 @@ def worker_json(w: dict[str, str], now: float) -> dict[str, Any]:
     }
 
 
+def workers_doc(
+    live: list[dict[str, str]], removed: list[tuple[str, str]], now: float
+) -> dict[str, Any]:
+    """The ``workers --json`` document: live workers' records and the consumers pruned."""
+    return {
+        "workers": [worker_json(w, now) for w in live],
+        "pruned": [{"type": t, "consumer": c} for t, c in removed],
+    }
+
+
 @app.command()
 def workers(
     prune: Annotated[
@@ -52,10 +62,10 @@ def workers(
             return await q.workers(), removed
 
     live, removed = run(main())
-    now = time.time()
-    rows = [worker_json(w, now) for w in live]
+    doc = workers_doc(live, removed, time.time())
+    rows = doc["workers"]
     if as_json:
-        emit_json({"workers": rows, "pruned": [{"type": t, "consumer": c} for t, c in removed]})
+        emit_json(doc)
         return
     typer.echo(f"{len(rows)} live worker(s)")
     if rows:

@@ -1,0 +1,11 @@
+"""``streamq web``: the live dashboard and its JSON API (docs/web.md).
+
+Optional: it needs the ``web`` extra (``pip install 'streamq[web]'``: starlette and uvicorn).
+Nothing here is imported by the engine or the other commands.
+
+- ``_guard``: the safety rules, in plain ASGI: token, Host check, session and CSRF, headers.
+- ``_pages``: the HTML, every value from a job escaped.
+- ``_history``: the samples behind the live charts.
+- ``app``: the Starlette application (the only module that imports starlette).
+- ``serve``: running it (the only module that imports uvicorn).
+"""

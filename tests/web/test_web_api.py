@@ -1,0 +1,310 @@
+"""``streamq web`` over HTTP: the JSON API against the CLI's --json, the actions and the guards.
+
+Real processes throughout: a ``streamq web`` subprocess, ``streamq consume`` workers and the
+CLI itself, on the session's server, with real jobs in each state.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cli_helpers import error_lines
+from typer.testing import CliRunner
+from web_helpers import Web, consumer_of
+from worker_procs import Workers, wait_until
+
+from streamq import Job, SyncQueue
+from streamq._cli import app
+from streamq._web._history import History
+
+FAST = ("--claim-after", "2s", "--heartbeat", "300ms", "--retry-base", "50ms")
+TOKEN = "a-token-of-24-characters"
+
+
+def row(rows: list[dict[str, Any]], type: str) -> dict[str, Any]:
+    """The stats row of ``type``."""
+    (found,) = [r for r in rows if r["type"] == type]
+    return found
+
+
+def stats_of(queue: SyncQueue, type: str) -> Any:
+    """The type's stats through the API (cheap to poll)."""
+    (s,) = queue.stats([type])
+    return s
+
+
+def cli_json(redis_url: str, prefix: str, *args: str) -> Any:
+    """What ``streamq ARGS --json`` prints, parsed (the app run in this process: quicker)."""
+    result = CliRunner().invoke(app, [*args, "--json", "--url", redis_url, "--prefix", prefix])
+    assert result.exit_code == 0, f"streamq {' '.join(args)}: {result.output}"
+    return json.loads(result.stdout)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the forms on a page."""
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def test_api_serves_what_the_cli_prints(
+    workers: Workers,
+    queue: SyncQueue,
+    start_web: Callable[..., Web],
+    redis_url: str,
+    prefix: str,
+) -> None:
+    """With jobs processed, running, waiting and dead, each endpoint answers the --json of
+    its CLI command (the same objects), and the pages show the same jobs."""
+    workers.redis.set(f"{prefix}:flaky:fail", 1)
+    sleeper = workers.start("-c", "1", *FAST, types=("sleepy",))
+    failer = workers.start("--max-deliveries", "2", *FAST, types=("flaky",))
+    quick = queue.enqueue_many([Job(type="sleepy", args={"sleep": 0}) for _ in range(3)])
+    wait_until(lambda: len(workers.counts("done")) == 3, 30, "3 quick jobs done")
+    long_id = queue.enqueue(Job(type="sleepy", args={"sleep": 60}))
+    wait_until(lambda: long_id in workers.counts("started"), 20, "the long job started")
+    waiting = queue.enqueue_many([Job(type="sleepy", args={"sleep": 0}) for _ in range(2)])
+    dead = queue.enqueue_many([Job(type="flaky", args={}) for _ in range(2)])
+    wait_until(lambda: stats_of(queue, "flaky").dead == 2, 30, "2 flaky jobs dead")
+    sleeper_name, failer_name = consumer_of(workers, sleeper), consumer_of(workers, failer)
+
+    web = start_web()
+
+    def cli(*args: str) -> Any:
+        return cli_json(redis_url, prefix, *args)
+
+    with web.client() as http:
+        stats = http.get("/api/stats").json()
+        sleepy, flaky = row(stats, "sleepy"), row(stats, "flaky")
+        assert (sleepy["waiting"], sleepy["in_flight"], sleepy["processed"]) == (2, 1, 3)
+        assert sleepy["consumers"][sleeper_name]["in_flight"] == 1
+        assert (flaky["dead"], flaky["failed"], flaky["retried"], flaky["processed"]) == (
+            2,
+            4,
+            2,
+            0,
+        )
+        assert flaky["dead_lettered"] == 2
+        for got, printed in zip(stats, cli("stats"), strict=True):
+            # The same object; only the clocks moved between the two reads.
+            oldest = got.pop("oldest_in_flight_s"), printed.pop("oldest_in_flight_s")
+            assert (oldest[0] is None) == (oldest[1] is None)
+            assert list(got.pop("consumers")) == list(printed.pop("consumers"))
+            assert list(got) == list(printed)
+            assert got == printed
+        assert http.get("/api/stats", params={"type": "flaky"}).json()[0]["dead"] == 2
+
+        pending = http.get("/api/pending/sleepy").json()
+        assert [(p["job_id"], p["consumer"], p["deliveries"]) for p in pending] == [
+            (long_id, sleeper_name, 1)
+        ]
+        (printed_pending,) = cli("pending", "sleepy")
+        assert list(pending[0]) == list(printed_pending)
+        assert {**pending[0], "idle_s": 0} == {**printed_pending, "idle_s": 0}
+
+        dead_rows = http.get("/api/dead/flaky").json()
+        assert dead_rows == cli("dead", "list", "flaky")
+        assert sorted(d["job_id"] for d in dead_rows) == sorted(dead)
+        assert all(d["deliveries"] == 2 and "FlakyError" in d["error"] for d in dead_rows)
+        one = http.get(f"/api/dead/flaky/{dead[0]}").json()
+        assert one == cli("dead", "show", "flaky", dead[0])
+
+        live = http.get("/api/workers").json()
+        printed_workers = cli("workers")
+        assert list(live) == list(printed_workers) == ["workers", "pruned"]
+        assert live["pruned"] == []
+        stable = ("consumer", "host", "pid", "types", "concurrency")
+        assert sorted([w[k] for k in stable] for w in live["workers"]) == sorted(
+            [w[k] for k in stable] for w in printed_workers["workers"]
+        )
+        assert {w["consumer"] for w in live["workers"]} == {sleeper_name, failer_name}
+        assert all(list(w) == list(printed_workers["workers"][0]) for w in live["workers"])
+
+        assert {"sleepy", "flaky"} <= set(http.get("/api/history").json()["types"])
+        bad = http.get("/api/pending/bad{type")
+        assert bad.status_code == 400
+        assert "invalid job type name" in bad.json()["error"]
+        assert http.get("/api/dead/flaky/no-such-job").status_code == 404
+
+        # The pages show the same jobs.
+        assert 'data-type="sleepy"' in http.get("/").text
+        in_flight = http.get("/pending/sleepy").text
+        assert long_id in in_flight
+        assert sleeper_name in in_flight
+        page = http.get("/dead/flaky").text
+        assert all(job_id in page for job_id in dead)
+        assert "FlakyError: flaky is told to fail" in page
+        who = http.get("/workers").text
+        assert sleeper_name in who
+        assert failer_name in who
+    assert set(waiting).isdisjoint(workers.counts("started"))
+    assert set(quick) <= set(workers.counts("done"))
+
+
+def test_actions_need_csrf_and_purge_needs_confirmation(
+    workers: Workers, queue: SyncQueue, start_web: Callable[..., Web], prefix: str
+) -> None:
+    """POSTs without the session's CSRF token, or from another origin, change nothing; retry
+    one and retry all with it re-drive the jobs, which then succeed; a purge deletes only once
+    confirmed."""
+    workers.redis.set(f"{prefix}:flaky:fail", 1)
+    workers.start("--max-deliveries", "1", *FAST, types=("flaky",))
+    ids = queue.enqueue_many([Job(type="flaky", args={}) for _ in range(3)])  # dead at once
+    wait_until(lambda: stats_of(queue, "flaky").dead == 3, 30, "3 flaky jobs dead")
+    web = start_web()
+    with web.client() as http:
+        assert http.post("/dead/flaky/retry-all").status_code == 403
+        page = http.get("/dead/flaky")
+        token = csrf_of(page.text)
+        assert http.post("/dead/flaky/retry-all", data={"csrf": "0" * 64}).status_code == 403
+        evil = http.post(
+            "/dead/flaky/retry-all", data={"csrf": token}, headers={"Origin": "http://evil.test"}
+        )
+        assert evil.status_code == 403
+        assert http.get("/dead/flaky/retry-all").status_code == 405
+        assert stats_of(queue, "flaky").dead == 3
+
+        workers.redis.delete(f"{prefix}:flaky:fail")
+        done = http.post("/dead/flaky/retry", data={"csrf": token, "job_id": ids[0]})
+        assert done.status_code == 303
+        assert done.headers["location"] == "/dead/flaky?retried=1"
+        assert "Retried 1 job(s)." in http.get(done.headers["location"]).text
+        wait_until(
+            lambda: workers.redis.hget(f"{prefix}:flaky:done", ids[0]), 20, "the retried job ran"
+        )
+        assert stats_of(queue, "flaky").dead == 2
+        again = http.post("/dead/flaky/retry-all", data={"csrf": token})
+        assert again.headers["location"] == "/dead/flaky?retried=2"
+        done_key = f"{prefix}:flaky:done"
+        wait_until(lambda: workers.redis.hlen(done_key) == 3, 20, "the other two ran")
+        assert stats_of(queue, "flaky").dead == 0
+
+        workers.redis.set(f"{prefix}:flaky:fail", 1)
+        queue.enqueue_many([Job(type="flaky", args={}) for _ in range(2)])
+        wait_until(lambda: stats_of(queue, "flaky").dead == 2, 30, "2 more flaky jobs dead")
+        assert http.post("/dead/flaky/purge", data={"csrf": token}).status_code == 400
+        assert stats_of(queue, "flaky").dead == 2
+        assert "Delete 2 dead job(s)" in http.get("/dead/flaky/purge").text
+        purged = http.post("/dead/flaky/purge", data={"csrf": token, "confirm": "yes"})
+        assert purged.headers["location"] == "/dead/flaky?purged=2"
+    assert stats_of(queue, "flaky").dead == 0
+
+
+def test_token_is_required_on_every_request(start_web: Callable[..., Web]) -> None:
+    """With a token, a request without it is refused (401); the header or the cookie a first
+    ?token= visit sets let it in, and the cookie is not the token itself."""
+    web = start_web(token=TOKEN)
+    with web.client() as http:
+        refused = http.get("/api/stats")
+        assert refused.status_code == 401
+        assert "token" in refused.json()["error"]
+        assert http.get("/").status_code == 401
+        assert http.get("/", params={"token": "x" * 24}).status_code == 401
+        assert http.get("/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}).is_success
+        first = http.get("/workers", params={"token": TOKEN})
+        assert first.status_code == 303
+        assert first.headers["location"] == "/workers"
+        assert TOKEN not in first.headers["set-cookie"]
+        assert http.get("/workers").is_success  # the cookie now carries it
+        assert http.get("/api/stats").is_success
+
+
+def test_loopback_only_without_a_token(start_web: Callable[..., Web]) -> None:
+    """Without a token the dashboard answers loopback names only (no DNS rebinding), and every
+    response forbids framing and foreign scripts."""
+    web = start_web()
+    port = web.base.rsplit(":", 1)[1]
+    with web.client() as http:
+        assert http.get("/api/stats", headers={"Host": "evil.test"}).status_code == 400
+        ok = http.get("/", headers={"Host": f"localhost:{port}"})
+        assert ok.is_success
+        assert "script-src 'self'" in ok.headers["content-security-policy"]
+        assert ok.headers["x-frame-options"] == "DENY"
+
+
+def run_web(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``streamq web ARGS`` that is expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamq", "web", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+
+
+def test_refuses_to_start_with_one_line(redis_url: str) -> None:
+    """Another address without a token, a short token, a port in use: one line, non-zero exit."""
+    runner = CliRunner(env={"STREAMQ_WEB_TOKEN": None})
+    open_to_all = runner.invoke(app, ["web", "--host", "0.0.0.0", "--url", redis_url])
+    assert open_to_all.exit_code == 2
+    assert error_lines(open_to_all.stderr) == [
+        "streamq: error: listening on 0.0.0.0 needs a token that every request must carry: "
+        "give --token or set STREAMQ_WEB_TOKEN"
+    ]
+    short = runner.invoke(app, ["web", "--token", "short-secret", "--url", redis_url])
+    assert short.exit_code == 2
+    (line,) = error_lines(short.stderr)
+    assert "at least 16 characters" in line
+    assert "short-secret" not in line
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = run_web("--port", str(busy.getsockname()[1]), "--url", redis_url)
+    assert taken.returncode == 1
+    (line,) = error_lines(taken.stderr)
+    assert line.startswith("streamq: error: cannot listen on 127.0.0.1:")
+
+
+def test_missing_extra_names_it(redis_url: str) -> None:
+    """Without starlette the command says in one line which extra to install (exit 1)."""
+    code = (
+        "import sys; sys.modules['starlette'] = None; "
+        "sys.argv = ['streamq', 'web', '--url', sys.argv[1]]; "
+        "from streamq._cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, redis_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == [
+        "streamq: error: streamq web needs the web extra (starlette is missing): "
+        "pip install 'streamq[web]'"
+    ]
+
+
+def test_history_rates_per_second() -> None:
+    """The charts' rates are counter differences over time; a counter reset is no negative rate."""
+    h = History(window_s=60, interval_s=1)
+    base = {"type": "t", "failed": 0, "waiting": 5, "in_flight": 1}
+    h.add(100.0, [{**base, "processed": 10}])
+    h.add(102.0, [{**base, "processed": 30, "failed": 4}])
+    h.add(103.0, [{**base, "processed": 0}])
+    series = h.series()["types"]["t"]
+    assert series["processed_per_s"] == [10.0, 0.0]
+    assert series["failed_per_s"] == [2.0, 0.0]
+    assert series["waiting"] == [5, 5]
+    h.add(200.0, [{**base, "type": "u", "processed": 0}])
+    assert list(h.series()["types"]) == ["u"]
+
+
+@pytest.mark.parametrize("path", ["/pending/a%20b", "/dead/a%7Bb"])
+def test_bad_type_names_are_a_400_page(start_web: Callable[..., Web], path: str) -> None:
+    """A type name that cannot be a stream's gets an error page, not a traceback."""
+    web = start_web()
+    with web.client() as http:
+        page = http.get(path)
+    assert page.status_code == 400
+    assert "invalid job type name" in page.text
