@@ -367,6 +367,11 @@ class RedisBackend:
             return BackendError(f"cannot reach Redis at {where}: {exc}")
         if isinstance(exc, rexc.ClusterError | rexc.RedisClusterException):
             return BackendError(f"the Redis cluster at {where} is not ready: {exc}")
+        if self.cluster and isinstance(exc, rexc.AskError):  # MovedError included
+            return BackendError(
+                f"the Redis cluster at {where} is moving slot {exc.slot_id} to "
+                f"{exc.host}:{exc.port}: try again"
+            )
         if not self.cluster and isinstance(exc, rexc.MovedError | rexc.AskError):
             return BackendError(
                 f"Redis at {where} answered MOVED {exc}: the server is part of a cluster ("
@@ -657,13 +662,15 @@ class RedisBackend:
         *,
         wait: int = 0,
         whole: bool = False,
+        again: bool = True,
     ) -> list[Any]:
         """Send each command to the server (on a cluster: the node owning its key's slot) and
         return the replies in order; an error reply, or the error of a node that could not be
         reached, comes back in its place. One exchange per node, all nodes at once.
 
         A script the server lost (NOSCRIPT) is loaded and its command sent again; on a cluster,
-        commands answered MOVED/ASK (nothing ran) go again to the new owner, once. With
+        commands answered MOVED/ASK (nothing ran) go again to the new owner, once (not at all
+        with ``again=False``). With
         ``wait``, a WAIT for that many replicas follows each node's commands. Without
         ``whole``, an error reaching a node raises.
         """
@@ -680,7 +687,7 @@ class RedisBackend:
                 return [exc] * len(work)
             if wait:
                 self._waited(replies)
-            return await self._again(purpose, work, replies, wait)
+            return await self._again(purpose, work, replies, wait) if again else replies
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
             for i, (key, _) in enumerate(work):
@@ -712,7 +719,7 @@ class RedisBackend:
                 answer = [answer] * len(idx)
             for i, reply in zip(idx, answer, strict=True):
                 replies[i] = reply
-        return await self._again(purpose, work, replies, wait)
+        return await self._again(purpose, work, replies, wait) if again else replies
 
     async def _again(
         self,
@@ -734,8 +741,10 @@ class RedisBackend:
                     await self._r.script_load(script.script)
             except _ERRORS as exc:
                 raise self._wrap(exc) from exc
-        again = await self._fan(purpose, [work[i] for i in redo], wait=wait, whole=True)
-        for i, reply in zip(redo, again, strict=True):
+        second = await self._fan(
+            purpose, [work[i] for i in redo], wait=wait, whole=True, again=False
+        )
+        for i, reply in zip(redo, second, strict=True):
             replies[i] = reply
         return replies
 
