@@ -662,15 +662,15 @@ class RedisBackend:
         *,
         wait: int = 0,
         whole: bool = False,
-        again: bool = True,
+        again: int = 2,
     ) -> list[Any]:
         """Send each command to the server (on a cluster: the node owning its key's slot) and
         return the replies in order; an error reply, or the error of a node that could not be
         reached, comes back in its place. One exchange per node, all nodes at once.
 
         A script the server lost (NOSCRIPT) is loaded and its command sent again; on a cluster,
-        commands answered MOVED/ASK (nothing ran) go again to the new owner, once (not at all
-        with ``again=False``). With
+        commands answered MOVED/ASK (nothing ran) go again to the new owner. At most ``again``
+        times: after a failover the new owner may answer NOSCRIPT in turn. With
         ``wait``, a WAIT for that many replicas follows each node's commands. Without
         ``whole``, an error reaching a node raises.
         """
@@ -687,7 +687,7 @@ class RedisBackend:
                 return [exc] * len(work)
             if wait:
                 self._waited(replies)
-            return await self._again(purpose, work, replies, wait) if again else replies
+            return await self._again(purpose, work, replies, wait, again) if again else replies
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
             for i, (key, _) in enumerate(work):
@@ -719,7 +719,7 @@ class RedisBackend:
                 answer = [answer] * len(idx)
             for i, reply in zip(idx, answer, strict=True):
                 replies[i] = reply
-        return await self._again(purpose, work, replies, wait) if again else replies
+        return await self._again(purpose, work, replies, wait, again) if again else replies
 
     async def _again(
         self,
@@ -727,8 +727,9 @@ class RedisBackend:
         work: Sequence[tuple[str, tuple[Any, ...]]],
         replies: list[Any],
         wait: int,
+        again: int,
     ) -> list[Any]:
-        """Send again, once, the commands answered NOSCRIPT or MOVED (see :meth:`_fan`)."""
+        """Send again the commands answered NOSCRIPT or MOVED (see :meth:`_fan`)."""
         redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError) or _moved(r)]
         if not redo:
             return replies
@@ -742,7 +743,7 @@ class RedisBackend:
             except _ERRORS as exc:
                 raise self._wrap(exc) from exc
         second = await self._fan(
-            purpose, [work[i] for i in redo], wait=wait, whole=True, again=False
+            purpose, [work[i] for i in redo], wait=wait, whole=True, again=again - 1
         )
         for i, reply in zip(redo, second, strict=True):
             replies[i] = reply
