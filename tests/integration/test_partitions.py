@@ -418,3 +418,32 @@ async def test_the_server_records_the_count_for_processes_without_the_setting(
         assert await inspector.types() == ["grown"]
     finally:
         await inspector.aclose()
+
+
+async def test_lost_scripts_on_every_node_are_loaded_again(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    """SCRIPT FLUSH on every node (as after restarts): the acks and enqueues that follow load
+    the scripts again and go through, on every partition's node."""
+    backend = RedisBackend(redis_cluster.url, prefix=prefix, partitions={"t": 3})
+
+    def flush() -> None:
+        for host, port in redis_cluster.nodes:
+            with redis.Redis(host=host, port=port) as node:
+                node.script_flush()
+
+    try:
+        await backend.ensure_groups(["t"])
+        await backend.enqueue_many([("t", {b"n": b"%d" % i}) for i in range(6)])
+        held = await backend.read(["t"], "c", 6, 10)
+        while len(held) < 6:
+            held += await backend.read(["t"], "c", 6 - len(held), 10)
+        flush()
+        answer = await backend.ack_and_read({"t": [d.entry_id for d in held]}, ["t"], "c", 6)
+        assert (answer.lost, answer.failed, answer.deliveries) == ({"t": []}, {}, [])
+        flush()
+        assert len(await backend.enqueue_many([("t", {b"n": b"x"})] * 6)) == 6
+        stats = await backend.stats("t")
+        assert (stats.counters["processed"], stats.counters["enqueued"], stats.length) == (6, 12, 6)
+    finally:
+        await backend.aclose()
