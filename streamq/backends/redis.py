@@ -365,6 +365,8 @@ class RedisBackend:
             return BackendError(f"Redis at {where} refused the credentials: {exc}")
         if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
             return BackendError(f"cannot reach Redis at {where}: {exc}")
+        if isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc):
+            return BackendError(f"cannot reach the Redis cluster at {where}: {exc}")
         if isinstance(exc, rexc.ClusterError | rexc.RedisClusterException):
             return BackendError(f"the Redis cluster at {where} is not ready: {exc}")
         if self.cluster and isinstance(exc, rexc.AskError):  # MovedError included

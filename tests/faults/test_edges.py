@@ -60,6 +60,11 @@ def wrong_password_url(redis_url: str) -> str:
         ("redis//missing-colon", "invalid Redis URL"),
         ("http://127.0.0.1:6379/0", "invalid Redis URL"),
         ("redis://u:pw-unreachable@127.0.0.1:9/0", "cannot reach Redis at redis://u:***@"),
+        (
+            "redis://u:pw-unreachable@127.0.0.1:9/?cluster=true",
+            "cannot reach the Redis cluster at redis://u:***@",
+        ),
+        ("redis://127.0.0.1:9/?cluster=maybe", "invalid cluster='maybe'"),
         ("WRONG_PASSWORD", "refused the credentials"),
     ],
 )
