@@ -282,23 +282,21 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            read_types, per_type = self._share(types, free)
+            read_types, count = self._share(types, free)
             acks = self._take_acks()
             try:
                 if acks:
                     ids = self._ack_ids(acks)
                     async with self._pel_lock:
                         answer = await self._backend.ack_and_read(
-                            ids, read_types, self.consumer, per_type
+                            ids, read_types, self.consumer, count
                         )
                     self._settle(acks, answer.lost, answer.failed)
                     batch = answer.deliveries
                 else:
                     self._read_blocked = True
                     try:
-                        batch = await self._backend.read(
-                            read_types, self.consumer, per_type, block_ms
-                        )
+                        batch = await self._backend.read(read_types, self.consumer, count, block_ms)
                     finally:
                         self._read_blocked = False
             except BackendError as exc:
@@ -318,15 +316,13 @@ class Worker:
                 self.stop()
 
     def _share(self, types: list[str], free: int) -> tuple[list[str], int]:
-        """Which types to read and how many of each, so one read never exceeds ``free``.
-
-        XREADGROUP's COUNT applies to each stream; with more types than free slots, read a
-        rotating subset of them, one entry each.
-        """
+        """Which types to read, and how many entries in all (the backend shares them among the
+        types): every type and ``free``; with more types than free slots, a rotating window of
+        ``free`` types, one entry each."""
         if len(types) <= free:
-            return types, free // len(types)
+            return types, free
         self._rotation = (self._rotation + free) % len(types)
-        return (types[self._rotation :] + types[: self._rotation])[:free], 1
+        return (types[self._rotation :] + types[: self._rotation])[:free], free
 
     async def _all_empty(self) -> bool:
         for t in self._types:

@@ -103,6 +103,16 @@ class DeadLetter:
     failed: bool = False
 
 
+def split_count(count: int, n: int, start: int) -> list[int]:
+    """``count`` shared among ``n`` as evenly as it goes; the remainder goes to the ``count % n``
+    places from ``start`` on (wrapping), so a caller that moves ``start`` shares it in turn."""
+    base, extra = divmod(count, n)
+    out = [base] * n
+    for i in range(extra):
+        out[(start + i) % n] += 1
+    return out
+
+
 class Backend(Protocol):
     """Storage for streams of jobs; implemented by RedisBackend and MemoryBackend."""
 
@@ -118,8 +128,9 @@ class Backend(Protocol):
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """Deliver up to ``count`` new entries *of each type* (like XREADGROUP COUNT over several
-        streams); block up to ``block_ms`` when there are none."""
+        """Deliver up to ``count`` new entries in all, ``count`` shared among the types (see
+        :func:`split_count`; XREADGROUP's own COUNT applies to each stream, so a backend splits it
+        itself); block up to ``block_ms`` when there are none."""
 
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str

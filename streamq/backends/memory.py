@@ -27,6 +27,7 @@ from streamq.backends._base import (
     Fields,
     PendingEntry,
     RawStats,
+    split_count,
 )
 from streamq.exceptions import BackendError
 
@@ -118,6 +119,7 @@ class MemoryBackend:
         self._streams: dict[str, _Stream] = {}
         self._waiters: set[_Waiter] = set()
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
+        self._rotation = 0  # which types get the remainder of the next read's count
 
     def _stream(self, type: str) -> _Stream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
@@ -161,14 +163,19 @@ class MemoryBackend:
         return ids
 
     def _take(self, types: Sequence[str], consumer: str, count: int) -> list[Delivery]:
-        """XREADGROUP ``>``: up to ``count`` never-delivered entries of each type (lock held)."""
+        """XREADGROUP ``>``: up to ``count`` never-delivered entries in all, shared among the
+        types as the Redis backend shares them (lock held)."""
         out: list[Delivery] = []
+        if not types:
+            return out
         now = time.monotonic()
-        for type in types:
+        shares = split_count(count, len(types), self._rotation)
+        self._rotation = (self._rotation + count % len(types)) % len(types)
+        for type, share in zip(types, shares, strict=True):
             stream = self._stream(type)
             stream.consumers[consumer] = now
             taken = 0
-            while stream.undelivered and taken < count:
+            while stream.undelivered and taken < share:
                 entry_id = stream.undelivered.popleft()
                 fields = stream.entries.get(entry_id)
                 if fields is None:  # deleted before anyone read it
@@ -181,7 +188,7 @@ class MemoryBackend:
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """Deliver up to ``count`` new entries of each type; block up to ``block_ms``.
+        """Deliver up to ``count`` new entries in all; block up to ``block_ms``.
 
         ``count`` < 1 and ``block_ms`` < 1 return at once (no "unlimited", no "forever").
         """

@@ -40,6 +40,7 @@ from streamq.backends._base import (
     Fields,
     PendingEntry,
     RawStats,
+    split_count,
 )
 from streamq.backends._partitions import Partitions
 from streamq.exceptions import BackendError, ConfigError
@@ -132,13 +133,16 @@ def _moved(reply: Any) -> bool:
 
 
 class _Line:
-    """A connection held for one hot path, and whether a call is using it."""
+    """A connection held for one hot path, whether a call is using it, and on a cluster the
+    node object it came from (kept, so the client never drops a node whose connection we hold).
+    """
 
-    __slots__ = ("busy", "conn")
+    __slots__ = ("busy", "conn", "node")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.busy = False
+        self.node: Any = None
 
 
 @dataclass(eq=False, slots=True)
@@ -514,38 +518,37 @@ class RedisBackend:
         self, types: Sequence[str], count: int
     ) -> tuple[list[tuple[list[_Stream], int]], bool]:
         """What to read: groups of streams with the COUNT for each stream of the group, never
-        more than ``count`` per type in all; and whether some partition was left out.
+        more than ``count`` in all; and whether some partition was left out.
 
-        A partitioned type's ``count`` is shared among its partitions, the remainder going to a
-        few of them in turn. With fewer than one per partition, a window of ``count`` partitions
-        gets one each, and the window moves on at each read. One XREADGROUP reads one group (on
-        a cluster, the groups are also per slot).
+        ``count`` is shared among the types, and a partitioned type's share among its
+        partitions, the remainders going to a few of them in turn (:func:`split_count`). With
+        fewer than one per partition, a window of partitions gets one each, and the window moves
+        on at each read. One XREADGROUP reads one group (on a cluster, the groups are also per
+        slot).
         """
-        shares: dict[tuple[int, int], list[_Stream]] = {}
+        groups: dict[tuple[int, int], list[_Stream]] = {}
         partial = False
-        for t in types:
+        for t, share in zip(types, self._split(count, types, ""), strict=True):
             streams = self.streams(t)
-            n = len(streams)
-            if n == 1:
-                key = (streams[0].slot if self.cluster else 0, count)
-                shares.setdefault(key, []).append(streams[0])
-                continue
-            base, extra = divmod(count, n)
-            partial = partial or base == 0
-            at = self._rotation.get(t, 0)
-            if extra:
-                self._rotation[t] = (at + extra) % n
-            for i in range(n):
-                share = base + (1 if i < extra else 0)
-                if share:
-                    s = streams[(at + i) % n]
-                    shares.setdefault((s.slot if self.cluster else 0, share), []).append(s)
-        return [(group, share) for (_, share), group in shares.items()], partial
+            partial = partial or share < len(streams)
+            for s, n in zip(streams, self._split(share, streams, t), strict=True):
+                if n:
+                    groups.setdefault((s.slot if self.cluster else 0, n), []).append(s)
+        return [(group, n) for (_, n), group in groups.items()], partial
+
+    def _split(self, count: int, among: Sequence[Any], key: str) -> list[int]:
+        """:func:`split_count` over ``among``, the remainder moving on at each call for ``key``
+        (``""``: the types of a read; a type: its partitions)."""
+        if len(among) == 1:
+            return [count]
+        at = self._rotation.get(key, 0)
+        self._rotation[key] = (at + count % len(among)) % len(among)
+        return split_count(count, len(among), at)
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries."""
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all."""
         # A BLOCK as long as the socket timeout would make every idle read look like a dead
         # server; half of it leaves room for the round trip.
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
@@ -777,9 +780,17 @@ class RedisBackend:
         try:
             if dedicated:
                 line.busy = True
+                if line.conn is not None and line.node is not node:
+                    # The cluster client learned the slots again and has a new object for this
+                    # node: hand the old connection back to the old one, which closes it.
+                    line.node.release(line.conn)
+                    line.conn = None
                 if line.conn is None:
                     line.conn = await self._new_connection(node)
+                    line.node = node
                 conn = line.conn
+                if node is not None and conn.should_reconnect():
+                    await conn.disconnect()  # marked by the cluster client at a topology change
                 if conn.is_connected and await conn.can_read():
                     # Data or EOF on a connection that sat idle between calls: the server closed
                     # it (a restart, a client kill, an idle timeout). Start afresh, not fail.
@@ -858,9 +869,12 @@ class RedisBackend:
             raise self._wrap(exc) from exc
         boxes = [_Blocked() for _ in plan]
 
+        # One line per blocking read of a slot (two groups of one slot block side by side).
+        nth = [sum(g[0].slot == plan[i][0][0].slot for g, _ in plan[:i]) for i in range(len(plan))]
+
         async def one(i: int) -> Any:
             group, per = plan[i]
-            line = self._line(f"block:{group[0].slot}:{per}", nodes[i])
+            line = self._line(f"block:{group[0].slot}:{nth[i]}", nodes[i])
             command = self._xreadgroup(group, consumer, per, block_ms)
             conn, dedicated = await self._acquire(line, nodes[i])
             try:

@@ -45,16 +45,21 @@ async def test_read_delivers_up_to_count_and_only_new_entries() -> None:
     assert (await backend.stats(T)).pending == 3
 
 
-async def test_read_count_applies_to_each_type() -> None:
-    """Like XREADGROUP COUNT over several streams: up to ``count`` from each type, in order."""
+async def test_read_count_is_shared_among_the_types() -> None:
+    """``count`` is for all types together, shared evenly; the remainder goes to the types in
+    turn, so over reads each type gets its share."""
     backend = MemoryBackend()
-    await backend.enqueue("other", job(1))
-    await backend.enqueue("other", job(3))
-    await backend.enqueue(T, job(2))
-    got = await backend.read([T, "other"], "a", 1, 0)
-    assert [(d.type, d.fields) for d in got] == [(T, job(2)), ("other", job(1))]
-    got = await backend.read([T, "other"], "a", 5, 0)
-    assert [(d.type, d.fields) for d in got] == [("other", job(3))]
+    for n in range(6):
+        await backend.enqueue("other", job(n))
+        await backend.enqueue(T, job(10 + n))
+    got = await backend.read([T, "other"], "a", 2, 0)
+    assert [(d.type, d.fields) for d in got] == [(T, job(10)), ("other", job(0))]
+    first = await backend.read([T, "other"], "a", 3, 0)  # T gets the extra one
+    second = await backend.read([T, "other"], "a", 3, 0)  # then "other" does
+    assert [d.type for d in first] == [T, T, "other"]
+    assert [d.type for d in second] == [T, "other", "other"]
+    rest = await backend.read([T, "other"], "a", 100, 0)
+    assert [d.fields for d in rest] == [job(14), job(15), job(4), job(5)]
 
 
 async def test_second_consumer_does_not_get_delivered_entries() -> None:
