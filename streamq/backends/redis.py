@@ -554,6 +554,8 @@ class RedisBackend:
         block_ms = max(1, min(block_ms, int(self.socket_timeout * 500)))
         await self._fresh(types)
         plan, partial = self._read_plan(types, count)
+        if not plan:  # nothing asked for
+            return []
         if partial:
             # Partitions outside this read's window are not watched: look again soon.
             block_ms = min(block_ms, _PARTIAL_BLOCK_MS)
