@@ -644,10 +644,10 @@ class RedisBackend:
             by_key = {s.jobs.encode(): s for s in streams}
             for key, entries in reply.items() if isinstance(reply, dict) else reply:
                 s = by_key[key]
-                t, part = s.type, s.part
                 for entry_id, flat in entries:
-                    ref = entry_id.decode() if part is None else f"{entry_id.decode()}@{part}"
-                    out.append(Delivery(t, ref, _pairs(flat) if flat else {}, 1))
+                    out.append(
+                        Delivery(s.type, s.ref(entry_id.decode()), _pairs(flat) if flat else {}, 1)
+                    )
         if errors and not out:
             # What other nodes delivered is ours now: return it; the failing node's error
             # comes back on the next read.
