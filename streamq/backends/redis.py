@@ -114,6 +114,31 @@ def _pack(commands: Sequence[Sequence[Any]]) -> bytes:
     return b"".join(out)
 
 
+async def _write(conn: Any, data: bytes) -> None:
+    """Send ``data`` on ``conn`` now, before this coroutine yields.
+
+    redis-py's ``send_packed_command`` wraps the write in ``asyncio.wait_for`` when the
+    connection has a socket timeout, and on Python 3.11 that runs the write in a new task: it
+    goes out only after every task already scheduled has run. The worker wakes its lanes just
+    before it sends its next read, so the read would leave only once the lanes had run their
+    whole batch, and the server would idle while they ran. Here the bytes go to the transport at
+    once (the transport sends what it can straight away); only waiting for a full send buffer to
+    drain is bounded by the socket timeout.
+    """
+    if not conn.is_connected:
+        await conn.connect()
+    writer = conn._writer
+    try:
+        writer.write(data)
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(conn.socket_timeout):
+                await writer.drain()
+    except TimeoutError:
+        raise rexc.TimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        raise rexc.ConnectionError(f"Error while writing to socket: {exc}") from exc
+
+
 def _as_is(response: Any, **options: Any) -> Any:
     return response
 
@@ -826,7 +851,7 @@ class RedisBackend:
         conn: Any, commands: list[tuple[Any, ...]], first: _Blocked | None = None
     ) -> list[Any]:
         try:
-            await conn.send_packed_command(_pack(commands))
+            await _write(conn, _pack(commands))
             replies: list[Any] = []
             for _ in commands:
                 try:
@@ -962,12 +987,20 @@ class RedisBackend:
         return Claimed(_s(nxt), deliveries, [s.ref(_s(d)) for d in deleted])
 
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Ack + delete owned entries in one script call; returns the ids owned by others."""
+        """Ack + delete owned entries, one script call per stream (all in one exchange per
+        node); returns the ids owned by others."""
+        await self._connect()
+        sha = self._script("ack").sha
+        located = [(s, ids) for s, ids in self._locate(type, entry_ids).items() if ids]
+        work = [
+            (s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids))
+            for s, ids in located
+        ]
         lost: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
-            if ids:
-                gone = await self._call("ack", [s.jobs, s.stats], [self.group, consumer, *ids])
-                lost += (s.ref(_s(x)) for x in gone)
+        for (s, _), gone in zip(located, await self._fan("acker", work), strict=True):
+            if isinstance(gone, BaseException):
+                raise self._wrap(gone)
+            lost += (s.ref(_s(x)) for x in gone)
         return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
