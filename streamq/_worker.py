@@ -57,7 +57,8 @@ class Worker:
         backend: where the jobs are.
         registry: the job types this process knows.
         types: the types to serve (each must be registered).
-        concurrency: jobs run at once; reads ask only for free slots.
+        concurrency: jobs run at once; reads ask only for free slots, at most half of them per
+            read (the next read is on its way while the lanes run this one's jobs).
         claim_after: an entry idle this long is taken over by a recovery pass (its worker died).
         heartbeat: how often leases of running jobs and the worker record are refreshed.
         max_deliveries: deliveries before a failing job goes to the dead stream.
@@ -133,6 +134,9 @@ class Worker:
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._rotation = 0
+        # A read asks for at most half the slots, so that one read is on its way while the
+        # lanes run what the other brought: the server works while this process does.
+        self._read_max = max(1, concurrency // 2)
         self._sampled: dict[str, tuple[int, int]] = {}
         self._runner = Runner(
             registry,
@@ -275,9 +279,12 @@ class Worker:
         types = list(self._types)
         block_ms = max(1, int(self.block * 1000))
         failures = 0
+        # After a full read, more entries are likely waiting: the next read does not block, so
+        # that finished jobs wait for it (their ack goes with it) instead of a call of their own.
+        more = False
         while not self._stopping.is_set():
             # Finished jobs free their slots with the ack that goes out with this read.
-            free = self.concurrency - len(self._running) + self._n_to_ack
+            free = min(self.concurrency - len(self._running) + self._n_to_ack, self._read_max)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -285,7 +292,7 @@ class Worker:
             read_types, count = self._share(types, free)
             acks = self._take_acks()
             try:
-                if acks:
+                if acks or more:
                     ids = self._ack_ids(acks)
                     async with self._pel_lock:
                         answer = await self._backend.ack_and_read(
@@ -311,6 +318,7 @@ class Worker:
                     self._read_blocked = False
                 continue
             failures = 0
+            more = len(batch) >= count
             self._start(batch)
             if not batch and stop_when_empty and not self._running and await self._all_empty():
                 self.stop()
