@@ -128,6 +128,9 @@ async def _write(conn: Any, data: bytes) -> None:
     if not conn.is_connected:
         await conn.connect()
     writer = conn._writer
+    if writer.transport.is_closing():
+        # asyncio would drop the bytes silently; the reply would never come.
+        raise rexc.ConnectionError("Connection closed while sending")
     try:
         writer.write(data)
         if writer.transport.get_write_buffer_size():

@@ -4,12 +4,17 @@ connection."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
-from streamq import Job, RedisBackend
+from streamq import Job, Queue, RedisBackend, Registry, Worker
 from streamq._codec import encode
 from streamq.exceptions import BackendError
 
@@ -97,3 +102,100 @@ async def test_a_server_that_is_gone_gives_a_clear_error(redis_url: str, prefix:
             await backend.enqueue("t", fields(0))
     finally:
         await backend.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _NoArgs:
+    pass
+
+
+class _Resume:
+    """Await the rest of a coroutine that was stepped once by hand (it yielded ``first``)."""
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        yielded = self._first
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:
+                try:
+                    yielded = self._coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = self._coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def test_a_read_is_on_the_wire_before_the_call_first_yields(
+    backend: RedisBackend, redis_url: str
+) -> None:
+    """The worker wakes its lanes and then sends its next read: the read must reach the server
+    before the lanes run (they may run a whole batch without yielding), or the server idles
+    while the worker works. (redis-py's own send, on Python 3.11, went out in a task of its own
+    on a later turn of the event loop.)"""
+    await backend.read(["t"], "c", 1, 1)  # the held connection exists now
+    await backend.enqueue("t", fields(0))
+    read = backend.ack_and_read({}, ["t"], "c", 5)
+    first = read.send(None)  # runs up to the first suspension, with no event loop turn
+
+    # A blocking client: the event loop does not run while it waits.
+    sync = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 5
+        while sync.xpending(backend.jobs_key("t"), backend.group)["pending"] == 0:
+            assert time.monotonic() < deadline, "the read was not sent before the call yielded"
+            time.sleep(0.005)
+    finally:
+        sync.close()
+    answer = await _Resume(read, first)
+    assert [d.fields[b"id"] for d in answer.deliveries] == [b"job-0"]
+
+
+async def test_the_worker_has_a_read_in_flight_while_its_lanes_run(
+    redis_url: str, prefix: str
+) -> None:
+    """At most half the slots per read: while the lanes run the jobs one read brought, the next
+    read is already out, so jobs that never suspend run while a read is in flight."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    registry = Registry()
+    in_flight = 0
+    seen: list[bool] = []
+    asked: list[int] = []
+
+    async def handler(job: Job[Any]) -> None:
+        seen.append(in_flight > 0)
+
+    registry.register("t", _NoArgs, handler)
+
+    def tracked(call: Any) -> Any:
+        async def wrapper(*args: Any) -> Any:
+            nonlocal in_flight
+            asked.append(args[-1] if call.__name__ == "ack_and_read" else args[-2])
+            in_flight += 1
+            try:
+                return await call(*args)
+            finally:
+                in_flight -= 1
+
+        return wrapper
+
+    try:
+        await Queue(backend, registry=registry).enqueue_many(
+            [Job(type="t", args=_NoArgs()) for _ in range(400)]
+        )
+        backend.read = tracked(backend.read)  # type: ignore[method-assign]
+        backend.ack_and_read = tracked(backend.ack_and_read)  # type: ignore[method-assign]
+        worker = Worker(backend, registry, ["t"], concurrency=16, block=0.05)
+        await asyncio.wait_for(worker.run(stop_when_empty=True), 30)
+    finally:
+        await backend.aclose()
+
+    assert worker.processed == len(seen) == 400
+    assert max(asked) == 8  # half of the 16 slots
+    assert sum(seen) > 300, f"only {sum(seen)} of 400 jobs ran while a read was in flight"
