@@ -150,7 +150,7 @@ async def test_a_read_is_on_the_wire_before_the_call_first_yields(
         deadline = time.monotonic() + 5
         while sync.xpending(backend.jobs_key("t"), backend.group)["pending"] == 0:
             assert time.monotonic() < deadline, "the read was not sent before the call yielded"
-            time.sleep(0.005)
+            time.sleep(0.005)  # noqa: ASYNC251 - on purpose: the event loop must not run
     finally:
         sync.close()
     answer = await _Resume(read, first)
