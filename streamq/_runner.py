@@ -238,10 +238,12 @@ class Runner:
             self._log.debug("streamq.job.started")
         # Without a metrics SDK the instruments are no-ops: skip them and their arguments.
         metered = sdk & _tracing.METRICS
-        metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
-        if metered and envelope.enqueued_at:
-            _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
-        started = time.monotonic()
+        if metered:
+            metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
+            if envelope.enqueued_at:
+                _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
+        # The duration is only for the metrics and the debug line.
+        started = time.monotonic() if metered or self._debug else 0.0
         timeout = job_type.timeout or self._job_timeout
         try:
             if limit is None:
