@@ -45,7 +45,7 @@ MANY = 1000
 MANY_ROUNDS = 30
 #: Jobs drained per timed round of the consume pair, and the concurrencies compared.
 E2E_JOBS = 20_000
-E2E_ROUNDS = 3
+E2E_ROUNDS = 5
 FILL_CHUNK = 1000
 CONCURRENCIES = [32, 256]
 #: The worker's read block. Its default (1 s) is how long the last XREADGROUP waits once the
@@ -249,41 +249,6 @@ async def _prefill(queue: Queue, backend: RedisBackend, raw: aioredis.Redis) -> 
     await backend.ensure_groups(["noop"])
 
 
-@pytest.mark.parametrize("concurrency", CONCURRENCIES)
-def test_consume_streamq_worker(
-    benchmark: BenchmarkFixture,
-    loop: asyncio.AbstractEventLoop,
-    queue: Queue,
-    backend: RedisBackend,
-    raw: aioredis.Redis,
-    concurrency: int,
-) -> None:
-    """One Worker in this process runs 20 000 noop jobs: read, decode, check args, run, ack+del."""
-    benchmark.group = f"consume noop c{concurrency}"
-    workers: list[Worker] = []
-
-    def setup() -> tuple[tuple[Worker], dict[str, object]]:
-        loop.run_until_complete(_prefill(queue, backend, raw))
-        worker = Worker(
-            backend,
-            handlers.registry,
-            ["noop"],
-            concurrency=concurrency,
-            block=WORKER_BLOCK_S,
-        )
-        workers.append(worker)
-        return (worker,), {}
-
-    def drain(worker: Worker) -> None:
-        loop.run_until_complete(worker.run(stop_when_empty=True))
-
-    benchmark.pedantic(drain, setup=setup, rounds=E2E_ROUNDS, iterations=1)
-    rate = _record(benchmark, per_round=E2E_JOBS, unit="jobs", target=TARGET_CONSUME)
-    benchmark.extra_info["jobs_per_s"] = round(rate, 1)
-    assert [w.processed for w in workers] == [E2E_JOBS] * E2E_ROUNDS
-    assert loop.run_until_complete(raw.xlen(backend.jobs_key("noop"))) == 0
-
-
 async def _raw_drain(client: aioredis.Redis, key: str, group: str, count: int) -> int:
     """The least a consumer does per job: read a batch, then ack and delete it in one MULTI."""
     done = 0
@@ -301,27 +266,57 @@ async def _raw_drain(client: aioredis.Redis, key: str, group: str, count: int) -
         done += len(ids)
 
 
-@pytest.mark.parametrize("concurrency", CONCURRENCIES)
-def test_consume_raw_loop(
+#: streamq and its reference side by side at each concurrency, in this order, so that each pair
+#: runs back to back (the shared machine's speed drifts over minutes).
+CONSUME_RUNS = [(c, side) for c in CONCURRENCIES for side in ("streamq_worker", "raw_loop")]
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "side"), CONSUME_RUNS, ids=[f"{side}-{c}" for c, side in CONSUME_RUNS]
+)
+def test_consume(
     benchmark: BenchmarkFixture,
     loop: asyncio.AbstractEventLoop,
     queue: Queue,
     backend: RedisBackend,
     raw: aioredis.Redis,
     concurrency: int,
+    side: str,
 ) -> None:
-    """Baseline: XREADGROUP COUNT c, then XACK + XDEL pipelined, until the stream is empty."""
+    """``streamq_worker``: one Worker in this process runs 20 000 noop jobs (read, decode, check
+    args, run, ack+del). ``raw_loop``, the reference: XREADGROUP COUNT c, then XACK + XDEL
+    pipelined, until the stream is empty."""
     benchmark.group = f"consume noop c{concurrency}"
     key = backend.jobs_key("noop")
     drained: list[int] = []
 
-    def setup() -> None:
+    def setup() -> tuple[tuple[Worker | None], dict[str, object]]:
         loop.run_until_complete(_prefill(queue, backend, raw))
+        if side == "raw_loop":
+            return (None,), {}
+        worker = Worker(
+            backend,
+            handlers.registry,
+            ["noop"],
+            concurrency=concurrency,
+            block=WORKER_BLOCK_S,
+        )
+        return (worker,), {}
 
-    def drain() -> None:
-        drained.append(loop.run_until_complete(_raw_drain(raw, key, backend.group, concurrency)))
+    def drain(worker: Worker | None) -> None:
+        if worker is None:
+            drained.append(
+                loop.run_until_complete(_raw_drain(raw, key, backend.group, concurrency))
+            )
+        else:
+            loop.run_until_complete(worker.run(stop_when_empty=True))
+            drained.append(worker.processed)
 
     benchmark.pedantic(drain, setup=setup, rounds=E2E_ROUNDS, iterations=1)
-    rate = _record(benchmark, per_round=E2E_JOBS, unit="jobs", reference=True)
+    if side == "raw_loop":
+        rate = _record(benchmark, per_round=E2E_JOBS, unit="jobs", reference=True)
+    else:
+        rate = _record(benchmark, per_round=E2E_JOBS, unit="jobs", target=TARGET_CONSUME)
     benchmark.extra_info["jobs_per_s"] = round(rate, 1)
     assert drained == [E2E_JOBS] * E2E_ROUNDS
+    assert loop.run_until_complete(raw.xlen(key)) == 0
