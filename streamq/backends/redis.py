@@ -127,7 +127,10 @@ async def _write(conn: Any, data: bytes) -> None:
     """
     if not conn.is_connected:
         await conn.connect()
-    writer = conn._writer
+    writer = getattr(conn, "_writer", None)
+    if writer is None:  # a redis-py without it: its own send, later on Python 3.11
+        await conn.send_packed_command(data)
+        return
     if writer.transport.is_closing():
         # asyncio would drop the bytes silently; the reply would never come.
         raise rexc.ConnectionError("Connection closed while sending")
