@@ -623,15 +623,12 @@ class RedisBackend:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
         await self._fresh(types)
-        sha = self._script("ack").sha
         owners: list[tuple[str, _Stream]] = []
         work: list[tuple[str, tuple[Any, ...]]] = []
         for t, refs in acks.items():
             for s, ids in self._locate(t, refs).items():
                 owners.append((t, s))
-                work.append(
-                    (s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids))
-                )
+                work.append(self._ack_work(s, consumer, ids))
         plan, _ = self._read_plan(types, count)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._fan("reader", work, whole=True)
@@ -645,6 +642,13 @@ class RedisBackend:
             else:
                 lost.setdefault(t, []).extend(s.ref(_s(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
+
+    def _ack_work(
+        self, s: _Stream, consumer: str, ids: Sequence[str]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The ``ack.lua`` call for ids of one stream, as an item of :meth:`_fan`'s work."""
+        sha = self._script("ack").sha
+        return s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids)
 
     def _xreadgroup(
         self, streams: Sequence[_Stream], consumer: str, count: int, block_ms: int
@@ -995,13 +999,8 @@ class RedisBackend:
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries, one script call per stream (all in one exchange per
         node); returns the ids owned by others."""
-        await self._connect()
-        sha = self._script("ack").sha
         located = [(s, ids) for s, ids in self._locate(type, entry_ids).items() if ids]
-        work = [
-            (s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids))
-            for s, ids in located
-        ]
+        work = [self._ack_work(s, consumer, ids) for s, ids in located]
         lost: list[str] = []
         for (s, _), gone in zip(located, await self._fan("acker", work), strict=True):
             if isinstance(gone, BaseException):
