@@ -679,10 +679,10 @@ class RedisBackend:
             by_key = {s.jobs.encode(): s for s in streams}
             for key, entries in reply.items() if isinstance(reply, dict) else reply:
                 s = by_key[key]
-                type_, ref, append = s.type, s.ref, out.append
                 for entry_id, flat in entries:
-                    it = iter(flat or ())
-                    append(Delivery(type_, ref(entry_id.decode()), dict(zip(it, it)), 1))  # noqa: B905
+                    out.append(
+                        Delivery(s.type, s.ref(entry_id.decode()), _pairs(flat) if flat else {}, 1)
+                    )
         if errors and not out:
             # What other nodes delivered is ours now: return it; the failing node's error
             # comes back on the next read.
