@@ -41,6 +41,13 @@ def _var(key: str) -> contextvars.ContextVar[Any]:
 def job_fields(job: Job[Any], deliveries: int) -> dict[str, Any]:
     """The fields every log line about ``job`` carries. The identity is never logged whole."""
     ident = job.identity
+    args = job.args
+    # Args are the args class's instance, or (an entry decoded again for a log line) JSON.
+    reservation = (
+        args.get("reservation_id")
+        if isinstance(args, dict)
+        else getattr(args, "reservation_id", None)
+    )
     return {
         "job_id": job.id,
         "job_type": job.type,
@@ -48,7 +55,7 @@ def job_fields(job: Job[Any], deliveries: int) -> dict[str, Any]:
         "account_number": ident.account_number,
         "org_id": ident.org_id,
         "request_id": job.request_id,
-        "reservation_id": getattr(job.args, "reservation_id", None),
+        "reservation_id": reservation,
         "deliveries": deliveries,
     }
 

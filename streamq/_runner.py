@@ -8,6 +8,7 @@ stream lives in the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -49,16 +50,19 @@ class Outcome:
 
     ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left.
     ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
-    ``log`` gives the job's log fields (bound for the rest of the delivery already), for lines
-    logged outside it.
+    :meth:`log` gives the job's log fields (bound for the rest of the delivery already), for
+    lines logged outside it.
+
+    A ``done`` outcome keeps no reference to the job: it waits for its ack, and every object
+    kept alive that long is one more for the garbage collector to look at. Most are the shared
+    :data:`DONE`.
     """
 
-    __slots__ = ("_delivery", "_extra", "_job", "error", "kind", "letter")
+    __slots__ = ("_extra", "_job", "error", "kind", "letter")
 
     def __init__(
         self,
         kind: Literal["done", "retry", "dead"],
-        delivery: Delivery,
         job: Job[Any] | None = None,
         *,
         error: str = "",
@@ -68,20 +72,32 @@ class Outcome:
         self.kind = kind
         self.error = error
         self.letter = letter
-        self._delivery = delivery
         self._job = job
         self._extra = extra
 
-    @property
-    def log(self) -> dict[str, Any]:
-        """The delivery's log fields (built when asked: seldom needed)."""
-        d = self._delivery
-        fields: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
-        if self._extra:
-            fields |= self._extra
-        if self._job is not None:
-            fields = job_fields(self._job, d.deliveries) | fields
-        return fields
+    def log(self, d: Delivery) -> dict[str, Any]:
+        """The log fields of this outcome of ``d`` (built when asked: seldom needed)."""
+        return log_fields(d, self._job, self._extra)
+
+
+def log_fields(
+    d: Delivery, job: Job[Any] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The log fields of a delivery, for lines logged outside its own context. Without ``job``
+    they are read from the entry again (when it decodes)."""
+    fields: dict[str, Any] = {"job_type": d.type, "entry_id": d.entry_id}
+    if extra:
+        fields |= extra
+    if job is None:
+        with contextlib.suppress(InvalidJobError):
+            job = _codec.decode(d.fields).job
+    if job is not None:
+        fields = job_fields(job, d.deliveries) | fields
+    return fields
+
+
+#: The outcome of most deliveries: done, with no trace ids to log.
+DONE = Outcome("done")
 
 
 class Runner:
@@ -191,11 +207,10 @@ class Runner:
         extra = {"job_id": _codec.job_id_of(d.fields)} | (trace_ids or {})
         outcome = Outcome(
             "dead",
-            d,
             extra=extra,
             letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries),
         )
-        bind(outcome.log)
+        bind(outcome.log(d))
         return outcome
 
     async def _run(
@@ -231,7 +246,7 @@ class Runner:
                 "its last deliveries never finished (did the worker die?)",
                 deliveries=d.deliveries,
             )
-            return Outcome("dead", d, job, letter=letter, extra=trace_ids)
+            return Outcome("dead", job, letter=letter, extra=trace_ids)
         if d.deliveries > 1:
             self._log.info("streamq.job.redelivered")
         if self._debug:
@@ -289,20 +304,20 @@ class Runner:
                 _tracing.DURATION.record(elapsed, on_success)
             if self._debug:
                 self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
-            return Outcome("done", d, job, extra=trace_ids)
+            return DONE if trace_ids is None else Outcome("done", extra=trace_ids)
         if metered:
             _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit_n:
-            return Outcome("retry", d, job, error=error, extra=trace_ids)
+            return Outcome("retry", job, error=error, extra=trace_ids)
         letter = DeadLetter(
             reason=f"failed {d.deliveries} times (max_deliveries {limit_n})",
             error=error,
             deliveries=d.deliveries,
             failed=True,
         )
-        return Outcome("dead", d, job, error=error, letter=letter, extra=trace_ids)
+        return Outcome("dead", job, error=error, letter=letter, extra=trace_ids)
 
     async def _steps(self, type_: str, job_type: JobType, job: Job[Any], span: Any) -> None:
         """The job's steps, in order; each in a span of its own when tracing."""

@@ -25,7 +25,7 @@ from streamq._lanes import Lane, Lanes
 from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
-from streamq._runner import Outcome, Runner
+from streamq._runner import Outcome, Runner, log_fields
 from streamq.backends._base import Backend, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
@@ -46,8 +46,8 @@ class _Running:
     def log(self) -> dict[str, Any]:
         """Its log fields, for lines logged outside the delivery's own context."""
         if self.outcome is not None:
-            return self.outcome.log
-        return {"job_type": self.delivery.type, "entry_id": self.delivery.entry_id}
+            return self.outcome.log(self.delivery)
+        return log_fields(self.delivery)
 
 
 class Worker:

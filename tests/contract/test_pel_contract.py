@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from test_contract import drain, eventually, fifo, serving, stats_of
 
-from streamq import Backend, Job, MemoryBackend, Queue, RedisBackend, Registry, Worker
+from streamq import Backend, Job, MemoryBackend, Principal, Queue, RedisBackend, Registry, Worker
 from streamq._codec import encode
 from streamq.backends._base import Delivery
 
@@ -47,7 +47,8 @@ async def test_refresh_and_release_reach_every_entry(backend: Backend) -> None:
 async def test_stolen_lease_is_not_acked_by_the_loser(
     backend: Backend, queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
 ) -> None:
-    """When another consumer takes a running job, the first worker does not ack it, and says so."""
+    """When another consumer takes a running job, the first worker does not ack it, and says so
+    on a line that carries the job's fields."""
     started, finish = asyncio.Event(), asyncio.Event()
 
     async def step(job: Job[Any]) -> None:
@@ -55,7 +56,9 @@ async def test_stolen_lease_is_not_acked_by_the_loser(
         await finish.wait()
 
     registry.register("t", Empty, step)
-    await queue.enqueue(Job(type="t", args=Empty()))
+    job_id = await queue.enqueue(
+        Job(type="t", args=Empty(), account_id=7, identity=Principal(org_id="o1", user="u"))
+    )
     worker = make_worker("t", claim_after=30, heartbeat=0.1)
     with structlog.testing.capture_logs() as logs:
         async with serving(worker):
@@ -66,6 +69,11 @@ async def test_stolen_lease_is_not_acked_by_the_loser(
             finish.set()
             await eventually(lambda: any(e["event"] == "streamq.job.lease_lost" for e in logs))
             await eventually(lambda: worker.in_flight == 0)
+    lost = [e for e in logs if e["event"] == "streamq.job.lease_lost"]
+    assert {(e["job_id"], e["account_id"], e["org_id"], e["job_type"]) for e in lost} == {
+        (job_id, 7, "o1", "t")
+    }
+    assert all("u" not in e.values() for e in lost)  # the user is never logged
     pending = await queue.pending("t")
     assert [(p.consumer, p.deliveries) for p in pending] == [("thief", 2)]
     assert (await stats_of(queue, "t")).processed == 0
