@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,6 +56,12 @@ def test_typed_decoder_gives_what_the_general_path_gives(job: Job[LaunchArgs], u
     assert (fast.trace, fast.enqueued_at) == (slow.trace, slow.enqueued_at)
     assert isinstance(fast.job.args, LaunchArgs)
     assert fast.job.identity == job.identity
+    # Built without Job's __init__, it is still the Job that __init__ would give, and as frozen.
+    assert type(fast.job) is Job
+    assert fast.job == dataclasses.replace(job, id=str(uid))
+    assert hash(fast.job) == hash(dataclasses.replace(job, id=str(uid)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.job.id = "another"  # type: ignore[misc]
 
 
 def test_what_the_typed_decoder_does_not_take_goes_to_the_general_path() -> None:
