@@ -11,7 +11,11 @@ job a lane runs suspends (it awaits I/O), the lane wakes another idle one if wor
 so jobs that wait on I/O still run side by side up to the number of lanes.
 
 Each delivery runs in a context of its own (a copy of the worker's context at start, as a task
-per delivery would get), so what one job binds for its log lines never leaks into the next.
+per delivery would get), so what one job binds for its log lines never leaks into the next. A
+lane whose last job changed nothing in its context after the job's own code started starts the
+next one in a copy of that job's context as it was then: it holds the previous job's log fields,
+so the runner sets only those that differ (``_logging.bind_job``). Whatever a job binds itself
+sends the next job back to a plain copy of the worker's context.
 
 Time limits: each lane holds the deadline of the job it runs, and one timer, armed at the
 earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the
@@ -34,7 +38,7 @@ T = TypeVar("T")
 class Lane:
     """One lane: its task, and the time limit of the job it runs."""
 
-    __slots__ = ("_baseline", "_pool", "deadline", "fired", "task")
+    __slots__ = ("_baseline", "_pool", "context", "deadline", "fired", "started_in", "task")
 
     def __init__(self, pool: Lanes[Any]) -> None:
         self._pool = pool
@@ -42,10 +46,15 @@ class Lane:
         self.deadline: float | None = None
         self.fired = False
         self._baseline = 0
+        # What the next job's context is a copy of; and the running job's context as it was
+        # when its own code started (see the module's docstring).
+        self.context = pool.base
+        self.started_in: contextvars.Context | None = None
 
     def start(self, seconds: float) -> None:
-        """Arm the time limit of the job this lane starts now."""
+        """Arm the time limit of the job this lane starts now (its own code runs next)."""
         assert self.task is not None
+        self.started_in = contextvars.copy_context()
         self._baseline = self.task.cancelling()
         self.deadline = at = self._pool.loop.time() + seconds
         self._pool.watch(at)
@@ -121,8 +130,9 @@ class Lanes(Generic[T]):
         self._drained: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        # Each item runs in a copy of this: the context the worker was started in.
-        self._base = contextvars.copy_context()
+        # Each item runs in a copy of this (the context the worker was started in), or of its
+        # lane's last item's context as it was when that item's own code started.
+        self.base = contextvars.copy_context()
         self._lanes = [Lane(self) for _ in range(size)]
         for lane in self._lanes:
             lane.task = self.loop.create_task(self._main(lane))
@@ -171,7 +181,7 @@ class Lanes(Generic[T]):
             item = queue.popleft()
             self._busy += 1
             coro = work(item, lane)
-            ctx = self._base.copy()
+            ctx = lane.context.copy()
             try:
                 # The first step inline: a job that never suspends ends here, with no
                 # awaitable wrapper around it.
@@ -188,6 +198,9 @@ class Lanes(Generic[T]):
             finally:
                 self._busy -= 1
                 lane.deadline = None
+                # Reused only if nothing changed in the context since the job's code started.
+                started_in, lane.started_in = lane.started_in, None
+                lane.context = started_in if started_in == ctx else self.base
             drained = self._drained
             if not queue and not self._busy and drained is not None and not drained.done():
                 drained.set_result(None)

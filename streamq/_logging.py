@@ -80,26 +80,64 @@ _JOB_KEYS = (
     "deliveries",
     "entry_id",
 )
+_TRACE_KEYS = ("trace_id", "span_id")
 _JOB_VARS = tuple(_var(k) for k in _JOB_KEYS) if _STRUCTLOG_VARS is not None else ()
+_TRACE_VARS = tuple(_var(k) for k in _TRACE_KEYS) if _STRUCTLOG_VARS is not None else ()
+# The fields a delivery often shares with the one before it, as last bound in this context
+# (not a structlog variable: not logged).
+_SHARED: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
+    "streamq_shared_fields", default=None
+)
 
 
-def bind_job(job: Job[Any], deliveries: int, entry_id: str) -> None:
-    """Bind a delivery's fields (those of :func:`job_fields` and ``entry_id``): what every log
-    line about it carries. Called once per delivery, so without building a dict."""
+def bind_job(
+    job: Job[Any], deliveries: int, entry_id: str, trace_ids: dict[str, str] | None = None
+) -> None:
+    """Bind a delivery's fields (those of :func:`job_fields`, ``entry_id``, and the ids of its
+    span when it has one): what every log line about it carries. Called once per delivery.
+
+    Setting a context variable costs about as much as decoding a job, so what the context holds
+    already is not set again. The worker's lanes start a delivery in a context that holds the
+    previous delivery's fields when that one bound nothing else (:class:`~streamq._lanes.Lanes`):
+    the type, account, identity, request and delivery count are set only when one of them
+    changed from that delivery to this one. Trace ids this delivery does not have are unbound
+    (structlog's ``...``).
+    """
     if not _JOB_VARS:  # pragma: no cover
-        bind(job_fields(job, deliveries) | {"entry_id": entry_id})
+        bind(job_fields(job, deliveries) | {"entry_id": entry_id} | (trace_ids or {}))
         return
     ident = job.identity
     v_id, v_type, v_account, v_number, v_org, v_request, v_reservation, v_deliv, v_entry = _JOB_VARS
     v_id.set(job.id)
-    v_type.set(job.type)
-    v_account.set(job.account_id)
-    v_number.set(ident.account_number)
-    v_org.set(ident.org_id)
-    v_request.set(job.request_id)
-    v_reservation.set(getattr(job.args, "reservation_id", None))
-    v_deliv.set(deliveries)
     v_entry.set(entry_id)
+    shared = (
+        job.type,
+        job.account_id,
+        ident.account_number,
+        ident.org_id,
+        job.request_id,
+        deliveries,
+    )
+    if _SHARED.get() != shared:
+        _SHARED.set(shared)
+        v_type.set(job.type)
+        v_account.set(job.account_id)
+        v_number.set(ident.account_number)
+        v_org.set(ident.org_id)
+        v_request.set(job.request_id)
+        v_deliv.set(deliveries)
+    # The args' own field may hold anything: equal values of different types (1 and True)
+    # are not the same value to log.
+    old, value = v_reservation.get(), getattr(job.args, "reservation_id", None)
+    if old is not value and (type(old) is not type(value) or old != value):
+        v_reservation.set(value)
+    v_trace, v_span = _TRACE_VARS
+    if trace_ids:
+        v_trace.set(trace_ids.get("trace_id", ...))
+        v_span.set(trace_ids.get("span_id", ...))
+    elif v_trace.get() is not ... or v_span.get() is not ...:
+        v_trace.set(...)
+        v_span.set(...)
 
 
 def resolved() -> structlog.typing.FilteringBoundLogger:

@@ -236,9 +236,7 @@ class Runner:
             except (InvalidJobError, UnknownJobTypeError) as exc:
                 return self._poison(d, trace_ids, exc)
             job = dataclasses.replace(envelope.job, args=args)
-        bind_job(job, d.deliveries, d.entry_id)
-        if trace_ids:
-            bind(trace_ids)
+        bind_job(job, d.deliveries, d.entry_id, trace_ids)
         limit_n = job_type.max_deliveries or self._max_deliveries
         if d.deliveries > limit_n:
             letter = DeadLetter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,3 +83,46 @@ def test_fields_bound_for_a_delivery_are_those_of_job_fields() -> None:
         return structlog.contextvars.get_contextvars()
 
     assert contextvars.Context().run(bound) == job_fields(job, 2) | {"entry_id": "1-0"}
+
+
+@dataclass(frozen=True)
+class AnyReservation:
+    """A reservation id of any JSON type."""
+
+    reservation_id: Any = None
+
+
+def test_binding_over_another_jobs_fields_leaves_exactly_this_jobs_fields() -> None:
+    """A lane starts a job in a context that may hold the previous job's fields; bind_job sets
+    only what differs. Whatever the previous job was, the result is this job's fields alone,
+    with the trace ids only when this delivery has them."""
+
+    def job(n: int, reservation: Any, *, org: str = "o", request: str | None = None) -> Job[Any]:
+        ident = Principal(account_number="an", org_id=org, user="someone")
+        args = AnyReservation(reservation)
+        return Job(
+            type="t", args=args, account_id=1, identity=ident, request_id=request, id=f"j{n}"
+        )
+
+    trace = {"trace_id": "a" * 32, "span_id": "b" * 16}
+    cases = [
+        (job(0, 1), 1, None),
+        (job(1, 1), 2, None),  # only the delivery count differs
+        (job(2, True), 2, None),  # 1 and True: equal, not the same value
+        (job(3, 1.0), 2, trace),
+        (job(4, 1.0), 2, None),  # the trace ids go
+        (job(5, None, org="p", request="r"), 1, trace),
+        (job(6, None, org="p", request="r"), 1, trace | {"span_id": "c" * 16}),
+        (job(7, None), 1, None),
+    ]
+    for (before, before_n, before_trace), (this, n, this_trace) in itertools.pairwise(cases):
+        previous = contextvars.Context()
+        previous.run(bind_job, before, before_n, "1-0", before_trace)
+
+        def bound(job: Job[Any] = this, n: int = n, ids: Any = this_trace) -> dict[str, Any]:
+            bind_job(job, n, "2-0", ids)
+            return structlog.contextvars.get_contextvars()
+
+        got = previous.copy().run(bound)
+        assert got == job_fields(this, n) | {"entry_id": "2-0"} | (this_trace or {}), this.id
+        assert type(got["reservation_id"]) is type(this.args.reservation_id)
