@@ -90,6 +90,11 @@ def _s(value: bytes | str) -> str:
 
 
 def _pairs(flat: Sequence[bytes]) -> Fields:
+    if len(flat) == 6:
+        # Three fields, as every entry streamq writes has (id, v, job): a dict display costs
+        # half of the general way.
+        k1, v1, k2, v2, k3, v3 = flat
+        return {k1: v1, k2: v2, k3: v3}
     it = iter(flat)
     return dict(zip(it, it))  # noqa: B905 - a stream entry always has field/value pairs
 

@@ -199,3 +199,25 @@ async def test_the_worker_has_a_read_in_flight_while_its_lanes_run(
     assert worker.processed == len(seen) == 400
     assert max(asked) == 8  # half of the 16 slots
     assert sum(seen) > 300, f"only {sum(seen)} of 400 jobs ran while a read was in flight"
+
+
+async def test_entries_of_any_shape_read_as_their_fields(
+    backend: RedisBackend, admin: aioredis.Redis
+) -> None:
+    """Entries of one to four fields, a field name repeated too, come out with exactly their
+    fields (the last value of a repeated name, as a dict of the pairs gives it). Every entry
+    streamq writes has three fields; the others are what another program may add."""
+    shapes = [
+        [("a", "1")],
+        [("a", "1"), ("b", "2")],
+        [("id", "x"), ("v", "1"), ("job", "{}")],
+        [("a", "1"), ("a", "2"), ("b", "3")],
+        [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+    ]
+    for pairs in shapes:
+        await admin.execute_command("XADD", backend.jobs_key("t"), "*", *sum(pairs, ()))
+    got = await backend.read(["t"], "c", 10, 0)
+    assert [d.fields for d in got] == [
+        dict((k.encode(), v.encode()) for k, v in pairs) for pairs in shapes
+    ]
+    assert got[3].fields == {b"a": b"2", b"b": b"3"}
