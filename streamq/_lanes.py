@@ -56,8 +56,10 @@ class Lane:
         assert self.task is not None
         self.started_in = contextvars.copy_context()
         self._baseline = self.task.cancelling()
-        self.deadline = at = self._pool.loop.time() + seconds
-        self._pool.watch(at)
+        pool = self._pool
+        self.deadline = at = pool.time() + seconds
+        if at < pool.timer_at:
+            pool.watch(at)
 
     def stop(self) -> bool:
         """Disarm it; True when it fired (its cancel withdrawn) and nothing else cancelled."""
@@ -121,6 +123,7 @@ class Lanes(Generic[T]):
         crashed: Callable[[T], None],
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.time = self.loop.time
         self._work = work
         self._on_crash = crashed
         self._queue: deque[T] = deque()
@@ -129,7 +132,7 @@ class Lanes(Generic[T]):
         self._closing = False
         self._drained: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = float("inf")
+        self.timer_at = float("inf")
         # Each item runs in a copy of this (the context the worker was started in), or of its
         # lane's last item's context as it was when that item's own code started.
         self.base = contextvars.copy_context()
@@ -237,14 +240,14 @@ class Lanes(Generic[T]):
 
     def watch(self, at: float) -> None:
         """A lane's deadline is ``at``: make sure the timer fires by then."""
-        if at < self._timer_at:
+        if at < self.timer_at:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer_at = at
+            self.timer_at = at
             self._timer = self.loop.call_at(at, self._expire)
 
     def _expire(self) -> None:
-        self._timer, self._timer_at = None, float("inf")
+        self._timer, self.timer_at = None, float("inf")
         now = self.loop.time()
         for lane in self._lanes:
             at = lane.deadline

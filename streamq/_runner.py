@@ -139,6 +139,7 @@ class Runner:
         self._max_deliveries = max_deliveries
         self._log = logger
         self._debug = True
+        self._sdk = _tracing.state()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
 
     def resolve_logger(self) -> None:
@@ -147,6 +148,12 @@ class Runner:
         # Two debug lines per job: skip building their arguments when debug is filtered out.
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
         self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+
+    def look(self) -> None:
+        """See which opentelemetry SDKs are installed now. The worker calls this for each batch
+        it reads; the deliveries of a batch all run with what it saw (asking costs about as much
+        as running a no-op job's step)."""
+        self._sdk = _tracing.state()
 
     def close(self) -> None:
         """Stop the thread pool (steps still running in it are not waited for)."""
@@ -169,7 +176,7 @@ class Runner:
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
                 return _ready(self._poison(d, None, exc))
-        sdk = _tracing.state()
+        sdk = self._sdk
         if not sdk & _tracing.TRACES:
             # The common case without an SDK: no span, no attributes, no context managers.
             return self._run(d, envelope, typed, None, limit, sdk)

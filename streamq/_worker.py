@@ -345,6 +345,7 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), delay)
 
     def _start(self, deliveries: list[Delivery]) -> None:
+        self._runner.look()
         runs = []
         for d in deliveries:
             run = _Running(d)
