@@ -684,9 +684,13 @@ class RedisBackend:
             by_key = {s.jobs.encode(): s for s in streams}
             for key, entries in reply.items() if isinstance(reply, dict) else reply:
                 s = by_key[key]
+                t, ref = s.type, (None if s.part is None else s.ref)
                 for entry_id, flat in entries:
+                    ident = entry_id.decode()
                     out.append(
-                        Delivery(s.type, s.ref(entry_id.decode()), _pairs(flat) if flat else {}, 1)
+                        Delivery(
+                            t, ident if ref is None else ref(ident), _pairs(flat) if flat else {}, 1
+                        )
                     )
         if errors and not out:
             # What other nodes delivered is ours now: return it; the failing node's error
