@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 import orjson
@@ -37,6 +37,17 @@ class Envelope:
     job: Job[Any]
     trace: dict[str, str]
     enqueued_at: float
+
+
+class Meta(Protocol):
+    """What the runner reads of an entry besides its Job: an :class:`Envelope`, or the decoded
+    body itself on the typed decoder's path."""
+
+    @property
+    def trace(self) -> dict[str, str]: ...
+
+    @property
+    def enqueued_at(self) -> float: ...
 
 
 ArgsT = TypeVar("ArgsT")
@@ -145,7 +156,7 @@ def decode(fields: Mapping[bytes, bytes]) -> Envelope:
         raise InvalidJobError(f"job body is not valid JSON: {exc}", job_id=job_id) from exc
     except msgspec.ValidationError as exc:
         raise InvalidJobError(f"invalid envelope: {_where(exc, 'job')}", job_id=job_id) from exc
-    return _envelope(job_id, body)
+    return Envelope(_job(job_id, body), body.trace, body.enqueued_at)
 
 
 class TypedDecoder:
@@ -163,7 +174,7 @@ class TypedDecoder:
         self._type = job_type
         self._decode = msgspec.json.Decoder(_Body[args_type]).decode  # type: ignore[valid-type]
 
-    def __call__(self, fields: Mapping[bytes, bytes]) -> Envelope | None:
+    def __call__(self, fields: Mapping[bytes, bytes]) -> tuple[Job[Any], Meta] | None:
         raw_id = fields.get(F_ID)
         data = fields.get(F_BODY)
         if raw_id is None or data is None or fields.get(F_VERSION) != _VERSION_BYTES:
@@ -175,11 +186,12 @@ class TypedDecoder:
             return None
         if body.type != self._type:
             return None
-        return _envelope(job_id, body)
+        # The body itself gives the trace and enqueued_at: no Envelope to build.
+        return _job(job_id, body), body
 
 
-def _envelope(job_id: str, body: _Body[Any]) -> Envelope:
-    """The envelope of a parsed body: both decode paths build the Job here."""
+def _job(job_id: str, body: _Body[Any]) -> Job[Any]:
+    """The Job of a parsed body: both decode paths build it here."""
     job: _JobDraft[Any] = _JobDraft()
     job.id = job_id
     job.type = body.type
@@ -188,7 +200,7 @@ def _envelope(job_id: str, body: _Body[Any]) -> Envelope:
     job.request_id = body.request_id
     job.args = body.args
     job.__class__ = Job  # type: ignore[assignment]
-    return Envelope(job, body.trace, body.enqueued_at)  # type: ignore[arg-type]
+    return job  # type: ignore[return-value]
 
 
 class _JobDraft(Generic[ArgsT]):
@@ -196,7 +208,7 @@ class _JobDraft(Generic[ArgsT]):
 
     Building a Job for every delivery through its ``__init__`` costs three times what filling
     its slots does (the generated ``__init__`` calls ``object.__setattr__`` per field), and
-    filling them through their descriptors still twice what plain stores do. ``_envelope``
+    filling them through their descriptors still twice what plain stores do. ``_job``
     fills a draft, then makes it a Job by ``__class__`` assignment, which Python allows between
     classes of the same layout: the result is a Job like any other, every field set
     (tests/unit/test_codec_fast_path.py checks it).
@@ -213,7 +225,7 @@ class _JobDraft(Generic[ArgsT]):
 
 
 assert _JobDraft.__slots__ == tuple(f.name for f in dataclasses.fields(Job)), (
-    "_envelope fills every field of Job"
+    "_job fills every field of Job"
 )
 
 

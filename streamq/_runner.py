@@ -168,24 +168,32 @@ class Runner:
         ``asyncio.timeout`` (a timer per delivery).
         """
         decoder = self._decoders.get(d.type)
-        envelope = decoder(d.fields) if decoder is not None else None
-        typed = envelope is not None
-        if envelope is None:
+        found = decoder(d.fields) if decoder is not None else None
+        typed = found is not None
+        if found is not None:
+            job, meta = found
+        else:
             try:
                 envelope = _codec.decode(d.fields)
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
                 return _ready(self._poison(d, None, exc))
+            job, meta = envelope.job, envelope
         sdk = self._sdk
         if not sdk & _tracing.TRACES:
             # The common case without an SDK: no span, no attributes, no context managers.
-            return self._run(d, envelope, typed, None, limit, sdk)
-        return self._traced(d, envelope, typed, limit, sdk)
+            return self._run(d, job, meta, typed, None, limit, sdk)
+        return self._traced(d, job, meta, typed, limit, sdk)
 
     async def _traced(
-        self, d: Delivery, envelope: _codec.Envelope, typed: bool, limit: Limit | None, sdk: int
+        self,
+        d: Delivery,
+        job: Job[Any],
+        meta: _codec.Meta,
+        typed: bool,
+        limit: Limit | None,
+        sdk: int,
     ) -> Outcome:
-        job = envelope.job
         attributes = {
             "messaging.message.id": job.id,
             "messaging.consumer.group.name": self._group,
@@ -197,8 +205,8 @@ class Runner:
             "streamq.org_id": job.identity.org_id,
         }
         stream = self._stream(d.type)
-        with _tracing.process_span(envelope.trace, attributes, d.type, stream) as span:
-            outcome = await self._run(d, envelope, typed, span, limit, sdk)
+        with _tracing.process_span(meta.trace, attributes, d.type, stream) as span:
+            outcome = await self._run(d, job, meta, typed, span, limit, sdk)
             if outcome.letter is not None:
                 _tracing.event(
                     span,
@@ -223,7 +231,8 @@ class Runner:
     async def _run(
         self,
         d: Delivery,
-        envelope: _codec.Envelope,
+        job: Job[Any],
+        meta: _codec.Meta,
         typed: bool,
         span: Any,
         limit: Limit | None,
@@ -233,16 +242,13 @@ class Runner:
         if typed:
             # The typed decoder checked the type and the args already.
             job_type = self._types[d.type]
-            job = envelope.job
         else:
             try:
-                job_type = self._job_type_of(envelope.job.type, d.type)
-                args = _codec.convert_args(
-                    job_type.args, envelope.job.args, job_id=envelope.job.id, job_type=d.type
-                )
+                job_type = self._job_type_of(job.type, d.type)
+                args = _codec.convert_args(job_type.args, job.args, job_id=job.id, job_type=d.type)
             except (InvalidJobError, UnknownJobTypeError) as exc:
                 return self._poison(d, trace_ids, exc)
-            job = dataclasses.replace(envelope.job, args=args)
+            job = dataclasses.replace(job, args=args)
         bind_job(job, d.deliveries, d.entry_id, trace_ids)
         limit_n = job_type.max_deliveries or self._max_deliveries
         if d.deliveries > limit_n:
@@ -260,8 +266,8 @@ class Runner:
         metered = sdk & _tracing.METRICS
         if metered:
             metric_attrs, on_success, on_failure = self._metric_attrs[d.type]
-            if envelope.enqueued_at:
-                _tracing.WAIT.record(max(0.0, time.time() - envelope.enqueued_at), metric_attrs)
+            if meta.enqueued_at:
+                _tracing.WAIT.record(max(0.0, time.time() - meta.enqueued_at), metric_attrs)
         # The duration is only for the metrics and the debug line.
         started = time.monotonic() if metered or self._debug else 0.0
         timeout = job_type.timeout or self._job_timeout

@@ -47,21 +47,22 @@ def general_path(fields: _codec.Fields) -> tuple[Job[LaunchArgs], _codec.Envelop
 @given(jobs, st.uuids())
 def test_typed_decoder_gives_what_the_general_path_gives(job: Job[LaunchArgs], uid: object) -> None:
     fields = _codec.encode(job, str(uid), trace={"traceparent": "00-abc"})
-    fast = _codec.TypedDecoder("launch", LaunchArgs)(fields)
-    assert fast is not None
+    found = _codec.TypedDecoder("launch", LaunchArgs)(fields)
+    assert found is not None
+    fast_job, fast = found
     slow_job, slow = general_path(fields)
-    assert fast.job == slow_job
-    assert repr(fast.job) == repr(slow_job)
-    assert hash((fast.job.id, fast.job.type)) == hash((slow_job.id, slow_job.type))
+    assert fast_job == slow_job
+    assert repr(fast_job) == repr(slow_job)
+    assert hash((fast_job.id, fast_job.type)) == hash((slow_job.id, slow_job.type))
     assert (fast.trace, fast.enqueued_at) == (slow.trace, slow.enqueued_at)
-    assert isinstance(fast.job.args, LaunchArgs)
-    assert fast.job.identity == job.identity
+    assert isinstance(fast_job.args, LaunchArgs)
+    assert fast_job.identity == job.identity
     # Built without Job's __init__, it is still the Job that __init__ would give, and as frozen.
-    assert type(fast.job) is Job
-    assert fast.job == dataclasses.replace(job, id=str(uid))
-    assert hash(fast.job) == hash(dataclasses.replace(job, id=str(uid)))
+    assert type(fast_job) is Job
+    assert fast_job == dataclasses.replace(job, id=str(uid))
+    assert hash(fast_job) == hash(dataclasses.replace(job, id=str(uid)))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        fast.job.id = "another"  # type: ignore[misc]
+        fast_job.id = "another"  # type: ignore[misc]
 
 
 def test_what_the_typed_decoder_does_not_take_goes_to_the_general_path() -> None:
