@@ -140,6 +140,18 @@ def bind_job(
         v_span.set(...)
 
 
+def bind_only(fields: dict[str, Any]) -> None:
+    """Bind ``fields`` as all of a delivery's fields: the job fields and trace ids not among them
+    are unbound, as the context may hold those of the lane's previous job (an entry that does
+    not decode has no account to log, and must not show another job's)."""
+    if _JOB_VARS:
+        for key, var in zip(_JOB_KEYS + _TRACE_KEYS, _JOB_VARS + _TRACE_VARS, strict=True):
+            if key not in fields and var.get() is not ...:
+                var.set(...)
+        _SHARED.set(None)
+    bind(fields)
+
+
 def resolved() -> structlog.typing.FilteringBoundLogger:
     """The logger, resolved now under the current structlog configuration.
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
-from streamq._logging import bind, bind_job, job_fields, logger, resolved
+from streamq._logging import bind_job, bind_only, job_fields, logger, resolved
 from streamq._registry import JobType, Registry, Step
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
@@ -225,7 +225,7 @@ class Runner:
             extra=extra,
             letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries),
         )
-        bind(outcome.log(d))
+        bind_only(outcome.log(d))
         return outcome
 
     async def _run(

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from test_contract import fifo
 
-from streamq import Job, Principal, Queue, Registry, Worker
+from streamq import Backend, Job, Principal, Queue, Registry, Worker
 from streamq._logging import job_fields
 
 MakeWorker = Callable[..., Worker]
@@ -132,6 +132,47 @@ async def test_each_job_on_a_lane_logs_its_own_fields(
         assert "extra" not in fields
         # (trace ids too, when an earlier test left a tracing SDK installed)
         assert fields.keys() - {"trace_id", "span_id"} == expected.keys() | {"entry_id"}
+
+
+async def test_a_poison_entry_after_a_job_logs_none_of_that_jobs_fields(
+    backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """On a lane, an entry that does not decode comes after a job of account 5: the lines about
+    the poison carry its own fields only, none left from the job before it."""
+
+    async def handler(job: Job[Reserved]) -> None:
+        pass
+
+    registry.register("mixed", Reserved, handler)
+    ident = Principal(account_number="acct-5", org_id="org-5", user="u")
+    poison = [
+        {b"id": b"p-json", b"v": b"1", b"job": b"{not json"},
+        {b"garbage": b"\xff"},
+        {b"id": b"p-env", b"v": b"1", b"job": b"{}"},
+    ]
+    for fields in poison:
+        await queue.enqueue(
+            Job(type="mixed", args=Reserved(1, 9), account_id=5, identity=ident, request_id="r5")
+        )
+        await backend.enqueue("mixed", fields)
+
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        await drain(make_worker("mixed", concurrency=1))
+
+    dead_lines = [e for e in logs if e["event"] == "streamq.job.dead"]
+    assert len(dead_lines) == len(poison)
+    for line in dead_lines:
+        assert line["job_id"] in ("p-json", None, "p-env"), line
+        for key, leaked in [
+            ("account_id", 5),
+            ("account_number", "acct-5"),
+            ("org_id", "org-5"),
+            ("request_id", "r5"),
+            ("reservation_id", 9),
+        ]:
+            assert line.get(key) != leaked, (key, line)
 
 
 async def test_a_lane_runs_normally_after_its_job_hit_the_time_limit(
