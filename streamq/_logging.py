@@ -96,8 +96,9 @@ def bind_job(
     """Bind a delivery's fields (those of :func:`job_fields`, ``entry_id``, and the ids of its
     span when it has one): what every log line about it carries. Called once per delivery.
 
-    Setting a context variable costs about as much as decoding a job, so what the context holds
-    already is not set again. The worker's lanes start a delivery in a context that holds the
+    Setting a context variable copies part of the context's mapping (about 1.6k instructions
+    here, a sixth of decoding a job's body), so what the context holds already is not set
+    again. The worker's lanes start a delivery in a context that holds the
     previous delivery's fields when that one bound nothing else (:class:`~streamq._lanes.Lanes`):
     the type, account, identity, request and delivery count are set only when one of them
     changed from that delivery to this one. Trace ids this delivery does not have are unbound
