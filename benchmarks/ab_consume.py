@@ -1,0 +1,105 @@
+"""Interleaved A/B of the consume figure: two source trees, one server, rounds alternating.
+
+    .venv/bin/python -m benchmarks.ab_consume /tmp/old . --rounds 6 --concurrency 32 256
+
+Each round runs, for each tree in turn (the order flips every round), a child process with that
+tree first on ``sys.path``: it fills a fresh stream with ``--jobs`` noop jobs (untimed), then one
+``Worker`` at the given concurrency drains it (timed, wall clock and process CPU). The machine's
+speed drifts over minutes; alternating the two trees round by round is what makes their ratio
+meaningful. Prints each round and the medians, and B/A per concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import asyncio, json, os, sys, time, uuid
+import structlog, logging
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+import handlers
+from streamq import Job, Queue, Worker, connect
+
+async def main() -> None:
+    url, jobs, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    backend = connect(url, prefix="ab" + uuid.uuid4().hex[:8])
+    queue = Queue(backend, registry=handlers.registry)
+    job = Job(type="noop", account_id=1, args={})
+    for _ in range(0, jobs, 1000):
+        await queue.enqueue_many([job] * 1000)
+    await backend.ensure_groups(["noop"])
+    worker = Worker(backend, handlers.registry, ["noop"], concurrency=concurrency, block=0.05)
+    cpu, wall = time.process_time(), time.perf_counter()
+    await worker.run(stop_when_empty=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert worker.processed == jobs, worker.processed
+    await backend.aclose()
+    print(json.dumps({"jobs_per_s": jobs / wall, "cpu_us_per_job": cpu / jobs * 1e6}))
+
+asyncio.run(main())
+"""
+
+
+def _run(tree: Path, url: str, jobs: int, concurrency: int) -> dict[str, float]:
+    env = os.environ | {"PYTHONPATH": str(tree), "STREAMQ_UVLOOP": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, url, str(jobs), str(concurrency)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{tree}: {out.stderr.strip()[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    """Run the rounds and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path, help="tree A (the baseline)")
+    parser.add_argument("b", type=Path, help="tree B")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 256])
+    opts = parser.parse_args()
+
+    from streamq._server import PrivateServer
+
+    trees = {"A": opts.a.resolve(), "B": opts.b.resolve()}
+    with tempfile.TemporaryDirectory() as tmp, PrivateServer(Path(tmp), appendonly=False) as srv:
+        for c in opts.concurrency:
+            rates: dict[str, list[float]] = {"A": [], "B": []}
+            cpus: dict[str, list[float]] = {"A": [], "B": []}
+            for r in range(opts.rounds):
+                order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
+                for side in order:
+                    got = _run(trees[side], srv.url, opts.jobs, c)
+                    rates[side].append(got["jobs_per_s"])
+                    cpus[side].append(got["cpu_us_per_job"])
+                    print(
+                        f"c{c} round {r} {side}: {got['jobs_per_s']:.0f} jobs/s, "
+                        f"{got['cpu_us_per_job']:.1f} us CPU/job",
+                        flush=True,
+                    )
+            a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
+            ca, cb = statistics.median(cpus["A"]), statistics.median(cpus["B"])
+            print(
+                f"c{c}: A {a:.0f} jobs/s ({ca:.1f} us/job), B {b:.0f} jobs/s ({cb:.1f} us/job), "
+                f"B/A {b / a:.3f}; per-round B/A "
+                + ", ".join(f"{y / x:.2f}" for x, y in zip(rates["A"], rates["B"], strict=True))
+            )
+
+
+if __name__ == "__main__":
+    main()
