@@ -15,7 +15,7 @@ import redis
 from cli_helpers import Cli, error_lines, wait_for
 
 from streamq import SyncQueue
-from streamq._server import _free_port
+from streamq._server import PrivateServer, _free_port
 
 
 @pytest.fixture
@@ -84,6 +84,30 @@ def test_unreachable_server_error_redacts_password(cli: Cli, command: tuple[str,
     assert lines == errors
     assert "s3cret" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://default:{pw}@127.0.0.1:{port}/0", "redis://127.0.0.1:{port}/0?password={pw}"],
+)
+def test_consuming_line_never_shows_the_password(
+    private_server: PrivateServer, prefix: str, embedded_state: Path, tmp_path: Path, url: str
+) -> None:
+    """The "consuming ... from" line names the server with its password as ***, in any place."""
+    password = "s3cret-pw"
+    with redis.Redis.from_url(private_server.url) as client:
+        client.config_set("requirepass", password)
+    url = url.format(pw=password, port=private_server.port)
+    cli = Cli(url, prefix, embedded_state, tmp_path)
+    try:
+        proc = cli.consume("noop")
+        line = cli.startup_line(proc)
+        assert line.startswith("streamq: consuming noop from redis://"), cli.log_of(proc)
+        assert "***" in line
+        assert f"127.0.0.1:{private_server.port}/0" in line
+        assert password not in cli.log_of(proc)
+    finally:
+        cli.stop_all()
 
 
 # pending and recover ------------------------------------------------------------------------
