@@ -86,6 +86,16 @@ def test_unreachable_server_error_redacts_password(cli: Cli, command: tuple[str,
     assert "Traceback" not in done.stderr
 
 
+def test_consume_with_a_short_claim_after_starts(cli: Cli, queue: SyncQueue) -> None:
+    """consume --claim-after 2s alone starts (its heartbeat default follows) and runs jobs."""
+    proc = cli.consume("noop", "--claim-after", "2s")
+    assert cli.startup_line(proc).startswith("streamq: consuming noop from "), cli.log_of(proc)
+    cli.enqueue("noop")
+    wait_for(lambda: queue.stats(["noop"])[0].processed == 1, "the job done")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, cli.log_of(proc)
+
+
 @pytest.mark.parametrize(
     "url",
     ["redis://default:{pw}@127.0.0.1:{port}/0", "redis://127.0.0.1:{port}/0?password={pw}"],
@@ -273,6 +283,13 @@ BAD_INPUT = [
     pytest.param(("consume", "nope"), 2, "no handler registered for nope", id="consume-nope"),
     pytest.param(("consume", "noop", "--handlers", "no_such_mod"), 2, "no_such_mod", id="mod"),
     pytest.param(("consume", "noop", "--log-format", "xml"), 2, "--log-format", id="log-format"),
+    pytest.param(
+        ("consume", "noop", "--heartbeat", "5s", "--claim-after", "2s"),
+        2,
+        "--heartbeat (5s) must be at most half of --claim-after (2s)",
+        id="heartbeat-above-claim-after",
+    ),
+    pytest.param(("consume", "noop", "--heartbeat", "31s"), 2, "--claim-after", id="hb-default"),
     pytest.param(("dead", "retry", "noop"), 2, "--all", id="retry-nothing"),
     pytest.param(("dead", "purge", "noop"), 2, "--yes", id="purge-without-yes"),
     pytest.param(("stats", "--watch", "xx"), 2, "not a duration", id="watch-duration"),
