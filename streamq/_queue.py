@@ -322,14 +322,18 @@ class Queue:
         return await self.backend.dead_list(type, limit)
 
     async def retry_dead(self, type: str, job_ids: Sequence[str] | None = None) -> list[str]:
-        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven."""
+        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven.
+
+        Only jobs this call really re-drove are returned: one retried or purged by someone else
+        between the listing and the retry is not (the CLI then names it as not found).
+        """
         dead = await self.backend.dead_list(type, 1_000_000)
         wanted = None if job_ids is None else set(job_ids)
-        chosen = [d for d in dead if wanted is None or d.job_id in wanted]
-        redriven = await self.backend.dead_retry(type, [d.dead_id for d in chosen])
+        chosen = {d.dead_id: d for d in dead if wanted is None or d.job_id in wanted}
+        redriven = await self.backend.dead_retry(type, list(chosen))
         if redriven:
             _tracing.count(_tracing.ENQUEUED, type, len(redriven))
-        return [d.job_id or d.dead_id for d in chosen]
+        return [chosen[i].job_id or i for i in redriven if i in chosen]
 
     async def purge_dead(self, type: str) -> int:
         """Delete every dead letter of ``type``; returns how many."""

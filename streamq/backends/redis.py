@@ -1296,14 +1296,14 @@ class RedisBackend:
         return out[:limit]
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Re-drive dead letters as new entries (one script call each)."""
+        """Re-drive dead letters as new entries (one script call each); returns the dead ids
+        re-driven (not those already gone)."""
         await self._fresh([type])
         out = []
         for s, ids in self._locate(type, dead_ids).items():
             for d in ids:
-                new_id = await self._call("redrive", [s.jobs, s.dead, s.stats], [d])
-                if new_id:
-                    out.append(s.ref(_s(new_id)))
+                if await self._call("redrive", [s.jobs, s.dead, s.stats], [d]):
+                    out.append(s.ref(d))
         return out
 
     async def dead_purge(self, type: str) -> int:
