@@ -69,14 +69,59 @@ class PendingJob:
     deliveries: int
 
 
-def resolve_url(url: str | None = None) -> str:
-    """``url``, else ``STREAMQ_REDIS_URL``, else the embedded server (started on demand)."""
-    url = url or os.environ.get("STREAMQ_REDIS_URL")
-    if url:
+#: The URL form that asks for the embedded server explicitly (``STREAMQ_REDIS_URL=embedded:``).
+EMBEDDED_URL = "embedded:"
+# (pid, socket URL) pairs already announced: the fallback is said once per process and server.
+_announced: set[tuple[int, str]] = set()
+
+
+def is_embedded_url(url: str) -> bool:
+    """Whether ``url`` is the explicit ``embedded:`` form."""
+    return url.strip().lower() == EMBEDDED_URL
+
+
+def embedded_allowed() -> bool:
+    """Whether a missing URL may fall back to the embedded server (``STREAMQ_EMBEDDED``)."""
+    raw = os.environ.get("STREAMQ_EMBEDDED", "").strip().lower()
+    if raw not in ("", "1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"STREAMQ_EMBEDDED={raw!r} must be 1 or 0")
+    return raw not in ("0", "false", "no")
+
+
+def resolve_url(url: str | None = None, *, announce: bool = True) -> str:
+    """``url``, else ``STREAMQ_REDIS_URL``, else the embedded server (started on demand).
+
+    The embedded server is a machine-local one (see ``streamq server``): a producer deployed
+    without ``STREAMQ_REDIS_URL`` would enqueue into its own machine. So the fallback is never
+    silent: it is logged once per process (``streamq.embedded_server``, at WARNING, naming the
+    socket; at INFO when asked for with the ``embedded:`` URL), unless ``announce`` is false
+    (the CLI says so on stderr instead). With ``STREAMQ_EMBEDDED=0`` a missing URL is a
+    :class:`ConfigError`.
+    """
+    url = url or os.environ.get("STREAMQ_REDIS_URL") or None
+    if url is not None and not is_embedded_url(url):
         return url
+    if url is None and not embedded_allowed():
+        raise ConfigError(
+            "STREAMQ_REDIS_URL is not set and STREAMQ_EMBEDDED=0 forbids the embedded server: "
+            "set STREAMQ_REDIS_URL=redis://HOST:6379/0 (or STREAMQ_REDIS_URL=embedded: for "
+            "the machine-local server)"
+        )
     from streamq._server import ensure_server  # lazy: only when no URL is given
 
-    return ensure_server()
+    embedded = ensure_server()
+    if announce and (os.getpid(), embedded) not in _announced:
+        _announced.add((os.getpid(), embedded))
+        if url is not None:  # asked for
+            logger.info("streamq.embedded_server", socket=embedded.removeprefix("unix://"))
+        else:
+            logger.warning(
+                "streamq.embedded_server",
+                socket=embedded.removeprefix("unix://"),
+                hint="STREAMQ_REDIS_URL is not set: jobs go to this machine's embedded server; "
+                "set it to your Redis, or STREAMQ_EMBEDDED=0 to make a missing URL an error",
+            )
+    return embedded
 
 
 def connect(
@@ -89,6 +134,7 @@ def connect(
 
     Settings not given here come from the environment:
 
+    - ``STREAMQ_REDIS_URL`` and ``STREAMQ_EMBEDDED``: the server (see :func:`resolve_url`);
     - ``STREAMQ_PREFIX``: the key prefix (default ``streamq``);
     - ``STREAMQ_SOCKET_TIMEOUT``: seconds a silent server may take before a call fails
       (default 10);

@@ -139,4 +139,5 @@ def demo(
     from streamq._demo import run_demo  # lazy: only the demo needs it
 
     configure_logging("console", os.environ.get("STREAMQ_LOG_LEVEL", "warning"))
-    run_demo(load_registry(handlers), jobs=jobs, failing=failing, url=url, echo=typer.echo)
+    registry = load_registry(handlers)
+    run_demo(registry, jobs=jobs, failing=failing, url=resolve(url), echo=typer.echo)

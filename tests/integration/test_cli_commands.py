@@ -361,3 +361,29 @@ def test_server_start_status_stop(cli: Cli, embedded_state: Path) -> None:
     assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
     assert cli.run("server", "status", env=env).returncode == 1
     assert not os.path.exists(embedded_state / "server.sock")
+
+
+@pytest.mark.parametrize("command", [("stats",), ("consume", "noop"), ("enqueue", "noop")])
+def test_streamq_embedded_0_without_url_is_one_line_and_exit_2(
+    cli: Cli, embedded_state: Path, command: tuple[str, ...]
+) -> None:
+    """STREAMQ_EMBEDDED=0 and no URL: one error line naming STREAMQ_REDIS_URL, exit 2, and no
+    embedded server started."""
+    env = {k: v for k, v in cli.env.items() if k != "STREAMQ_REDIS_URL"}
+    env |= {"STREAMQ_STATE_DIR": str(embedded_state), "STREAMQ_EMBEDDED": "0"}
+    done = cli.run(*command, env=env)
+    assert done.returncode == 2, done.stderr
+    (line,) = error_lines(done.stderr)
+    assert line.startswith("streamq: error: STREAMQ_REDIS_URL is not set and STREAMQ_EMBEDDED=0")
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not os.path.exists(embedded_state / "server.sock")
+
+
+def test_embedded_url_uses_the_embedded_server(cli: Cli, embedded_state: Path) -> None:
+    """--url embedded: (or STREAMQ_REDIS_URL=embedded:) picks the embedded server, said once."""
+    env = cli.env | {"STREAMQ_STATE_DIR": str(embedded_state), "STREAMQ_EMBEDDED": "0"}
+    done = cli.run("stats", "--json", "--url", "embedded:", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    url = f"unix://{embedded_state}/server.sock"
+    assert error_lines(done.stderr) == [f"streamq: using the embedded server at {url}"]
