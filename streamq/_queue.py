@@ -1,14 +1,11 @@
-"""Producing and inspecting: Queue (async) and SyncQueue (for sync web apps)."""
+"""Producing and inspecting: Queue (async; SyncQueue, in _sync, wraps it for sync code)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import inspect
 import os
-import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -388,73 +385,3 @@ class Queue:
     async def workers(self) -> list[dict[str, str]]:
         """Live workers' heartbeat records."""
         return await self.backend.workers()
-
-
-class SyncQueue:
-    """A blocking Queue for sync code (Flask, Django): runs its own event loop in a thread.
-
-    ``factory`` builds the async Queue on that loop, so connections belong to it.
-    """
-
-    def __init__(self, factory: Callable[[], Queue]) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="streamq")
-        self._thread.start()
-
-        async def build() -> Queue:
-            return factory()
-
-        try:
-            self._queue = self._run(build())
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    @classmethod
-    def from_url(cls, url: str | None = None, **kwargs: Any) -> SyncQueue:
-        """A sync queue on Redis at ``url`` (see :func:`resolve_url`)."""
-        return cls(lambda: Queue.from_url(url, **kwargs))
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if not self._thread.is_alive():
-            coro.close()
-            raise ConfigError("this SyncQueue is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def __getattr__(self, name: str) -> Any:
-        # Queue's coroutine methods (stats, pending, dead, retry_dead, recover, ...) become
-        # blocking calls; plain attributes (registry, max_job_size) are passed through.
-        value = getattr(self._queue, name)
-        if not inspect.iscoroutinefunction(value):
-            return value
-        method: Callable[..., Awaitable[Any]] = value
-        return lambda *a, **kw: self._run(method(*a, **kw))  # type: ignore[arg-type]
-
-    def enqueue(self, job: Job[Any]) -> str:
-        """Add one job; returns its id."""
-        return self._run(self._queue.enqueue(job))
-
-    def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
-        """Add many jobs in one round trip."""
-        return self._run(self._queue.enqueue_many(list(jobs)))
-
-    def close(self) -> None:
-        """Close connections and stop the loop thread."""
-        if self._thread.is_alive():
-            try:
-                self._run(self._queue.aclose())
-            finally:
-                self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
