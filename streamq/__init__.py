@@ -9,12 +9,12 @@ from streamq._queue import (
     ConsumerStats,
     PendingJob,
     Queue,
-    SyncQueue,
     TypeStats,
     connect,
     resolve_url,
 )
 from streamq._registry import JobType, Registry
+from streamq._sync import SyncQueue
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry
 from streamq.backends._partitions import Partitions

@@ -1,14 +1,11 @@
-"""Producing and inspecting: Queue (async) and SyncQueue (for sync web apps)."""
+"""Producing and inspecting: Queue (async; SyncQueue, in _sync, wraps it for sync code)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import inspect
 import os
-import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -69,14 +66,59 @@ class PendingJob:
     deliveries: int
 
 
-def resolve_url(url: str | None = None) -> str:
-    """``url``, else ``STREAMQ_REDIS_URL``, else the embedded server (started on demand)."""
-    url = url or os.environ.get("STREAMQ_REDIS_URL")
-    if url:
+#: The URL form that asks for the embedded server explicitly (``STREAMQ_REDIS_URL=embedded:``).
+EMBEDDED_URL = "embedded:"
+# (pid, socket URL) pairs already announced: the fallback is said once per process and server.
+_announced: set[tuple[int, str]] = set()
+
+
+def is_embedded_url(url: str) -> bool:
+    """Whether ``url`` is the explicit ``embedded:`` form."""
+    return url.strip().lower() == EMBEDDED_URL
+
+
+def embedded_allowed() -> bool:
+    """Whether a missing URL may fall back to the embedded server (``STREAMQ_EMBEDDED``)."""
+    raw = os.environ.get("STREAMQ_EMBEDDED", "").strip().lower()
+    if raw not in ("", "1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"STREAMQ_EMBEDDED={raw!r} must be 1 or 0")
+    return raw not in ("0", "false", "no")
+
+
+def resolve_url(url: str | None = None, *, announce: bool = True) -> str:
+    """``url``, else ``STREAMQ_REDIS_URL``, else the embedded server (started on demand).
+
+    The embedded server is a machine-local one (see ``streamq server``): a producer deployed
+    without ``STREAMQ_REDIS_URL`` would enqueue into its own machine. So the fallback is never
+    silent: it is logged once per process (``streamq.embedded_server``, at WARNING, naming the
+    socket; at INFO when asked for with the ``embedded:`` URL), unless ``announce`` is false
+    (the CLI says so on stderr instead). With ``STREAMQ_EMBEDDED=0`` a missing URL is a
+    :class:`ConfigError`.
+    """
+    url = url or os.environ.get("STREAMQ_REDIS_URL") or None
+    if url is not None and not is_embedded_url(url):
         return url
+    if url is None and not embedded_allowed():
+        raise ConfigError(
+            "STREAMQ_REDIS_URL is not set and STREAMQ_EMBEDDED=0 forbids the embedded server: "
+            "set STREAMQ_REDIS_URL=redis://HOST:6379/0 (or STREAMQ_REDIS_URL=embedded: for "
+            "the machine-local server)"
+        )
     from streamq._server import ensure_server  # lazy: only when no URL is given
 
-    return ensure_server()
+    embedded = ensure_server()
+    if announce and (os.getpid(), embedded) not in _announced:
+        _announced.add((os.getpid(), embedded))
+        if url is not None:  # asked for
+            logger.info("streamq.embedded_server", socket=embedded.removeprefix("unix://"))
+        else:
+            logger.warning(
+                "streamq.embedded_server",
+                socket=embedded.removeprefix("unix://"),
+                hint="STREAMQ_REDIS_URL is not set: jobs go to this machine's embedded server; "
+                "set it to your Redis, or STREAMQ_EMBEDDED=0 to make a missing URL an error",
+            )
+    return embedded
 
 
 def connect(
@@ -89,6 +131,7 @@ def connect(
 
     Settings not given here come from the environment:
 
+    - ``STREAMQ_REDIS_URL`` and ``STREAMQ_EMBEDDED``: the server (see :func:`resolve_url`);
     - ``STREAMQ_PREFIX``: the key prefix (default ``streamq``);
     - ``STREAMQ_SOCKET_TIMEOUT``: seconds a silent server may take before a call fails
       (default 10);
@@ -322,14 +365,18 @@ class Queue:
         return await self.backend.dead_list(type, limit)
 
     async def retry_dead(self, type: str, job_ids: Sequence[str] | None = None) -> list[str]:
-        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven."""
+        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven.
+
+        Only jobs this call really re-drove are returned: one retried or purged by someone else
+        between the listing and the retry is not (the CLI then names it as not found).
+        """
         dead = await self.backend.dead_list(type, 1_000_000)
         wanted = None if job_ids is None else set(job_ids)
-        chosen = [d for d in dead if wanted is None or d.job_id in wanted]
-        redriven = await self.backend.dead_retry(type, [d.dead_id for d in chosen])
+        chosen = {d.dead_id: d for d in dead if wanted is None or d.job_id in wanted}
+        redriven = await self.backend.dead_retry(type, list(chosen))
         if redriven:
             _tracing.count(_tracing.ENQUEUED, type, len(redriven))
-        return [d.job_id or d.dead_id for d in chosen]
+        return [chosen[i].job_id or i for i in redriven if i in chosen]
 
     async def purge_dead(self, type: str) -> int:
         """Delete every dead letter of ``type``; returns how many."""
@@ -338,73 +385,3 @@ class Queue:
     async def workers(self) -> list[dict[str, str]]:
         """Live workers' heartbeat records."""
         return await self.backend.workers()
-
-
-class SyncQueue:
-    """A blocking Queue for sync code (Flask, Django): runs its own event loop in a thread.
-
-    ``factory`` builds the async Queue on that loop, so connections belong to it.
-    """
-
-    def __init__(self, factory: Callable[[], Queue]) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="streamq")
-        self._thread.start()
-
-        async def build() -> Queue:
-            return factory()
-
-        try:
-            self._queue = self._run(build())
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    @classmethod
-    def from_url(cls, url: str | None = None, **kwargs: Any) -> SyncQueue:
-        """A sync queue on Redis at ``url`` (see :func:`resolve_url`)."""
-        return cls(lambda: Queue.from_url(url, **kwargs))
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if not self._thread.is_alive():
-            coro.close()
-            raise ConfigError("this SyncQueue is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def __getattr__(self, name: str) -> Any:
-        # Queue's coroutine methods (stats, pending, dead, retry_dead, recover, ...) become
-        # blocking calls; plain attributes (registry, max_job_size) are passed through.
-        value = getattr(self._queue, name)
-        if not inspect.iscoroutinefunction(value):
-            return value
-        method: Callable[..., Awaitable[Any]] = value
-        return lambda *a, **kw: self._run(method(*a, **kw))  # type: ignore[arg-type]
-
-    def enqueue(self, job: Job[Any]) -> str:
-        """Add one job; returns its id."""
-        return self._run(self._queue.enqueue(job))
-
-    def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
-        """Add many jobs in one round trip."""
-        return self._run(self._queue.enqueue_many(list(jobs)))
-
-    def close(self) -> None:
-        """Close connections and stop the loop thread."""
-        if self._thread.is_alive():
-            try:
-                self._run(self._queue.aclose())
-            finally:
-                self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

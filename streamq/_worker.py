@@ -60,7 +60,8 @@ class Worker:
         concurrency: jobs run at once; reads ask only for free slots, at most half of them per
             read (the next read is on its way while the lanes run this one's jobs).
         claim_after: an entry idle this long is taken over by a recovery pass (its worker died).
-        heartbeat: how often leases of running jobs and the worker record are refreshed.
+        heartbeat: how often leases of running jobs and the worker record are refreshed
+            (default: ``min(10 s, claim_after / 3)``; at most ``claim_after / 2``).
         max_deliveries: deliveries before a failing job goes to the dead stream.
         job_timeout: default per-delivery timeout for types that set none.
         shutdown_grace: how long running jobs may finish after a stop is asked.
@@ -78,7 +79,7 @@ class Worker:
         *,
         concurrency: int = 32,
         claim_after: float | timedelta = 60.0,
-        heartbeat: float | timedelta = 10.0,
+        heartbeat: float | timedelta | None = None,
         max_deliveries: int = 5,
         job_timeout: float | timedelta = DEFAULT_JOB_TIMEOUT,
         shutdown_grace: float | timedelta = 30.0,
@@ -94,7 +95,10 @@ class Worker:
         self._backend = backend
         self.concurrency = concurrency
         self.claim_after = seconds(claim_after)
-        self.heartbeat = seconds(heartbeat)
+        # A default follows the claim_after given: only an explicit pair can contradict.
+        self.heartbeat = (
+            min(10.0, self.claim_after / 3) if heartbeat is None else seconds(heartbeat)
+        )
         self._max_deliveries = max_deliveries
         self._job_timeout = seconds(job_timeout)
         self.shutdown_grace = seconds(shutdown_grace)

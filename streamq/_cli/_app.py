@@ -15,10 +15,10 @@ import structlog
 import typer
 
 from streamq import __version__, _eventloop
-from streamq._queue import Queue, connect
+from streamq._queue import Queue, connect, is_embedded_url, resolve_url
 from streamq._registry import Registry
-from streamq._server import ensure_server
 from streamq._tracing import configure_from_env
+from streamq.exceptions import ConfigError
 
 T = TypeVar("T")
 
@@ -48,7 +48,8 @@ Url = Annotated[
     typer.Option(
         "--url",
         envvar="STREAMQ_REDIS_URL",
-        help="Redis URL (redis://, rediss://, unix://); default: the embedded server.",
+        help="Redis URL (redis://, rediss://, unix://, or embedded:); default: the embedded "
+        "server, unless STREAMQ_EMBEDDED=0.",
     ),
 ]
 Prefix = Annotated[str, typer.Option(envvar="STREAMQ_PREFIX", help="Key prefix.")]
@@ -77,10 +78,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def resolve(url: str | None) -> str:
-    """The server URL; without one, the embedded server (started on demand), said once."""
-    if url:
+    """The server URL; without one (or with ``embedded:``), the embedded server (started on
+    demand), said once on stderr. With STREAMQ_EMBEDDED=0 a missing URL is a usage error."""
+    if url and not is_embedded_url(url):
         return url
-    embedded = ensure_server()
+    try:
+        embedded = resolve_url(url, announce=False)  # said here, on stderr, not as a log line
+    except ConfigError as exc:
+        fail(str(exc), 2)
     typer.echo(f"streamq: using the embedded server at {embedded}", err=True)
     return embedded
 
@@ -167,7 +172,8 @@ def _root(
 ) -> None:
     """Background jobs on Redis Streams consumer groups.
 
-    Without STREAMQ_REDIS_URL (or --url), commands use the embedded server.
+    Without STREAMQ_REDIS_URL (or --url), commands use the embedded server and say so;
+    STREAMQ_EMBEDDED=0 makes that an error.
     """
     if debug:
         os.environ["STREAMQ_DEBUG"] = "1"

@@ -23,6 +23,7 @@ from streamq._cli._app import (
 from streamq._queue import connect
 from streamq._worker import Worker
 from streamq.backends.redis import redact_url
+from streamq.exceptions import ConfigError
 
 
 @app.command()
@@ -37,9 +38,14 @@ def consume(
         typer.Option(metavar="DURATION", help="Take over jobs of workers silent this long."),
     ] = "60s",
     heartbeat: Annotated[
-        str,
-        typer.Option(metavar="DURATION", help="Lease and heartbeat refresh (≤ claim-after/2)."),
-    ] = "10s",
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Lease and heartbeat refresh (≤ claim-after/2). "
+            "Default: claim-after/3, at most 10s.",
+            show_default=False,
+        ),
+    ] = None,
     max_deliveries: Annotated[
         int, typer.Option(min=1, help="Deliveries before a failing job goes to dead.")
     ] = 5,
@@ -75,24 +81,32 @@ def consume(
     missing = [t for t in types if t not in registry]
     if missing:
         fail(f"no handler registered for {', '.join(missing)} in module {handlers!r}", 2)
-    durations = [
-        parse_duration(d) for d in (claim_after, heartbeat, job_timeout, shutdown_grace, retry_base)
-    ]
+    durations = [parse_duration(d) for d in (claim_after, job_timeout, shutdown_grace, retry_base)]
+    beat = None if heartbeat is None else parse_duration(heartbeat)
+    if beat is not None and beat * 2 > durations[0]:
+        fail(
+            f"--heartbeat ({heartbeat}) must be at most half of --claim-after ({claim_after}), "
+            "or running jobs would be taken over",
+            2,
+        )
     configure_logging(fmt, log_level)
     resolved = resolve(url)
     backend = connect(resolved, prefix=prefix)
-    worker = Worker(
-        backend,
-        registry,
-        types,
-        concurrency=concurrency,
-        max_deliveries=max_deliveries,
-        claim_after=durations[0],
-        heartbeat=durations[1],
-        job_timeout=durations[2],
-        shutdown_grace=durations[3],
-        retry_base=durations[4],
-    )
+    try:
+        worker = Worker(
+            backend,
+            registry,
+            types,
+            concurrency=concurrency,
+            max_deliveries=max_deliveries,
+            claim_after=durations[0],
+            heartbeat=beat,
+            job_timeout=durations[1],
+            shutdown_grace=durations[2],
+            retry_base=durations[3],
+        )
+    except ConfigError as exc:  # the options contradict each other: a usage error
+        fail(str(exc), 2)
 
     async def main() -> None:
         try:
@@ -125,4 +139,5 @@ def demo(
     from streamq._demo import run_demo  # lazy: only the demo needs it
 
     configure_logging("console", os.environ.get("STREAMQ_LOG_LEVEL", "warning"))
-    run_demo(load_registry(handlers), jobs=jobs, failing=failing, url=url, echo=typer.echo)
+    registry = load_registry(handlers)
+    run_demo(registry, jobs=jobs, failing=failing, url=resolve(url), echo=typer.echo)

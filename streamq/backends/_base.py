@@ -208,7 +208,11 @@ class Backend(Protocol):
         """Dead-lettered jobs, oldest first."""
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Put dead jobs back on the job stream as new entries; returns their new entry ids."""
+        """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven.
+
+        A dead id no longer in the dead stream (retried or purged meanwhile) is skipped, and
+        not returned: the caller reports what this call really did.
+        """
 
     async def dead_purge(self, type: str) -> int:
         """Delete the dead stream; returns how many entries it held."""

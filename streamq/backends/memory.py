@@ -433,15 +433,16 @@ class MemoryBackend:
             return list(self._stream(type).dead.values())[: max(limit, 0)]
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Put dead jobs back on the job stream as new entries; returns their new entry ids."""
+        """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven."""
         with self._lock:
             stream = self._stream(type)
             ids = []
             for dead_id in dead_ids:
                 entry = stream.dead.pop(dead_id, None)
                 if entry is not None:
-                    ids.append(stream.add(entry.fields))
+                    stream.add(entry.fields)
                     stream.counters["enqueued"] += 1
+                    ids.append(dead_id)
             waiters = self._waiters_for([type]) if ids else []
         self._wake(waiters)
         return ids

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -53,20 +54,52 @@ _ERRORS = (rexc.RedisError, rexc.RedisClusterException)
 _PARTIAL_BLOCK_MS = 100
 _FALSE = ("0", "false", "no", "off", "")
 
+#: shown instead of a URL whose password cannot be told apart from the rest
+_UNPARSEABLE = "<unparseable url>"
+#: what urlsplit strips from the start of a URL
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+#: query options whose value is a secret when their name holds one of these
+_SECRET_WORDS = ("pass", "secret", "token", "credential")
+
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to log or print)."""
+    """The URL with every password replaced by ``***`` (safe to log or print).
+
+    A password can sit in the userinfo (``redis://user:pw@host``) or in the query
+    (``?password=pw``, which redis-py accepts too, as any ``*password*`` option); both go. The
+    rest is shown as written (IPv6 brackets, case, port). A URL whose parts cannot be told apart
+    for sure (a stray ``@``, ``/`` or ``#`` in a password that was not percent-encoded) is shown
+    as ``<unparseable url>``, never half-redacted.
+    """
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number, e.g. "u:pw/x@h"
     except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return _UNPARSEABLE
+    if "@" in parts.path + parts.query + parts.fragment:
+        # An "@" past the host means the userinfo ended early: the host part is a password's.
+        return _UNPARSEABLE
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    query = "".join(_redact_option(piece) for piece in re.split(r"([&;])", parts.query) if piece)
+    # Built by hand: urlunsplit drops the "//" of an empty host (unix:///path).
+    text = f"{parts.scheme}:" if parts.scheme else ""
+    after = url.lstrip(_C0_OR_SPACE)[len(text) :]
+    if netloc or after.startswith("//"):
+        text += f"//{netloc}"
+    text += parts.path + (f"?{query}" if query else "")
+    # A fragment means nothing to Redis: not worth the risk of showing.
+    return text + ("#***" if parts.fragment else "")
+
+
+def _redact_option(piece: str) -> str:
+    """One ``name=value`` of a query, its value hidden when the name is a secret's."""
+    name, eq, _value = piece.partition("=")
+    if eq and any(word in unquote_plus(name).lower() for word in _SECRET_WORDS):
+        return f"{name}=***"
+    return piece
 
 
 def cluster_flag(url: str) -> tuple[str, bool | None]:
@@ -262,7 +295,10 @@ class RedisBackend:
             else:
                 self._r = aioredis.Redis.from_url(address, **options)
         except (ValueError, rexc.RedisError) as exc:
-            raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+            shown = redact_url(url)
+            # redis-py's message quotes the part it choked on, which may be the password's.
+            why = exc if shown != _UNPARSEABLE else "percent-encode @ : / ? # in the password"
+            raise ConfigError(f"invalid Redis URL {shown!r}: {why}") from None
         # redis-py's annotations assume str replies; in bytes mode some calls go through this
         # untyped alias rather than a cast at every call site.
         self._raw: Any = self._r
@@ -1260,14 +1296,14 @@ class RedisBackend:
         return out[:limit]
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Re-drive dead letters as new entries (one script call each)."""
+        """Re-drive dead letters as new entries (one script call each); returns the dead ids
+        re-driven (not those already gone)."""
         await self._fresh([type])
         out = []
         for s, ids in self._locate(type, dead_ids).items():
             for d in ids:
-                new_id = await self._call("redrive", [s.jobs, s.dead, s.stats], [d])
-                if new_id:
-                    out.append(s.ref(_s(new_id)))
+                if await self._call("redrive", [s.jobs, s.dead, s.stats], [d]):
+                    out.append(s.ref(d))
         return out
 
     async def dead_purge(self, type: str) -> int:

@@ -494,6 +494,69 @@ async def test_dead_jobs_can_be_retried_and_purged(
     assert await queue.purge_dead("t") == 0
 
 
+class _OtherClientFirst:
+    """The backend under test, where another client's retry or purge of the dead stream lands
+    between ``Queue.retry_dead``'s listing and its retry (everything else passes through)."""
+
+    def __init__(self, backend: Backend, steal: Callable[[], Awaitable[object]]) -> None:
+        self._backend = backend
+        self._steal = steal
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._backend, name)
+
+    async def dead_retry(self, type: str, dead_ids: list[str]) -> list[str]:
+        await self._steal()
+        return await self._backend.dead_retry(type, dead_ids)
+
+
+async def _three_dead(registry: Registry, queue: Queue, make_worker: MakeWorker) -> list[str]:
+    """Three jobs of type t, each dead-lettered after one failed delivery; their job ids."""
+
+    @registry.job("t", Item)
+    async def handle(job: Job[Item]) -> None:
+        raise RuntimeError("not yet")
+
+    ids = await queue.enqueue_many([Job(type="t", args=Item(n)) for n in range(3)])
+    await drain(make_worker("t", max_deliveries=1))
+    assert len(await queue.dead("t")) == 3
+    return ids
+
+
+async def test_dead_retry_returns_only_the_dead_ids_it_redrove(
+    backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """backend.dead_retry returns the dead ids it re-drove, not those already gone."""
+    await _three_dead(registry, queue, make_worker)
+    first, second, third = [d.dead_id for d in await queue.dead("t")]
+    assert await backend.dead_retry("t", [first]) == [first]
+    assert await backend.dead_retry("t", [first, second]) == [second]
+    assert await backend.dead_retry("t", [second, first]) == []
+    assert [d.dead_id for d in await queue.dead("t")] == [third]
+    assert (await stats_of(queue, "t")).waiting == 2
+
+
+@pytest.mark.parametrize("other", ["retried", "purged"])
+async def test_retry_dead_reports_only_jobs_it_redrove(
+    backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker, other: str
+) -> None:
+    """retry_dead names only the jobs it re-drove: not one another client retried or purged
+    between its listing and its retry."""
+    ids = await _three_dead(registry, queue, make_worker)
+    by_job = {d.job_id: d.dead_id for d in await queue.dead("t")}
+
+    async def steal() -> object:
+        if other == "purged":
+            return await backend.dead_purge("t")
+        return await backend.dead_retry("t", [by_job[ids[0]]])
+
+    racing = Queue(_OtherClientFirst(backend, steal))  # type: ignore[arg-type]
+    done = await racing.retry_dead("t", ids)
+    assert sorted(done) == ([] if other == "purged" else sorted(ids[1:]))
+    assert await queue.dead("t") == []
+    assert (await stats_of(queue, "t")).waiting == (0 if other == "purged" else 3)
+
+
 # in flight and shutdown ----------------------------------------------------------------------
 
 

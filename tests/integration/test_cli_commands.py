@@ -15,7 +15,7 @@ import redis
 from cli_helpers import Cli, error_lines, wait_for
 
 from streamq import SyncQueue
-from streamq._server import _free_port
+from streamq._server import PrivateServer, _free_port
 
 
 @pytest.fixture
@@ -84,6 +84,40 @@ def test_unreachable_server_error_redacts_password(cli: Cli, command: tuple[str,
     assert lines == errors
     assert "s3cret" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_consume_with_a_short_claim_after_starts(cli: Cli, queue: SyncQueue) -> None:
+    """consume --claim-after 2s alone starts (its heartbeat default follows) and runs jobs."""
+    proc = cli.consume("noop", "--claim-after", "2s")
+    assert cli.startup_line(proc).startswith("streamq: consuming noop from "), cli.log_of(proc)
+    cli.enqueue("noop")
+    wait_for(lambda: queue.stats(["noop"])[0].processed == 1, "the job done")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, cli.log_of(proc)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://default:{pw}@127.0.0.1:{port}/0", "redis://127.0.0.1:{port}/0?password={pw}"],
+)
+def test_consuming_line_never_shows_the_password(
+    private_server: PrivateServer, prefix: str, embedded_state: Path, tmp_path: Path, url: str
+) -> None:
+    """The "consuming ... from" line names the server with its password as ***, in any place."""
+    password = "s3cret-pw"
+    with redis.Redis.from_url(private_server.url) as client:
+        client.config_set("requirepass", password)
+    url = url.format(pw=password, port=private_server.port)
+    cli = Cli(url, prefix, embedded_state, tmp_path)
+    try:
+        proc = cli.consume("noop")
+        line = cli.startup_line(proc)
+        assert line.startswith("streamq: consuming noop from redis://"), cli.log_of(proc)
+        assert "***" in line
+        assert f"127.0.0.1:{private_server.port}/0" in line
+        assert password not in cli.log_of(proc)
+    finally:
+        cli.stop_all()
 
 
 # pending and recover ------------------------------------------------------------------------
@@ -249,6 +283,13 @@ BAD_INPUT = [
     pytest.param(("consume", "nope"), 2, "no handler registered for nope", id="consume-nope"),
     pytest.param(("consume", "noop", "--handlers", "no_such_mod"), 2, "no_such_mod", id="mod"),
     pytest.param(("consume", "noop", "--log-format", "xml"), 2, "--log-format", id="log-format"),
+    pytest.param(
+        ("consume", "noop", "--heartbeat", "5s", "--claim-after", "2s"),
+        2,
+        "--heartbeat (5s) must be at most half of --claim-after (2s)",
+        id="heartbeat-above-claim-after",
+    ),
+    pytest.param(("consume", "noop", "--heartbeat", "31s"), 2, "--claim-after", id="hb-default"),
     pytest.param(("dead", "retry", "noop"), 2, "--all", id="retry-nothing"),
     pytest.param(("dead", "purge", "noop"), 2, "--yes", id="purge-without-yes"),
     pytest.param(("stats", "--watch", "xx"), 2, "not a duration", id="watch-duration"),
@@ -320,3 +361,29 @@ def test_server_start_status_stop(cli: Cli, embedded_state: Path) -> None:
     assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
     assert cli.run("server", "status", env=env).returncode == 1
     assert not os.path.exists(embedded_state / "server.sock")
+
+
+@pytest.mark.parametrize("command", [("stats",), ("consume", "noop"), ("enqueue", "noop")])
+def test_streamq_embedded_0_without_url_is_one_line_and_exit_2(
+    cli: Cli, embedded_state: Path, command: tuple[str, ...]
+) -> None:
+    """STREAMQ_EMBEDDED=0 and no URL: one error line naming STREAMQ_REDIS_URL, exit 2, and no
+    embedded server started."""
+    env = {k: v for k, v in cli.env.items() if k != "STREAMQ_REDIS_URL"}
+    env |= {"STREAMQ_STATE_DIR": str(embedded_state), "STREAMQ_EMBEDDED": "0"}
+    done = cli.run(*command, env=env)
+    assert done.returncode == 2, done.stderr
+    (line,) = error_lines(done.stderr)
+    assert line.startswith("streamq: error: STREAMQ_REDIS_URL is not set and STREAMQ_EMBEDDED=0")
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not os.path.exists(embedded_state / "server.sock")
+
+
+def test_embedded_url_uses_the_embedded_server(cli: Cli, embedded_state: Path) -> None:
+    """--url embedded: (or STREAMQ_REDIS_URL=embedded:) picks the embedded server, said once."""
+    env = cli.env | {"STREAMQ_STATE_DIR": str(embedded_state), "STREAMQ_EMBEDDED": "0"}
+    done = cli.run("stats", "--json", "--url", "embedded:", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    url = f"unix://{embedded_state}/server.sock"
+    assert error_lines(done.stderr) == [f"streamq: using the embedded server at {url}"]

@@ -190,11 +190,11 @@ async def test_dead_retry_enqueues_a_fresh_entry() -> None:
     await backend.read([T], "a", 1, 0)
     await backend.dead_letter(T, "a", ids[0], DeadLetter(reason="poison", deliveries=3), 10)
     [dead] = await backend.dead_list(T, 10)
-    [new_id] = await backend.dead_retry(T, [dead.dead_id, "9-9"])
-    assert new_id != ids[0]
+    assert await backend.dead_retry(T, [dead.dead_id, "9-9"]) == [dead.dead_id]
     assert await backend.dead_list(T, 10) == []
     [delivery] = await backend.read([T], "b", 10, 0)
-    assert (delivery.entry_id, delivery.deliveries, delivery.fields) == (new_id, 1, job(0))
+    assert delivery.entry_id != ids[0]
+    assert (delivery.deliveries, delivery.fields) == (1, job(0))
     assert (await backend.stats(T)).counters["enqueued"] == 2
 
 

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import structlog
 
-from streamq import _server
+from streamq import Queue, RedisBackend, SyncQueue, _server, connect
 from streamq._server import (
     PrivateServer,
     ensure_server,
@@ -21,7 +23,7 @@ from streamq._server import (
     state_dir,
     stop_server,
 )
-from streamq.exceptions import ServerError
+from streamq.exceptions import ConfigError, ServerError
 
 
 def _script(path: Path, body: str) -> Path:
@@ -244,3 +246,81 @@ def test_session_server_fixture(redis_url: str, prefix: str) -> None:
     assert _get(redis_url, f"{prefix}:k") == b"v"
     assert prefix.startswith("t")
     assert len(prefix) == 11
+
+
+# the library's fallback to the embedded server ----------------------------------------------
+
+
+@pytest.fixture
+def no_url(monkeypatch: pytest.MonkeyPatch, embedded_state: Path) -> Path:
+    """Neither STREAMQ_REDIS_URL nor STREAMQ_EMBEDDED set; an embedded server would live in
+    ``embedded_state`` (returned)."""
+    monkeypatch.delenv("STREAMQ_REDIS_URL", raising=False)
+    monkeypatch.delenv("STREAMQ_EMBEDDED", raising=False)
+    monkeypatch.setenv("STREAMQ_STATE_DIR", str(embedded_state))
+    return embedded_state
+
+
+def _embedded_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "streamq.embedded_server"]
+
+
+async def test_library_fallback_to_the_embedded_server_is_logged_once(no_url: Path) -> None:
+    """No URL: connect(), Queue.from_url() and SyncQueue.from_url() use the embedded server and
+    the library says so once, at WARNING, naming its socket."""
+    with structlog.testing.capture_logs() as logs:
+        backends = [connect(), connect()]
+        queue = Queue.from_url()
+        sync = SyncQueue.from_url()
+        try:
+            assert sync.stats(["t"])[0].enqueued == 0
+        finally:
+            sync.close()
+            await queue.aclose()
+            for b in backends:
+                await b.aclose()
+    socket_path = str(no_url / "server.sock")
+    assert all(isinstance(b, RedisBackend) and b.url == f"unix://{socket_path}" for b in backends)
+    (said,) = _embedded_events(logs)
+    assert said["log_level"] == "warning"
+    assert said["socket"] == socket_path
+    assert "STREAMQ_REDIS_URL" in said["hint"]
+
+
+@pytest.mark.parametrize(
+    "make", [connect, Queue.from_url, SyncQueue.from_url], ids=["connect", "Queue", "SyncQueue"]
+)
+def test_streamq_embedded_0_makes_a_missing_url_an_error(
+    no_url: Path, monkeypatch: pytest.MonkeyPatch, make: Any
+) -> None:
+    """STREAMQ_EMBEDDED=0 and no URL: a ConfigError naming STREAMQ_REDIS_URL, no server started."""
+    monkeypatch.setenv("STREAMQ_EMBEDDED", "0")
+    with pytest.raises(ConfigError, match="STREAMQ_REDIS_URL is not set and STREAMQ_EMBEDDED=0"):
+        make()
+    assert server_status(no_url) is None
+
+
+async def test_embedded_url_chooses_the_embedded_server_explicitly(
+    no_url: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STREAMQ_REDIS_URL=embedded: uses the embedded server even with STREAMQ_EMBEDDED=0, and
+    says so at INFO (it was asked for)."""
+    monkeypatch.setenv("STREAMQ_EMBEDDED", "0")
+    monkeypatch.setenv("STREAMQ_REDIS_URL", "embedded:")
+    with structlog.testing.capture_logs() as logs:
+        backend = connect()
+        await backend.aclose()
+    assert isinstance(backend, RedisBackend)
+    assert backend.url == f"unix://{no_url}/server.sock"
+    (said,) = _embedded_events(logs)
+    assert said["log_level"] == "info"
+
+
+def test_bad_streamq_embedded_is_a_config_error(
+    no_url: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STREAMQ_EMBEDDED other than 1/0 (true/false, yes/no) is refused, not guessed."""
+    monkeypatch.setenv("STREAMQ_EMBEDDED", "maybe")
+    with pytest.raises(ConfigError, match="STREAMQ_EMBEDDED='maybe'"):
+        connect()
+    assert server_status(no_url) is None
