@@ -217,10 +217,11 @@ async def test_ten_thousand_ids_in_one_ack_refresh_and_release(backend: Backend)
     ids = await backend.enqueue_many([("t", fields(i)) for i in range(n)])
     assert len(ids) == n
     held: list[str] = []
-    while len(held) < n:
-        got = await backend.read(["t"], "c", n - len(held), 10)
-        assert got, "the stream ran dry before every entry was read"
-        held += [d.entry_id for d in got]
+    for _ in range(100):  # a read may watch only some partitions: it can come back empty
+        held += [d.entry_id for d in await backend.read(["t"], "c", n - len(held), 10)]
+        if len(held) == n:
+            break
+    assert len(held) == n
     assert await backend.refresh("t", "c", held) == []
     await backend.release("t", "c", held, 60_000)
     released = await backend.pending("t", consumer="c", min_idle_ms=60_000, limit=n)
