@@ -201,6 +201,25 @@ class _Stream:
         return entry_id if self.part is None else f"{entry_id}@{self.part}"
 
 
+class _Located(dict[_Stream, list[str]]):
+    """Entry ids per stream (see :meth:`RedisBackend._locate`), and how callers named them."""
+
+    __slots__ = ("bad", "plain")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: ids that name no stream of the type
+        self.bad: list[str] = []
+        #: partition 0's entry ids given without ``@0`` (delivered before the type grew)
+        self.plain: set[str] = set()
+
+    def ref(self, s: _Stream, entry_id: str) -> str:
+        """The id of an entry of ``s`` as the caller named it."""
+        if s.part is None or (self.plain and entry_id in self.plain):
+            return entry_id
+        return f"{entry_id}@{s.part}"
+
+
 @dataclass(slots=True)
 class _Blocked:
     """A blocking read on its own connection, and that connection's client id once known."""
@@ -355,15 +374,34 @@ class RedisBackend:
         if stale and (grown := await self._learn(stale)):
             await self.ensure_groups(grown)
 
-    def _locate(self, type: str, refs: Sequence[str]) -> dict[_Stream, list[str]]:
-        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order."""
+    def _locate(self, type: str, refs: Sequence[str]) -> _Located:
+        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order.
+
+        An id without ``@P`` on a partitioned type was delivered before the type grew: it is
+        partition 0's (that stream is the type's old one). An id naming no partition of the type
+        goes to ``bad``, not to a stream: the caller answers for that id alone.
+        """
         streams = self.streams(type)
+        out = _Located()
         if len(streams) == 1:
-            return {streams[0]: list(refs)}
-        out: dict[_Stream, list[str]] = {}
+            out[streams[0]] = list(refs)
+            return out
         for ref in refs:
-            p, entry_id = _partitions.split(ref, len(streams))
+            try:
+                p, entry_id = _partitions.split(ref, len(streams))
+            except ConfigError:
+                out.bad.append(ref)
+                continue
+            if p == 0 and "@" not in ref:
+                out.plain.add(entry_id)
             out.setdefault(streams[p], []).append(entry_id)
+        return out
+
+    def _located(self, type: str, refs: Sequence[str]) -> _Located:
+        """:meth:`_locate` for ids a person gave (inspection, the CLI): a bad one raises."""
+        out = self._locate(type, refs)
+        if out.bad:
+            _partitions.split(out.bad[0], len(self.streams(type)))  # raises its ConfigError
         return out
 
     def _pick(self, type: str, fields: Fields) -> _Stream:
@@ -468,9 +506,13 @@ class RedisBackend:
         """
         if not items:
             return []
-        if unknown := {t for t, _ in items if t not in self._learned_at}:
-            # The first jobs of a type from this process: record (or learn) its partitions.
-            await self._learn(sorted(unknown), grow=True)
+        # Record (first jobs of a type from this process) or learn again (every relearn_s) the
+        # type's partitions, as readers do: a producer that kept an old count would send one
+        # key to another partition than producers with the new count, out of order.
+        now = time.monotonic()
+        learned = self._learned_at
+        if stale := {t for t, _ in items if now - learned.get(t, -1e9) > self.relearn_s}:
+            await self._learn(sorted(stale), grow=True)
         groups: dict[_Stream, list[int]] = {}
         for i, (t, fields) in enumerate(items):
             groups.setdefault(self._pick(t, fields), []).append(i)
@@ -628,24 +670,27 @@ class RedisBackend:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
         await self._fresh(types)
-        owners: list[tuple[str, _Stream]] = []
+        owners: list[tuple[str, _Stream, _Located]] = []
         work: list[tuple[str, tuple[Any, ...]]] = []
+        lost: dict[str, list[str]] = {}
         for t, refs in acks.items():
-            for s, ids in self._locate(t, refs).items():
-                owners.append((t, s))
+            located = self._locate(t, refs)
+            if located.bad:
+                lost[t] = list(located.bad)
+            for s, ids in located.items():
+                owners.append((t, s, located))
                 work.append(self._ack_work(s, consumer, ids))
         plan, _ = self._read_plan(types, count)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._fan("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
         deliveries = await self._delivered(list(zip(plan, replies[len(owners) :], strict=True)))
-        lost: dict[str, list[str]] = {}
         failed: dict[str, str] = {}
-        for (t, s), answer in zip(owners, replies, strict=False):
+        for (t, s, located), answer in zip(owners, replies, strict=False):
             if isinstance(answer, BaseException):
                 failed[t] = str(self._wrap(answer))
             else:
-                lost.setdefault(t, []).extend(s.ref(_s(x)) for x in answer)
+                lost.setdefault(t, []).extend(located.ref(s, _s(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
 
     def _ack_work(
@@ -1008,27 +1053,32 @@ class RedisBackend:
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries, one script call per stream (all in one exchange per
         node); returns the ids owned by others."""
-        located = [(s, ids) for s, ids in self._locate(type, entry_ids).items() if ids]
-        work = [self._ack_work(s, consumer, ids) for s, ids in located]
-        lost: list[str] = []
-        for (s, _), gone in zip(located, await self._fan("acker", work), strict=True):
+        located = self._locate(type, entry_ids)
+        streams = [(s, ids) for s, ids in located.items() if ids]
+        work = [self._ack_work(s, consumer, ids) for s, ids in streams]
+        lost = list(located.bad)
+        for (s, _), gone in zip(streams, await self._fan("acker", work), strict=True):
             if isinstance(gone, BaseException):
                 raise self._wrap(gone)
-            lost += (s.ref(_s(x)) for x in gone)
+            lost += (located.ref(s, _s(x)) for x in gone)
         return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Lease heartbeat for all given ids in one script call; returns the ids lost."""
-        lost: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._locate(type, entry_ids)
+        lost = list(located.bad)
+        for s, ids in located.items():
             if ids:
                 gone = await self._call("refresh", [s.jobs], [self.group, consumer, *ids])
-                lost += (s.ref(_s(x)) for x in gone)
+                lost += (located.ref(s, _s(x)) for x in gone)
         return lost
 
     async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
         """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
-        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
+        located = self._locate(type, [entry_id])
+        if located.bad:
+            return False  # no entry of this type has that id: nobody owns it
+        ((s, (plain,)),) = located.items()
         n = await self._call(
             "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 1, plain]
         )
@@ -1048,7 +1098,10 @@ class RedisBackend:
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
     ) -> bool:
         """Move an owned entry to the dead stream, atomically."""
-        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
+        located = self._locate(type, [entry_id])
+        if located.bad:
+            return False  # no entry of this type has that id: nobody owns it
+        ((s, (plain,)),) = located.items()
         meta = {
             "reason": letter.reason,
             "error": letter.error,
@@ -1092,10 +1145,11 @@ class RedisBackend:
         stream)."""
         await self._fresh([type])
         moved: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._located(type, entry_ids)
+        for s, ids in located.items():
             if ids:
                 pairs = await self._call("requeue", [s.jobs], [self.group, min_idle_ms, *ids])
-                moved += (s.ref(_s(old)) for old, _new in pairs)
+                moved += (located.ref(s, _s(old)) for old, _new in pairs)
         return moved
 
     async def remove_consumer(self, type: str, consumer: str) -> bool:
@@ -1218,7 +1272,8 @@ class RedisBackend:
         """Fields of live entries (one pipelined XRANGE each)."""
         await self._fresh([type])
         out: dict[str, Fields] = {}
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._located(type, entry_ids)
+        for s, ids in located.items():
             if not ids:
                 continue
             try:
@@ -1228,7 +1283,7 @@ class RedisBackend:
                     replies = await pipe.execute()
             except _ERRORS as exc:
                 raise self._wrap(exc) from exc
-            out.update((s.ref(i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
+            out.update((located.ref(s, i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
         return out
 
     async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
@@ -1263,7 +1318,7 @@ class RedisBackend:
         """Re-drive dead letters as new entries (one script call each)."""
         await self._fresh([type])
         out = []
-        for s, ids in self._locate(type, dead_ids).items():
+        for s, ids in self._located(type, dead_ids).items():
             for d in ids:
                 new_id = await self._call("redrive", [s.jobs, s.dead, s.stats], [d])
                 if new_id:
