@@ -1215,9 +1215,12 @@ class RedisBackend:
             if isinstance(r, rexc.RedisError):
                 raise self._wrap(r) from r
         length, dead, counters_raw, (sec, usec), summary, consumers = replies
-        # No group yet (nothing consumed so far): the PEL is empty, not an error.
-        if isinstance(summary, rexc.ResponseError):
+        if isinstance(summary, rexc.ResponseError) and "NOGROUP" in str(summary):
+            # No group yet (nothing consumed so far): the PEL is empty, not an error.
             summary, consumers = None, []
+        for r in (summary, consumers):
+            if isinstance(r, rexc.RedisError):  # refused (an ACL), or anything else: say so
+                raise self._wrap(r) from r
         now_ms = int(sec) * 1000 + int(usec) // 1000
         counters = dict.fromkeys(COUNTERS, 0)
         for k, v in counters_raw.items():
