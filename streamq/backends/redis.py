@@ -1387,6 +1387,25 @@ class RedisBackend:
             raise self._wrap(exc) from exc
         return out
 
+    async def eviction_policy(self) -> str | None:
+        """``CONFIG GET maxmemory-policy`` (on a cluster, of every master): the first policy
+        other than ``noeviction`` found, else ``noeviction``; None when a server refuses the
+        command (an ACL without ``+config|get``, or a managed service that renamed it)."""
+        await self._connect()
+        nodes: list[Any] = list(self._r.get_primaries()) if self.cluster else [None]
+        command = [("CONFIG", "GET", "maxmemory-policy")]
+        policy = "noeviction"
+        for node in nodes:
+            (reply,) = await self._exchange(self._line("control", node), command, node)
+            if isinstance(reply, rexc.ResponseError):
+                return None
+            values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1:]
+            if not values:
+                return None
+            if _s(values[0]) != "noeviction":
+                policy = _s(values[0])
+        return policy
+
     async def aclose(self) -> None:
         """Close the connections (the held ones included)."""
         for line in self._lines.values():

@@ -3,14 +3,18 @@ partial cluster writes, slot migrations (ASK, TRYAGAIN), departed nodes, the evi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
+import structlog
 from test_acl_user import COMMANDS
 
-from streamq import BackendError, RedisBackend
+from streamq import BackendError, Job, RedisBackend, Registry, Worker
+from streamq._server import PrivateServer
 
 
 @pytest.fixture
@@ -53,3 +57,35 @@ async def test_stats_raise_when_the_pel_cannot_be_read(
     finally:
         await full.aclose()
         await denied.aclose()
+
+
+async def _start_events(url: str, prefix: str) -> list[dict[str, Any]]:
+    """The ``streamq.server.eviction_policy`` lines of a worker started (and stopped) on ``url``."""
+    backend = RedisBackend(url, prefix=prefix)
+    registry = Registry()
+
+    async def nothing(job: Job[Any]) -> None:
+        """Never runs: the stream stays empty."""
+
+    registry.register("t", dict, nothing)
+    worker = Worker(backend, registry, ["t"], block=0.05)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await asyncio.wait_for(worker.run(stop_when_empty=True), 30)
+    finally:
+        await backend.aclose()
+    return [e for e in logs if e["event"] == "streamq.server.eviction_policy"]
+
+
+async def test_a_worker_warns_when_the_server_may_evict_keys(
+    private_server: PrivateServer, acl_user: Callable[[str], str], redis_url: str, prefix: str
+) -> None:
+    """At start a worker warns when the server's maxmemory-policy can evict keys, says at INFO
+    that it could not check when CONFIG GET is refused, and says nothing under noeviction."""
+    assert await _start_events(redis_url, prefix) == []
+    with redis.Redis.from_url(private_server.url) as admin:
+        admin.config_set("maxmemory-policy", "allkeys-lru")
+    (line,) = await _start_events(private_server.url, prefix)
+    assert (line["log_level"], line["policy"]) == ("warning", "allkeys-lru")
+    (line,) = await _start_events(acl_user(COMMANDS), prefix)
+    assert (line["log_level"], line["checked"]) == ("info", False)
