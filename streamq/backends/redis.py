@@ -164,8 +164,22 @@ def _age_ms(entry_id: str, now_ms: int) -> int:
 
 
 def _moved(reply: Any) -> bool:
-    """A reply saying the slot lives elsewhere now (nothing was run)."""
-    return isinstance(reply, rexc.MovedError | rexc.AskError | rexc.TryAgainError)
+    """A reply saying the command did not run there: the slot lives elsewhere now (MOVED), is
+    being moved (ASK), or its keys are split by a migration for the moment (TRYAGAIN)."""
+    return isinstance(reply, rexc.AskError | rexc.TryAgainError)  # MovedError is an AskError
+
+
+def _asked(reply: Any) -> bool:
+    """ASK: this one command goes to the node named, after ASKING (the slot table stays)."""
+    return isinstance(reply, rexc.AskError) and not isinstance(reply, rexc.MovedError)
+
+
+#: How many times :meth:`RedisBackend._fan` sends a command again (NOSCRIPT, MOVED, ASK,
+#: TRYAGAIN); the k-th TRYAGAIN waits _TRYAGAIN_S * 2**k first, at most _TRYAGAIN_MAX_S:
+#: about 1.6 s in all, longer than a migration takes to move one type's few keys.
+_ROUNDS = 8
+_TRYAGAIN_S = 0.01
+_TRYAGAIN_MAX_S = 0.5
 
 
 class _Line:
@@ -173,12 +187,14 @@ class _Line:
     node object it came from (kept, so the client never drops a node whose connection we hold).
     """
 
-    __slots__ = ("busy", "conn", "node")
+    __slots__ = ("busy", "conn", "gone", "node")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.busy = False
         self.node: Any = None
+        #: its node left the cluster: close the connection once the call using it ends
+        self.gone = False
 
 
 @dataclass(eq=False, slots=True)
@@ -453,6 +469,11 @@ class RedisBackend:
                 f"the Redis cluster at {where} is moving slot {exc.slot_id} to "
                 f"{exc.host}:{exc.port}: try again"
             )
+        if self.cluster and isinstance(exc, rexc.TryAgainError):
+            return BackendError(
+                f"the Redis cluster at {where} is migrating a slot, and its keys stayed split "
+                f"while streamq tried again ({exc}): try again"
+            )
         if not self.cluster and isinstance(exc, rexc.MovedError | rexc.AskError):
             return BackendError(
                 f"Redis at {where} answered MOVED {exc}: the server is part of a cluster ("
@@ -471,9 +492,22 @@ class RedisBackend:
             else:
                 self._stale = False
                 await self._r.nodes_manager.initialize()
+                await self._drop_departed_lines()
         except _ERRORS as exc:
             self._stale = self._ready
             raise self._wrap(exc) from exc
+
+    async def _drop_departed_lines(self) -> None:
+        """Close and forget the held connections to nodes no longer in the cluster (a failed
+        master replaced by its replica, a node removed): nothing would ever use them again."""
+        live = self._r.nodes_manager.nodes_cache
+        for key, line in list(self._lines.items()):
+            if key[1] and key[1] not in live:
+                del self._lines[key]
+                line.gone = True
+                if not line.busy and line.conn is not None:
+                    conn, line.conn = line.conn, None
+                    await conn.disconnect(nowait=True)
 
     # groups -------------------------------------------------------------------------------
 
@@ -523,12 +557,17 @@ class RedisBackend:
         if len(batches) == 1 or self.cluster:
             sha = self._script("enqueue").sha
             work = [(s.jobs, ("EVALSHA", sha, 2, *self._append_args(s, b))) for s, b in batches]
-            replies = await self._fan("producer", work, wait=self.wait_replicas)
-            written = 0
-            for (_, batch), reply in zip(batches, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    raise self._partly(reply, written, len(items))
-                written += len(batch)
+            # Every node's share goes (whole=True: a node that fails does not stop the others),
+            # so an error can say how many jobs of the call were written.
+            replies = await self._fan("producer", work, wait=self.wait_replicas, whole=True)
+            failed = [r for r in replies if isinstance(r, BaseException)]
+            if failed:
+                written = sum(
+                    len(batch)
+                    for (_, batch), reply in zip(batches, replies, strict=True)
+                    if not isinstance(reply, BaseException)
+                )
+                raise self._partly(failed[0], written, len(items))
         else:
             replies = await self._transaction(batches)
         out: list[str] = [""] * len(items)
@@ -540,7 +579,9 @@ class RedisBackend:
     def _partly(self, exc: BaseException, written: int, total: int) -> BackendError:
         err = self._wrap(exc)
         if written:
-            return BackendError(f"{err} ({written} of {total} jobs were enqueued before it)")
+            return BackendError(
+                f"{err} ({written} of {total} jobs were enqueued; the others may not have been)"
+            )
         return err
 
     async def _transaction(self, batches: list[tuple[_Stream, list[Fields]]]) -> list[Any]:
@@ -759,15 +800,16 @@ class RedisBackend:
         *,
         wait: int = 0,
         whole: bool = False,
-        again: int = 2,
+        again: int = _ROUNDS,
     ) -> list[Any]:
         """Send each command to the server (on a cluster: the node owning its key's slot) and
         return the replies in order; an error reply, or the error of a node that could not be
         reached, comes back in its place. One exchange per node, all nodes at once.
 
         A script the server lost (NOSCRIPT) is loaded and its command sent again; on a cluster,
-        commands answered MOVED/ASK (nothing ran) go again to the new owner. At most ``again``
-        times: after a failover the new owner may answer NOSCRIPT in turn. With
+        commands answered MOVED (nothing ran) go again to the new owner, ASK to the node it
+        names (after ASKING, for that command only), TRYAGAIN after a pause that doubles. At
+        most ``again`` times: after a failover the new owner may answer NOSCRIPT in turn. With
         ``wait``, a WAIT for that many replicas follows each node's commands. Without
         ``whole``, an error reaching a node raises.
         """
@@ -784,7 +826,7 @@ class RedisBackend:
                 return [exc] * len(work)
             if wait:
                 self._waited(replies)
-            return await self._again(purpose, work, replies, wait, again) if again else replies
+            return await self._again(purpose, work, replies, wait, again)
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
             for i, (key, _) in enumerate(work):
@@ -816,7 +858,7 @@ class RedisBackend:
                 answer = [answer] * len(idx)
             for i, reply in zip(idx, answer, strict=True):
                 replies[i] = reply
-        return await self._again(purpose, work, replies, wait, again) if again else replies
+        return await self._again(purpose, work, replies, wait, again)
 
     async def _again(
         self,
@@ -826,24 +868,86 @@ class RedisBackend:
         wait: int,
         again: int,
     ) -> list[Any]:
-        """Send again the commands answered NOSCRIPT or MOVED (see :meth:`_fan`)."""
-        redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError) or _moved(r)]
-        if not redo:
+        """Send again the commands answered NOSCRIPT, MOVED, ASK or TRYAGAIN (see :meth:`_fan`)."""
+        cluster = self.cluster  # one server answering MOVED is a cluster: see _wrap
+        redo = [
+            i
+            for i, r in enumerate(replies)
+            if isinstance(r, rexc.NoScriptError) or (cluster and _moved(r))
+        ]
+        if not redo or again <= 0:
             return replies
-        if any(_moved(replies[i]) for i in redo):
+        if any(isinstance(replies[i], rexc.MovedError) for i in redo):
             self._stale = True
+        if any(isinstance(replies[i], rexc.TryAgainError) for i in redo):
+            # A migration has moved some of the keys a script names but not all: soon it has.
+            await asyncio.sleep(min(_TRYAGAIN_S * 2 ** (_ROUNDS - again), _TRYAGAIN_MAX_S))
         if any(isinstance(replies[i], rexc.NoScriptError) for i in redo):
-            # The server lost its scripts (a restart): load them on every master again.
-            try:
-                for script in self._scripts.values():
-                    await self._r.script_load(script.script)
-            except _ERRORS as exc:
-                raise self._wrap(exc) from exc
-        second = await self._fan(
-            purpose, [work[i] for i in redo], wait=wait, whole=True, again=again - 1
+            await self._load_scripts()
+        asked = [i for i in redo if _asked(replies[i])]
+        rest = [i for i in redo if not _asked(replies[i])]
+        if rest:
+            second = await self._fan(
+                purpose, [work[i] for i in rest], wait=wait, whole=True, again=again - 1
+            )
+            for i, reply in zip(rest, second, strict=True):
+                replies[i] = reply
+        if asked:
+            sub = [work[i] for i in asked]
+            answers = await self._ask(purpose, sub, [replies[i] for i in asked], wait)
+            answers = await self._again(purpose, sub, answers, wait, again - 1)
+            for i, reply in zip(asked, answers, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _load_scripts(self) -> None:
+        """Load the scripts again on the server, on a cluster on every master (a restart or a
+        failover lost them). A master that cannot be reached is skipped: its own commands fail
+        by themselves, and the others' go through."""
+        commands = [("SCRIPT", "LOAD", script.script) for script in self._scripts.values()]
+        nodes: list[Any] = list(self._r.get_primaries()) if self.cluster else [None]
+        await asyncio.gather(
+            *(self._exchange(self._line("control", n), commands, n) for n in nodes),
+            return_exceptions=True,
         )
-        for i, reply in zip(redo, second, strict=True):
-            replies[i] = reply
+
+    async def _ask(
+        self,
+        purpose: str,
+        work: Sequence[tuple[str, tuple[Any, ...]]],
+        asks: Sequence[rexc.AskError],
+        wait: int,
+    ) -> list[Any]:
+        """Send each command to the node its ASK names, each after an ASKING (which lets the
+        node importing a slot answer for that one command), one exchange per node."""
+        replies: list[Any] = list(asks)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, ask in enumerate(asks):
+            node = self._r.get_node(host=ask.host, port=ask.port)
+            if node is None:  # a node this client does not know yet: learn the slots again
+                self._stale = True
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+
+        async def one(node: Any, idx: list[int]) -> list[Any]:
+            commands = [c for i in idx for c in (("ASKING",), work[i][1])]
+            if wait:
+                commands.append(("WAIT", wait, self.wait_timeout_ms))
+            answers = await self._exchange(self._line(purpose, node), commands, node)
+            confirmed = answers.pop() if wait else None
+            answers = answers[1::2]
+            if wait and any(not _moved(r) for r in answers):
+                self._check_wait(confirmed)
+            return answers
+
+        found = await asyncio.gather(
+            *(one(node, idx) for node, idx in by_node.values()), return_exceptions=True
+        )
+        for (_, idx), answer in zip(by_node.values(), found, strict=True):
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer
+            for n, i in enumerate(idx):
+                replies[i] = answer if isinstance(answer, BaseException) else answer[n]
         return replies
 
     async def _exchange(
@@ -905,6 +1009,9 @@ class RedisBackend:
     async def _release(self, line: _Line, node: Any, conn: Any, dedicated: bool) -> None:
         if dedicated:
             line.busy = False
+            if line.gone and line.conn is not None:  # dropped while this call used it
+                conn, line.conn = line.conn, None
+                await conn.disconnect(nowait=True)
         elif node is None:
             await self._r.connection_pool.release(conn)
         else:
