@@ -85,6 +85,12 @@ def cluster_flag(url: str) -> tuple[str, bool | None]:
     return urlunsplit(parts._replace(query=rest)), flags[-1] in _TRUE
 
 
+def too_old(version: object) -> str | None:
+    """``version`` (INFO's ``redis_version``) when it is older than 7.0, else None."""
+    major = str(version or "").split(".", 1)[0]
+    return str(version) if major.isdigit() and int(major) < 7 else None
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -318,6 +324,7 @@ class RedisBackend:
         self.relearn_s = 5.0
         self._ready = not self.cluster
         self._stale = False
+        self._version_checked = False
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -513,6 +520,8 @@ class RedisBackend:
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
         """Create each stream and its group from id 0 (so no earlier job is skipped)."""
+        if not self._version_checked:
+            await self._check_version()
         await self._learn(types, grow=True)
         for t in types:
             for s in self.streams(t):
@@ -1498,20 +1507,42 @@ class RedisBackend:
         """``CONFIG GET maxmemory-policy`` (on a cluster, of every master): the first policy
         other than ``noeviction`` found, else ``noeviction``; None when a server refuses the
         command (an ACL without ``+config|get``, or a managed service that renamed it)."""
+        policy = "noeviction"
+        for reply in await self._on_masters("CONFIG", "GET", "maxmemory-policy"):
+            if isinstance(reply, rexc.ResponseError) or not reply:
+                return None
+            found = _s(next(iter(reply.values())))
+            if found != "noeviction":
+                policy = found
+        return policy
+
+    async def _on_masters(self, *command: Any) -> list[Any]:
+        """One command's reply from the server (on a cluster, from every master), through the
+        pool (these are rare calls: no connection is held for them); an error reply comes back
+        in its place."""
         await self._connect()
         nodes: list[Any] = list(self._r.get_primaries()) if self.cluster else [None]
-        command = [("CONFIG", "GET", "maxmemory-policy")]
-        policy = "noeviction"
+        out: list[Any] = []
         for node in nodes:
-            (reply,) = await self._exchange(self._line("control", node), command, node)
-            if isinstance(reply, rexc.ResponseError):
-                return None
-            values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1:]
-            if not values:
-                return None
-            if _s(values[0]) != "noeviction":
-                policy = _s(values[0])
-        return policy
+            where = {} if node is None else {"target_nodes": node}
+            try:
+                out.append(await self._raw.execute_command(*command, **where))
+            except rexc.ResponseError as exc:
+                out.append(exc)
+            except _ERRORS as exc:
+                raise self._wrap(exc) from exc
+        return out
+
+    async def _check_version(self) -> None:
+        """Refuse a server older than Redis 7.0: recovery (claim.lua) needs the deleted ids
+        XAUTOCLAIM lists from 7.0 on. A server that does not say (INFO refused) is trusted."""
+        for info in await self._on_masters("INFO", "server"):
+            if isinstance(info, dict) and (version := too_old(info.get("redis_version"))):
+                raise BackendError(
+                    f"Redis at {redact_url(self.url)} is version {version}: streamq needs "
+                    "Redis 7.0 or later, or Valkey"
+                )
+        self._version_checked = True
 
     async def aclose(self) -> None:
         """Close the connections (the held ones included)."""

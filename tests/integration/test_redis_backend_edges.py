@@ -18,6 +18,7 @@ from test_acl_user import COMMANDS
 
 from streamq import BackendError, Job, RedisBackend, Registry, Worker
 from streamq._server import PrivateServer
+from streamq.backends.redis import too_old
 
 
 @pytest.fixture
@@ -195,3 +196,11 @@ async def test_a_slot_migration_is_followed_with_asking_and_tryagain(tmp_path: P
             dst.close()
         finally:
             await backend.aclose()
+
+
+def test_servers_older_than_redis_7_are_told_apart() -> None:
+    """The version check at ensure_groups refuses Redis 6.x (INFO's redis_version) and passes
+    7.0 and later, and Valkey (which reports a Redis version of 7.2.4)."""
+    assert too_old("6.2.14") == "6.2.14"
+    assert too_old("5.0.7") == "5.0.7"
+    assert [too_old(v) for v in ("7.0.0", "7.0.15", "7.2.4", "8.2.1", None, "")] == [None] * 6
