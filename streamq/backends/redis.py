@@ -262,7 +262,8 @@ class RedisBackend:
         cluster: use the cluster client (overrides the URL's ``cluster=`` option).
         partitions: per type, its :class:`Partitions` (or a plain count): its jobs spread over
             that many streams. The server keeps the largest count any process used, and every
-            process uses that; producers of one type must agree on its key.
+            process uses that (reading it again every ``relearn_s``, producers too); producers
+            of one type must agree on its key.
         wait_replicas: after each enqueue, wait until this many replicas have the jobs
             (``WAIT``); an enqueue they do not confirm in ``wait_timeout_ms`` raises.
         wait_timeout_ms: how long that wait may take.
