@@ -151,8 +151,8 @@ async def test_connections_to_a_departed_node_are_dropped(private_cluster: Local
 @pytest.mark.cluster
 async def test_a_slot_migration_is_followed_with_asking_and_tryagain(tmp_path: Path) -> None:
     """While a type's slot migrates: a script whose keys are split between the nodes (TRYAGAIN)
-    is tried again after a pause until they are together, and once all keys moved, calls follow
-    ASK to the importing node (ASKING), without the slot table changing."""
+    is tried again after a pause until they are together, and once all keys moved, enqueues,
+    reads and acks follow ASK to the importing node (ASKING), without the slot table changing."""
     with LocalCluster(tmp_path / "cluster", replicas=0) as cluster:
         backend = RedisBackend(cluster.url, prefix="m")
         try:
@@ -184,14 +184,16 @@ async def test_a_slot_migration_is_followed_with_asking_and_tryagain(tmp_path: P
             assert src.execute_command("CLUSTER COUNTKEYSINSLOT", s.slot) == 0
             # Every key is on the target now: the source answers ASK.
             assert len(await backend.enqueue_many([("mig", {b"n": b"y"})] * 2)) == 2
-            assert await backend.ack("mig", "c", held[1:]) == []
+            new = [d.entry_id for d in await backend.read(["mig"], "c", 2, 10)]
+            assert len(new) == 2
+            assert await backend.ack("mig", "c", held[1:] + new) == []
             # ASK left the slot table as it was.
             assert backend._r.get_node_from_key(s.jobs).port == source
             for port in cluster.masters():
                 with _node(port) as node:
                     node.execute_command("CLUSTER SETSLOT", s.slot, "NODE", dst_id)
             stats = await backend.stats("mig")
-            assert (stats.counters["processed"], stats.length, stats.pending) == (3, 2, 0)
+            assert (stats.counters["processed"], stats.length, stats.pending) == (5, 0, 0)
             src.close()
             dst.close()
         finally:
