@@ -23,6 +23,7 @@ from typing import Any
 from streamq import _tracing
 from streamq._lanes import Lane, Lanes
 from streamq._logging import logger
+from streamq._preflight import check_eviction_policy
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
 from streamq._runner import Outcome, Runner, log_fields
@@ -190,6 +191,7 @@ class Worker:
         """
         loop = asyncio.get_running_loop()
         await self._backend.ensure_groups(list(self._types))
+        await check_eviction_policy(self._backend)
         logger.info(
             "streamq.worker.started",
             consumer=self.consumer,

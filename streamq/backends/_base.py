@@ -226,5 +226,9 @@ class Backend(Protocol):
     async def workers(self) -> list[dict[str, str]]:
         """Live workers' heartbeat records."""
 
+    async def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy`` (``noeviction`` unless some node may evict keys);
+        None when there is no such setting (memory) or the server refused to tell (an ACL)."""
+
     async def aclose(self) -> None:
         """Release connections."""

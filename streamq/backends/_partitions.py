@@ -116,14 +116,28 @@ def qualify(entry_id: str, p: int) -> str:
 
 
 def split(ref: str, count: int) -> tuple[int, str]:
-    """(partition, stream entry id) of an id of a type with ``count`` partitions."""
+    """(partition, stream entry id) of an id of a type with ``count`` partitions.
+
+    An id without ``@P`` is partition 0's: it was delivered (or dead-lettered) before the type
+    was partitioned, on the stream that is partition 0 now.
+    """
     entry_id, at, p = ref.rpartition("@")
-    if not at or not p.isdigit() or int(p) >= count:
+    if not at:
+        if _is_entry_id(ref):
+            return 0, ref
+        entry_id = ref
+    if not _is_entry_id(entry_id) or not p.isdigit() or int(p) >= count:
         raise ConfigError(
             f"entry id {ref!r} does not name one of this type's {count} partitions "
             "(expected ID@P, e.g. 1700000000000-0@1)"
         )
     return int(p), entry_id
+
+
+def _is_entry_id(text: str) -> bool:
+    """``MS-SEQ`` (or ``MS``), as Redis writes stream ids."""
+    ms, dash, seq = text.partition("-")
+    return ms.isdigit() and (seq.isdigit() or not dash)
 
 
 def key_value(body: bytes, path: str) -> bytes:

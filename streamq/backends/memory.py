@@ -479,6 +479,10 @@ class MemoryBackend:
             entries = self._stream(type).entries
             return sum(entries.pop(i, None) is not None for i in entry_ids)
 
+    async def eviction_policy(self) -> str | None:
+        """None: nothing evicts the memory backend's jobs."""
+        return None
+
     async def aclose(self) -> None:
         """Nothing to release; wake blocked readers so they return."""
         with self._lock:

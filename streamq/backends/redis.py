@@ -118,6 +118,12 @@ def cluster_flag(url: str) -> tuple[str, bool | None]:
     return urlunsplit(parts._replace(query=rest)), flags[-1] in _TRUE
 
 
+def too_old(version: object) -> str | None:
+    """``version`` (INFO's ``redis_version``) when it is older than 7.0, else None."""
+    major = str(version or "").split(".", 1)[0]
+    return str(version) if major.isdigit() and int(major) < 7 else None
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -197,8 +203,22 @@ def _age_ms(entry_id: str, now_ms: int) -> int:
 
 
 def _moved(reply: Any) -> bool:
-    """A reply saying the slot lives elsewhere now (nothing was run)."""
-    return isinstance(reply, rexc.MovedError | rexc.AskError | rexc.TryAgainError)
+    """A reply saying the command did not run there: the slot lives elsewhere now (MOVED), is
+    being moved (ASK), or its keys are split by a migration for the moment (TRYAGAIN)."""
+    return isinstance(reply, rexc.AskError | rexc.TryAgainError)  # MovedError is an AskError
+
+
+def _asked(reply: Any) -> bool:
+    """ASK: this one command goes to the node named, after ASKING (the slot table stays)."""
+    return isinstance(reply, rexc.AskError) and not isinstance(reply, rexc.MovedError)
+
+
+#: How many times :meth:`RedisBackend._fan` sends a command again (NOSCRIPT, MOVED, ASK,
+#: TRYAGAIN); the k-th TRYAGAIN waits _TRYAGAIN_S * 2**k first, at most _TRYAGAIN_MAX_S:
+#: about 1.6 s in all, longer than a migration takes to move one type's few keys.
+_ROUNDS = 8
+_TRYAGAIN_S = 0.01
+_TRYAGAIN_MAX_S = 0.5
 
 
 class _Line:
@@ -206,12 +226,14 @@ class _Line:
     node object it came from (kept, so the client never drops a node whose connection we hold).
     """
 
-    __slots__ = ("busy", "conn", "node")
+    __slots__ = ("busy", "conn", "gone", "node")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.busy = False
         self.node: Any = None
+        #: its node left the cluster: close the connection once the call using it ends
+        self.gone = False
 
 
 @dataclass(eq=False, slots=True)
@@ -234,6 +256,25 @@ class _Stream:
         return entry_id if self.part is None else f"{entry_id}@{self.part}"
 
 
+class _Located(dict[_Stream, list[str]]):
+    """Entry ids per stream (see :meth:`RedisBackend._locate`), and how callers named them."""
+
+    __slots__ = ("bad", "plain")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: ids that name no stream of the type
+        self.bad: list[str] = []
+        #: partition 0's entry ids given without ``@0`` (delivered before the type grew)
+        self.plain: set[str] = set()
+
+    def ref(self, s: _Stream, entry_id: str) -> str:
+        """The id of an entry of ``s`` as the caller named it."""
+        if s.part is None or (self.plain and entry_id in self.plain):
+            return entry_id
+        return f"{entry_id}@{s.part}"
+
+
 @dataclass(slots=True)
 class _Blocked:
     """A blocking read on its own connection, and that connection's client id once known."""
@@ -254,7 +295,8 @@ class RedisBackend:
         cluster: use the cluster client (overrides the URL's ``cluster=`` option).
         partitions: per type, its :class:`Partitions` (or a plain count): its jobs spread over
             that many streams. The server keeps the largest count any process used, and every
-            process uses that; producers of one type must agree on its key.
+            process uses that (reading it again every ``relearn_s``, producers too); producers
+            of one type must agree on its key.
         wait_replicas: after each enqueue, wait until this many replicas have the jobs
             (``WAIT``); an enqueue they do not confirm in ``wait_timeout_ms`` raises.
         wait_timeout_ms: how long that wait may take.
@@ -319,6 +361,7 @@ class RedisBackend:
         self.relearn_s = 5.0
         self._ready = not self.cluster
         self._stale = False
+        self._version_checked = False
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -391,15 +434,34 @@ class RedisBackend:
         if stale and (grown := await self._learn(stale)):
             await self.ensure_groups(grown)
 
-    def _locate(self, type: str, refs: Sequence[str]) -> dict[_Stream, list[str]]:
-        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order."""
+    def _locate(self, type: str, refs: Sequence[str]) -> _Located:
+        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order.
+
+        An id without ``@P`` on a partitioned type was delivered before the type grew: it is
+        partition 0's (that stream is the type's old one). An id naming no partition of the type
+        goes to ``bad``, not to a stream: the caller answers for that id alone.
+        """
         streams = self.streams(type)
+        out = _Located()
         if len(streams) == 1:
-            return {streams[0]: list(refs)}
-        out: dict[_Stream, list[str]] = {}
+            out[streams[0]] = list(refs)
+            return out
         for ref in refs:
-            p, entry_id = _partitions.split(ref, len(streams))
+            try:
+                p, entry_id = _partitions.split(ref, len(streams))
+            except ConfigError:
+                out.bad.append(ref)
+                continue
+            if p == 0 and "@" not in ref:
+                out.plain.add(entry_id)
             out.setdefault(streams[p], []).append(entry_id)
+        return out
+
+    def _located(self, type: str, refs: Sequence[str]) -> _Located:
+        """:meth:`_locate` for ids a person gave (inspection, the CLI): a bad one raises."""
+        out = self._locate(type, refs)
+        if out.bad:
+            _partitions.split(out.bad[0], len(self.streams(type)))  # raises its ConfigError
         return out
 
     def _pick(self, type: str, fields: Fields) -> _Stream:
@@ -451,6 +513,11 @@ class RedisBackend:
                 f"the Redis cluster at {where} is moving slot {exc.slot_id} to "
                 f"{exc.host}:{exc.port}: try again"
             )
+        if self.cluster and isinstance(exc, rexc.TryAgainError):
+            return BackendError(
+                f"the Redis cluster at {where} is migrating a slot, and its keys stayed split "
+                f"while streamq tried again ({exc}): try again"
+            )
         if not self.cluster and isinstance(exc, rexc.MovedError | rexc.AskError):
             return BackendError(
                 f"Redis at {where} answered MOVED {exc}: the server is part of a cluster ("
@@ -469,14 +536,29 @@ class RedisBackend:
             else:
                 self._stale = False
                 await self._r.nodes_manager.initialize()
+                await self._drop_departed_lines()
         except _ERRORS as exc:
             self._stale = self._ready
             raise self._wrap(exc) from exc
+
+    async def _drop_departed_lines(self) -> None:
+        """Close and forget the held connections to nodes no longer in the cluster (a failed
+        master replaced by its replica, a node removed): nothing would ever use them again."""
+        live = self._r.nodes_manager.nodes_cache
+        for key, line in list(self._lines.items()):
+            if key[1] and key[1] not in live:
+                del self._lines[key]
+                line.gone = True
+                if not line.busy and line.conn is not None:
+                    conn, line.conn = line.conn, None
+                    await conn.disconnect(nowait=True)
 
     # groups -------------------------------------------------------------------------------
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
         """Create each stream and its group from id 0 (so no earlier job is skipped)."""
+        if not self._version_checked:
+            await self._check_version()
         await self._learn(types, grow=True)
         for t in types:
             for s in self.streams(t):
@@ -504,9 +586,13 @@ class RedisBackend:
         """
         if not items:
             return []
-        if unknown := {t for t, _ in items if t not in self._learned_at}:
-            # The first jobs of a type from this process: record (or learn) its partitions.
-            await self._learn(sorted(unknown), grow=True)
+        # Record (first jobs of a type from this process) or learn again (every relearn_s) the
+        # type's partitions, as readers do: a producer that kept an old count would send one
+        # key to another partition than producers with the new count, out of order.
+        now = time.monotonic()
+        learned = self._learned_at
+        if stale := {t for t, _ in items if now - learned.get(t, -1e9) > self.relearn_s}:
+            await self._learn(sorted(stale), grow=True)
         groups: dict[_Stream, list[int]] = {}
         for i, (t, fields) in enumerate(items):
             groups.setdefault(self._pick(t, fields), []).append(i)
@@ -517,12 +603,17 @@ class RedisBackend:
         if len(batches) == 1 or self.cluster:
             sha = self._script("enqueue").sha
             work = [(s.jobs, ("EVALSHA", sha, 2, *self._append_args(s, b))) for s, b in batches]
-            replies = await self._fan("producer", work, wait=self.wait_replicas)
-            written = 0
-            for (_, batch), reply in zip(batches, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    raise self._partly(reply, written, len(items))
-                written += len(batch)
+            # Every node's share goes (whole=True: a node that fails does not stop the others),
+            # so an error can say how many jobs of the call were written.
+            replies = await self._fan("producer", work, wait=self.wait_replicas, whole=True)
+            failed = [r for r in replies if isinstance(r, BaseException)]
+            if failed:
+                written = sum(
+                    len(batch)
+                    for (_, batch), reply in zip(batches, replies, strict=True)
+                    if not isinstance(reply, BaseException)
+                )
+                raise self._partly(failed[0], written, len(items))
         else:
             replies = await self._transaction(batches)
         out: list[str] = [""] * len(items)
@@ -534,7 +625,9 @@ class RedisBackend:
     def _partly(self, exc: BaseException, written: int, total: int) -> BackendError:
         err = self._wrap(exc)
         if written:
-            return BackendError(f"{err} ({written} of {total} jobs were enqueued before it)")
+            return BackendError(
+                f"{err} ({written} of {total} jobs were enqueued; the others may not have been)"
+            )
         return err
 
     async def _transaction(self, batches: list[tuple[_Stream, list[Fields]]]) -> list[Any]:
@@ -664,24 +757,27 @@ class RedisBackend:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
         await self._fresh(types)
-        owners: list[tuple[str, _Stream]] = []
+        owners: list[tuple[str, _Stream, _Located]] = []
         work: list[tuple[str, tuple[Any, ...]]] = []
+        lost: dict[str, list[str]] = {}
         for t, refs in acks.items():
-            for s, ids in self._locate(t, refs).items():
-                owners.append((t, s))
+            located = self._locate(t, refs)
+            if located.bad:
+                lost[t] = list(located.bad)
+            for s, ids in located.items():
+                owners.append((t, s, located))
                 work.append(self._ack_work(s, consumer, ids))
         plan, _ = self._read_plan(types, count)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._fan("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
         deliveries = await self._delivered(list(zip(plan, replies[len(owners) :], strict=True)))
-        lost: dict[str, list[str]] = {}
         failed: dict[str, str] = {}
-        for (t, s), answer in zip(owners, replies, strict=False):
+        for (t, s, located), answer in zip(owners, replies, strict=False):
             if isinstance(answer, BaseException):
                 failed[t] = str(self._wrap(answer))
             else:
-                lost.setdefault(t, []).extend(s.ref(_s(x)) for x in answer)
+                lost.setdefault(t, []).extend(located.ref(s, _s(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
 
     def _ack_work(
@@ -750,15 +846,16 @@ class RedisBackend:
         *,
         wait: int = 0,
         whole: bool = False,
-        again: int = 2,
+        again: int = _ROUNDS,
     ) -> list[Any]:
         """Send each command to the server (on a cluster: the node owning its key's slot) and
         return the replies in order; an error reply, or the error of a node that could not be
         reached, comes back in its place. One exchange per node, all nodes at once.
 
         A script the server lost (NOSCRIPT) is loaded and its command sent again; on a cluster,
-        commands answered MOVED/ASK (nothing ran) go again to the new owner. At most ``again``
-        times: after a failover the new owner may answer NOSCRIPT in turn. With
+        commands answered MOVED (nothing ran) go again to the new owner, ASK to the node it
+        names (after ASKING, for that command only), TRYAGAIN after a pause that doubles. At
+        most ``again`` times: after a failover the new owner may answer NOSCRIPT in turn. With
         ``wait``, a WAIT for that many replicas follows each node's commands. Without
         ``whole``, an error reaching a node raises.
         """
@@ -775,7 +872,7 @@ class RedisBackend:
                 return [exc] * len(work)
             if wait:
                 self._waited(replies)
-            return await self._again(purpose, work, replies, wait, again) if again else replies
+            return await self._again(purpose, work, replies, wait, again)
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
             for i, (key, _) in enumerate(work):
@@ -807,7 +904,7 @@ class RedisBackend:
                 answer = [answer] * len(idx)
             for i, reply in zip(idx, answer, strict=True):
                 replies[i] = reply
-        return await self._again(purpose, work, replies, wait, again) if again else replies
+        return await self._again(purpose, work, replies, wait, again)
 
     async def _again(
         self,
@@ -817,24 +914,86 @@ class RedisBackend:
         wait: int,
         again: int,
     ) -> list[Any]:
-        """Send again the commands answered NOSCRIPT or MOVED (see :meth:`_fan`)."""
-        redo = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError) or _moved(r)]
-        if not redo:
+        """Send again the commands answered NOSCRIPT, MOVED, ASK or TRYAGAIN (see :meth:`_fan`)."""
+        cluster = self.cluster  # one server answering MOVED is a cluster: see _wrap
+        redo = [
+            i
+            for i, r in enumerate(replies)
+            if isinstance(r, rexc.NoScriptError) or (cluster and _moved(r))
+        ]
+        if not redo or again <= 0:
             return replies
-        if any(_moved(replies[i]) for i in redo):
+        if any(isinstance(replies[i], rexc.MovedError) for i in redo):
             self._stale = True
+        if any(isinstance(replies[i], rexc.TryAgainError) for i in redo):
+            # A migration has moved some of the keys a script names but not all: soon it has.
+            await asyncio.sleep(min(_TRYAGAIN_S * 2 ** (_ROUNDS - again), _TRYAGAIN_MAX_S))
         if any(isinstance(replies[i], rexc.NoScriptError) for i in redo):
-            # The server lost its scripts (a restart): load them on every master again.
-            try:
-                for script in self._scripts.values():
-                    await self._r.script_load(script.script)
-            except _ERRORS as exc:
-                raise self._wrap(exc) from exc
-        second = await self._fan(
-            purpose, [work[i] for i in redo], wait=wait, whole=True, again=again - 1
+            await self._load_scripts()
+        asked = [i for i in redo if _asked(replies[i])]
+        rest = [i for i in redo if not _asked(replies[i])]
+        if rest:
+            second = await self._fan(
+                purpose, [work[i] for i in rest], wait=wait, whole=True, again=again - 1
+            )
+            for i, reply in zip(rest, second, strict=True):
+                replies[i] = reply
+        if asked:
+            sub = [work[i] for i in asked]
+            answers = await self._ask(purpose, sub, [replies[i] for i in asked], wait)
+            answers = await self._again(purpose, sub, answers, wait, again - 1)
+            for i, reply in zip(asked, answers, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _load_scripts(self) -> None:
+        """Load the scripts again on the server, on a cluster on every master (a restart or a
+        failover lost them). A master that cannot be reached is skipped: its own commands fail
+        by themselves, and the others' go through."""
+        commands = [("SCRIPT", "LOAD", script.script) for script in self._scripts.values()]
+        nodes: list[Any] = list(self._r.get_primaries()) if self.cluster else [None]
+        await asyncio.gather(
+            *(self._exchange(self._line("control", n), commands, n) for n in nodes),
+            return_exceptions=True,
         )
-        for i, reply in zip(redo, second, strict=True):
-            replies[i] = reply
+
+    async def _ask(
+        self,
+        purpose: str,
+        work: Sequence[tuple[str, tuple[Any, ...]]],
+        asks: Sequence[rexc.AskError],
+        wait: int,
+    ) -> list[Any]:
+        """Send each command to the node its ASK names, each after an ASKING (which lets the
+        node importing a slot answer for that one command), one exchange per node."""
+        replies: list[Any] = list(asks)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, ask in enumerate(asks):
+            node = self._r.get_node(host=ask.host, port=ask.port)
+            if node is None:  # a node this client does not know yet: learn the slots again
+                self._stale = True
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+
+        async def one(node: Any, idx: list[int]) -> list[Any]:
+            commands = [c for i in idx for c in (("ASKING",), work[i][1])]
+            if wait:
+                commands.append(("WAIT", wait, self.wait_timeout_ms))
+            answers = await self._exchange(self._line(purpose, node), commands, node)
+            confirmed = answers.pop() if wait else None
+            answers = answers[1::2]
+            if wait and any(not _moved(r) for r in answers):
+                self._check_wait(confirmed)
+            return answers
+
+        found = await asyncio.gather(
+            *(one(node, idx) for node, idx in by_node.values()), return_exceptions=True
+        )
+        for (_, idx), answer in zip(by_node.values(), found, strict=True):
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer
+            for n, i in enumerate(idx):
+                replies[i] = answer if isinstance(answer, BaseException) else answer[n]
         return replies
 
     async def _exchange(
@@ -896,6 +1055,9 @@ class RedisBackend:
     async def _release(self, line: _Line, node: Any, conn: Any, dedicated: bool) -> None:
         if dedicated:
             line.busy = False
+            if line.gone and line.conn is not None:  # dropped while this call used it
+                conn, line.conn = line.conn, None
+                await conn.disconnect(nowait=True)
         elif node is None:
             await self._r.connection_pool.release(conn)
         else:
@@ -1044,27 +1206,32 @@ class RedisBackend:
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries, one script call per stream (all in one exchange per
         node); returns the ids owned by others."""
-        located = [(s, ids) for s, ids in self._locate(type, entry_ids).items() if ids]
-        work = [self._ack_work(s, consumer, ids) for s, ids in located]
-        lost: list[str] = []
-        for (s, _), gone in zip(located, await self._fan("acker", work), strict=True):
+        located = self._locate(type, entry_ids)
+        streams = [(s, ids) for s, ids in located.items() if ids]
+        work = [self._ack_work(s, consumer, ids) for s, ids in streams]
+        lost = list(located.bad)
+        for (s, _), gone in zip(streams, await self._fan("acker", work), strict=True):
             if isinstance(gone, BaseException):
                 raise self._wrap(gone)
-            lost += (s.ref(_s(x)) for x in gone)
+            lost += (located.ref(s, _s(x)) for x in gone)
         return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Lease heartbeat for all given ids in one script call; returns the ids lost."""
-        lost: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._locate(type, entry_ids)
+        lost = list(located.bad)
+        for s, ids in located.items():
             if ids:
                 gone = await self._call("refresh", [s.jobs], [self.group, consumer, *ids])
-                lost += (s.ref(_s(x)) for x in gone)
+                lost += (located.ref(s, _s(x)) for x in gone)
         return lost
 
     async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
         """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
-        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
+        located = self._locate(type, [entry_id])
+        if located.bad:
+            return False  # no entry of this type has that id: nobody owns it
+        ((s, (plain,)),) = located.items()
         n = await self._call(
             "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 1, plain]
         )
@@ -1084,7 +1251,10 @@ class RedisBackend:
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
     ) -> bool:
         """Move an owned entry to the dead stream, atomically."""
-        ((s, (plain,)),) = self._locate(type, [entry_id]).items()
+        located = self._locate(type, [entry_id])
+        if located.bad:
+            return False  # no entry of this type has that id: nobody owns it
+        ((s, (plain,)),) = located.items()
         meta = {
             "reason": letter.reason,
             "error": letter.error,
@@ -1128,10 +1298,11 @@ class RedisBackend:
         stream)."""
         await self._fresh([type])
         moved: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._located(type, entry_ids)
+        for s, ids in located.items():
             if ids:
                 pairs = await self._call("requeue", [s.jobs], [self.group, min_idle_ms, *ids])
-                moved += (s.ref(_s(old)) for old, _new in pairs)
+                moved += (located.ref(s, _s(old)) for old, _new in pairs)
         return moved
 
     async def remove_consumer(self, type: str, consumer: str) -> bool:
@@ -1197,9 +1368,12 @@ class RedisBackend:
             if isinstance(r, rexc.RedisError):
                 raise self._wrap(r) from r
         length, dead, counters_raw, (sec, usec), summary, consumers = replies
-        # No group yet (nothing consumed so far): the PEL is empty, not an error.
-        if isinstance(summary, rexc.ResponseError):
+        if isinstance(summary, rexc.ResponseError) and "NOGROUP" in str(summary):
+            # No group yet (nothing consumed so far): the PEL is empty, not an error.
             summary, consumers = None, []
+        for r in (summary, consumers):
+            if isinstance(r, rexc.RedisError):  # refused (an ACL), or anything else: say so
+                raise self._wrap(r) from r
         now_ms = int(sec) * 1000 + int(usec) // 1000
         counters = dict.fromkeys(COUNTERS, 0)
         for k, v in counters_raw.items():
@@ -1254,7 +1428,8 @@ class RedisBackend:
         """Fields of live entries (one pipelined XRANGE each)."""
         await self._fresh([type])
         out: dict[str, Fields] = {}
-        for s, ids in self._locate(type, entry_ids).items():
+        located = self._located(type, entry_ids)
+        for s, ids in located.items():
             if not ids:
                 continue
             try:
@@ -1264,7 +1439,7 @@ class RedisBackend:
                     replies = await pipe.execute()
             except _ERRORS as exc:
                 raise self._wrap(exc) from exc
-            out.update((s.ref(i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
+            out.update((located.ref(s, i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
         return out
 
     async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
@@ -1300,7 +1475,7 @@ class RedisBackend:
         re-driven (not those already gone)."""
         await self._fresh([type])
         out = []
-        for s, ids in self._locate(type, dead_ids).items():
+        for s, ids in self._located(type, dead_ids).items():
             for d in ids:
                 if await self._call("redrive", [s.jobs, s.dead, s.stats], [d]):
                     out.append(s.ref(d))
@@ -1364,6 +1539,47 @@ class RedisBackend:
         except _ERRORS as exc:
             raise self._wrap(exc) from exc
         return out
+
+    async def eviction_policy(self) -> str | None:
+        """``CONFIG GET maxmemory-policy`` (on a cluster, of every master): the first policy
+        other than ``noeviction`` found, else ``noeviction``; None when a server refuses the
+        command (an ACL without ``+config|get``, or a managed service that renamed it)."""
+        policy = "noeviction"
+        for reply in await self._on_masters("CONFIG", "GET", "maxmemory-policy"):
+            if isinstance(reply, rexc.ResponseError) or not reply:
+                return None
+            found = _s(next(iter(reply.values())))
+            if found != "noeviction":
+                policy = found
+        return policy
+
+    async def _on_masters(self, *command: Any) -> list[Any]:
+        """One command's reply from the server (on a cluster, from every master), through the
+        pool (these are rare calls: no connection is held for them); an error reply comes back
+        in its place."""
+        await self._connect()
+        nodes: list[Any] = list(self._r.get_primaries()) if self.cluster else [None]
+        out: list[Any] = []
+        for node in nodes:
+            where = {} if node is None else {"target_nodes": node}
+            try:
+                out.append(await self._raw.execute_command(*command, **where))
+            except rexc.ResponseError as exc:
+                out.append(exc)
+            except _ERRORS as exc:
+                raise self._wrap(exc) from exc
+        return out
+
+    async def _check_version(self) -> None:
+        """Refuse a server older than Redis 7.0: recovery (claim.lua) needs the deleted ids
+        XAUTOCLAIM lists from 7.0 on. A server that does not say (INFO refused) is trusted."""
+        for info in await self._on_masters("INFO", "server"):
+            if isinstance(info, dict) and (version := too_old(info.get("redis_version"))):
+                raise BackendError(
+                    f"Redis at {redact_url(self.url)} is version {version}: streamq needs "
+                    "Redis 7.0 or later, or Valkey"
+                )
+        self._version_checked = True
 
     async def aclose(self) -> None:
         """Close the connections (the held ones included)."""

@@ -2,10 +2,11 @@
 -- JUSTID keeps the delivery count as it is. KEYS: jobs. ARGV: group, consumer, id...
 -- Returns the ids it no longer owns.
 local mine, lost = owned_split(KEYS[1], ARGV[1], ARGV[2], 3)
-if #mine > 0 then
-  -- (unpack() expands to all values only as the last argument: build the list instead)
+-- 1000 ids to a call: unpack() fails above about 8000 values (Lua's C stack). And unpack()
+-- expands to all values only as the last argument: build each call's list instead.
+for i = 1, #mine, 1000 do
   local args = {KEYS[1], ARGV[1], ARGV[2], 0}
-  for _, id in ipairs(mine) do args[#args + 1] = id end
+  for j = i, math.min(i + 999, #mine) do args[#args + 1] = mine[j] end
   args[#args + 1] = 'JUSTID'
   redis.call('XCLAIM', unpack(args))
 end

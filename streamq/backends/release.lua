@@ -4,13 +4,16 @@
 -- Returns how many it released.
 local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 5)
 if #mine > 0 then
-  -- (unpack() expands to all values only as the last argument: build the list instead)
-  local args = {KEYS[1], ARGV[1], ARGV[2], 0}
-  for _, id in ipairs(mine) do args[#args + 1] = id end
-  args[#args + 1] = 'IDLE'
-  args[#args + 1] = ARGV[3]
-  args[#args + 1] = 'JUSTID'
-  redis.call('XCLAIM', unpack(args))
+  -- 1000 ids to a call: unpack() fails above about 8000 values (Lua's C stack). And unpack()
+  -- expands to all values only as the last argument: build each call's list instead.
+  for i = 1, #mine, 1000 do
+    local args = {KEYS[1], ARGV[1], ARGV[2], 0}
+    for j = i, math.min(i + 999, #mine) do args[#args + 1] = mine[j] end
+    args[#args + 1] = 'IDLE'
+    args[#args + 1] = ARGV[3]
+    args[#args + 1] = 'JUSTID'
+    redis.call('XCLAIM', unpack(args))
+  end
   if ARGV[4] == '1' then
     redis.call('HINCRBY', KEYS[2], 'failed', #mine)
     redis.call('HINCRBY', KEYS[2], 'retried', #mine)

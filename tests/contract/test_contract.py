@@ -711,3 +711,10 @@ def test_sync_queue_enqueues_from_sync_code(
 
     asyncio.run(consume())
     assert sorted(i or "" for i in done) == sorted(ids)
+
+
+async def test_eviction_policy_of_a_default_server(backend: Backend, backend_kind: str) -> None:
+    """The memory backend has no eviction policy to report (None); a server left at its
+    default (and every master of a cluster) reports noeviction."""
+    expected = None if backend_kind == "memory" else "noeviction"
+    assert await backend.eviction_policy() == expected

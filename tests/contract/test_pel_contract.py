@@ -208,3 +208,24 @@ async def test_ack_finds_its_entries_among_many_held(backend: Backend) -> None:
     pending = await backend.pending("t", consumer="c", min_idle_ms=0, limit=200)
     assert len(pending) == 147
     assert {ids[-2], ids[0]}.isdisjoint(p.entry_id for p in pending)
+
+
+async def test_ten_thousand_ids_in_one_ack_refresh_and_release(backend: Backend) -> None:
+    """Refresh, release and ack of 10 000 ids at once work (no Lua unpack limit on the ids)."""
+    n = 10_000
+    await backend.ensure_groups(["t"])
+    ids = await backend.enqueue_many([("t", fields(i)) for i in range(n)])
+    assert len(ids) == n
+    held: list[str] = []
+    for _ in range(100):  # a read may watch only some partitions: it can come back empty
+        held += [d.entry_id for d in await backend.read(["t"], "c", n - len(held), 10)]
+        if len(held) == n:
+            break
+    assert len(held) == n
+    assert await backend.refresh("t", "c", held) == []
+    await backend.release("t", "c", held, 60_000)
+    released = await backend.pending("t", consumer="c", min_idle_ms=60_000, limit=n)
+    assert len(released) == n
+    assert await backend.ack("t", "c", held) == []
+    stats = await backend.stats("t")
+    assert (stats.length, stats.pending, stats.counters["processed"]) == (0, 0, n)

@@ -33,6 +33,7 @@ from streamq import (
     Worker,
     connect,
 )
+from streamq._codec import encode
 from streamq.backends import _partitions
 from streamq.backends.redis import RedisBackend, cluster_flag
 
@@ -443,5 +444,111 @@ async def test_lost_scripts_on_every_node_are_loaded_again(
         assert len(await backend.enqueue_many([("t", {b"n": b"x"})] * 6)) == 6
         stats = await backend.stats("t")
         assert (stats.counters["processed"], stats.counters["enqueued"], stats.length) == (6, 12, 6)
+    finally:
+        await backend.aclose()
+
+
+async def partitions_of(backend: RedisBackend, jobs: list[Job[Any]]) -> list[str]:
+    """Enqueue ``jobs`` on ``backend``; the partition each went to, in order."""
+    items = [(j.type, encode(j, str(uuid.uuid4()))) for j in jobs]
+    return [i.rsplit("@", 1)[1] for i in await backend.enqueue_many(items)]
+
+
+async def _until(check: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+    """Wait (polling) until ``check()`` holds; fail naming ``what`` after ``limit`` s."""
+    async with asyncio.timeout(limit):
+        while not check():  # noqa: ASYNC110 - state of other tasks: no event to wait on
+            await asyncio.sleep(0.02)
+    assert check(), what
+
+
+async def test_a_type_grown_while_a_worker_holds_its_jobs(redis_url: str, prefix: str) -> None:
+    """A type grows from one stream to three while a worker holds jobs delivered before (ids
+    without ``@P``): they ack as partition 0's, and the worker runs on, new partitions too."""
+    registry = Registry()
+    started: list[int] = []
+    ran: list[int] = []
+    finish = asyncio.Event()
+
+    @registry.job("grows", Step)
+    async def handle(job: Job[Step]) -> None:
+        started.append(job.args.n)
+        if job.args.n < 4:
+            await finish.wait()
+        ran.append(job.args.n)
+
+    plain = RedisBackend(redis_url, prefix=prefix)
+    plain.relearn_s = 0.1
+    grown = RedisBackend(redis_url, prefix=prefix, partitions={"grows": 3})
+    await Queue(plain).enqueue_many([Job(type="grows", args=Step(n)) for n in range(4)])
+    worker = Worker(plain, registry, ["grows"], concurrency=8, **FAST)
+    task = asyncio.create_task(worker.run())
+    try:
+        await _until(lambda: len(started) == 4, "the four jobs started")
+        await grown.ensure_groups(["grows"])  # another process, set to three partitions
+        await _until(lambda: len(plain.streams("grows")) == 3, "the worker learned the count")
+        await asyncio.sleep(0.3)  # lease refreshes of the held (unsuffixed) ids go on meanwhile
+        finish.set()
+        later = await partitions_of(grown, [Job(type="grows", args=Step(n)) for n in range(4, 10)])
+        assert set(later) == {"0", "1", "2"}
+        await _until(lambda: len(ran) == 10 or task.done(), "every job ran")
+        assert not task.done(), task.exception()
+        assert sorted(ran) == list(range(10))
+        stats = await grown.stats("grows")
+        await _until(lambda: worker.in_flight == 0, "nothing in flight")
+        stats = await grown.stats("grows")
+        assert (stats.counters["processed"], stats.pending, stats.length) == (10, 0, 0)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await plain.aclose()
+        await grown.aclose()
+
+
+async def test_a_producer_learns_a_grown_count_and_keeps_per_key_order(
+    redis_url: str, prefix: str
+) -> None:
+    """A producer made when its type had two partitions learns (within ``relearn_s``) that
+    another process grew it to three, and then sends each key where a fresh producer does."""
+    jobs = [Job(type="k", args={}, account_id=a) for a in range(30)]
+    old = RedisBackend(redis_url, prefix=prefix, partitions={"k": Partitions(2, "account_id")})
+    old.relearn_s = 0.3
+    new = RedisBackend(redis_url, prefix=prefix, partitions={"k": Partitions(3, "account_id")})
+    try:
+        await partitions_of(old, jobs)
+        learned = old._learned_at["k"]
+        await partitions_of(old, jobs)
+        assert old._learned_at["k"] == learned  # no extra round trip within relearn_s
+        await new.ensure_groups(["k"])
+        fresh = await partitions_of(new, jobs)
+        assert set(fresh) == {"0", "1", "2"}
+        await asyncio.sleep(old.relearn_s + 0.1)
+        again = await partitions_of(old, jobs)
+        assert again == fresh
+    finally:
+        await old.aclose()
+        await new.aclose()
+
+
+async def test_ids_that_name_no_partition_are_lost_not_fatal(redis_url: str, prefix: str) -> None:
+    """On a partitioned type, an unsuffixed id is partition 0's; an id naming no partition is
+    answered as not owned (for that id only), and the other ids of the call go through."""
+    backend = RedisBackend(redis_url, prefix=prefix, partitions={"p": 3})
+    try:
+        await backend.ensure_groups(["p"])
+        await backend.enqueue_many([("p", {b"n": b"%d" % i}) for i in range(6)])
+        held: list[str] = []
+        while len(held) < 6:
+            held += [d.entry_id for d in await backend.read(["p"], "c", 6 - len(held), 10)]
+        first = next(i for i in held if i.endswith("@0"))
+        plain = first.rsplit("@", 1)[0]
+        bad = ["1-0@7", "nonsense", "1-0@x"]
+        assert await backend.refresh("p", "c", [plain, *bad]) == bad
+        rest = [i for i in held if i != first]
+        assert await backend.ack("p", "c", [plain, *bad, *rest]) == bad
+        assert not await backend.retry_later("p", "c", "1-0@7", 10)
+        await backend.release("p", "c", bad, 0)
+        stats = await backend.stats("p")
+        assert (stats.counters["processed"], stats.pending) == (6, 0)
     finally:
         await backend.aclose()
