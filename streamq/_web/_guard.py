@@ -112,7 +112,11 @@ class Guard:
         if auth[:7].lower() == "bearer " and self.is_token(auth[7:].strip()):
             return True
         expires, _, mac = cookies.get(AUTH_COOKIE, "").partition(".")
-        if not (expires.isdigit() and hmac.compare_digest(mac, self._auth_mac(expires))):
+        # Whatever a client sent: ASCII digits only (int() takes other digits, compare_digest
+        # no non-ASCII text).
+        if not (expires.isascii() and expires.isdigit()):
+            return False
+        if not hmac.compare_digest(mac.encode(), self._auth_mac(expires).encode()):
             return False
         return self._clock() < int(expires)
 

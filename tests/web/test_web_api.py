@@ -278,6 +278,8 @@ def test_login_cookie_expires_and_cannot_be_extended() -> None:
     assert not guard.token_ok({}, {AUTH_COOKIE: f"{int(expires) + 3600}.{mac}"})
     other = Guard(token="another-token-of-24-chars", clock=lambda: 1_000_000.0)
     assert not other.token_ok({}, {AUTH_COOKIE: value})
+    for junk in ("", ".", "²³.x", f"{expires}.{mac}é", "x" * 5000):
+        assert not guard.token_ok({}, {AUTH_COOKIE: junk})
     assert guard.token_ok({"authorization": f"Bearer {TOKEN}"}, {})  # scripts: no expiry
 
 
