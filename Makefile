@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 PEERS_STAMP := $(VENV)/.installed-peers
 
-.PHONY: soak demo test bench bench-peers lint fmt docs clean
+.PHONY: soak demo test test-floor bench bench-peers lint fmt docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,24 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The contract suite (and the CLI's tests, for typer's and rich's floors) on the lowest version
+# of every runtime dependency that pyproject.toml declares (.ci/floors.py turns the floors into
+# pip constraints), in a venv of its own made afresh each time: a floor is a version the code
+# ran on. Not part of `test`: it builds a venv (about 3 minutes in all).
+FLOOR_VENV ?= .venv-floor
+test-floor:
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python .ci/floors.py > $(FLOOR_VENV)/floors.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -c $(FLOOR_VENV)/floors.txt -e '.[dev]'
+	$(FLOOR_VENV)/bin/python -m pip check
+	@echo "test-floor: runtime dependencies at their floors:"
+	@$(FLOOR_VENV)/bin/python -m pip freeze -r $(FLOOR_VENV)/floors.txt 2>/dev/null \
+		| sed -n '/^## The following/q;p'
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/contract \
+		tests/unit/test_cli_runner.py tests/integration/test_cli_commands.py
 
 # The fault suite at its large sizes (make test runs the CI sizes).
 soak: $(STAMP)
@@ -53,7 +71,7 @@ docs: $(STAMP)
 	$(BIN)/typer streamq._cli utils docs --name streamq --output docs/cli.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
 
 # The peers side by side (benchmarks/peers): streamq, streaq, taskiq, SAQ and arq on one server.
 bench-peers: $(PEERS_STAMP)

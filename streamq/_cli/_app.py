@@ -96,7 +96,13 @@ def open_queue(url: str | None, prefix: str, registry: Registry | None = None) -
 
 
 def load_registry(module: str) -> Registry:
-    """Import ``module`` and return its ``registry`` (exit 2 if there is none)."""
+    """Import ``module`` and return its ``registry`` (exit 2 if there is none).
+
+    The current directory comes first on the import path, as for uvicorn or celery: run from
+    an application's folder, ``--handlers handlers`` is that application's package.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:

@@ -129,7 +129,8 @@ def consume(
 def demo(
     jobs: Annotated[int, typer.Option(min=1, help="How many launch jobs.")] = 50,
     failing: Annotated[int, typer.Option(min=0, help="How many noop jobs that always fail.")] = 3,
-    handlers: HandlersOpt = "handlers",
+    # The demo's own job types, shipped inside streamq (the repository's handlers/).
+    handlers: HandlersOpt = "streamq._demo_handlers",
     url: Url = None,
 ) -> None:
     """Enqueue launch jobs and failing noop jobs, drain them with a worker, print the stats.

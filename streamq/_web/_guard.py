@@ -1,10 +1,14 @@
 """The dashboard's safety rules, as plain ASGI middleware (no web framework needed here).
 
-- With a token (required when binding to anything but loopback) every request carries it: an
-  ``Authorization: Bearer`` header (scripts), or the cookie a browser gets when it first opens a
-  page with ``?token=...``. The cookie holds an HMAC of the token, not the token.
-- Without a token the server listens on loopback only and answers only requests whose Host
-  header names loopback, so a web page elsewhere cannot reach it through DNS rebinding.
+- With a token (the default: the CLI makes one when none is given) every request carries it:
+  an ``Authorization: Bearer`` header (scripts), or the cookie a browser gets when it opens the
+  login URL (a page with ``?token=...``). The cookie holds its expiry and an HMAC of it keyed
+  by the token, not the token: it lets a browser in for :data:`AUTH_MAX_AGE_S` at most (the
+  server checks the expiry, not only the browser), and it is ``HttpOnly``, ``SameSite=Strict``
+  and, when the dashboard serves TLS, ``Secure``.
+- Without a token (``--no-token``, an explicit choice) the server listens on loopback only and
+  answers only requests whose Host header names loopback, so a web page elsewhere cannot reach
+  it through DNS rebinding.
 - Every browser gets a random session cookie. Forms that change state carry a CSRF token, an
   HMAC of that session under a secret of this process, checked by :meth:`Guard.verify_csrf`;
   a state-changing request from another origin is refused before it gets that far.
@@ -20,6 +24,7 @@ import http.cookies
 import ipaddress
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -36,6 +41,8 @@ SESSION_COOKIE = "streamq_session"
 SESSION_SCOPE_KEY = "streamq.session"
 #: a token shorter than this is refused at start-up
 MIN_TOKEN_LENGTH = 16
+#: how long the login cookie lets a browser in: a working day, then the login URL again
+AUTH_MAX_AGE_S = 12 * 3600
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _COOKIE_FLAGS = "Path=/; HttpOnly; SameSite=Strict"
 
@@ -74,16 +81,13 @@ class Guard:
 
     Args:
         token: every request must carry it; None: no token (loopback only, Host checked).
+        clock: Unix time now (the login cookie's expiry is checked against it).
     """
 
-    def __init__(self, *, token: str | None) -> None:
+    def __init__(self, *, token: str | None, clock: Callable[[], float] = time.time) -> None:
         self.token = token
         self._secret = secrets.token_bytes(32)
-        self._auth_cookie = (
-            hmac.new(token.encode(), b"streamq-web-auth", hashlib.sha256).hexdigest()
-            if token
-            else None
-        )
+        self._clock = clock
 
     def csrf_token(self, session: str) -> str:
         """The CSRF token that forms of this ``session`` carry."""
@@ -100,23 +104,41 @@ class Guard:
         return _GuardMiddleware(app, self)
 
     def token_ok(self, headers: dict[str, str], cookies: dict[str, str]) -> bool:
-        """Whether a request with these headers and cookies carries the token (or none is set)."""
-        if self.token is None or self._auth_cookie is None:
+        """Whether a request with these headers and cookies carries the token (or none is set):
+        the header, or a login cookie that has not expired."""
+        if self.token is None:
             return True
         auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer " and self.is_token(auth[7:].strip()):
             return True
-        return hmac.compare_digest(
-            cookies.get(AUTH_COOKIE, "").encode(), self._auth_cookie.encode()
-        )
+        expires, _, mac = cookies.get(AUTH_COOKIE, "").partition(".")
+        # Whatever a client sent: ASCII digits only (int() takes other digits, compare_digest
+        # no non-ASCII text).
+        if not (expires.isascii() and expires.isdigit()):
+            return False
+        if not hmac.compare_digest(mac.encode(), self._auth_mac(expires).encode()):
+            return False
+        return self._clock() < int(expires)
 
     def is_token(self, value: str) -> bool:
         """Whether ``value`` is the token (constant-time)."""
         return self.token is not None and hmac.compare_digest(value.encode(), self.token.encode())
 
-    def auth_cookie(self) -> bytes:
-        """The Set-Cookie value that lets a browser in from now on."""
-        return f"{AUTH_COOKIE}={self._auth_cookie}; {_COOKIE_FLAGS}".encode()
+    def _auth_mac(self, expires: str) -> str:
+        assert self.token is not None
+        msg = b"streamq-web-auth:" + expires.encode()
+        return hmac.new(self.token.encode(), msg, hashlib.sha256).hexdigest()
+
+    def auth_cookie(self, *, tls: bool) -> bytes:
+        """The Set-Cookie value that lets a browser in for :data:`AUTH_MAX_AGE_S` from now."""
+        expires = str(int(self._clock()) + AUTH_MAX_AGE_S)
+        value = f"{expires}.{self._auth_mac(expires)}"
+        return f"{AUTH_COOKIE}={value}; Max-Age={AUTH_MAX_AGE_S}; {cookie_flags(tls)}".encode()
+
+
+def cookie_flags(tls: bool) -> str:
+    """The attributes of every cookie the dashboard sets: ``Secure`` too when it serves TLS."""
+    return f"{_COOKIE_FLAGS}; Secure" if tls else _COOKIE_FLAGS
 
 
 def _cookies(header: str) -> dict[str, str]:
@@ -140,6 +162,7 @@ class _GuardMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         cookies = _cookies(headers.get("cookie", ""))
         api = scope["path"].startswith("/api/")
+        tls = scope.get("scheme") == "https"
         host = headers.get("host", "")
         guard = self.guard
         if guard.token is None and not is_loopback(_host_name(host)):
@@ -161,12 +184,16 @@ class _GuardMiddleware:
                     b"",
                     [
                         (b"location", (scope["path"] + (f"?{rest}" if rest else "")).encode()),
-                        (b"set-cookie", guard.auth_cookie()),
+                        (b"set-cookie", guard.auth_cookie(tls=tls)),
                     ],
                 )
                 return
             await _refuse(
-                send, 401, "this dashboard needs its token: open it with ?token=... once", api
+                send,
+                401,
+                "this dashboard needs its token: open the login URL that streamq web printed "
+                "(a page with ?token=...), or send Authorization: Bearer TOKEN",
+                api,
             )
             return
         if scope["method"] not in _SAFE_METHODS:
@@ -177,7 +204,8 @@ class _GuardMiddleware:
         session = cookies.get(SESSION_COOKIE, "")
         if not (16 <= len(session) <= 64 and session.replace("-", "").replace("_", "").isalnum()):
             session = secrets.token_urlsafe(24)
-            extra.append((b"set-cookie", f"{SESSION_COOKIE}={session}; {_COOKIE_FLAGS}".encode()))
+            cookie = f"{SESSION_COOKIE}={session}; {cookie_flags(tls)}"
+            extra.append((b"set-cookie", cookie.encode()))
         scope[SESSION_SCOPE_KEY] = session
 
         async def send_with_headers(message: Message) -> None:

@@ -7,6 +7,7 @@ one error line (uvicorn would log and exit) and lets ``--port 0`` report the por
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import uvicorn
 
@@ -37,10 +38,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM (uvicorn's own handling)."""
+async def serve(
+    app: ASGIApp, sock: socket.socket, *, tls_cert: Path | None = None, tls_key: Path | None = None
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM (uvicorn's own handling); HTTPS with
+    ``tls_cert`` and ``tls_key``."""
     config = uvicorn.Config(
         app,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
         log_level="warning",
         access_log=False,
         # Leave logging alone: the CLI configured structlog, uvicorn's warnings go to stderr.

@@ -15,11 +15,13 @@ import pytest
 from worker_procs import Workers, wait_until
 
 HERE = Path(__file__).parent
-_ANNOUNCED = re.compile(r"dashboard at (http://\S+?)/?(?:\s|$)")
+_ANNOUNCED = re.compile(r"dashboard at (https?://\S+?)/?(?:\s|$)")
+_LOGIN = re.compile(r"log in once at (https?://\S+/\?token=(\S+))")
 
 
 class Web:
-    """One ``streamq web --port 0`` process; ``base`` is where it listens."""
+    """One ``streamq web --port 0`` process; ``base`` is where it listens, ``token`` the token
+    it made for the run (printed in its login URL), if it made one."""
 
     def __init__(self, url: str, prefix: str, logs: Path, *args: str, token: str = "") -> None:
         env = os.environ | {
@@ -39,6 +41,8 @@ class Web:
                 stderr=out,
             )
         self.base = self._wait_for_address()
+        login = _LOGIN.search(self.log.read_text(errors="replace"))
+        self.token: str | None = login.group(2) if login else None
 
     def _wait_for_address(self) -> str:
         deadline = time.monotonic() + 30
@@ -52,8 +56,18 @@ class Web:
         self.stop()
         pytest.fail(f"streamq web did not say where it listens:\n{self.log.read_text()}")
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        """An HTTP client on the dashboard (keeps cookies, follows no redirect)."""
+    def login(self, path: str = "/") -> str:
+        """The URL of ``path`` with the made token: what a browser opens once to log in."""
+        assert self.token is not None, "this dashboard made no token"
+        return f"{self.base}{path}?token={self.token}"
+
+    def client(self, *, login: bool = True, **kwargs: Any) -> httpx.Client:
+        """An HTTP client on the dashboard (keeps cookies, follows no redirect), logged in
+        through the login URL as a browser would when the dashboard made a token."""
+        if login and self.token is not None:
+            with httpx.Client(timeout=10, **kwargs) as first:
+                assert first.get(self.login()).status_code == 303
+                kwargs["cookies"] = first.cookies
         return httpx.Client(base_url=self.base, timeout=10, **kwargs)
 
     def stop(self) -> None:

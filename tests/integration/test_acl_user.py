@@ -1,25 +1,54 @@
-"""A Redis ACL user limited to streamq's keys and commands runs everything end to end."""
+"""A Redis ACL user limited to streamq's keys and commands runs everything end to end.
+
+The user is exactly the one docs/security.md shows: its ``ACL SETUSER`` lines are read from
+the page, so the page cannot drift from what is tested.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from cluster import LocalCluster
 
 from streamq import Job, Queue, RedisBackend, Registry, Worker
 from streamq.exceptions import BackendError
 
-#: The commands streamq sends, directly or from its Lua scripts; docs/security.md shows the line.
-COMMANDS = (
-    "-@all +ping +time +multi +exec +scan +client|setinfo +evalsha +eval +script|load "
-    "+xadd +xreadgroup +xack +xdel +xclaim +xautoclaim +xpending +xrange +xlen "
-    "+xgroup|create +xgroup|delconsumer +xinfo|consumers "
-    "+hincrby +hget +hgetall +hset +pexpire +del +sadd +srem +smembers"
-)
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+#: Every ``ACL SETUSER streamq ...`` line of docs/security.md, by its first rule.
+_LINES = {
+    rules.split()[0]: rules
+    for rules in re.findall(r"^ACL SETUSER streamq (.+)$", DOC.read_text(), re.MULTILINE)
+}
+_HEAD = "on >CHANGE-ME resetkeys ~streamq:* resetchannels "
+assert _LINES["on"].startswith(_HEAD), f"docs/security.md's ACL line changed shape: {_LINES['on']}"
+#: The commands of the page's user line (after its password, key and channel rules).
+COMMANDS = _LINES["on"].removeprefix(_HEAD)
+#: The page's line for enqueues that wait for replicas, and its line for a cluster.
+WAIT_RULES = _LINES["+wait"]
+CLUSTER_RULES = _LINES["+cluster|slots"]
+#: What the page says a cluster user may go without.
+UNBLOCK_RULES = "+client|id +client|unblock"
+
+
+def create_user(
+    admin: redis.Redis, prefix: str, *extra: str, user: str = "", password: str = ""
+) -> tuple[str, str]:
+    """The page's user, with the test's prefix and ``extra`` rules: (name, password); a new
+    name and password unless given."""
+    user, password = user or f"sq-{uuid.uuid4().hex[:8]}", password or uuid.uuid4().hex
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~{prefix}:*",
+        "resetchannels", *COMMANDS.split(), *(r for rules in extra for r in rules.split()),
+    )  # fmt: skip
+    return user, password
 
 
 @dataclass(frozen=True)
@@ -29,17 +58,13 @@ class Args:
     fail: bool = False
 
 
-@pytest.fixture
-def acl_url(redis_url: str, prefix: str) -> Any:
-    """A user that may touch only ``{prefix}:*`` keys, with only streamq's commands."""
+@pytest.fixture(params=["0", "1"], ids=["db0", "db1"])
+def acl_url(redis_url: str, prefix: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The page's user, on database 0 and on database 1 (a URL ending ``/1``)."""
     admin = redis.Redis.from_url(redis_url)
-    user, password = f"sq-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    admin.execute_command(
-        "ACL", "SETUSER", user, "on", f">{password}", "resetkeys", f"~{prefix}:*",
-        "resetchannels", *COMMANDS.split(),
-    )  # fmt: skip
-    host_port = redis_url.split("//", 1)[1]
-    yield f"redis://{user}:{password}@{host_port}"
+    user, password = create_user(admin, prefix)
+    host_port = redis_url.split("//", 1)[1].removesuffix("/0")
+    yield f"redis://{user}:{password}@{host_port}/{request.param}"
     admin.execute_command("ACL", "DELUSER", user)
     admin.close()
 
@@ -89,3 +114,67 @@ async def test_acl_user_cannot_reach_other_keys(acl_url: str) -> None:
     async with Queue(backend) as queue:
         with pytest.raises(BackendError, match=r"NOPERM|No permissions"):
             await queue.enqueue(Job(type="t", args={}))
+
+
+@pytest.mark.parametrize("extra", [(), (WAIT_RULES,)], ids=["base", "with-wait"])
+async def test_an_enqueue_that_waits_for_replicas_needs_the_wait_line(
+    redis_url: str, prefix: str, extra: Sequence[str]
+) -> None:
+    """On a single server too, an enqueue that waits for a replica sends WAIT: refused without
+    the page's +wait line; with it, WAIT runs (and reports the missing replica)."""
+    with redis.Redis.from_url(redis_url) as admin:
+        user, password = create_user(admin, prefix, *extra)
+        url = redis_url.replace("redis://", f"redis://{user}:{password}@")
+        backend = RedisBackend(url, prefix=prefix, wait_replicas=1, wait_timeout_ms=10)
+        try:
+            with pytest.raises(BackendError) as raised:
+                await Queue(backend).enqueue(Job(type="t", args={}))
+        finally:
+            await backend.aclose()
+            admin.execute_command("ACL", "DELUSER", user)
+    refused = re.search(r"(?i)noperm|no permissions", str(raised.value)) is not None
+    assert refused == (not extra), raised.value
+    if extra:
+        assert "only 0 of 1 replicas confirmed it" in str(raised.value)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("unblock", [True, False], ids=["cluster-line", "without-unblock"])
+async def test_cluster_user_with_and_without_client_unblock(
+    redis_cluster: LocalCluster, prefix: str, unblock: bool
+) -> None:
+    """The page's cluster line runs an idle worker over types in several slots; without
+    +client|id +client|unblock (which let the user unblock any client) it still runs every job
+    that arrives while it blocks, its reads ending at their own timeout."""
+    rules = CLUSTER_RULES if unblock else CLUSTER_RULES.replace(UNBLOCK_RULES, "")
+    assert unblock or "unblock" not in rules
+    user, password = f"sq-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    for host, port in redis_cluster.nodes:  # a cluster does not copy users between nodes
+        with redis.Redis(host=host, port=port) as admin:
+            create_user(admin, prefix, rules, user=user, password=password)
+    url = redis_cluster.url.replace("redis://", f"redis://{user}:{password}@")
+    types = ["a", "b", "c"]  # three hash tags: three slots
+    registry = Registry()
+    ran: asyncio.Queue[str] = asyncio.Queue()
+
+    async def step(job: Job[Any]) -> None:
+        await ran.put(job.type)
+
+    for t in types:
+        registry.register(t, Args, step)
+    backend = RedisBackend(url, prefix=prefix)
+    worker = Worker(backend, registry, types, claim_after=5.0, heartbeat=0.5, block=0.2)
+    running = asyncio.ensure_future(worker.run())
+    try:
+        async with Queue(backend, registry=registry) as queue:
+            for t in [*types, *types]:
+                await asyncio.sleep(0.3)  # the worker is idle, blocking on every slot
+                await queue.enqueue(Job(type=t, args=Args()))
+                assert await asyncio.wait_for(ran.get(), 10) == t
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 20)
+        await backend.aclose()
+        for host, port in redis_cluster.nodes:
+            with redis.Redis(host=host, port=port) as admin:
+                admin.execute_command("ACL", "DELUSER", user)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
+from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ from worker_procs import Workers, wait_until
 
 from streamq import Job, SyncQueue
 from streamq._cli import app
+from streamq._web._guard import AUTH_COOKIE, SESSION_COOKIE, Guard
 from streamq._web._history import History
 
 FAST = ("--claim-after", "2s", "--heartbeat", "300ms", "--retry-base", "50ms")
@@ -201,6 +206,7 @@ def test_token_is_required_on_every_request(start_web: Callable[..., Web]) -> No
     """With a token, a request without it is refused (401); the header or the cookie a first
     ?token= visit sets let it in, and the cookie is not the token itself."""
     web = start_web(token=TOKEN)
+    assert TOKEN not in web.log.read_text()  # a token you gave is never printed
     with web.client() as http:
         refused = http.get("/api/stats")
         assert refused.status_code == 401
@@ -212,14 +218,122 @@ def test_token_is_required_on_every_request(start_web: Callable[..., Web]) -> No
         assert first.status_code == 303
         assert first.headers["location"] == "/workers"
         assert TOKEN not in first.headers["set-cookie"]
+        assert cookie_attrs(first.headers["set-cookie"])["max-age"] == "43200"
         assert http.get("/workers").is_success  # the cookie now carries it
         assert http.get("/api/stats").is_success
+
+
+def cookie_attrs(set_cookie: str) -> dict[str, str]:
+    """A Set-Cookie header's attributes, lower-cased names (flags map to ``""``)."""
+    _, *attrs = (part.strip() for part in set_cookie.split(";"))
+    return {a.partition("=")[0].lower(): a.partition("=")[2] for a in attrs}
+
+
+def test_a_token_is_made_when_none_is_given(start_web: Callable[..., Web]) -> None:
+    """On loopback without --token, a token is made for the run and a login URL printed:
+    without it the API and the actions answer 401; the login URL sets an expiring HttpOnly,
+    SameSite=Strict cookie (not Secure over plain HTTP) that then lets the browser in."""
+    web = start_web()
+    assert web.token is not None
+    assert len(web.token) >= 16
+    assert web.log.read_text().count(web.token) == 1  # shown once, in the login URL
+    with web.client(login=False) as http:
+        for path in ("/", "/api/stats", "/api/workers", "/dead/flaky", "/api/history"):
+            assert http.get(path).status_code == 401, path
+        same_origin = {"Origin": web.base}
+        for action in ("retry-all", "retry", "purge"):
+            assert http.post(f"/dead/flaky/{action}", headers=same_origin).status_code == 401
+        login = http.get(web.login("/workers"))
+        assert login.status_code == 303
+        assert login.headers["location"] == "/workers"
+        (auth,) = [c for c in login.headers.get_list("set-cookie") if c.startswith(AUTH_COOKIE)]
+        assert web.token not in auth
+        assert cookie_attrs(auth) == {
+            "max-age": "43200",
+            "path": "/",
+            "httponly": "",
+            "samesite": "Strict",
+        }
+        page = http.get("/workers")
+        assert page.is_success
+        (session,) = page.headers.get_list("set-cookie")
+        assert session.startswith(SESSION_COOKIE)
+        assert "secure" not in cookie_attrs(session)
+        assert http.get("/api/stats").is_success
+
+
+def test_login_cookie_expires_and_cannot_be_extended() -> None:
+    """The login cookie lets a browser in for 12 hours by the server's clock, not only the
+    browser's; a cookie whose expiry was moved, or made for another token, is refused."""
+    now = [1_000_000.0]
+    guard = Guard(token=TOKEN, clock=lambda: now[0])
+    jar: SimpleCookie = SimpleCookie(guard.auth_cookie(tls=False).decode())
+    value = jar[AUTH_COOKIE].value
+    assert guard.token_ok({}, {AUTH_COOKIE: value})
+    now[0] += 12 * 3600 - 1
+    assert guard.token_ok({}, {AUTH_COOKIE: value})
+    now[0] += 1
+    assert not guard.token_ok({}, {AUTH_COOKIE: value})
+    expires, _, mac = value.partition(".")
+    assert not guard.token_ok({}, {AUTH_COOKIE: f"{int(expires) + 3600}.{mac}"})
+    other = Guard(token="another-token-of-24-chars", clock=lambda: 1_000_000.0)
+    assert not other.token_ok({}, {AUTH_COOKIE: value})
+    for junk in ("", ".", "²³.x", f"{expires}.{mac}é", "x" * 5000):
+        assert not guard.token_ok({}, {AUTH_COOKIE: junk})
+    assert guard.token_ok({"authorization": f"Bearer {TOKEN}"}, {})  # scripts: no expiry
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_cookies_are_secure_under_tls(
+    start_web: Callable[..., Web], certificate: tuple[Path, Path]
+) -> None:
+    """With --tls-cert/--tls-key the dashboard serves HTTPS, and its cookies (login and
+    session) are Secure as well as HttpOnly and SameSite=Strict."""
+    cert, key = certificate
+    web = start_web("--tls-cert", str(cert), "--tls-key", str(key))
+    assert web.base.startswith("https://127.0.0.1:")
+    with web.client(login=False, verify=ssl.create_default_context(cafile=str(cert))) as http:
+        assert http.get("/api/stats").status_code == 401
+        login = http.get(web.login())
+        assert login.status_code == 303
+        for cookie in login.headers.get_list("set-cookie"):
+            attrs = cookie_attrs(cookie)
+            assert {"secure", "httponly"} <= set(attrs), cookie
+            assert attrs["samesite"] == "Strict", cookie
+        assert http.get("/api/stats").is_success
+
+
+def test_no_token_only_by_explicit_choice(start_web: Callable[..., Web]) -> None:
+    """--no-token serves without a token (and says so), on loopback only."""
+    web = start_web("--no-token")
+    assert web.token is None
+    assert "no token: any local user or process can use it" in web.log.read_text()
+    with web.client() as http:
+        assert http.get("/api/stats").is_success
+        assert http.get("/dead/flaky").is_success
 
 
 def test_loopback_only_without_a_token(start_web: Callable[..., Web]) -> None:
     """Without a token the dashboard answers loopback names only (no DNS rebinding), and every
     response forbids framing and foreign scripts."""
-    web = start_web()
+    web = start_web("--no-token")
     port = web.base.rsplit(":", 1)[1]
     with web.client() as http:
         assert http.get("/api/stats", headers={"Host": "evil.test"}).status_code == 400
@@ -242,14 +356,21 @@ def run_web(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_refuses_to_start_with_one_line(redis_url: str) -> None:
-    """Another address without a token, a short token, a port in use: one line, non-zero exit."""
+    """--no-token beyond loopback or with a token, a short token, half of a TLS pair, a port in
+    use: one line, non-zero exit."""
     runner = CliRunner(env={"STREAMQ_WEB_TOKEN": None})
-    open_to_all = runner.invoke(app, ["web", "--host", "0.0.0.0", "--url", redis_url])
+    open_to_all = runner.invoke(app, ["web", "--host", "0.0.0.0", "--no-token", "--url", redis_url])
     assert open_to_all.exit_code == 2
     assert error_lines(open_to_all.stderr) == [
         "streamq: error: listening on 0.0.0.0 needs a token that every request must carry: "
-        "give --token or set STREAMQ_WEB_TOKEN"
+        "drop --no-token (a token is then made for this run), or give --token"
     ]
+    both = runner.invoke(app, ["web", "--no-token", "--token", TOKEN, "--url", redis_url])
+    assert both.exit_code == 2
+    assert "contradict" in error_lines(both.stderr)[0]
+    half = runner.invoke(app, ["web", "--tls-cert", "cert.pem", "--url", redis_url])
+    assert half.exit_code == 2
+    assert error_lines(half.stderr) == ["streamq: error: --tls-cert and --tls-key go together"]
     short = runner.invoke(app, ["web", "--token", "short-secret", "--url", redis_url])
     assert short.exit_code == 2
     (line,) = error_lines(short.stderr)

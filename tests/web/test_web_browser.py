@@ -2,7 +2,8 @@
 
 Never ``playwright install``: the tests use the system's /usr/bin/chromium (``.ci/run``
 installs it) and skip, saying so, where it is missing. Each test runs a ``streamq web``
-process and ``streamq consume`` workers on the session's server.
+process and ``streamq consume`` workers on the session's server, and logs in through the login
+URL that ``streamq web`` printed.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def test_overview_under_load(
     """While workers process waves of jobs, the overview updates itself (no reload) to the
     numbers of the jobs this test enqueued, and draws the charts; a screenshot is saved."""
     web = start_web("--refresh", "500ms", "--history", "30s")
-    page.goto(web.base + "/")
+    page.goto(web.login("/"))  # the login URL it printed, as a person opens it
+    assert page.url == web.base + "/"  # the token is dropped from the address
     expect(page.locator("#overview")).to_be_visible()
     page.evaluate("window.__stayed = true")
     workers.redis.set(f"{prefix}:flaky:fail", 1)
@@ -138,7 +140,7 @@ def test_long_job_in_flight_with_its_consumer(
     job_id = queue.enqueue(Job(type="sleepy", args={"sleep": 60}))
     wait_until(lambda: job_id in workers.counts("started"), 20, "the long job started")
 
-    page.goto(web.base + "/")
+    page.goto(web.login("/"))
     expect(cell(page, "sleepy", "in_flight")).to_have_text("1")
     cell(page, "sleepy", "in_flight").locator("a").click()
     row = page.locator(f'#pending tr[data-job-id="{job_id}"]')
@@ -174,7 +176,7 @@ def test_dead_job_retried_from_the_page_succeeds(
     workers.redis.delete(f"{prefix}:flaky:fail")  # the "fix" is deployed
 
     web = start_web()
-    page.goto(web.base + "/")
+    page.goto(web.login("/"))
     cell(page, "flaky", "dead").locator("a").click()
     row = page.locator(f'#dead tr[data-job-id="{job_id}"]')
     expect(row.locator('td[data-field="error"]')).to_have_text("FlakyError: flaky is told to fail")
@@ -207,7 +209,7 @@ def test_xss_payload_renders_as_text(
     wait_until(lambda: dead_count(queue, "sleepy") == 1, 20, "the poison job dead")
 
     web = start_web("--refresh", "300ms")
-    page.goto(web.base + "/")
+    page.goto(web.login("/"))
     evil_cell = cell(page, evil_type, "type")
     expect(evil_cell).to_have_text(evil_type)
     page.wait_for_timeout(700)  # the live table has been redrawn by the script since
@@ -234,7 +236,7 @@ def test_post_without_csrf_token_is_refused(
     workers.start(*FAST, types=("sleepy",))
     wait_until(lambda: dead_count(queue, "sleepy") == 1, 20, "the poison job dead")
     web = start_web()
-    page.goto(web.base + "/dead/sleepy")
+    page.goto(web.login("/dead/sleepy"))
 
     status = page.evaluate(
         """async () => (await fetch('/dead/sleepy/retry-all', {
