@@ -29,6 +29,9 @@ def example_env(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
     env["STREAMQ_PREFIX"] = prefix
     # Were the URL ignored, an embedded server would start here, not in the user's state folder.
     env["STREAMQ_STATE_DIR"] = str(tmp_path / "state")
+    # The examples import the application's own ``handlers`` package, as a program started in the
+    # project's folder would (the wheel installs no top-level ``handlers``).
+    env["PYTHONPATH"] = str(EXAMPLES.parents[1])
     return env
 
 
