@@ -495,21 +495,33 @@ class Worker:
                 await asyncio.wait_for(self._closing.wait(), self.heartbeat)
             if self._closing.is_set():
                 return
+            async with self._pel_lock:
+                await self._refresh_leases()
             try:
-                async with self._pel_lock:
-                    await self._refresh_leases()
                 await self._beat()
                 await self._sample_queues()
             except BackendError as exc:
                 logger.warning("streamq.worker.heartbeat_failed", error=str(exc))
 
     async def _refresh_leases(self) -> None:
+        """Refresh the lease of every job held, type by type. A type whose refresh fails (its
+        stream broken, its node down) is logged and skipped: the other types' jobs keep their
+        leases, or they would be taken over and run twice."""
         by_type: dict[str, list[_Running]] = {}
         for r in self._running.values():
             by_type.setdefault(r.delivery.type, []).append(r)
         for type_, runs in by_type.items():
             ids = [r.delivery.entry_id for r in runs]
-            lost = set(await self._backend.refresh(type_, self.consumer, ids))
+            try:
+                lost = set(await self._backend.refresh(type_, self.consumer, ids))
+            except BackendError as exc:
+                logger.warning(
+                    "streamq.worker.lease_refresh_failed",
+                    job_type=type_,
+                    count=len(ids),
+                    error=str(exc),
+                )
+                continue
             for r in runs:
                 if r.delivery.entry_id in lost and not r.lost:
                     r.lost = True

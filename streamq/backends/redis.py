@@ -1018,12 +1018,26 @@ class RedisBackend:
         return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Lease heartbeat for all given ids in one script call; returns the ids lost."""
+        """Lease heartbeat: one script call per stream; returns the ids lost.
+
+        Every stream is refreshed even when one fails (a broken partition must not cost the
+        others their leases); the failures are raised together afterwards.
+        """
         lost: list[str] = []
-        for s, ids in self._locate(type, entry_ids).items():
-            if ids:
+        failed: list[str] = []
+        located = [(s, ids) for s, ids in self._locate(type, entry_ids).items() if ids]
+        for s, ids in located:
+            try:
                 gone = await self._call("refresh", [s.jobs], [self.group, consumer, *ids])
-                lost += (s.ref(_s(x)) for x in gone)
+            except BackendError as exc:
+                failed.append(f"{s.jobs}: {exc}")
+                continue
+            lost += (s.ref(_s(x)) for x in gone)
+        if failed:
+            raise BackendError(
+                f"lease refresh failed on {len(failed)} of {len(located)} streams of {type!r} "
+                f"(the others were refreshed): {'; '.join(failed)}"
+            )
         return lost
 
     async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:

@@ -1,0 +1,161 @@
+"""A worker under partial server failures: a broken stream, a refused ack, a stalled server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import structlog
+
+from streamq import Job, Queue, RedisBackend, Registry, Worker
+from streamq.exceptions import BackendError
+
+TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Empty:
+    """No args."""
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[None]:
+    """Only warnings and errors from streamq's structlog logger, restored after the test."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield
+    structlog.configure(**before)
+
+
+@contextlib.asynccontextmanager
+async def admin(url: str) -> AsyncIterator[Any]:
+    """A plain redis-py client on ``url`` for breaking and mending keys behind the worker."""
+    r = aioredis.Redis.from_url(url)
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+async def eventually(check: Any, what: str) -> None:
+    """Poll ``check`` (sync or async) until it holds; fail naming ``what`` after TIMEOUT."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                ok = check()
+                if asyncio.iscoroutine(ok):
+                    ok = await ok
+                if ok:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {TIMEOUT}s: {what}") from None
+
+
+async def break_stream(r: Any, key: str) -> None:
+    """Put a string where the stream ``key`` was (kept aside): every stream command on it fails
+    with WRONGTYPE."""
+    await r.rename(key, f"{key}:aside")
+    await r.set(key, "not a stream")
+
+
+async def mend_stream(r: Any, key: str) -> None:
+    """Undo :func:`break_stream`."""
+    await r.delete(key)
+    await r.rename(f"{key}:aside", key)
+
+
+# item 8: lease refresh isolates errors per stream ---------------------------------------------
+
+
+async def test_a_broken_type_does_not_cost_another_type_its_leases(
+    redis_url: str, prefix: str
+) -> None:
+    """Lease refresh goes on type by type past a failure: with one type's stream broken, the
+    running job of the other type keeps its lease (it is never idle long enough to be taken)."""
+    registry = Registry()
+    started = {"a": asyncio.Event(), "b": asyncio.Event()}
+    finish = asyncio.Event()
+
+    def step_of(name: str) -> Any:
+        async def step(job: Job[Any]) -> None:
+            started[name].set()
+            await finish.wait()
+
+        return step
+
+    registry.register("a", Empty, step_of("a"))
+    registry.register("b", Empty, step_of("b"))
+    backend = RedisBackend(redis_url, prefix=prefix)
+    queue = Queue(backend, registry=registry)
+    worker = Worker(
+        backend, registry, ["a", "b"], concurrency=4, claim_after=0.6, heartbeat=0.1, block=0.05
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        # a first: its jobs are refreshed first, so its failure comes before b's refresh.
+        await queue.enqueue(Job(type="a", args=Empty()))
+        await asyncio.wait_for(started["a"].wait(), TIMEOUT)
+        await queue.enqueue(Job(type="b", args=Empty()))
+        await asyncio.wait_for(started["b"].wait(), TIMEOUT)
+        async with admin(redis_url) as r:
+            with structlog.testing.capture_logs() as logs:
+                await break_stream(r, backend.jobs_key("a"))
+                try:
+                    await asyncio.sleep(3 * worker.claim_after)
+                    (held,) = await backend.pending("b", consumer=None, min_idle_ms=0, limit=10)
+                finally:
+                    await mend_stream(r, backend.jobs_key("a"))
+        assert held.consumer == worker.consumer
+        assert held.idle_ms < worker.claim_after * 1000
+        failed = [e for e in logs if e["event"] == "streamq.worker.lease_refresh_failed"]
+        assert failed
+        assert {e["job_type"] for e in failed} == {"a"}
+        finish.set()
+        await eventually(lambda: worker.processed == 2, "both jobs acked")
+    finally:
+        finish.set()
+        worker.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        await backend.aclose()
+
+
+async def test_refresh_goes_on_past_a_broken_partition(redis_url: str, prefix: str) -> None:
+    """RedisBackend.refresh refreshes every partition's entries even when one partition's call
+    fails, then raises naming the failure."""
+    backend = RedisBackend(redis_url, prefix=prefix, partitions={"t": 3})
+    queue = Queue(backend)
+    try:
+        await backend.ensure_groups(["t"])
+        await queue.enqueue_many([Job(type="t", args={}) for _ in range(6)])
+        held: list[str] = []
+        for _ in range(20):
+            held += [d.entry_id for d in await backend.read(["t"], "c", 6 - len(held), 10)]
+            if len(held) == 6:
+                break
+        assert len(held) == 6
+        # The broken partition's ids first: the call reaches it before the healthy ones.
+        held.sort(key=lambda ref: ref.rpartition("@")[2])
+        assert held[0].endswith("@0")
+        await asyncio.sleep(0.4)
+        streams = backend.streams("t")
+        async with admin(redis_url) as r:
+            await break_stream(r, streams[0].jobs)
+            try:
+                with pytest.raises(BackendError, match="WRONGTYPE") as caught:
+                    await backend.refresh("t", "c", held)
+                for s in streams[1:]:
+                    rows = await r.xpending_range(s.jobs, backend.group, "-", "+", 10)
+                    assert rows
+                    assert all(row["time_since_delivered"] < 400 for row in rows)
+                assert "1 of 3 streams" in str(caught.value)
+            finally:
+                await mend_stream(r, streams[0].jobs)
+    finally:
+        await backend.aclose()
