@@ -30,6 +30,11 @@ from streamq.backends._base import Backend, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
 
+def _error_backoff(failures: int) -> float:
+    """Seconds before trying the server again after ``failures`` failed calls in a row."""
+    return min(5.0, 0.1 * 2.0 ** min(failures, 6))
+
+
 def default_consumer_name() -> str:
     """``host-pid-xxxx``: unique per process, readable in ``streamq pending``."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -120,6 +125,11 @@ class Worker:
         # blocked waiting for new entries or pausing after an error, or stopping.
         self._to_ack: dict[str, list[_Running]] = {}
         self._n_to_ack = 0
+        # Finished jobs whose ack failed: still held (in self._running, so the lease loop keeps
+        # their leases), sent again at _ack_retry_at; the backoff grows with each failed call.
+        self._ack_retry: dict[str, list[_Running]] = {}
+        self._ack_retry_at = 0.0
+        self._ack_failures = 0
         self._read_blocked = False
         self._ack_wake = asyncio.Event()
         # Every call that asks "do I still own this entry?" (ack, refresh, retry, dead-letter)
@@ -225,7 +235,11 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._lanes.close(cancel=True)
-            await self._flush_acks()
+            try:
+                # Bounded for now by the cleanup deadline below (see _final_acks).
+                await asyncio.wait_for(self._final_acks(), self.block + 10)
+            except TimeoutError:
+                logger.error("streamq.job.ack_abandoned", count=self._n_retry_acks())
             await self._release_unfinished()
             await self._leave_groups()
             try:
@@ -339,7 +353,7 @@ class Worker:
         return True
 
     async def _pause_after_error(self, what: str, exc: BackendError, failures: int) -> None:
-        delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+        delay = _error_backoff(failures)
         logger.warning(f"streamq.worker.{what}_failed", error=str(exc), retry_in=round(delay, 2))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
@@ -429,11 +443,41 @@ class Worker:
 
     async def _ack_loop(self) -> None:
         while not self._closing.is_set():
-            await self._ack_wake.wait()
+            if self._ack_retry:
+                with contextlib.suppress(TimeoutError):
+                    wait = self._ack_retry_at - time.monotonic()
+                    await asyncio.wait_for(self._ack_wake.wait(), max(0.0, wait))
+                if time.monotonic() >= self._ack_retry_at:
+                    self._retry_acks()
+            else:
+                await self._ack_wake.wait()
             self._ack_wake.clear()
             # Otherwise the read loop is about to send these with its next read.
             if self._read_blocked or self._stopping.is_set():
                 await self._flush_acks()
+
+    def _retry_acks(self) -> None:
+        """Send the acks that failed again, with the next read (or the ack loop's next call)."""
+        for type_, runs in self._ack_retry.items():
+            self._to_ack.setdefault(type_, []).extend(runs)
+            self._n_to_ack += len(runs)
+        self._ack_retry = {}
+        # The read loop may be waiting for a free slot: these free theirs with the ack.
+        self._slot_freed.set()
+
+    async def _final_acks(self) -> None:
+        """At shutdown: ack what finished, and retry failed acks with their backoff until they
+        go through (the shutdown deadline cuts this short)."""
+        while True:
+            if self._ack_retry:
+                await asyncio.sleep(max(0.0, self._ack_retry_at - time.monotonic()))
+                self._retry_acks()
+            await self._flush_acks()
+            if not self._ack_retry:
+                return
+
+    def _n_retry_acks(self) -> int:
+        return sum(len(runs) for runs in self._ack_retry.values())
 
     def _take_acks(self) -> dict[str, list[_Running]]:
         batch, self._to_ack, self._n_to_ack = self._to_ack, {}, 0
@@ -469,24 +513,48 @@ class Worker:
         lost: dict[str, list[str]],
         errors: dict[str, str],
     ) -> None:
-        """Account for an ack call: count what was acked, log what was not, free the slots."""
+        """Account for an ack call: count what was acked, log what was not, free the slots.
+
+        Jobs whose ack failed stay held (their leases refreshed) and their ack goes again after
+        a backoff: a transient error must not make a batch of finished jobs run again.
+        """
         running = self._running
+        failed: list[tuple[str, str, int]] = []
         for type_, runs in batch.items():
             error = errors.get(type_)
             gone = set(lost.get(type_, ()))
             acked = 0
+            again: list[_Running] = []
             for r in runs:
                 if r.lost or r.delivery.entry_id in gone:
                     logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
-                elif error is None:
+                elif error is not None:
+                    again.append(r)
+                    continue
+                else:
                     acked += 1
                 running.pop((type_, r.delivery.entry_id), None)
-            if error is not None:
-                # Not acked: they stay pending and run again elsewhere (at-least-once).
-                logger.error("streamq.job.ack_failed", error=error, count=len(runs))
+            if error is not None and again:
+                self._ack_retry.setdefault(type_, []).extend(again)
+                failed.append((type_, error, len(again)))
             self.processed += acked
             if acked:
                 _tracing.count(_tracing.PROCESSED, type_, acked)
+        if failed:
+            self._ack_failures += 1
+            delay = _error_backoff(self._ack_failures)
+            self._ack_retry_at = time.monotonic() + delay
+            for type_, error, n in failed:
+                logger.warning(
+                    "streamq.job.ack_failed",
+                    job_type=type_,
+                    error=error,
+                    count=n,
+                    retry_in=round(delay, 2),
+                )
+            self._ack_wake.set()
+        elif batch:
+            self._ack_failures = 0
         self._slot_freed.set()
 
     async def _lease_loop(self) -> None:

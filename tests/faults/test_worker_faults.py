@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from streamq import Job, Queue, RedisBackend, Registry, Worker
+from streamq._server import PrivateServer
 from streamq.exceptions import BackendError
 
 TIMEOUT = 20.0
@@ -157,5 +160,58 @@ async def test_refresh_goes_on_past_a_broken_partition(redis_url: str, prefix: s
                 assert "1 of 3 streams" in str(caught.value)
             finally:
                 await mend_stream(r, streams[0].jobs)
+    finally:
+        await backend.aclose()
+
+
+# item 3: a failed ack keeps the leases and is retried ------------------------------------------
+
+
+async def test_a_refused_ack_is_retried_and_no_finished_job_runs_again(
+    private_server: PrivateServer,
+) -> None:
+    """While the server refuses XACK (the worker's ACL user loses it for a while), finished jobs
+    keep their leases and their acks are retried with backoff: after several claim_after periods
+    every job has run once and been acked once."""
+    user = f"w{uuid.uuid4().hex[:6]}"
+    async with admin(private_server.url) as r:
+        await r.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-xack")
+    url = private_server.url.replace("redis://", f"redis://{user}:pw@")
+    registry = Registry()
+    runs: collections.Counter[str] = collections.Counter()
+
+    async def step(job: Job[Any]) -> None:
+        runs[job.id or ""] += 1
+
+    registry.register("t", Empty, step)
+    backend = RedisBackend(url, prefix="p")
+    queue = Queue(backend, registry=registry)
+    worker = Worker(backend, registry, ["t"], concurrency=8, claim_after=0.5, heartbeat=0.1)
+    worker.block = 0.05
+    ids = await queue.enqueue_many([Job(type="t", args=Empty()) for _ in range(20)])
+    task = asyncio.create_task(worker.run())
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await eventually(lambda: len(runs) == 20, "every job ran")
+            await eventually(
+                lambda: any(e["event"] == "streamq.job.ack_failed" for e in logs), "ack refused"
+            )
+            # Long enough for a recovery pass to take any job whose lease lapsed.
+            await asyncio.sleep(4 * worker.claim_after)
+            assert worker.processed == 0
+            async with admin(private_server.url) as r:
+                await r.execute_command("ACL", "SETUSER", user, "+xack")
+            await eventually(lambda: worker.processed == 20, "every job acked")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    try:
+        assert runs == dict.fromkeys(ids, 1)
+        (stats,) = await queue.stats(["t"])
+        assert (stats.processed, stats.waiting, stats.in_flight) == (20, 0, 0)
+        failures = [e for e in logs if e["event"] == "streamq.job.ack_failed"]
+        assert failures
+        assert all(e["retry_in"] > 0 and "'xack'" in e["error"] for e in failures)
+        assert not [e for e in logs if e["event"] == "streamq.job.lease_lost"]
     finally:
         await backend.aclose()
