@@ -666,16 +666,18 @@ class Worker:
                 await self._pause_after_error("recover", exc, failures)
 
     async def _leave_groups(self) -> None:
-        """A clean exit takes this consumer's name out of each group (unless it holds entries
-        that others have yet to claim), so consumer lists do not grow with every restart."""
+        """A clean exit takes this consumer's name out of each group, so consumer lists do not
+        grow with every restart. What it still holds (handed back, retries waiting) passes to
+        the hand-back consumer as it is, claimable when it would have been."""
         for type_ in self._types:
             try:
-                await self._backend.remove_consumer(type_, self.consumer)
+                await self._backend.remove_consumer(type_, self.consumer, hand_over=True)
             except BackendError as exc:
                 logger.warning("streamq.worker.leave_failed", error=str(exc), job_type=type_)
 
     async def _release_unfinished(self) -> None:
-        """Entries still held at exit become claimable by another worker at once."""
+        """Entries still held at exit become claimable by another worker at once; the delivery
+        the stop interrupted does not count towards max_deliveries."""
         by_type: dict[str, list[str]] = {}
         for r in self._running.values():
             by_type.setdefault(r.delivery.type, []).append(r.delivery.entry_id)

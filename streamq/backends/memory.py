@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from streamq._codec import job_id_of
 from streamq.backends._base import (
     COUNTERS,
+    HANDED_BACK,
     AckedRead,
     Claimed,
     DeadEntry,
@@ -336,7 +337,8 @@ class MemoryBackend:
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
-        """Mark owned entries idle ``idle_ms`` so another worker can claim them at once."""
+        """Mark owned entries idle ``idle_ms`` (claimable at once), not counting the delivery
+        that was interrupted (XCLAIM ... RETRYCOUNT n-1)."""
         with self._lock:
             stream = self._stream(type)
             now = time.monotonic()
@@ -344,6 +346,7 @@ class MemoryBackend:
                 pending = stream.owned(entry_id, consumer)
                 if pending is not None:
                     pending.since, stream.consumers[consumer] = now - idle_ms / 1000, now
+                    pending.deliveries = max(0, pending.deliveries - 1)
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
@@ -373,12 +376,18 @@ class MemoryBackend:
                 stream.counters["failed"] += 1
             return True
 
-    async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """Forget ``consumer`` unless it still holds pending entries."""
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """Forget ``consumer`` unless it still holds pending entries; with ``hand_over``, those
+        pass to HANDED_BACK first (idle time and delivery count kept)."""
         with self._lock:
             stream = self._stream(type)
-            if any(p.consumer == consumer for p in stream.pel.values()):
+            held = [p for p in stream.pel.values() if p.consumer == consumer]
+            if held and not hand_over:
                 return False
+            if held:
+                for pending in held:
+                    pending.consumer = HANDED_BACK
+                stream.consumers[HANDED_BACK] = time.monotonic()
             return stream.consumers.pop(consumer, None) is not None
 
     async def stats(self, type: str) -> RawStats:

@@ -32,6 +32,7 @@ from streamq._codec import F_BODY, job_id_of
 from streamq.backends import _partitions
 from streamq.backends._base import (
     COUNTERS,
+    HANDED_BACK,
     AckedRead,
     Claimed,
     DeadEntry,
@@ -1051,12 +1052,11 @@ class RedisBackend:
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
-        """Make owned entries claimable by others now (shutdown with unfinished jobs)."""
+        """Make owned entries claimable by others now, the interrupted delivery not counted
+        (shutdown with unfinished jobs): one ``handback.lua`` call per stream."""
         for s, ids in self._locate(type, entry_ids).items():
             if ids:
-                await self._call(
-                    "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 0, *ids]
-                )
+                await self._call("handback", [s.jobs], [self.group, consumer, idle_ms, *ids])
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
@@ -1112,14 +1112,16 @@ class RedisBackend:
                 moved += (s.ref(_s(old)) for old, _new in pairs)
         return moved
 
-    async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script);
-        True when it is gone from every stream of the type."""
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script; with
+        ``hand_over`` the script first passes what it holds to HANDED_BACK); True when it is
+        gone from every stream of the type."""
         await self._fresh([type])
         removed = True
+        heir = HANDED_BACK if hand_over else ""
         for s in self.streams(type):
             try:
-                n = await self._call("forget", [s.jobs], [self.group, consumer])
+                n = await self._call("forget", [s.jobs], [self.group, consumer, heir])
             except BackendError as exc:
                 if "NOGROUP" in str(exc):
                     removed = False

@@ -12,7 +12,7 @@ from test_contract import drain, eventually, fifo, serving, stats_of
 
 from streamq import Backend, Job, MemoryBackend, Principal, Queue, RedisBackend, Registry, Worker
 from streamq._codec import encode
-from streamq.backends._base import Delivery
+from streamq.backends._base import HANDED_BACK, Delivery
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ async def test_refresh_and_release_reach_every_entry(backend: Backend) -> None:
     await backend.release("t", "c", ids, 60_000)
     released = await backend.pending("t", consumer=None, min_idle_ms=60_000, limit=10)
     assert sorted(p.entry_id for p in released) == sorted(ids)
-    assert all(p.deliveries == 1 for p in released)
+    # A hand-back takes back the delivery it interrupted: the next claim makes it 1 again.
+    assert all(p.deliveries == 0 for p in released)
 
 
 async def test_stolen_lease_is_not_acked_by_the_loser(
@@ -208,3 +209,77 @@ async def test_ack_finds_its_entries_among_many_held(backend: Backend) -> None:
     pending = await backend.pending("t", consumer="c", min_idle_ms=0, limit=200)
     assert len(pending) == 147
     assert {ids[-2], ids[0]}.isdisjoint(p.entry_id for p in pending)
+
+
+async def test_jobs_interrupted_by_restarts_are_not_dead_lettered(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A shutdown hand-back does not count as a delivery: a job with max_deliveries=2 that three
+    restarts interrupt in turn still runs to completion on the fourth worker."""
+    attempts = 0
+    started = asyncio.Event()
+
+    async def step(job: Job[Any]) -> None:
+        nonlocal attempts
+        attempts += 1
+        started.set()
+        if attempts <= 3:
+            await asyncio.sleep(60)  # longer than shutdown_grace: the stop cancels it
+
+    registry.register("t", Empty, step)
+    await queue.enqueue(Job(type="t", args=Empty()))
+    for _ in range(3):
+        started.clear()
+        worker = make_worker("t", max_deliveries=2, shutdown_grace=0.05)
+        async with serving(worker):
+            await asyncio.wait_for(started.wait(), 5)
+    await drain(make_worker("t", max_deliveries=2))
+    assert attempts == 4
+    stats = await stats_of(queue, "t")
+    assert (stats.processed, stats.dead) == (1, 0)
+
+
+async def test_a_worker_that_hands_back_its_jobs_leaves_the_group(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A worker stopping with a job running and a retry waiting removes its consumer name at
+    once: both entries pass to the hand-back consumer (the running one claimable now, its
+    interrupted delivery not counted; the retry with its count), and another worker ends both."""
+    attempts: dict[str, int] = {"slow": 0, "flaky": 0}
+    slow_started = asyncio.Event()
+
+    async def slow(job: Job[Any]) -> None:
+        attempts["slow"] += 1
+        slow_started.set()
+        if attempts["slow"] == 1:
+            await asyncio.sleep(60)
+
+    async def flaky(job: Job[Any]) -> None:
+        attempts["flaky"] += 1
+        if attempts["flaky"] == 1:
+            raise RuntimeError("first time fails")
+
+    registry.register("slow", Empty, slow)
+    registry.register("flaky", Empty, flaky)
+    await queue.enqueue_many([Job(type="slow", args=Empty()), Job(type="flaky", args=Empty())])
+    worker = make_worker("slow", "flaky", shutdown_grace=0.05, retry_base=0.4)
+    async with serving(worker):
+        await asyncio.wait_for(slow_started.wait(), 5)
+        await eventually(async_retried(queue, "flaky"))
+    for t, deliveries in (("slow", 0), ("flaky", 1)):
+        stats = await stats_of(queue, t)
+        assert worker.consumer not in stats.consumers
+        (held,) = await queue.pending(t)
+        assert (held.consumer, held.deliveries) == (HANDED_BACK, deliveries)
+    await drain(make_worker("slow", "flaky"))
+    assert attempts == {"slow": 2, "flaky": 2}
+    assert [s.processed for s in await queue.stats(["slow", "flaky"])] == [1, 1]
+
+
+def async_retried(queue: Queue, type: str) -> Callable[[], Any]:
+    """A check for :func:`eventually`: ``type`` has had a retry scheduled."""
+
+    async def check() -> bool:
+        return (await stats_of(queue, type)).retried >= 1
+
+    return check
