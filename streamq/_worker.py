@@ -26,7 +26,7 @@ from streamq._logging import logger
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
 from streamq._runner import Outcome, Runner, log_fields
-from streamq.backends._base import Backend, DeadLetter, Delivery
+from streamq.backends._base import Backend, Claimed, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
 
@@ -138,8 +138,9 @@ class Worker:
         self._pel_lock = asyncio.Lock()
         self._slot_freed = asyncio.Event()
         self._recover_wake = asyncio.Event()
-        # When retries of ours become due (monotonic times): the recovery pass wakes for each.
-        self._retry_due: list[float] = []
+        # Retries of ours (when due, monotonic; type; entry id): the recovery pass wakes for
+        # each and claims it by id, so its cursor never has to go back for them.
+        self._retry_due: list[tuple[float, str, str]] = []
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
@@ -414,7 +415,7 @@ class Worker:
                 logger.warning("streamq.job.lease_lost", stage="retry")
             else:
                 _tracing.count(_tracing.RETRIED, d.type)
-                heapq.heappush(self._retry_due, time.monotonic() + wait)
+                heapq.heappush(self._retry_due, (time.monotonic() + wait, d.type, d.entry_id))
                 self._recover_wake.set()
         self._forget(run)
 
@@ -625,20 +626,18 @@ class Worker:
         while not self._stopping.is_set():
             wait = interval
             if self._retry_due:
-                wait = min(wait, max(0.0, self._retry_due[0] - time.monotonic()))
+                wait = min(wait, max(0.0, self._retry_due[0][0] - time.monotonic()))
             if wait > 0:
                 self._recover_wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._recover_wake.wait(), wait)
             if self._stopping.is_set():
                 return
-            now = time.monotonic() + 0.001
-            if self._retry_due and self._retry_due[0] <= now:
-                # A retry of ours is due: scan from the start so the cursor cannot skip it.
-                while self._retry_due and self._retry_due[0] <= now:
-                    heapq.heappop(self._retry_due)
-                cursors = dict.fromkeys(self._types, "0-0")
             try:
+                await self._claim_due_retries(interval, claim_ms)
+                # The cursor only ever walks on (retries are claimed by id above), so that in a
+                # failure storm entries deep in the PEL, a dead worker's, are still reached:
+                # XAUTOCLAIM looks at no more than 10 x COUNT entries per call.
                 for type_ in self._types:
                     free = self.concurrency - len(self._running)
                     if free <= 0:
@@ -647,23 +646,52 @@ class Worker:
                         type_, self.consumer, claim_ms, free, cursors[type_]
                     )
                     cursors[type_] = claimed.cursor
-                    for entry_id in claimed.deleted:
-                        logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
-                    fresh = []
-                    for d in claimed.deliveries:
-                        if (type_, d.entry_id) in self._running:
-                            # Still running here: its lease lapsed (a blocked loop?) and this
-                            # pass took it back. One run is enough; its ack will succeed.
-                            logger.warning(
-                                "streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id
-                            )
-                            continue
-                        fresh.append(d)
-                    self._start(fresh)
+                    self._start_claimed(type_, claimed)
                 failures = 0
             except BackendError as exc:
                 failures += 1
                 await self._pause_after_error("recover", exc, failures)
+
+    async def _claim_due_retries(self, interval: float, claim_ms: int) -> None:
+        """Claim the retries of ours that are due, by id, as many as there are free slots; the
+        others are tried again at the next pass (another worker may take them first)."""
+        now = time.monotonic() + 0.001
+        due: dict[str, list[str]] = {}
+        later: list[tuple[float, str, str]] = []
+        free = self.concurrency - len(self._running)
+        while self._retry_due and self._retry_due[0][0] <= now:
+            _, type_, entry_id = heapq.heappop(self._retry_due)
+            if free > 0:
+                due.setdefault(type_, []).append(entry_id)
+                free -= 1
+            else:
+                later.append((now + interval, type_, entry_id))
+        for item in later:
+            heapq.heappush(self._retry_due, item)
+        batches = list(due.items())
+        for i, (type_, ids) in enumerate(batches):
+            try:
+                claimed = await self._backend.claim(type_, self.consumer, ids, claim_ms)
+            except BackendError:
+                # Still idle in the PEL: claimable at the next pass, here or elsewhere.
+                for t, rest in batches[i:]:
+                    for entry_id in rest:
+                        heapq.heappush(self._retry_due, (now + interval, t, entry_id))
+                raise
+            self._start_claimed(type_, claimed)
+
+    def _start_claimed(self, type_: str, claimed: Claimed) -> None:
+        for entry_id in claimed.deleted:
+            logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
+        fresh = []
+        for d in claimed.deliveries:
+            if (type_, d.entry_id) in self._running:
+                # Still running here: its lease lapsed (a blocked loop?) and this pass took it
+                # back. One run is enough; its ack will succeed.
+                logger.warning("streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id)
+                continue
+            fresh.append(d)
+        self._start(fresh)
 
     async def _leave_groups(self) -> None:
         """A clean exit takes this consumer's name out of each group, so consumer lists do not

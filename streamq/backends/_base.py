@@ -145,6 +145,16 @@ class Backend(Protocol):
         dropped from it and returned in ``deleted``.
         """
 
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """Claim the given entries that are idle at least ``min_idle_ms`` (XCLAIM), whoever
+        holds them: a due retry, taken by its id instead of a scan of the PEL.
+
+        Claiming counts as a delivery. Entries deleted from the stream but still in the PEL are
+        dropped from it and returned in ``deleted``; ``cursor`` is always ``"0-0"``.
+        """
+
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
 

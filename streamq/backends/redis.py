@@ -1006,6 +1006,26 @@ class RedisBackend:
         ]
         return Claimed(_s(nxt), deliveries, [s.ref(_s(d)) for d in deleted])
 
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """XCLAIM the given entries idle at least ``min_idle_ms`` (a due retry, by id), with
+        their delivery counts: one ``claim_ids.lua`` call per stream."""
+        deliveries: list[Delivery] = []
+        deleted: list[str] = []
+        for s, ids in self._locate(type, entry_ids).items():
+            if not ids:
+                continue
+            entries, gone, counts = await self._call(
+                "claim_ids", [s.jobs], [self.group, consumer, min_idle_ms, *ids]
+            )
+            deliveries += (
+                Delivery(s.type, s.ref(_s(e[0])), _pairs(e[1]), int(n))
+                for e, n in zip(entries, counts, strict=True)
+            )
+            deleted += (s.ref(_s(d)) for d in gone)
+        return Claimed("0-0", deliveries, deleted)
+
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries, one script call per stream (all in one exchange per
         node); returns the ids owned by others."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -283,3 +284,72 @@ def async_retried(queue: Queue, type: str) -> Callable[[], Any]:
         return (await stats_of(queue, type)).retried >= 1
 
     return check
+
+
+async def test_recovery_reaches_orphans_deep_in_the_pel_during_a_retry_storm(
+    backend: Backend, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """Due retries are claimed by id and the recovery cursor keeps walking: with a job failing
+    over and over at the head of the PEL and hundreds of live entries after it, the jobs a dead
+    worker left deep in the PEL are still reached and run (XAUTOCLAIM looks at 10 x COUNT
+    entries per call)."""
+    ran: list[str] = []
+    failures = 0
+
+    async def step(job: Job[Any]) -> None:
+        nonlocal failures
+        if job.id == "job-0":
+            failures += 1
+            raise RuntimeError("fails every time")
+        ran.append(job.id or "")
+
+    registry.register("t", Empty, step)
+    await backend.ensure_groups(["t"])
+    busy_n, orphans_n = 400, 5
+    # job-0 first (the head of its PEL), then the live ones, the orphans last (the deepest).
+    await backend.enqueue_many([("t", fields(i)) for i in range(1 + busy_n + orphans_n)])
+    held = await read_n(backend, "other", 1 + busy_n + orphans_n)
+    by_job = {d.fields[b"id"].decode(): d.entry_id for d in held}
+    busy = [by_job[f"job-{i}"] for i in range(1, 1 + busy_n)]
+    orphans = {f"job-{i}" for i in range(1 + busy_n, 1 + busy_n + orphans_n)}
+
+    async def keep_busy_alive() -> None:
+        # A live worker elsewhere holding these: never idle long enough to be claimed.
+        while True:
+            await backend.refresh("t", "other", busy)
+            await asyncio.sleep(0.05)
+
+    alive = asyncio.create_task(keep_busy_alive())
+    try:
+        worker = make_worker("t", concurrency=2, max_deliveries=10_000, retry_base=0.02)
+        await asyncio.sleep(worker.claim_after)  # job-0 and the orphans are claimable now
+        async with serving(worker):
+            await eventually(lambda: failures >= 5)
+            await eventually(lambda: orphans <= set(ran))
+        assert set(ran) == orphans
+    finally:
+        alive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alive
+
+
+async def test_claim_by_id_takes_idle_entries_counts_them_and_drops_deleted_ones(
+    backend: Backend,
+) -> None:
+    """Backend.claim takes the given entries idle at least min_idle (a due retry) whoever holds
+    them, counting the delivery; one not idle enough stays; a deleted one leaves the PEL."""
+    await backend.ensure_groups(["t"])
+    await backend.enqueue_many([("t", fields(i)) for i in range(3)])
+    due, busy, gone = (d.entry_id for d in await read_n(backend, "a", 3))
+    assert await backend.retry_later("t", "a", due, 5_000)
+    assert await backend.retry_later("t", "a", gone, 5_000)
+    await delete_entry(backend, "t", gone)
+
+    claimed = await backend.claim("t", "b", [due, busy, gone], 5_000)
+
+    assert [(d.entry_id, d.deliveries) for d in claimed.deliveries] == [(due, 2)]
+    assert claimed.deliveries[0].fields[b"id"].startswith(b"job-")
+    assert claimed.deleted == [gone]
+    pending = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
+    assert sorted((p.entry_id, p.consumer) for p in pending) == sorted([(due, "b"), (busy, "a")])
+    assert (await backend.claim("t", "c", [due], 5_000)).deliveries == []  # no longer idle
