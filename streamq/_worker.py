@@ -29,6 +29,10 @@ from streamq._runner import Outcome, Runner, log_fields
 from streamq.backends._base import Backend, Claimed, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
+#: Seconds left for the clean-up after a second stop (a second signal): enough to hand back
+#: what is unfinished on a server that answers, short enough to count as "at once".
+HARD_STOP_CLEANUP = 1.0
+
 
 def _error_backoff(failures: int) -> float:
     """Seconds before trying the server again after ``failures`` failed calls in a row."""
@@ -69,6 +73,10 @@ class Worker:
         max_deliveries: deliveries before a failing job goes to the dead stream.
         job_timeout: default per-delivery timeout for types that set none.
         shutdown_grace: how long running jobs may finish after a stop is asked.
+        shutdown_cleanup: at most this long after the grace period for the rest of a stop:
+            cancelling the jobs still running, the last acks, handing back what is unfinished,
+            leaving the groups (each call to a server that does not answer counts against it).
+            After a second stop (``now``) at most :data:`HARD_STOP_CLEANUP` of it is left.
         retry_base: backoff after the first failed delivery; doubles per delivery, capped at
             ``claim_after``.
         block: how long one read waits for new jobs (bounds how fast a stop is noticed).
@@ -87,6 +95,7 @@ class Worker:
         max_deliveries: int = 5,
         job_timeout: float | timedelta = DEFAULT_JOB_TIMEOUT,
         shutdown_grace: float | timedelta = 30.0,
+        shutdown_cleanup: float | timedelta = 10.0,
         retry_base: float | timedelta = 1.0,
         block: float | timedelta = 1.0,
         max_dead: int = 10_000,
@@ -103,6 +112,7 @@ class Worker:
         self._max_deliveries = max_deliveries
         self._job_timeout = seconds(job_timeout)
         self.shutdown_grace = seconds(shutdown_grace)
+        self.shutdown_cleanup = seconds(shutdown_cleanup)
         self.retry_base = seconds(retry_base)
         self.block = seconds(block)
         self.max_dead = max_dead
@@ -144,6 +154,10 @@ class Worker:
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
+        # When stop() and stop(now=True) were first called (monotonic): the deadlines count
+        # from there.
+        self._stop_at: float | None = None
+        self._hard_at: float | None = None
         self._rotation = 0
         # A read asks for at most half the slots, so that one read is on its way while the
         # lanes run what the other brought: the server works while this process does.
@@ -180,9 +194,18 @@ class Worker:
         return len(self._running)
 
     def stop(self, *, now: bool = False) -> None:
-        """Stop reading; running jobs get ``shutdown_grace`` to finish (none with ``now``)."""
+        """Stop reading; running jobs get ``shutdown_grace`` to finish (none with ``now``).
+
+        With ``now`` (a second signal) the jobs still running are cancelled at once and the
+        clean-up that follows is cut to :data:`HARD_STOP_CLEANUP`: what is unfinished stays
+        pending, for other workers.
+        """
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping.set()
         if now:
+            if self._hard_at is None:
+                self._hard_at = time.monotonic()
             self._hard_stop.set()
         self._slot_freed.set()
         self._recover_wake.set()
@@ -221,32 +244,16 @@ class Worker:
             asyncio.create_task(self._guard("lease", self._lease_loop())),
         ]
         try:
+            await self._stopping.wait()
+            assert self._stop_at is not None
+            grace_end = self._stop_at + self.shutdown_grace
             # The feeders exit by themselves once stopping is set (after their current call),
-            # so every delivery they took is in self._running before the grace period starts.
-            await asyncio.gather(*feeders)
-            await self._finish_running()
+            # so every delivery they took is in self._running before the grace period starts;
+            # one stuck in a call to a server that does not answer is cancelled with the rest.
+            await self._wait_until(feeders, grace_end)
+            await self._finish_running(grace_end)
         finally:
-            # Acks and leases are never cancelled in the middle of a call: told to close, they
-            # finish what they are doing and return. Cancelling is only the last resort.
-            self._closing.set()
-            self._ack_wake.set()
-            loops = feeders + keepers
-            _, stuck = await asyncio.wait(loops, timeout=self.block + 10)
-            for t in stuck:
-                t.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            await self._lanes.close(cancel=True)
-            try:
-                # Bounded for now by the cleanup deadline below (see _final_acks).
-                await asyncio.wait_for(self._final_acks(), self.block + 10)
-            except TimeoutError:
-                logger.error("streamq.job.ack_abandoned", count=self._n_retry_acks())
-            await self._release_unfinished()
-            await self._leave_groups()
-            try:
-                await self._backend.remove_worker(self.consumer)
-            except BackendError as exc:
-                logger.warning("streamq.worker.unregister_failed", error=str(exc))
+            await self._clean_up_within_deadline(feeders, keepers)
             self._runner.close()
             _tracing.remove_gauge_source(self._gauge_values)
             if handle_signals:
@@ -272,23 +279,101 @@ class Worker:
         logger.info("streamq.worker.stopping", consumer=self.consumer, immediately=hard)
         self.stop(now=hard)
 
-    async def _finish_running(self) -> None:
-        """Give what was delivered ``shutdown_grace`` to finish (queued jobs still start)."""
-        assert self._lanes is not None
-        lanes = self._lanes
-        drained = asyncio.ensure_future(lanes.drained())
+    async def _wait_until(self, tasks: Sequence[asyncio.Future[Any]], deadline: float) -> None:
+        """Wait for ``tasks`` to end, until ``deadline`` at most, or until a hard stop."""
+        if all(t.done() for t in tasks):
+            return
+        ended = asyncio.ensure_future(asyncio.wait(tasks))  # cancelling it leaves them be
         hard = asyncio.ensure_future(self._hard_stop.wait())
         try:
             await asyncio.wait(
-                [drained, hard], timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+                [ended, hard],
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            drained.cancel()
+            ended.cancel()
             hard.cancel()
+
+    async def _finish_running(self, grace_end: float) -> None:
+        """Give what was delivered until ``grace_end`` to finish (queued jobs still start)."""
+        assert self._lanes is not None
+        lanes = self._lanes
+        drained = asyncio.ensure_future(lanes.drained())
+        await self._wait_until([drained], grace_end)
+        drained.cancel()
         running = lanes.running
         if running:
             logger.warning("streamq.worker.cancelled_jobs", count=running)
-        await lanes.close(cancel=bool(running or lanes.waiting))
+
+    def _cleanup_deadline(self, start: float) -> float:
+        end = start + self.shutdown_cleanup
+        if self._hard_at is not None:
+            end = min(end, max(start, self._hard_at) + HARD_STOP_CLEANUP)
+        return end
+
+    async def _clean_up_within_deadline(
+        self, feeders: list[asyncio.Task[None]], keepers: list[asyncio.Task[None]]
+    ) -> None:
+        """Everything after the grace period, cut short at one deadline (shutdown_cleanup, or
+        HARD_STOP_CLEANUP after a second stop). What it did not get to stays in the PEL under
+        this consumer: other workers recover it after claim_after."""
+        start = time.monotonic()
+        if self._stop_at is None:  # cancelled from outside before any stop
+            self._stop_at = start
+        self._stopping.set()
+        cleanup = asyncio.create_task(self._clean_up(feeders, keepers, start))
+        hard = asyncio.ensure_future(self._hard_stop.wait())
+        try:
+            while not cleanup.done():
+                left = self._cleanup_deadline(start) - time.monotonic()
+                if left <= 0:
+                    break
+                waits = [cleanup] if hard.done() else [cleanup, hard]
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hard.cancel()
+            if not cleanup.done():
+                logger.error(
+                    "streamq.worker.cleanup_cut_short",
+                    after_s=round(time.monotonic() - start, 2),
+                    held=len(self._running),
+                    unacked=self._n_to_ack + self._n_retry_acks(),
+                )
+                cleanup.cancel()
+            loops = [*feeders, *keepers]
+            for t in loops:
+                t.cancel()
+            # A call cancelled in the middle ends at once (its connection is dropped).
+            await asyncio.wait([cleanup, *loops], timeout=1.0)
+            if cleanup.done() and not cleanup.cancelled() and cleanup.exception() is not None:
+                logger.error("streamq.worker.cleanup_failed", error=repr(cleanup.exception()))
+
+    async def _clean_up(
+        self, feeders: list[asyncio.Task[None]], keepers: list[asyncio.Task[None]], start: float
+    ) -> None:
+        """Cancel what still runs, ack what finished, hand back the rest, leave the groups."""
+        assert self._lanes is not None
+        for t in feeders:
+            t.cancel()  # only one stuck in a call is still running here
+        # Cancelled jobs get half of the time to wind down; one that will not end (it swallows
+        # its cancel) is abandoned, and its entry handed back with the others.
+        lanes = self._lanes
+        cancel = bool(lanes.running or lanes.waiting)
+        half = (self._cleanup_deadline(start) - time.monotonic()) / 2
+        await lanes.close(cancel=cancel, within=max(0.05, half))
+        # Acks and leases are never cancelled in the middle of a call: told to close, they
+        # finish what they are doing and return (the deadline cuts them short otherwise).
+        self._closing.set()
+        self._ack_wake.set()
+        await asyncio.wait([*feeders, *keepers])
+        await self._final_acks()
+        await self._release_unfinished()
+        await self._leave_groups()
+        try:
+            await self._backend.remove_worker(self.consumer)
+        except BackendError as exc:
+            logger.warning("streamq.worker.unregister_failed", error=str(exc))
 
     async def _read_loop(self, stop_when_empty: bool) -> None:
         types = list(self._types)

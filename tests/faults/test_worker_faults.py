@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -215,3 +216,60 @@ async def test_a_refused_ack_is_retried_and_no_finished_job_runs_again(
         assert not [e for e in logs if e["event"] == "streamq.job.lease_lost"]
     finally:
         await backend.aclose()
+
+
+# item 6: shutdown is bounded, even against a server that does not answer ---------------------
+
+
+async def test_stopping_against_a_stalled_server_returns_within_the_deadline(
+    private_server: PrivateServer,
+) -> None:
+    """With the server frozen (SIGSTOP) while a job runs, stop() still returns within
+    shutdown_grace + shutdown_cleanup although every call would wait out a 30 s socket timeout;
+    the unfinished job is still pending once the server is back."""
+    registry = Registry()
+    started = asyncio.Event()
+
+    async def step(job: Job[Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    registry.register("t", Empty, step)
+    backend = RedisBackend(private_server.url, prefix="p", socket_timeout=30)
+    queue = Queue(backend, registry=registry)
+    job_id = await queue.enqueue(Job(type="t", args=Empty()))
+    worker = Worker(
+        backend,
+        registry,
+        ["t"],
+        concurrency=2,
+        claim_after=5,
+        heartbeat=0.5,
+        block=0.05,
+        shutdown_grace=0.3,
+        shutdown_cleanup=1.5,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        private_server.pause()
+        try:
+            await asyncio.sleep(0.2)  # the worker's next read and lease refresh are waiting now
+            worker.stop()
+            began = time.monotonic()
+            done, _ = await asyncio.wait([task], timeout=10)
+            took = time.monotonic() - began
+        finally:
+            private_server.resume()
+        assert task in done, "run() did not return within 10 s of stop()"
+        assert took < 0.3 + 1.5 + 2.0  # the deadline, plus a generous moment
+    finally:
+        worker.stop(now=True)
+        await asyncio.wait_for(task, 60)
+        await backend.aclose()
+    check = RedisBackend(private_server.url, prefix="p")
+    try:
+        pending = await Queue(check).pending("t")
+        assert [p.job_id for p in pending] == [job_id]
+    finally:
+        await check.aclose()
