@@ -218,6 +218,51 @@ async def test_a_refused_ack_is_retried_and_no_finished_job_runs_again(
         await backend.aclose()
 
 
+async def test_acks_refused_at_shutdown_are_retried_until_the_deadline(
+    private_server: PrivateServer,
+) -> None:
+    """A stop while the server refuses acks goes on retrying them within shutdown_cleanup: once
+    XACK is allowed again, the finished jobs are acked before run() returns, not run again."""
+    user = f"w{uuid.uuid4().hex[:6]}"
+    async with admin(private_server.url) as r:
+        await r.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-xack")
+    url = private_server.url.replace("redis://", f"redis://{user}:pw@")
+    registry = Registry()
+    ran: list[str] = []
+
+    async def step(job: Job[Any]) -> None:
+        ran.append(job.id or "")
+
+    registry.register("t", Empty, step)
+    backend = RedisBackend(url, prefix="p")
+    queue = Queue(backend, registry=registry)
+    worker = Worker(
+        backend, registry, ["t"], claim_after=5, heartbeat=0.5, block=0.05, shutdown_cleanup=5
+    )
+    await queue.enqueue_many([Job(type="t", args=Empty()) for _ in range(5)])
+    task = asyncio.create_task(worker.run())
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await eventually(lambda: len(ran) == 5, "every job ran")
+            await eventually(
+                lambda: any(e["event"] == "streamq.job.ack_failed" for e in logs), "ack refused"
+            )
+            worker.stop()
+            await asyncio.sleep(0.5)
+            assert not task.done()  # still retrying its acks
+            async with admin(private_server.url) as r:
+                await r.execute_command("ACL", "SETUSER", user, "+xack")
+            await asyncio.wait_for(task, TIMEOUT)
+        assert worker.processed == 5
+        (stats,) = await queue.stats(["t"])
+        assert (stats.processed, stats.in_flight, stats.waiting) == (5, 0, 0)
+        assert len(ran) == 5
+    finally:
+        worker.stop(now=True)
+        await asyncio.wait_for(task, TIMEOUT)
+        await backend.aclose()
+
+
 # item 6: shutdown is bounded, even against a server that does not answer ---------------------
 
 
