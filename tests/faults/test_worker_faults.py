@@ -307,7 +307,7 @@ async def test_stopping_against_a_stalled_server_returns_within_the_deadline(
         finally:
             private_server.resume()
         assert task in done, "run() did not return within 10 s of stop()"
-        assert took < 0.3 + 1.5 + 2.0  # the deadline, plus a generous moment
+        assert took < 0.3 + 1.5 + 5.0  # the deadline, plus a generous moment
     finally:
         worker.stop(now=True)
         await asyncio.wait_for(task, 60)
