@@ -20,6 +20,11 @@ sends the next job back to a plain copy of the worker's context.
 Time limits: each lane holds the deadline of the job it runs, and one timer, armed at the
 earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the
 :class:`~streamq._runner.Limit` the runner uses).
+
+Closing is bounded: a job that swallows its cancel (``except CancelledError`` in a loop) would
+keep its lane, and so the worker and the interpreter, alive for ever. Past the time
+:meth:`Lanes.close` is given, such lanes are abandoned: cancelled once more, and this time the
+job's coroutine is closed (GeneratorExit at its ``await``) instead of being handed the cancel.
 """
 
 from __future__ import annotations
@@ -78,18 +83,19 @@ class _InContext:
     Each time the coroutine suspends, ``on_suspend`` is called (the pool wakes another lane).
     """
 
-    __slots__ = ("_coro", "_ctx", "_on_suspend", "_yielded")
+    __slots__ = ("_coro", "_ctx", "_on_suspend", "_pool", "_yielded")
 
     def __init__(
         self,
         coro: Coroutine[Any, Any, None],
         ctx: contextvars.Context,
-        on_suspend: Callable[[], None],
+        pool: Lanes[Any],
         yielded: Any,
     ) -> None:
         self._coro = coro
         self._ctx = ctx
-        self._on_suspend = on_suspend
+        self._on_suspend = pool.on_suspend
+        self._pool = pool
         self._yielded = yielded
 
     def __await__(self) -> Generator[Any, Any, None]:
@@ -102,6 +108,9 @@ class _InContext:
                 coro.close()
                 raise
             except BaseException as exc:  # a cancel (or anything) thrown into the lane
+                if self._pool.abandoning:
+                    _close(coro, run)
+                    raise
                 try:
                     yielded = run(coro.throw, exc)
                 except StopIteration:
@@ -111,6 +120,15 @@ class _InContext:
                     yielded = run(coro.send, sent)
                 except StopIteration:
                     return
+
+
+def _close(coro: Coroutine[Any, Any, None], run: Callable[..., Any]) -> None:
+    """Close an abandoned job's coroutine, in its own context; it may refuse (it catches
+    GeneratorExit too and awaits again): then say so, there is nothing more to do."""
+    try:
+        run(coro.close)
+    except RuntimeError as exc:
+        logger.error("streamq.worker.job_not_closed", error=str(exc))
 
 
 class Lanes(Generic[T]):
@@ -130,6 +148,8 @@ class Lanes(Generic[T]):
         self._idle: list[asyncio.Future[None]] = []
         self._busy = 0
         self._closing = False
+        #: past the time close() was given: lanes still running have their job closed, not cancelled
+        self.abandoning = False
         self._drained: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.timer_at = float("inf")
@@ -167,7 +187,8 @@ class Lanes(Generic[T]):
         logger.error("streamq.worker.job_task_crashed", error=repr(exc), exc_info=exc)
         self._on_crash(item)
 
-    def _on_suspend(self) -> None:
+    def on_suspend(self) -> None:
+        """The job a lane runs suspended: wake another lane if work is waiting."""
         if self._queue:
             self._wake_one()
 
@@ -195,7 +216,7 @@ class Lanes(Generic[T]):
                 self._crashed(item, exc)
             else:
                 try:
-                    await _InContext(coro, ctx, self._on_suspend, yielded)
+                    await _InContext(coro, ctx, self, yielded)
                 except Exception as exc:
                     self._crashed(item, exc)
             finally:
@@ -221,8 +242,13 @@ class Lanes(Generic[T]):
         """Lanes running an item right now."""
         return self._busy
 
-    async def close(self, *, cancel: bool) -> None:
-        """Stop the lanes: idle ones return; with ``cancel``, running items are cancelled."""
+    async def close(self, *, cancel: bool, within: float | None = None) -> int:
+        """Stop the lanes: idle ones return; with ``cancel``, running items are cancelled.
+
+        Lanes still running after ``within`` seconds are abandoned (see the module's
+        docstring); returns how many were. Their items never finish: the caller still holds
+        them.
+        """
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -234,7 +260,18 @@ class Lanes(Generic[T]):
             self._queue.clear()
             for t in tasks:
                 t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return 0
+        _, stuck = await asyncio.wait(tasks, timeout=within)
+        if not stuck:
+            return 0
+        self.abandoning = True
+        for t in stuck:
+            t.cancel()
+        # A closed job's lane ends at its next step; one that refused to close is left behind.
+        _, left = await asyncio.wait(stuck, timeout=0.1)
+        logger.error("streamq.worker.jobs_abandoned", count=len(stuck), still_running=len(left))
+        return len(stuck)
 
     # time limits ------------------------------------------------------------------------
 

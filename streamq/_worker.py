@@ -27,8 +27,17 @@ from streamq._preflight import check_eviction_policy
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._retry import backoff
 from streamq._runner import Outcome, Runner, log_fields
-from streamq.backends._base import Backend, DeadLetter, Delivery
+from streamq.backends._base import Backend, Claimed, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
+
+#: Seconds left for the clean-up after a second stop (a second signal): enough to hand back
+#: what is unfinished on a server that answers, short enough to count as "at once".
+HARD_STOP_CLEANUP = 1.0
+
+
+def _error_backoff(failures: int) -> float:
+    """Seconds before trying the server again after ``failures`` failed calls in a row."""
+    return min(5.0, 0.1 * 2.0 ** min(failures, 6))
 
 
 def default_consumer_name() -> str:
@@ -66,6 +75,10 @@ class Worker:
         max_deliveries: deliveries before a failing job goes to the dead stream.
         job_timeout: default per-delivery timeout for types that set none.
         shutdown_grace: how long running jobs may finish after a stop is asked.
+        shutdown_cleanup: at most this long after the grace period for the rest of a stop:
+            cancelling the jobs still running, the last acks, handing back what is unfinished,
+            leaving the groups (each call to a server that does not answer counts against it).
+            After a second stop (``now``) at most :data:`HARD_STOP_CLEANUP` of it is left.
         retry_base: backoff after the first failed delivery; doubles per delivery, capped at
             ``claim_after``.
         block: how long one read waits for new jobs (bounds how fast a stop is noticed).
@@ -84,6 +97,7 @@ class Worker:
         max_deliveries: int = 5,
         job_timeout: float | timedelta = DEFAULT_JOB_TIMEOUT,
         shutdown_grace: float | timedelta = 30.0,
+        shutdown_cleanup: float | timedelta = 10.0,
         retry_base: float | timedelta = 1.0,
         block: float | timedelta = 1.0,
         max_dead: int = 10_000,
@@ -103,6 +117,7 @@ class Worker:
         self._max_deliveries = max_deliveries
         self._job_timeout = seconds(job_timeout)
         self.shutdown_grace = seconds(shutdown_grace)
+        self.shutdown_cleanup = seconds(shutdown_cleanup)
         self.retry_base = seconds(retry_base)
         self.block = seconds(block)
         self.max_dead = max_dead
@@ -125,6 +140,11 @@ class Worker:
         # blocked waiting for new entries or pausing after an error, or stopping.
         self._to_ack: dict[str, list[_Running]] = {}
         self._n_to_ack = 0
+        # Finished jobs whose ack failed: still held (in self._running, so the lease loop keeps
+        # their leases), sent again at _ack_retry_at; the backoff grows with each failed call.
+        self._ack_retry: dict[str, list[_Running]] = {}
+        self._ack_retry_at = 0.0
+        self._ack_failures = 0
         self._read_blocked = False
         self._ack_wake = asyncio.Event()
         # Every call that asks "do I still own this entry?" (ack, refresh, retry, dead-letter)
@@ -133,11 +153,16 @@ class Worker:
         self._pel_lock = asyncio.Lock()
         self._slot_freed = asyncio.Event()
         self._recover_wake = asyncio.Event()
-        # When retries of ours become due (monotonic times): the recovery pass wakes for each.
-        self._retry_due: list[float] = []
+        # Retries of ours (when due, monotonic; type; entry id): the recovery pass wakes for
+        # each and claims it by id, so its cursor never has to go back for them.
+        self._retry_due: list[tuple[float, str, str]] = []
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
         self._hard_stop = asyncio.Event()
+        # When stop() and stop(now=True) were first called (monotonic): the deadlines count
+        # from there.
+        self._stop_at: float | None = None
+        self._hard_at: float | None = None
         self._rotation = 0
         # A read asks for at most half the slots, so that one read is on its way while the
         # lanes run what the other brought: the server works while this process does.
@@ -174,9 +199,18 @@ class Worker:
         return len(self._running)
 
     def stop(self, *, now: bool = False) -> None:
-        """Stop reading; running jobs get ``shutdown_grace`` to finish (none with ``now``)."""
+        """Stop reading; running jobs get ``shutdown_grace`` to finish (none with ``now``).
+
+        With ``now`` (a second signal) the jobs still running are cancelled at once and the
+        clean-up that follows is cut to :data:`HARD_STOP_CLEANUP`: what is unfinished stays
+        pending, for other workers.
+        """
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping.set()
         if now:
+            if self._hard_at is None:
+                self._hard_at = time.monotonic()
             self._hard_stop.set()
         self._slot_freed.set()
         self._recover_wake.set()
@@ -216,28 +250,16 @@ class Worker:
             asyncio.create_task(self._guard("lease", self._lease_loop())),
         ]
         try:
+            await self._stopping.wait()
+            assert self._stop_at is not None
+            grace_end = self._stop_at + self.shutdown_grace
             # The feeders exit by themselves once stopping is set (after their current call),
-            # so every delivery they took is in self._running before the grace period starts.
-            await asyncio.gather(*feeders)
-            await self._finish_running()
+            # so every delivery they took is in self._running before the grace period starts;
+            # one stuck in a call to a server that does not answer is cancelled with the rest.
+            await self._wait_until(feeders, grace_end)
+            await self._finish_running(grace_end)
         finally:
-            # Acks and leases are never cancelled in the middle of a call: told to close, they
-            # finish what they are doing and return. Cancelling is only the last resort.
-            self._closing.set()
-            self._ack_wake.set()
-            loops = feeders + keepers
-            _, stuck = await asyncio.wait(loops, timeout=self.block + 10)
-            for t in stuck:
-                t.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            await self._lanes.close(cancel=True)
-            await self._flush_acks()
-            await self._release_unfinished()
-            await self._leave_groups()
-            try:
-                await self._backend.remove_worker(self.consumer)
-            except BackendError as exc:
-                logger.warning("streamq.worker.unregister_failed", error=str(exc))
+            await self._clean_up_within_deadline(feeders, keepers)
             self._runner.close()
             _tracing.remove_gauge_source(self._gauge_values)
             if handle_signals:
@@ -263,23 +285,101 @@ class Worker:
         logger.info("streamq.worker.stopping", consumer=self.consumer, immediately=hard)
         self.stop(now=hard)
 
-    async def _finish_running(self) -> None:
-        """Give what was delivered ``shutdown_grace`` to finish (queued jobs still start)."""
-        assert self._lanes is not None
-        lanes = self._lanes
-        drained = asyncio.ensure_future(lanes.drained())
+    async def _wait_until(self, tasks: Sequence[asyncio.Future[Any]], deadline: float) -> None:
+        """Wait for ``tasks`` to end, until ``deadline`` at most, or until a hard stop."""
+        if all(t.done() for t in tasks):
+            return
+        ended = asyncio.ensure_future(asyncio.wait(tasks))  # cancelling it leaves them be
         hard = asyncio.ensure_future(self._hard_stop.wait())
         try:
             await asyncio.wait(
-                [drained, hard], timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+                [ended, hard],
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            drained.cancel()
+            ended.cancel()
             hard.cancel()
+
+    async def _finish_running(self, grace_end: float) -> None:
+        """Give what was delivered until ``grace_end`` to finish (queued jobs still start)."""
+        assert self._lanes is not None
+        lanes = self._lanes
+        drained = asyncio.ensure_future(lanes.drained())
+        await self._wait_until([drained], grace_end)
+        drained.cancel()
         running = lanes.running
         if running:
             logger.warning("streamq.worker.cancelled_jobs", count=running)
-        await lanes.close(cancel=bool(running or lanes.waiting))
+
+    def _cleanup_deadline(self, start: float) -> float:
+        end = start + self.shutdown_cleanup
+        if self._hard_at is not None:
+            end = min(end, max(start, self._hard_at) + HARD_STOP_CLEANUP)
+        return end
+
+    async def _clean_up_within_deadline(
+        self, feeders: list[asyncio.Task[None]], keepers: list[asyncio.Task[None]]
+    ) -> None:
+        """Everything after the grace period, cut short at one deadline (shutdown_cleanup, or
+        HARD_STOP_CLEANUP after a second stop). What it did not get to stays in the PEL under
+        this consumer: other workers recover it after claim_after."""
+        start = time.monotonic()
+        if self._stop_at is None:  # cancelled from outside before any stop
+            self._stop_at = start
+        self._stopping.set()
+        cleanup = asyncio.create_task(self._clean_up(feeders, keepers, start))
+        hard = asyncio.ensure_future(self._hard_stop.wait())
+        try:
+            while not cleanup.done():
+                left = self._cleanup_deadline(start) - time.monotonic()
+                if left <= 0:
+                    break
+                waits = [cleanup] if hard.done() else [cleanup, hard]
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hard.cancel()
+            if not cleanup.done():
+                logger.error(
+                    "streamq.worker.cleanup_cut_short",
+                    after_s=round(time.monotonic() - start, 2),
+                    held=len(self._running),
+                    unacked=self._n_to_ack + self._n_retry_acks(),
+                )
+                cleanup.cancel()
+            loops = [*feeders, *keepers]
+            for t in loops:
+                t.cancel()
+            # A call cancelled in the middle ends at once (its connection is dropped).
+            await asyncio.wait([cleanup, *loops], timeout=1.0)
+            if cleanup.done() and not cleanup.cancelled() and cleanup.exception() is not None:
+                logger.error("streamq.worker.cleanup_failed", error=repr(cleanup.exception()))
+
+    async def _clean_up(
+        self, feeders: list[asyncio.Task[None]], keepers: list[asyncio.Task[None]], start: float
+    ) -> None:
+        """Cancel what still runs, ack what finished, hand back the rest, leave the groups."""
+        assert self._lanes is not None
+        for t in feeders:
+            t.cancel()  # only one stuck in a call is still running here
+        # Cancelled jobs get half of the time to wind down; one that will not end (it swallows
+        # its cancel) is abandoned, and its entry handed back with the others.
+        lanes = self._lanes
+        cancel = bool(lanes.running or lanes.waiting)
+        half = (self._cleanup_deadline(start) - time.monotonic()) / 2
+        await lanes.close(cancel=cancel, within=max(0.05, half))
+        # Acks and leases are never cancelled in the middle of a call: told to close, they
+        # finish what they are doing and return (the deadline cuts them short otherwise).
+        self._closing.set()
+        self._ack_wake.set()
+        await asyncio.wait([*feeders, *keepers])
+        await self._final_acks()
+        await self._release_unfinished()
+        await self._leave_groups()
+        try:
+            await self._backend.remove_worker(self.consumer)
+        except BackendError as exc:
+            logger.warning("streamq.worker.unregister_failed", error=str(exc))
 
     async def _read_loop(self, stop_when_empty: bool) -> None:
         types = list(self._types)
@@ -345,7 +445,7 @@ class Worker:
         return True
 
     async def _pause_after_error(self, what: str, exc: BackendError, failures: int) -> None:
-        delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+        delay = _error_backoff(failures)
         logger.warning(f"streamq.worker.{what}_failed", error=str(exc), retry_in=round(delay, 2))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
@@ -406,7 +506,7 @@ class Worker:
                 logger.warning("streamq.job.lease_lost", stage="retry")
             else:
                 _tracing.count(_tracing.RETRIED, d.type)
-                heapq.heappush(self._retry_due, time.monotonic() + wait)
+                heapq.heappush(self._retry_due, (time.monotonic() + wait, d.type, d.entry_id))
                 self._recover_wake.set()
         self._forget(run)
 
@@ -435,11 +535,41 @@ class Worker:
 
     async def _ack_loop(self) -> None:
         while not self._closing.is_set():
-            await self._ack_wake.wait()
+            if self._ack_retry:
+                with contextlib.suppress(TimeoutError):
+                    wait = self._ack_retry_at - time.monotonic()
+                    await asyncio.wait_for(self._ack_wake.wait(), max(0.0, wait))
+                if time.monotonic() >= self._ack_retry_at:
+                    self._retry_acks()
+            else:
+                await self._ack_wake.wait()
             self._ack_wake.clear()
             # Otherwise the read loop is about to send these with its next read.
             if self._read_blocked or self._stopping.is_set():
                 await self._flush_acks()
+
+    def _retry_acks(self) -> None:
+        """Send the acks that failed again, with the next read (or the ack loop's next call)."""
+        for type_, runs in self._ack_retry.items():
+            self._to_ack.setdefault(type_, []).extend(runs)
+            self._n_to_ack += len(runs)
+        self._ack_retry = {}
+        # The read loop may be waiting for a free slot: these free theirs with the ack.
+        self._slot_freed.set()
+
+    async def _final_acks(self) -> None:
+        """At shutdown: ack what finished, and retry failed acks with their backoff until they
+        go through (the shutdown deadline cuts this short)."""
+        while True:
+            if self._ack_retry:
+                await asyncio.sleep(max(0.0, self._ack_retry_at - time.monotonic()))
+                self._retry_acks()
+            await self._flush_acks()
+            if not self._ack_retry:
+                return
+
+    def _n_retry_acks(self) -> int:
+        return sum(len(runs) for runs in self._ack_retry.values())
 
     def _take_acks(self) -> dict[str, list[_Running]]:
         batch, self._to_ack, self._n_to_ack = self._to_ack, {}, 0
@@ -475,24 +605,48 @@ class Worker:
         lost: dict[str, list[str]],
         errors: dict[str, str],
     ) -> None:
-        """Account for an ack call: count what was acked, log what was not, free the slots."""
+        """Account for an ack call: count what was acked, log what was not, free the slots.
+
+        Jobs whose ack failed stay held (their leases refreshed) and their ack goes again after
+        a backoff: a transient error must not make a batch of finished jobs run again.
+        """
         running = self._running
+        failed: list[tuple[str, str, int]] = []
         for type_, runs in batch.items():
             error = errors.get(type_)
             gone = set(lost.get(type_, ()))
             acked = 0
+            again: list[_Running] = []
             for r in runs:
                 if r.lost or r.delivery.entry_id in gone:
                     logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
-                elif error is None:
+                elif error is not None:
+                    again.append(r)
+                    continue
+                else:
                     acked += 1
                 running.pop((type_, r.delivery.entry_id), None)
-            if error is not None:
-                # Not acked: they stay pending and run again elsewhere (at-least-once).
-                logger.error("streamq.job.ack_failed", error=error, count=len(runs))
+            if error is not None and again:
+                self._ack_retry.setdefault(type_, []).extend(again)
+                failed.append((type_, error, len(again)))
             self.processed += acked
             if acked:
                 _tracing.count(_tracing.PROCESSED, type_, acked)
+        if failed:
+            self._ack_failures += 1
+            delay = _error_backoff(self._ack_failures)
+            self._ack_retry_at = time.monotonic() + delay
+            for type_, error, n in failed:
+                logger.warning(
+                    "streamq.job.ack_failed",
+                    job_type=type_,
+                    error=error,
+                    count=n,
+                    retry_in=round(delay, 2),
+                )
+            self._ack_wake.set()
+        elif batch:
+            self._ack_failures = 0
         self._slot_freed.set()
 
     async def _lease_loop(self) -> None:
@@ -501,21 +655,33 @@ class Worker:
                 await asyncio.wait_for(self._closing.wait(), self.heartbeat)
             if self._closing.is_set():
                 return
+            async with self._pel_lock:
+                await self._refresh_leases()
             try:
-                async with self._pel_lock:
-                    await self._refresh_leases()
                 await self._beat()
                 await self._sample_queues()
             except BackendError as exc:
                 logger.warning("streamq.worker.heartbeat_failed", error=str(exc))
 
     async def _refresh_leases(self) -> None:
+        """Refresh the lease of every job held, type by type. A type whose refresh fails (its
+        stream broken, its node down) is logged and skipped: the other types' jobs keep their
+        leases, or they would be taken over and run twice."""
         by_type: dict[str, list[_Running]] = {}
         for r in self._running.values():
             by_type.setdefault(r.delivery.type, []).append(r)
         for type_, runs in by_type.items():
             ids = [r.delivery.entry_id for r in runs]
-            lost = set(await self._backend.refresh(type_, self.consumer, ids))
+            try:
+                lost = set(await self._backend.refresh(type_, self.consumer, ids))
+            except BackendError as exc:
+                logger.warning(
+                    "streamq.worker.lease_refresh_failed",
+                    job_type=type_,
+                    count=len(ids),
+                    error=str(exc),
+                )
+                continue
             for r in runs:
                 if r.delivery.entry_id in lost and not r.lost:
                     r.lost = True
@@ -551,20 +717,18 @@ class Worker:
         while not self._stopping.is_set():
             wait = interval
             if self._retry_due:
-                wait = min(wait, max(0.0, self._retry_due[0] - time.monotonic()))
+                wait = min(wait, max(0.0, self._retry_due[0][0] - time.monotonic()))
             if wait > 0:
                 self._recover_wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._recover_wake.wait(), wait)
             if self._stopping.is_set():
                 return
-            now = time.monotonic() + 0.001
-            if self._retry_due and self._retry_due[0] <= now:
-                # A retry of ours is due: scan from the start so the cursor cannot skip it.
-                while self._retry_due and self._retry_due[0] <= now:
-                    heapq.heappop(self._retry_due)
-                cursors = dict.fromkeys(self._types, "0-0")
             try:
+                await self._claim_due_retries(interval, claim_ms)
+                # The cursor only ever walks on (retries are claimed by id above), so that in a
+                # failure storm entries deep in the PEL, a dead worker's, are still reached:
+                # XAUTOCLAIM looks at no more than 10 x COUNT entries per call.
                 for type_ in self._types:
                     free = self.concurrency - len(self._running)
                     if free <= 0:
@@ -573,35 +737,66 @@ class Worker:
                         type_, self.consumer, claim_ms, free, cursors[type_]
                     )
                     cursors[type_] = claimed.cursor
-                    for entry_id in claimed.deleted:
-                        logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
-                    fresh = []
-                    for d in claimed.deliveries:
-                        if (type_, d.entry_id) in self._running:
-                            # Still running here: its lease lapsed (a blocked loop?) and this
-                            # pass took it back. One run is enough; its ack will succeed.
-                            logger.warning(
-                                "streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id
-                            )
-                            continue
-                        fresh.append(d)
-                    self._start(fresh)
+                    self._start_claimed(type_, claimed)
                 failures = 0
             except BackendError as exc:
                 failures += 1
                 await self._pause_after_error("recover", exc, failures)
 
+    async def _claim_due_retries(self, interval: float, claim_ms: int) -> None:
+        """Claim the retries of ours that are due, by id, as many as there are free slots; the
+        others are tried again at the next pass (another worker may take them first)."""
+        now = time.monotonic() + 0.001
+        due: dict[str, list[str]] = {}
+        later: list[tuple[float, str, str]] = []
+        free = self.concurrency - len(self._running)
+        while self._retry_due and self._retry_due[0][0] <= now:
+            _, type_, entry_id = heapq.heappop(self._retry_due)
+            if free > 0:
+                due.setdefault(type_, []).append(entry_id)
+                free -= 1
+            else:
+                later.append((now + interval, type_, entry_id))
+        for item in later:
+            heapq.heappush(self._retry_due, item)
+        batches = list(due.items())
+        for i, (type_, ids) in enumerate(batches):
+            try:
+                claimed = await self._backend.claim(type_, self.consumer, ids, claim_ms)
+            except BackendError:
+                # Still idle in the PEL: claimable at the next pass, here or elsewhere.
+                for t, rest in batches[i:]:
+                    for entry_id in rest:
+                        heapq.heappush(self._retry_due, (now + interval, t, entry_id))
+                raise
+            self._start_claimed(type_, claimed)
+
+    def _start_claimed(self, type_: str, claimed: Claimed) -> None:
+        for entry_id in claimed.deleted:
+            logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
+        fresh = []
+        for d in claimed.deliveries:
+            if (type_, d.entry_id) in self._running:
+                # Still running here: its lease lapsed (a blocked loop?) and this pass took it
+                # back. One run is enough; its ack will succeed.
+                logger.warning("streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id)
+                continue
+            fresh.append(d)
+        self._start(fresh)
+
     async def _leave_groups(self) -> None:
-        """A clean exit takes this consumer's name out of each group (unless it holds entries
-        that others have yet to claim), so consumer lists do not grow with every restart."""
+        """A clean exit takes this consumer's name out of each group, so consumer lists do not
+        grow with every restart. What it still holds (handed back, retries waiting) passes to
+        the hand-back consumer as it is, claimable when it would have been."""
         for type_ in self._types:
             try:
-                await self._backend.remove_consumer(type_, self.consumer)
+                await self._backend.remove_consumer(type_, self.consumer, hand_over=True)
             except BackendError as exc:
                 logger.warning("streamq.worker.leave_failed", error=str(exc), job_type=type_)
 
     async def _release_unfinished(self) -> None:
-        """Entries still held at exit become claimable by another worker at once."""
+        """Entries still held at exit become claimable by another worker at once; the delivery
+        the stop interrupted does not count towards max_deliveries."""
         by_type: dict[str, list[str]] = {}
         for r in self._running.values():
             by_type.setdefault(r.delivery.type, []).append(r.delivery.entry_id)

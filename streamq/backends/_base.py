@@ -18,6 +18,10 @@ Fields = dict[bytes, bytes]
 #: Counter names kept per type.
 COUNTERS = ("enqueued", "processed", "failed", "retried", "dead")
 
+#: The consumer that holds what a leaving worker handed back, until another worker claims it
+#: (so the leaving worker's own name can be removed from the group at once).
+HANDED_BACK = "(handed-back)"
+
 
 @dataclass(slots=True)
 class Delivery:
@@ -141,6 +145,16 @@ class Backend(Protocol):
         dropped from it and returned in ``deleted``.
         """
 
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """Claim the given entries that are idle at least ``min_idle_ms`` (XCLAIM), whoever
+        holds them: a due retry, taken by its id instead of a scan of the PEL.
+
+        Claiming counts as a delivery. Entries deleted from the stream but still in the PEL are
+        dropped from it and returned in ``deleted``; ``cursor`` is always ``"0-0"``.
+        """
+
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
 
@@ -173,7 +187,10 @@ class Backend(Protocol):
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
-        """Mark owned entries idle ``idle_ms`` so another worker can claim them at once."""
+        """Hand owned entries back at shutdown: mark them idle ``idle_ms`` so another worker
+        can claim them at once, and take back the delivery that was interrupted (count - 1,
+        never below 0): a stop is not a failed delivery, so restarts never dead-letter a job.
+        """
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
@@ -190,8 +207,13 @@ class Backend(Protocol):
         """Copy pending entries idle at least ``min_idle_ms`` to new entries (delivered to the
         next reader), then ack and delete the old ones. Returns the old ids it requeued."""
 
-    async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """Delete ``consumer`` from the type's group if it holds no pending entry."""
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """Delete ``consumer`` from the type's group if it holds no pending entry.
+
+        With ``hand_over``, what it still holds first passes to :data:`HANDED_BACK`, each entry
+        with its idle time and delivery count as they were (a leaving worker: its entries stay
+        claimable when they would have been, and its name leaves the group now).
+        """
 
     async def stats(self, type: str) -> RawStats:
         """Lengths, PEL summary and counters of one type."""

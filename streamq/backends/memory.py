@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from streamq._codec import job_id_of
 from streamq.backends._base import (
     COUNTERS,
+    HANDED_BACK,
     AckedRead,
     Claimed,
     DeadEntry,
@@ -258,6 +259,30 @@ class MemoryBackend:
             next_cursor = scan[index][0] if index < len(scan) else "0-0"
         return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
 
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """XCLAIM: claim the given entries idle at least ``min_idle_ms``; count a delivery."""
+        claimed: list[Delivery] = []
+        deleted: list[str] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            stream.consumers[consumer] = now
+            for entry_id in dict.fromkeys(entry_ids):
+                pending = stream.pel.get(entry_id)
+                if pending is None or pending.idle_ms(now) < min_idle_ms:
+                    continue
+                fields = stream.entries.get(entry_id)
+                if fields is None:
+                    del stream.pel[entry_id]
+                    deleted.append(entry_id)
+                    continue
+                pending.consumer, pending.since = consumer, now
+                pending.deliveries += 1
+                claimed.append(Delivery(type, entry_id, dict(fields), pending.deliveries))
+        return Claimed(cursor="0-0", deliveries=claimed, deleted=deleted)
+
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
     ) -> AckedRead:
@@ -336,7 +361,8 @@ class MemoryBackend:
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
-        """Mark owned entries idle ``idle_ms`` so another worker can claim them at once."""
+        """Mark owned entries idle ``idle_ms`` (claimable at once), not counting the delivery
+        that was interrupted (XCLAIM ... RETRYCOUNT n-1)."""
         with self._lock:
             stream = self._stream(type)
             now = time.monotonic()
@@ -344,6 +370,7 @@ class MemoryBackend:
                 pending = stream.owned(entry_id, consumer)
                 if pending is not None:
                     pending.since, stream.consumers[consumer] = now - idle_ms / 1000, now
+                    pending.deliveries = max(0, pending.deliveries - 1)
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
@@ -373,12 +400,18 @@ class MemoryBackend:
                 stream.counters["failed"] += 1
             return True
 
-    async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """Forget ``consumer`` unless it still holds pending entries."""
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """Forget ``consumer`` unless it still holds pending entries; with ``hand_over``, those
+        pass to HANDED_BACK first (idle time and delivery count kept)."""
         with self._lock:
             stream = self._stream(type)
-            if any(p.consumer == consumer for p in stream.pel.values()):
+            held = [p for p in stream.pel.values() if p.consumer == consumer]
+            if held and not hand_over:
                 return False
+            if held:
+                for pending in held:
+                    pending.consumer = HANDED_BACK
+                stream.consumers[HANDED_BACK] = time.monotonic()
             return stream.consumers.pop(consumer, None) is not None
 
     async def stats(self, type: str) -> RawStats:

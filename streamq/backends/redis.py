@@ -33,6 +33,7 @@ from streamq._codec import F_BODY, job_id_of
 from streamq.backends import _partitions
 from streamq.backends._base import (
     COUNTERS,
+    HANDED_BACK,
     AckedRead,
     Claimed,
     DeadEntry,
@@ -1203,6 +1204,27 @@ class RedisBackend:
         ]
         return Claimed(_s(nxt), deliveries, [s.ref(_s(d)) for d in deleted])
 
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """XCLAIM the given entries idle at least ``min_idle_ms`` (a due retry, by id), with
+        their delivery counts: one ``claim_ids.lua`` call per stream."""
+        deliveries: list[Delivery] = []
+        deleted: list[str] = []
+        located = self._locate(type, entry_ids)
+        for s, ids in located.items():
+            if not ids:
+                continue
+            entries, gone, counts = await self._call(
+                "claim_ids", [s.jobs], [self.group, consumer, min_idle_ms, *ids]
+            )
+            deliveries += (
+                Delivery(s.type, located.ref(s, _s(e[0])), _pairs(e[1]), int(n))
+                for e, n in zip(entries, counts, strict=True)
+            )
+            deleted += (located.ref(s, _s(d)) for d in gone)
+        return Claimed("0-0", deliveries, deleted)
+
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Ack + delete owned entries, one script call per stream (all in one exchange per
         node); returns the ids owned by others."""
@@ -1217,13 +1239,27 @@ class RedisBackend:
         return lost
 
     async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Lease heartbeat for all given ids in one script call; returns the ids lost."""
+        """Lease heartbeat: one script call per stream; returns the ids lost.
+
+        Every stream is refreshed even when one fails (a broken partition must not cost the
+        others their leases); the failures are raised together afterwards.
+        """
         located = self._locate(type, entry_ids)
         lost = list(located.bad)
-        for s, ids in located.items():
-            if ids:
+        failed: list[str] = []
+        streams = [(s, ids) for s, ids in located.items() if ids]
+        for s, ids in streams:
+            try:
                 gone = await self._call("refresh", [s.jobs], [self.group, consumer, *ids])
-                lost += (located.ref(s, _s(x)) for x in gone)
+            except BackendError as exc:
+                failed.append(f"{s.jobs}: {exc}")
+                continue
+            lost += (located.ref(s, _s(x)) for x in gone)
+        if failed:
+            raise BackendError(
+                f"lease refresh failed on {len(failed)} of {len(streams)} streams of {type!r} "
+                f"(the others were refreshed): {'; '.join(failed)}"
+            )
         return lost
 
     async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
@@ -1240,12 +1276,11 @@ class RedisBackend:
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
     ) -> None:
-        """Make owned entries claimable by others now (shutdown with unfinished jobs)."""
+        """Make owned entries claimable by others now, the interrupted delivery not counted
+        (shutdown with unfinished jobs): one ``handback.lua`` call per stream."""
         for s, ids in self._locate(type, entry_ids).items():
             if ids:
-                await self._call(
-                    "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 0, *ids]
-                )
+                await self._call("handback", [s.jobs], [self.group, consumer, idle_ms, *ids])
 
     async def dead_letter(
         self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
@@ -1305,14 +1340,16 @@ class RedisBackend:
                 moved += (located.ref(s, _s(old)) for old, _new in pairs)
         return moved
 
-    async def remove_consumer(self, type: str, consumer: str) -> bool:
-        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script);
-        True when it is gone from every stream of the type."""
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """XGROUP DELCONSUMER, only when the consumer holds nothing (checked in the script; with
+        ``hand_over`` the script first passes what it holds to HANDED_BACK); True when it is
+        gone from every stream of the type."""
         await self._fresh([type])
         removed = True
+        heir = HANDED_BACK if hand_over else ""
         for s in self.streams(type):
             try:
-                n = await self._call("forget", [s.jobs], [self.group, consumer])
+                n = await self._call("forget", [s.jobs], [self.group, consumer, heir])
             except BackendError as exc:
                 if "NOGROUP" in str(exc):
                     removed = False

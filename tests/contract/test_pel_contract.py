@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from test_contract import drain, eventually, fifo, serving, stats_of
 
 from streamq import Backend, Job, MemoryBackend, Principal, Queue, RedisBackend, Registry, Worker
 from streamq._codec import encode
-from streamq.backends._base import Delivery
+from streamq.backends._base import HANDED_BACK, Delivery
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ async def test_refresh_and_release_reach_every_entry(backend: Backend) -> None:
     await backend.release("t", "c", ids, 60_000)
     released = await backend.pending("t", consumer=None, min_idle_ms=60_000, limit=10)
     assert sorted(p.entry_id for p in released) == sorted(ids)
-    assert all(p.deliveries == 1 for p in released)
+    # A hand-back takes back the delivery it interrupted: the next claim makes it 1 again.
+    assert all(p.deliveries == 0 for p in released)
 
 
 async def test_stolen_lease_is_not_acked_by_the_loser(
@@ -229,3 +231,146 @@ async def test_ten_thousand_ids_in_one_ack_refresh_and_release(backend: Backend)
     assert await backend.ack("t", "c", held) == []
     stats = await backend.stats("t")
     assert (stats.length, stats.pending, stats.counters["processed"]) == (0, 0, n)
+
+
+async def test_jobs_interrupted_by_restarts_are_not_dead_lettered(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A shutdown hand-back does not count as a delivery: a job with max_deliveries=2 that three
+    restarts interrupt in turn still runs to completion on the fourth worker."""
+    attempts = 0
+    started = asyncio.Event()
+
+    async def step(job: Job[Any]) -> None:
+        nonlocal attempts
+        attempts += 1
+        started.set()
+        if attempts <= 3:
+            await asyncio.sleep(60)  # longer than shutdown_grace: the stop cancels it
+
+    registry.register("t", Empty, step)
+    await queue.enqueue(Job(type="t", args=Empty()))
+    for _ in range(3):
+        started.clear()
+        worker = make_worker("t", max_deliveries=2, shutdown_grace=0.05)
+        async with serving(worker):
+            await asyncio.wait_for(started.wait(), 5)
+    await drain(make_worker("t", max_deliveries=2))
+    assert attempts == 4
+    stats = await stats_of(queue, "t")
+    assert (stats.processed, stats.dead) == (1, 0)
+
+
+async def test_a_worker_that_hands_back_its_jobs_leaves_the_group(
+    queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """A worker stopping with a job running and a retry waiting removes its consumer name at
+    once: both entries pass to the hand-back consumer (the running one claimable now, its
+    interrupted delivery not counted; the retry with its count), and another worker ends both."""
+    attempts: dict[str, int] = {"slow": 0, "flaky": 0}
+    slow_started = asyncio.Event()
+
+    async def slow(job: Job[Any]) -> None:
+        attempts["slow"] += 1
+        slow_started.set()
+        if attempts["slow"] == 1:
+            await asyncio.sleep(60)
+
+    async def flaky(job: Job[Any]) -> None:
+        attempts["flaky"] += 1
+        if attempts["flaky"] == 1:
+            raise RuntimeError("first time fails")
+
+    registry.register("slow", Empty, slow)
+    registry.register("flaky", Empty, flaky)
+    await queue.enqueue_many([Job(type="slow", args=Empty()), Job(type="flaky", args=Empty())])
+    worker = make_worker("slow", "flaky", shutdown_grace=0.05, retry_base=0.4)
+    async with serving(worker):
+        await asyncio.wait_for(slow_started.wait(), 5)
+        await eventually(async_retried(queue, "flaky"))
+    for t, deliveries in (("slow", 0), ("flaky", 1)):
+        stats = await stats_of(queue, t)
+        assert worker.consumer not in stats.consumers
+        (held,) = await queue.pending(t)
+        assert (held.consumer, held.deliveries) == (HANDED_BACK, deliveries)
+    await drain(make_worker("slow", "flaky"))
+    assert attempts == {"slow": 2, "flaky": 2}
+    assert [s.processed for s in await queue.stats(["slow", "flaky"])] == [1, 1]
+
+
+def async_retried(queue: Queue, type: str) -> Callable[[], Any]:
+    """A check for :func:`eventually`: ``type`` has had a retry scheduled."""
+
+    async def check() -> bool:
+        return (await stats_of(queue, type)).retried >= 1
+
+    return check
+
+
+async def test_recovery_reaches_orphans_deep_in_the_pel_during_a_retry_storm(
+    backend: Backend, registry: Registry, make_worker: Callable[..., Worker]
+) -> None:
+    """Due retries are claimed by id and the recovery cursor keeps walking: with a job failing
+    over and over at the head of the PEL and hundreds of live entries after it, the jobs a dead
+    worker left deep in the PEL are still reached and run (XAUTOCLAIM looks at 10 x COUNT
+    entries per call)."""
+    ran: list[str] = []
+    failures = 0
+
+    async def step(job: Job[Any]) -> None:
+        nonlocal failures
+        if job.id == "job-0":
+            failures += 1
+            raise RuntimeError("fails every time")
+        ran.append(job.id or "")
+
+    registry.register("t", Empty, step)
+    await backend.ensure_groups(["t"])
+    busy_n, orphans_n = 400, 5
+    # job-0 first (the head of its PEL), then the live ones, the orphans last (the deepest).
+    await backend.enqueue_many([("t", fields(i)) for i in range(1 + busy_n + orphans_n)])
+    held = await read_n(backend, "other", 1 + busy_n + orphans_n)
+    by_job = {d.fields[b"id"].decode(): d.entry_id for d in held}
+    busy = [by_job[f"job-{i}"] for i in range(1, 1 + busy_n)]
+    orphans = {f"job-{i}" for i in range(1 + busy_n, 1 + busy_n + orphans_n)}
+
+    async def keep_busy_alive() -> None:
+        # A live worker elsewhere holding these: never idle long enough to be claimed.
+        while True:
+            await backend.refresh("t", "other", busy)
+            await asyncio.sleep(0.05)
+
+    alive = asyncio.create_task(keep_busy_alive())
+    try:
+        worker = make_worker("t", concurrency=2, max_deliveries=10_000, retry_base=0.02)
+        await asyncio.sleep(worker.claim_after)  # job-0 and the orphans are claimable now
+        async with serving(worker):
+            await eventually(lambda: failures >= 5)
+            await eventually(lambda: orphans <= set(ran))
+        assert set(ran) == orphans
+    finally:
+        alive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alive
+
+
+async def test_claim_by_id_takes_idle_entries_counts_them_and_drops_deleted_ones(
+    backend: Backend,
+) -> None:
+    """Backend.claim takes the given entries idle at least min_idle (a due retry) whoever holds
+    them, counting the delivery; one not idle enough stays; a deleted one leaves the PEL."""
+    await backend.ensure_groups(["t"])
+    await backend.enqueue_many([("t", fields(i)) for i in range(3)])
+    due, busy, gone = (d.entry_id for d in await read_n(backend, "a", 3))
+    assert await backend.retry_later("t", "a", due, 5_000)
+    assert await backend.retry_later("t", "a", gone, 5_000)
+    await delete_entry(backend, "t", gone)
+
+    claimed = await backend.claim("t", "b", [due, busy, gone], 5_000)
+
+    assert [(d.entry_id, d.deliveries) for d in claimed.deliveries] == [(due, 2)]
+    assert claimed.deliveries[0].fields[b"id"].startswith(b"job-")
+    assert claimed.deleted == [gone]
+    pending = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
+    assert sorted((p.entry_id, p.consumer) for p in pending) == sorted([(due, "b"), (busy, "a")])
+    assert (await backend.claim("t", "c", [due], 5_000)).deliveries == []  # no longer idle

@@ -83,7 +83,7 @@ async def test_claim_idle_respects_min_idle_and_counts_a_delivery() -> None:
     await backend.read([T], "a", 10, 0)
     nothing = await backend.claim_idle(T, "b", 10_000, 10, "0-0")
     assert (nothing.deliveries, nothing.deleted, nothing.cursor) == ([], [], "0-0")
-    await backend.release(T, "a", [ids[1]], 20_000)
+    assert await backend.retry_later(T, "a", ids[1], 20_000)
     claimed = await backend.claim_idle(T, "b", 10_000, 10, "0-0")
     assert [(d.entry_id, d.deliveries, d.fields) for d in claimed.deliveries] == [
         (ids[1], 2, job(1))
