@@ -11,22 +11,28 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, job_fields, logger, resolved
-from streamq._registry import JobType, Registry, Step
+from streamq._registry import JobType, Registry, Step, step_name
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
 
 async def _ready(outcome: Outcome) -> Outcome:
     return outcome
+
+
+async def _nothing() -> None:
+    return None
 
 
 class _TimeLimit(Exception):
@@ -140,6 +146,9 @@ class Runner:
         self._log = logger
         self._debug = True
         self._sdk = _tracing.state()
+        # Steps whose detected kind was wrong, warned about once each (by id: steps live as
+        # long as the registry, and need not be hashable).
+        self._warned: set[int] = set()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
 
     def resolve_logger(self) -> None:
@@ -286,7 +295,11 @@ class Runner:
                 try:
                     only = self._only_step[d.type]
                     if only is not None and span is None:
-                        await only(job)  # type: ignore[misc]  # one async step, no span
+                        # One async step, no span.
+                        result = only(job)
+                        if result.__class__ is not types.CoroutineType:
+                            result = self._awaitable(only, result)
+                        await result
                     else:
                         await self._steps(d.type, job_type, job, span)
                 finally:
@@ -338,15 +351,45 @@ class Runner:
             if span is None:
                 await self._step(step, is_async, job)
             else:
-                with _tracing.step_span(f"{type_}.{step.__name__}", index):
+                with _tracing.step_span(f"{type_}.{job_type.step_names[index]}", index):
                     await self._step(step, is_async, job)
 
     async def _step(self, step: Step, is_async: bool, job: Job[Any]) -> None:
         if is_async:
-            await step(job)  # type: ignore[misc]
+            result = step(job)
+            if result.__class__ is not types.CoroutineType:
+                result = self._awaitable(step, result)
+            await result
         else:
             ctx = contextvars.copy_context()  # the job's log fields, in the thread
-            await asyncio.get_running_loop().run_in_executor(self._pool, ctx.run, step, job)
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._pool, ctx.run, step, job
+            )
+            if result is not None and inspect.isawaitable(result):
+                # A sync-looking callable that returns a coroutine (a lambda or a decorator
+                # around an async function that registration could not see through): the step
+                # is not done until it is awaited, on the loop, as an async step would be.
+                self._warn_once(step, "streamq.job.step_returned_awaitable", ran="in a thread")
+                await result
+
+    def _awaitable(self, step: Step, result: object) -> Awaitable[Any]:
+        """What to await for an async-looking step that returned ``result`` (not a coroutine)."""
+        if inspect.isawaitable(result):
+            return result
+        # Taken for async through its ``__wrapped__``, it is a sync function after all: it ran
+        # (on the event loop, which it blocked meanwhile) and there is nothing to await.
+        self._warn_once(step, "streamq.job.step_returned_no_awaitable", ran="on the event loop")
+        return _nothing()
+
+    def _warn_once(self, step: Step, event: str, *, ran: str) -> None:
+        if id(step) not in self._warned:
+            self._warned.add(id(step))
+            self._log.warning(
+                event,
+                step=step_name(step),
+                ran=ran,
+                hint="register the async function itself, or wrap it with an async def",
+            )
 
     def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
         if envelope_type == stream_type:
