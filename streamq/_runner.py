@@ -13,16 +13,17 @@ import contextvars
 import dataclasses
 import inspect
 import logging
+import math
 import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, job_fields, logger, resolved
 from streamq._registry import JobType, Registry, Step, step_name
+from streamq._threads import Call, Threads
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
@@ -39,16 +40,47 @@ class _TimeLimit(Exception):
     """The job's own time limit ran out (a TimeoutError of the handler's is just an error)."""
 
 
-class Limit(Protocol):
+class Pausable(Protocol):
+    """A running time limit that can be held while a step waits for a thread."""
+
+    def pause(self) -> float:
+        """Hold it; the seconds it had left (``inf`` when it is not armed)."""
+        ...
+
+    def resume(self, seconds: float) -> None:
+        """Arm it again with ``seconds`` left."""
+        ...
+
+
+class Limit(Pausable, Protocol):
     """A job's time limit, kept by whoever runs the job's task (the worker's lanes).
 
     ``start`` arms it for the running task; ``stop`` disarms it and says whether it fired, that
-    is, whether it cancelled the task (that cancel is then withdrawn).
+    is, whether it cancelled the task (that cancel is then withdrawn). ``pause``/``resume``
+    hold it while a sync step waits for a thread, so that the limit covers the time the steps
+    run, not the time they wait to start.
     """
 
     def start(self, seconds: float) -> None: ...
 
     def stop(self) -> bool: ...
+
+
+class _HeldTimeout:
+    """:class:`Pausable` over an ``asyncio.timeout`` (a runner used without lanes)."""
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, timeout: asyncio.Timeout) -> None:
+        self._timeout = timeout
+
+    def pause(self) -> float:
+        when = self._timeout.when()
+        self._timeout.reschedule(None)
+        return math.inf if when is None else when - asyncio.get_running_loop().time()
+
+    def resume(self, seconds: float) -> None:
+        self._timeout.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
 class Outcome:
@@ -149,7 +181,9 @@ class Runner:
         # Steps whose detected kind was wrong, warned about once each (by id: steps live as
         # long as the registry, and need not be hashable).
         self._warned: set[int] = set()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
+        # One thread for each lane, and as many again to stand in for threads stuck in steps
+        # past their time limit (see streamq/_threads.py).
+        self._threads = Threads(threads, 2 * threads)
 
     def resolve_logger(self) -> None:
         """Resolve the per-job logger now (see ``_logging.resolved``): call when starting."""
@@ -165,8 +199,9 @@ class Runner:
         self._sdk = _tracing.state()
 
     def close(self) -> None:
-        """Stop the thread pool (steps still running in it are not waited for)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the step threads (steps still running in them are not waited for; they are
+        daemon threads, which interpreter exit does not wait for either)."""
+        self._threads.close()
 
     def run(self, d: Delivery, limit: Limit | None = None) -> Coroutine[Any, Any, Outcome]:
         """Run one delivery to its outcome (await the result). CancelledError (shutdown)
@@ -285,7 +320,7 @@ class Runner:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        await self._steps(d.type, job_type, job, span)
+                        await self._steps(d.type, job_type, job, span, _HeldTimeout(deadline))
                 except TimeoutError:
                     if deadline.expired():
                         raise _TimeLimit from None
@@ -301,7 +336,7 @@ class Runner:
                             result = self._awaitable(only, result)
                         await result
                     else:
-                        await self._steps(d.type, job_type, job, span)
+                        await self._steps(d.type, job_type, job, span, limit)
                 finally:
                     if limit.stop():
                         # The time limit cancelled the steps (or they swallowed its cancel).
@@ -343,34 +378,74 @@ class Runner:
         )
         return Outcome("dead", job, error=error, letter=letter, extra=trace_ids)
 
-    async def _steps(self, type_: str, job_type: JobType, job: Job[Any], span: Any) -> None:
+    async def _steps(
+        self, type_: str, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
+    ) -> None:
         """The job's steps, in order; each in a span of its own when tracing."""
         for index, (step, is_async) in enumerate(
             zip(job_type.steps, job_type.is_async, strict=True)
         ):
             if span is None:
-                await self._step(step, is_async, job)
+                await self._step(step, is_async, job, limit)
             else:
                 with _tracing.step_span(f"{type_}.{job_type.step_names[index]}", index):
-                    await self._step(step, is_async, job)
+                    await self._step(step, is_async, job, limit)
 
-    async def _step(self, step: Step, is_async: bool, job: Job[Any]) -> None:
+    async def _step(self, step: Step, is_async: bool, job: Job[Any], limit: Pausable) -> None:
         if is_async:
             result = step(job)
             if result.__class__ is not types.CoroutineType:
                 result = self._awaitable(step, result)
             await result
-        else:
-            ctx = contextvars.copy_context()  # the job's log fields, in the thread
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._pool, ctx.run, step, job
-            )
-            if result is not None and inspect.isawaitable(result):
-                # A sync-looking callable that returns a coroutine (a lambda or a decorator
-                # around an async function that registration could not see through): the step
-                # is not done until it is awaited, on the loop, as an async step would be.
-                self._warn_once(step, "streamq.job.step_returned_awaitable", ran="in a thread")
-                await result
+            return
+        ctx = contextvars.copy_context()  # the job's log fields, in the thread
+        call = self._threads.submit(asyncio.get_running_loop(), ctx.run, step, job)
+        try:
+            if call.started is not None:
+                await self._wait_for_thread(call, step, job, limit)
+            result = await call.done
+        except asyncio.CancelledError:
+            # The time limit or shutdown: the call runs on (a thread cannot be stopped). Its
+            # thread counts as stuck; the next call gets a new one in its place.
+            if self._threads.withdraw(call):
+                threads = self._threads
+                self._log.warning(
+                    "streamq.worker.thread_stuck",
+                    step=step_name(step),
+                    stuck=threads.stuck,
+                    threads=threads.live,
+                    cap=threads.cap,
+                )
+            raise
+        if result is not None and inspect.isawaitable(result):
+            # A sync-looking callable that returns a coroutine (a lambda or a decorator around
+            # an async function that registration could not see through): the step is not done
+            # until it is awaited, on the loop, as an async step would be.
+            self._warn_once(step, "streamq.job.step_returned_awaitable", ran="in a thread")
+            await result
+
+    async def _wait_for_thread(
+        self, call: Call, step: Step, job: Job[Any], limit: Pausable
+    ) -> None:
+        """Wait for a thread (every one alive is busy, up to the cap): the job's time limit is
+        held meanwhile, so it covers the step's run, not its wait; the wait itself is bounded by
+        what the limit had left, then the job fails saying why."""
+        assert call.started is not None
+        left = limit.pause()
+        try:
+            async with asyncio.timeout(None if math.isinf(left) else max(0.0, left)):
+                await call.started
+        except TimeoutError:
+            self._threads.withdraw(call)
+            threads = self._threads
+            raise JobTimeoutError(
+                f"step {step_name(step)!r} got no thread to run in before the job's timeout: "
+                f"{threads.stuck} of the worker's {threads.live} step threads are stuck in steps "
+                "past their time limit",
+                job_id=job.id,
+                job_type=job.type,
+            ) from None
+        limit.resume(left)
 
     def _awaitable(self, step: Step, result: object) -> Awaitable[Any]:
         """What to await for an async-looking step that returned ``result`` (not a coroutine)."""

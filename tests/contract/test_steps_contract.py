@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pytest
 import structlog
-from test_contract import drain, stats_of
+from test_contract import dead_count_is, drain, eventually, serving, stats_of
 
 from streamq import Job, Queue, Registry, Worker
 
@@ -108,3 +109,75 @@ async def test_async_steps_behind_decorators_partials_and_objects_are_awaited(
         ("streamq.job.step_returned_awaitable", "<lambda>"),
         ("streamq.job.step_returned_no_awaitable", "later"),
     ]
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event stuck sync steps wait on, set at teardown so that their threads end."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+async def test_sync_steps_stuck_past_their_timeout_do_not_starve_the_others(
+    registry: Registry, queue: Queue, make_worker: MakeWorker, release: threading.Event
+) -> None:
+    """With concurrency 2, two sync steps hung far past their timeout keep their threads, and
+    the worker's later sync jobs still run (in new threads) and succeed."""
+    started = threading.Semaphore(0)
+
+    def hang(job: Job[Item]) -> None:
+        started.release()
+        release.wait()
+
+    done: list[int] = []
+
+    def quick(job: Job[Item]) -> None:
+        done.append(job.args.n)
+
+    registry.register("hang", Item, hang, timeout=0.2, max_deliveries=1)
+    registry.register("quick", Item, quick, timeout=5)
+    await queue.enqueue_many([Job(type="hang", args=Item(n)) for n in range(2)])
+    worker = make_worker("hang", "quick", concurrency=2)
+    with structlog.testing.capture_logs() as logs:
+        async with serving(worker):
+            for _ in range(2):
+                assert await asyncio.to_thread(started.acquire, timeout=10)
+            await eventually(lambda: dead_count_is(queue, "hang", 2))
+            await queue.enqueue_many([Job(type="quick", args=Item(n)) for n in range(6)])
+            await eventually(lambda: len(done) == 6)
+            await eventually(lambda: worker.in_flight == 0)
+
+    assert sorted(done) == list(range(6))
+    stats = await stats_of(queue, "quick")
+    assert (stats.processed, stats.failed, stats.dead) == (6, 0, 0)
+    for dead in await queue.dead("hang"):
+        assert dead.error.startswith("JobTimeoutError: job ran longer than its timeout")
+    stuck = [e for e in logs if e["event"] == "streamq.worker.thread_stuck"]
+    assert [e["step"] for e in stuck] == ["hang", "hang"]
+    assert stuck[-1]["stuck"] == 2
+
+
+async def test_a_step_that_gets_no_thread_within_its_timeout_fails_saying_so(
+    registry: Registry, queue: Queue, make_worker: MakeWorker, release: threading.Event
+) -> None:
+    """With every thread up to the cap stuck and none freed, a sync step fails once its
+    timeout has passed, with a reason that says it got no thread (it never ran)."""
+    ran: list[int] = []
+
+    def hang(job: Job[Item]) -> None:
+        release.wait()
+
+    registry.register("hang", Item, hang, timeout=0.2, max_deliveries=1)
+    registry.register("starved", Item, lambda job: ran.append(1), timeout=0.3, max_deliveries=1)
+    await queue.enqueue_many([Job(type="hang", args=Item(n)) for n in range(2)])
+    worker = make_worker("hang", "starved", concurrency=1)
+    async with serving(worker):
+        await eventually(lambda: dead_count_is(queue, "hang", 2))
+        await queue.enqueue(Job(type="starved", args=Item(0)))
+        await eventually(lambda: dead_count_is(queue, "starved", 1))
+
+    assert ran == []
+    (dead,) = await queue.dead("starved")
+    assert dead.error.startswith("JobTimeoutError: step '<lambda>' got no thread")
+    assert "2 of the worker's 2 step threads are stuck" in dead.error
