@@ -77,6 +77,8 @@ class Lane:
 
     def resume(self, seconds: float) -> None:
         """Arm it again with ``seconds`` left (the job's context is not taken again)."""
+        if seconds == float("inf"):  # it was not armed
+            return
         self.deadline = at = self._pool.time() + seconds
         if at < self._pool.timer_at:
             self._pool.watch(at)

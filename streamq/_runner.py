@@ -80,7 +80,8 @@ class _HeldTimeout:
         return math.inf if when is None else when - asyncio.get_running_loop().time()
 
     def resume(self, seconds: float) -> None:
-        self._timeout.reschedule(asyncio.get_running_loop().time() + seconds)
+        if seconds != math.inf:
+            self._timeout.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
 class Outcome:

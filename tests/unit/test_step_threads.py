@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from streamq import Job, MemoryBackend, Queue, Registry, Worker
+from streamq._threads import Threads
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"claim_after": 0.5, "heartbeat": 0.1, "block": 0.05, "retry_base": 0.02}
@@ -143,3 +144,36 @@ def test_a_stuck_sync_step_does_not_keep_the_process_from_exiting() -> None:
         ) from None
     assert "main returned" in out, err
     assert proc.returncode == 0, err
+
+
+async def test_threads_reuse_idle_ones_replace_stuck_ones_and_shrink_back() -> None:
+    """Calls reuse idle threads (never more alive than calls at once); a given-up call's thread
+    counts as stuck and a new one runs the next call; once freed, threads beyond ``size`` exit,
+    and close ends the idle ones."""
+    loop = asyncio.get_running_loop()
+    threads = Threads(2, 4, name="test-step")
+    for _ in range(50):
+        calls = [threads.submit(loop, pow, n, 2) for n in range(2)]
+        assert [await c.done for c in calls] == [0, 1]
+    assert (threads.live, threads.stuck) == (2, 0)
+
+    gate = threading.Event()
+    stuck = threads.submit(loop, gate.wait)
+    assert stuck.started is None  # an idle thread took it at once
+    await asyncio.sleep(0.05)
+    stuck.done.cancel()
+    assert threads.withdraw(stuck)  # it was running: its thread is stuck
+    assert threads.stuck == 1
+    # Three calls that each end only once all three run at once: they need three threads.
+    barrier = threading.Barrier(3)
+    calls = [threads.submit(loop, barrier.wait, 10) for _ in range(3)]
+    assert all(c.started is None for c in calls)  # new threads instead of waiting
+    assert sorted([await c.done for c in calls]) == [0, 1, 2]
+    # Four were alive for them (one stuck); of the three freed, two stay idle.
+    await eventually(lambda: threads.live == 3)
+
+    gate.set()
+    await eventually(lambda: threads.stuck == 0 and threads.live == 2)
+    threads.close()
+    await eventually(lambda: threads.live == 0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-step-")]
