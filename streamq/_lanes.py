@@ -75,6 +75,19 @@ class Lane:
         assert self.task is not None
         return self.task.uncancel() <= self._baseline
 
+    def pause(self) -> float:
+        """Hold the time limit (a sync step waits for a thread); the seconds it had left."""
+        at, self.deadline = self.deadline, None
+        return float("inf") if at is None else at - self._pool.time()
+
+    def resume(self, seconds: float) -> None:
+        """Arm it again with ``seconds`` left (the job's context is not taken again)."""
+        if seconds == float("inf"):  # it was not armed
+            return
+        self.deadline = at = self._pool.time() + seconds
+        if at < self._pool.timer_at:
+            self._pool.watch(at)
+
 
 class _InContext:
     """Await the rest of a coroutine whose first step yielded ``yielded``, with every step of

@@ -1,18 +1,43 @@
-"""Job fields for log lines: bound into structlog's context variables for one delivery.
+"""streamq's logger, and the job fields of log lines, bound into structlog's context variables
+for one delivery.
 
-The library never configures structlog; applications (and the CLI) do.
+The library never configures structlog; applications (and the CLI) do. Until one does, the
+library is quiet below INFO (see :class:`_LibraryLogger`).
 """
 
 from __future__ import annotations
 
 import contextvars
-from typing import Any
+import logging
+from typing import Any, cast
 
 import structlog
 
 from streamq._job import Job
 
-logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("streamq")
+# The application's configuration, once it made one.
+_configured: structlog.typing.FilteringBoundLogger = structlog.get_logger("streamq")
+# structlog's defaults (every level, to stdout) filtered at INFO: for an application that
+# embeds a Worker and left structlog alone, two debug lines per job on its stdout are noise.
+_quiet: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
+    None,
+    wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    logger_factory_args=("streamq",),
+)
+
+
+class _LibraryLogger:
+    """streamq's logger: the application's structlog configuration when it made one
+    (``structlog.is_configured()``), else structlog's defaults filtered at INFO. Asked at each
+    call, so a configuration made after import applies."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_configured if structlog.is_configured() else _quiet, name)
+
+
+logger = cast("structlog.typing.FilteringBoundLogger", _LibraryLogger())
 
 # structlog keeps one ContextVar per bound key, named with this prefix, in a module dict; its
 # merge_contextvars processor reads every variable so named. Setting those variables directly is
@@ -159,6 +184,6 @@ def resolved() -> structlog.typing.FilteringBoundLogger:
     ``logger`` is structlog's lazy proxy: unless the application enables
     ``cache_logger_on_first_use``, each call through it builds a bound logger anew, even for a
     debug line that is then dropped. The worker resolves it once when it starts, for the lines
-    it logs per job.
+    it logs per job. Unless structlog is configured, that logger drops lines below INFO.
     """
-    return logger.bind()
+    return (_configured if structlog.is_configured() else _quiet).bind()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,49 @@ DEFAULT_JOB_TIMEOUT = 30 * 60.0
 def seconds(value: float | timedelta) -> float:
     """A duration setting given as float seconds or a timedelta, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def runs_async(step: object) -> bool:
+    """Whether calling ``step`` gives a coroutine to await: an ``async def`` function, also
+    seen through ``functools.wraps`` wrappers (``__wrapped__``), ``functools.partial`` and an
+    object whose class has an async ``__call__``.
+
+    An object whose class has a sync ``__call__`` is taken at its word even when it has a
+    ``__wrapped__`` (asgiref's ``async_to_sync`` is such an object: it must run in a thread).
+    A sync step that returns an awaitable anyway is awaited by the runner when it comes back.
+    """
+    obj = step
+    looked_at_call = False
+    for _ in range(100):  # a bound on odd chains (inspect.unwrap guards against cycles too)
+        if inspect.iscoroutinefunction(obj):
+            return True
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif inspect.isfunction(obj) or inspect.ismethod(obj):
+            inner = getattr(obj, "__wrapped__", None)
+            if inner is None:
+                return False
+            obj = inner
+        elif looked_at_call or inspect.isclass(obj):
+            return False
+        else:
+            # A callable object: what its class's __call__ is (once: a builtin's __call__ is a
+            # slot wrapper whose own type has one too).
+            looked_at_call = True
+            obj = getattr(type(obj), "__call__", None)  # noqa: B004 - the class's, not callable()
+            if obj is None:
+                return False
+    return False
+
+
+def step_name(step: object) -> str:
+    """A step's name for spans and log lines: its ``__name__``, else (a callable object) its
+    class's; a partial is named after its function."""
+    obj = step
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    name = getattr(obj, "__name__", None)
+    return name if isinstance(name, str) else type(obj).__name__
 
 
 def check_type_name(name: str) -> None:
@@ -46,6 +90,7 @@ class JobType:
     timeout: float | None = None
     max_deliveries: int | None = None
     is_async: tuple[bool, ...] = field(init=False, repr=False)
+    step_names: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_type_name(self.name)
@@ -54,9 +99,8 @@ class JobType:
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"job type {self.name!r}: timeout must be positive")
         # Decided once here, not per job: which steps are coroutines and which go to threads.
-        object.__setattr__(
-            self, "is_async", tuple(inspect.iscoroutinefunction(s) for s in self.steps)
-        )
+        object.__setattr__(self, "is_async", tuple(runs_async(s) for s in self.steps))
+        object.__setattr__(self, "step_names", tuple(step_name(s) for s in self.steps))
 
 
 class Registry:

@@ -11,16 +11,19 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import logging
+import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal, Protocol
 
 from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, job_fields, logger, resolved
-from streamq._registry import JobType, Registry, Step
+from streamq._registry import JobType, Registry, Step, step_name
+from streamq._threads import Call, Threads
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
@@ -29,20 +32,60 @@ async def _ready(outcome: Outcome) -> Outcome:
     return outcome
 
 
+async def _nothing() -> None:
+    return None
+
+
+#: What an async step returns (compared by identity on the hot path: no isinstance, no lookup).
+_COROUTINE = types.CoroutineType
+
+
 class _TimeLimit(Exception):
     """The job's own time limit ran out (a TimeoutError of the handler's is just an error)."""
 
 
-class Limit(Protocol):
+class Pausable(Protocol):
+    """A running time limit that can be held while a step waits for a thread."""
+
+    def pause(self) -> float:
+        """Hold it; the seconds it had left (``inf`` when it is not armed)."""
+        ...
+
+    def resume(self, seconds: float) -> None:
+        """Arm it again with ``seconds`` left."""
+        ...
+
+
+class Limit(Pausable, Protocol):
     """A job's time limit, kept by whoever runs the job's task (the worker's lanes).
 
     ``start`` arms it for the running task; ``stop`` disarms it and says whether it fired, that
-    is, whether it cancelled the task (that cancel is then withdrawn).
+    is, whether it cancelled the task (that cancel is then withdrawn). ``pause``/``resume``
+    hold it while a sync step waits for a thread, so that the limit covers the time the steps
+    run, not the time they wait to start.
     """
 
     def start(self, seconds: float) -> None: ...
 
     def stop(self) -> bool: ...
+
+
+class _HeldTimeout:
+    """:class:`Pausable` over an ``asyncio.timeout`` (a runner used without lanes)."""
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, timeout: asyncio.Timeout) -> None:
+        self._timeout = timeout
+
+    def pause(self) -> float:
+        when = self._timeout.when()
+        self._timeout.reschedule(None)
+        return math.inf if when is None else when - asyncio.get_running_loop().time()
+
+    def resume(self, seconds: float) -> None:
+        if seconds != math.inf:
+            self._timeout.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
 class Outcome:
@@ -140,7 +183,12 @@ class Runner:
         self._log = logger
         self._debug = True
         self._sdk = _tracing.state()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="streamq")
+        # Steps whose detected kind was wrong, warned about once each (by id: steps live as
+        # long as the registry, and need not be hashable).
+        self._warned: set[int] = set()
+        # One thread for each lane, and as many again to stand in for threads stuck in steps
+        # past their time limit (see streamq/_threads.py).
+        self._threads = Threads(threads, 2 * threads)
 
     def resolve_logger(self) -> None:
         """Resolve the per-job logger now (see ``_logging.resolved``): call when starting."""
@@ -156,8 +204,9 @@ class Runner:
         self._sdk = _tracing.state()
 
     def close(self) -> None:
-        """Stop the thread pool (steps still running in it are not waited for)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the step threads (steps still running in them are not waited for; they are
+        daemon threads, which interpreter exit does not wait for either)."""
+        self._threads.close()
 
     def run(self, d: Delivery, limit: Limit | None = None) -> Coroutine[Any, Any, Outcome]:
         """Run one delivery to its outcome (await the result). CancelledError (shutdown)
@@ -276,7 +325,7 @@ class Runner:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        await self._steps(d.type, job_type, job, span)
+                        await self._steps(d.type, job_type, job, span, _HeldTimeout(deadline))
                 except TimeoutError:
                     if deadline.expired():
                         raise _TimeLimit from None
@@ -286,9 +335,13 @@ class Runner:
                 try:
                     only = self._only_step[d.type]
                     if only is not None and span is None:
-                        await only(job)  # type: ignore[misc]  # one async step, no span
+                        # One async step, no span.
+                        result = only(job)
+                        if result.__class__ is not _COROUTINE:
+                            result = self._awaitable(only, result)
+                        await result
                     else:
-                        await self._steps(d.type, job_type, job, span)
+                        await self._steps(d.type, job_type, job, span, limit)
                 finally:
                     if limit.stop():
                         # The time limit cancelled the steps (or they swallowed its cancel).
@@ -330,23 +383,93 @@ class Runner:
         )
         return Outcome("dead", job, error=error, letter=letter, extra=trace_ids)
 
-    async def _steps(self, type_: str, job_type: JobType, job: Job[Any], span: Any) -> None:
+    async def _steps(
+        self, type_: str, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
+    ) -> None:
         """The job's steps, in order; each in a span of its own when tracing."""
         for index, (step, is_async) in enumerate(
             zip(job_type.steps, job_type.is_async, strict=True)
         ):
             if span is None:
-                await self._step(step, is_async, job)
+                await self._step(step, is_async, job, limit)
             else:
-                with _tracing.step_span(f"{type_}.{step.__name__}", index):
-                    await self._step(step, is_async, job)
+                with _tracing.step_span(f"{type_}.{job_type.step_names[index]}", index):
+                    await self._step(step, is_async, job, limit)
 
-    async def _step(self, step: Step, is_async: bool, job: Job[Any]) -> None:
+    async def _step(self, step: Step, is_async: bool, job: Job[Any], limit: Pausable) -> None:
         if is_async:
-            await step(job)  # type: ignore[misc]
-        else:
-            ctx = contextvars.copy_context()  # the job's log fields, in the thread
-            await asyncio.get_running_loop().run_in_executor(self._pool, ctx.run, step, job)
+            result = step(job)
+            if result.__class__ is not _COROUTINE:
+                result = self._awaitable(step, result)
+            await result
+            return
+        ctx = contextvars.copy_context()  # the job's log fields, in the thread
+        call = self._threads.submit(asyncio.get_running_loop(), ctx.run, step, job)
+        try:
+            if call.started is not None:
+                await self._wait_for_thread(call, step, job, limit)
+            result = await call.done
+        except asyncio.CancelledError:
+            # The time limit or shutdown: the call runs on (a thread cannot be stopped). Its
+            # thread counts as stuck; the next call gets a new one in its place.
+            if self._threads.withdraw(call):
+                threads = self._threads
+                self._log.warning(
+                    "streamq.worker.thread_stuck",
+                    step=step_name(step),
+                    stuck=threads.stuck,
+                    threads=threads.live,
+                    cap=threads.cap,
+                )
+            raise
+        if result is not None and inspect.isawaitable(result):
+            # A sync-looking callable that returns a coroutine (a lambda or a decorator around
+            # an async function that registration could not see through): the step is not done
+            # until it is awaited, on the loop, as an async step would be.
+            self._warn_once(step, "streamq.job.step_returned_awaitable", ran="in a thread")
+            await result
+
+    async def _wait_for_thread(
+        self, call: Call, step: Step, job: Job[Any], limit: Pausable
+    ) -> None:
+        """Wait for a thread (every one alive is busy, up to the cap): the job's time limit is
+        held meanwhile, so it covers the step's run, not its wait; the wait itself is bounded by
+        what the limit had left, then the job fails saying why."""
+        assert call.started is not None
+        left = limit.pause()
+        try:
+            async with asyncio.timeout(None if math.isinf(left) else max(0.0, left)):
+                await call.started
+        except TimeoutError:
+            self._threads.withdraw(call)
+            threads = self._threads
+            raise JobTimeoutError(
+                f"step {step_name(step)!r} got no thread to run in before the job's timeout: "
+                f"{threads.stuck} of the worker's {threads.live} step threads are stuck in steps "
+                "past their time limit",
+                job_id=job.id,
+                job_type=job.type,
+            ) from None
+        limit.resume(left)
+
+    def _awaitable(self, step: Step, result: object) -> Awaitable[Any]:
+        """What to await for an async-looking step that returned ``result`` (not a coroutine)."""
+        if inspect.isawaitable(result):
+            return result
+        # Taken for async through its ``__wrapped__``, it is a sync function after all: it ran
+        # (on the event loop, which it blocked meanwhile) and there is nothing to await.
+        self._warn_once(step, "streamq.job.step_returned_no_awaitable", ran="on the event loop")
+        return _nothing()
+
+    def _warn_once(self, step: Step, event: str, *, ran: str) -> None:
+        if id(step) not in self._warned:
+            self._warned.add(id(step))
+            self._log.warning(
+                event,
+                step=step_name(step),
+                ran=ran,
+                hint="register the async function itself, or wrap it with an async def",
+            )
 
     def _job_type_of(self, envelope_type: str, stream_type: str) -> JobType:
         if envelope_type == stream_type:

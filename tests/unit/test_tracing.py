@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -271,6 +272,37 @@ async def test_one_trace_from_enqueue_through_steps(
     said = everything_said(spans.get_finished_spans())
     assert SECRET_USER not in said
     assert "Principal(" not in said
+
+
+async def test_partial_and_callable_object_steps_get_named_spans(
+    spans: InMemorySpanExporter, redis_url: str, prefix: str
+) -> None:
+    """Steps without a ``__name__`` (a partial, a callable object) run under tracing too, their
+    spans named after the partial's function and the object's class."""
+    job_type = f"{prefix}-unnamed"
+    registry = Registry()
+
+    async def tagged(tag: str, job: Job[Any]) -> None:
+        pass
+
+    class Charge:
+        def __call__(self, job: Job[Any]) -> None:
+            pass
+
+    registry.register(job_type, Args, functools.partial(tagged, "x"), Charge())
+    backend = RedisBackend(redis_url, prefix=prefix)
+    try:
+        queue = Queue(backend, registry=registry)
+        await queue.enqueue(Job(type=job_type, args={"n": 1}, account_id=5, identity=IDENTITY))
+        worker = Worker(backend, registry, [job_type], **FAST)
+        async with asyncio.timeout(30):
+            await worker.run(stop_when_empty=True)
+        (stats,) = await queue.stats([job_type])
+    finally:
+        await backend.aclose()
+    assert (stats.processed, stats.failed) == (1, 0)
+    steps = [s for s in of_type(spans, job_type) if s.name.startswith(f"{job_type}.")]
+    assert [s.name for s in steps] == [f"{job_type}.tagged", f"{job_type}.Charge"]
 
 
 async def test_retried_job_is_one_consumer_span_per_delivery_in_one_trace(
