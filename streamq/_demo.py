@@ -10,8 +10,8 @@ from streamq import _eventloop
 from streamq._job import Job, Principal
 from streamq._queue import Queue, TypeStats, connect, resolve_url
 from streamq._registry import Registry
+from streamq._urls import redact_url
 from streamq._worker import Worker
-from streamq.backends.redis import redact_url
 
 DEMO_PREFIX = "streamq-demo"
 

@@ -21,8 +21,8 @@ from streamq._cli._app import (
     run,
 )
 from streamq._queue import connect
+from streamq._urls import redact_url
 from streamq._worker import Worker
-from streamq.backends.redis import redact_url
 from streamq.exceptions import ConfigError
 
 

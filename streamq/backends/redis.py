@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -30,6 +28,7 @@ from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
 from streamq._codec import F_BODY, job_id_of
+from streamq._urls import UNPARSEABLE, cluster_flag, redact_url
 from streamq.backends import _partitions
 from streamq.backends._base import (
     COUNTERS,
@@ -48,75 +47,10 @@ from streamq.backends._partitions import Partitions
 from streamq.exceptions import BackendError, ConfigError
 
 _OWNED = resources.files(__package__).joinpath("owned.lua").read_text()
-_TRUE = ("1", "true", "yes", "on")
 #: What redis-py raises: its errors, and the cluster client's own (not RedisError subclasses).
 _ERRORS = (rexc.RedisError, rexc.RedisClusterException)
 #: The longest a read blocks when some partitions are outside its window (see _read_plan).
 _PARTIAL_BLOCK_MS = 100
-_FALSE = ("0", "false", "no", "off", "")
-
-#: shown instead of a URL whose password cannot be told apart from the rest
-_UNPARSEABLE = "<unparseable url>"
-#: what urlsplit strips from the start of a URL
-_C0_OR_SPACE = "".join(map(chr, range(0x21)))
-#: query options whose value is a secret when their name holds one of these
-_SECRET_WORDS = ("pass", "secret", "token", "credential")
-
-
-def redact_url(url: str) -> str:
-    """The URL with every password replaced by ``***`` (safe to log or print).
-
-    A password can sit in the userinfo (``redis://user:pw@host``) or in the query
-    (``?password=pw``, which redis-py accepts too, as any ``*password*`` option); both go. The
-    rest is shown as written (IPv6 brackets, case, port). A URL whose parts cannot be told apart
-    for sure (a stray ``@``, ``/`` or ``#`` in a password that was not percent-encoded) is shown
-    as ``<unparseable url>``, never half-redacted.
-    """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port that is not a number, e.g. "u:pw/x@h"
-    except ValueError:
-        return _UNPARSEABLE
-    if "@" in parts.path + parts.query + parts.fragment:
-        # An "@" past the host means the userinfo ended early: the host part is a password's.
-        return _UNPARSEABLE
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    query = "".join(_redact_option(piece) for piece in re.split(r"([&;])", parts.query) if piece)
-    # Built by hand: urlunsplit drops the "//" of an empty host (unix:///path).
-    text = f"{parts.scheme}:" if parts.scheme else ""
-    after = url.lstrip(_C0_OR_SPACE)[len(text) :]
-    if netloc or after.startswith("//"):
-        text += f"//{netloc}"
-    text += parts.path + (f"?{query}" if query else "")
-    # A fragment means nothing to Redis: not worth the risk of showing.
-    return text + ("#***" if parts.fragment else "")
-
-
-def _redact_option(piece: str) -> str:
-    """One ``name=value`` of a query, its value hidden when the name is a secret's."""
-    name, eq, _value = piece.partition("=")
-    if eq and any(word in unquote_plus(name).lower() for word in _SECRET_WORDS):
-        return f"{name}=***"
-    return piece
-
-
-def cluster_flag(url: str) -> tuple[str, bool | None]:
-    """The URL without its ``cluster=`` query option, and that option (None when absent)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url, None
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    flags = [v.lower() for k, v in query if k == "cluster"]
-    if not flags:
-        return url, None
-    if flags[-1] not in _TRUE + _FALSE:
-        raise ConfigError(f"invalid cluster={flags[-1]!r} in the Redis URL: use true or false")
-    rest = urlencode([(k, v) for k, v in query if k != "cluster"])
-    return urlunsplit(parts._replace(query=rest)), flags[-1] in _TRUE
 
 
 def too_old(version: object) -> str | None:
@@ -340,7 +274,7 @@ class RedisBackend:
         except (ValueError, rexc.RedisError) as exc:
             shown = redact_url(url)
             # redis-py's message quotes the part it choked on, which may be the password's.
-            why = exc if shown != _UNPARSEABLE else "percent-encode @ : / ? # in the password"
+            why = exc if shown != UNPARSEABLE else "percent-encode @ : / ? # in the password"
             raise ConfigError(f"invalid Redis URL {shown!r}: {why}") from None
         # redis-py's annotations assume str replies; in bytes mode some calls go through this
         # untyped alias rather than a cast at every call site.

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from streamq import Job, Registry
-from streamq.backends.redis import cluster_flag
+from streamq._urls import cluster_flag
 
 _client: aioredis.Redis | aioredis.RedisCluster | None = None
 

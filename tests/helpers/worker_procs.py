@@ -18,7 +18,7 @@ import pytest
 import redis
 from itjobs import record_key
 
-from streamq.backends.redis import cluster_flag
+from streamq._urls import cluster_flag
 
 HERE = Path(__file__).parent
 

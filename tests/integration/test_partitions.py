@@ -34,8 +34,9 @@ from streamq import (
     connect,
 )
 from streamq._codec import encode
+from streamq._urls import cluster_flag
 from streamq.backends import _partitions
-from streamq.backends.redis import RedisBackend, cluster_flag
+from streamq.backends.redis import RedisBackend
 
 pytestmark = pytest.mark.cluster
 

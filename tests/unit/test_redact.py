@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamq._server import _free_port
-from streamq.backends.redis import RedisBackend, redact_url
+from streamq._urls import redact_url
+from streamq.backends.redis import RedisBackend
 from streamq.exceptions import BackendError, StreamqError
 
 # Passwords are drawn from letters no other part of the generated URLs (nor an error message)
