@@ -4,7 +4,8 @@
 
 Each round runs, for each tree in turn (the order flips every round), a child process with that
 tree first on ``sys.path``: it fills a fresh stream with ``--jobs`` noop jobs (untimed), then one
-``Worker`` at the given concurrency drains it (timed, wall clock and process CPU). The machine's
+``Worker`` at the given concurrency drains it (timed, wall clock and process CPU). The fill is
+timed too: ``enqueue_many`` of 1 000 jobs a call. The machine's
 speed drifts over minutes; alternating the two trees round by round is what makes their ratio
 meaningful. Prints each round and the medians, and B/A per concurrency.
 """
@@ -32,8 +33,10 @@ async def main() -> None:
     backend = connect(url, prefix="ab" + uuid.uuid4().hex[:8])
     queue = Queue(backend, registry=handlers.registry)
     job = Job(type="noop", account_id=1, args={})
+    enq = time.perf_counter()
     for _ in range(0, jobs, 1000):
         await queue.enqueue_many([job] * 1000)
+    enq = time.perf_counter() - enq
     await backend.ensure_groups(["noop"])
     worker = Worker(backend, handlers.registry, ["noop"], concurrency=concurrency, block=0.05)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -41,7 +44,11 @@ async def main() -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert worker.processed == jobs, worker.processed
     await backend.aclose()
-    print(json.dumps({"jobs_per_s": jobs / wall, "cpu_us_per_job": cpu / jobs * 1e6}))
+    print(json.dumps({
+        "jobs_per_s": jobs / wall,
+        "cpu_us_per_job": cpu / jobs * 1e6,
+        "enqueued_per_s": jobs / enq,
+    }))
 
 asyncio.run(main())
 """
@@ -81,15 +88,18 @@ def main() -> None:
         for c in opts.concurrency:
             rates: dict[str, list[float]] = {"A": [], "B": []}
             cpus: dict[str, list[float]] = {"A": [], "B": []}
+            enqs: dict[str, list[float]] = {"A": [], "B": []}
             for r in range(opts.rounds):
                 order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
                 for side in order:
                     got = _run(trees[side], srv.url, opts.jobs, c)
                     rates[side].append(got["jobs_per_s"])
                     cpus[side].append(got["cpu_us_per_job"])
+                    enqs[side].append(got["enqueued_per_s"])
                     print(
                         f"c{c} round {r} {side}: {got['jobs_per_s']:.0f} jobs/s, "
-                        f"{got['cpu_us_per_job']:.1f} us CPU/job",
+                        f"{got['cpu_us_per_job']:.1f} us CPU/job; "
+                        f"enqueue_many {got['enqueued_per_s']:.0f} jobs/s",
                         flush=True,
                     )
             a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
@@ -98,6 +108,11 @@ def main() -> None:
                 f"c{c}: A {a:.0f} jobs/s ({ca:.1f} us/job), B {b:.0f} jobs/s ({cb:.1f} us/job), "
                 f"B/A {b / a:.3f}; per-round B/A "
                 + ", ".join(f"{y / x:.2f}" for x, y in zip(rates["A"], rates["B"], strict=True))
+            )
+            ea, eb = statistics.median(enqs["A"]), statistics.median(enqs["B"])
+            print(
+                f"enqueue_many (1000 a call): A {ea:.0f} jobs/s, B {eb:.0f} jobs/s, "
+                f"B/A {eb / ea:.3f}"
             )
 
 
