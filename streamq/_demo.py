@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 
 from streamq import _eventloop
+from streamq._inspect import TypeStats
 from streamq._job import Job, Principal
-from streamq._queue import Queue, TypeStats, connect, resolve_url
+from streamq._producer import Queue
 from streamq._registry import Registry
-from streamq._urls import redact_url
+from streamq._settings import connect, redact_url, resolve_url
 from streamq._worker import Worker
 
 DEMO_PREFIX = "streamq-demo"

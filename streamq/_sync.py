@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
 from streamq._job import Job
-from streamq._queue import Queue
+from streamq._producer import Queue
 from streamq._registry import seconds
 from streamq.exceptions import BackendError, ConfigError
 

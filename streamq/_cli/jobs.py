@@ -28,8 +28,8 @@ from streamq._cli._app import (
     run,
     table,
 )
+from streamq._inspect import PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._queue import PendingJob, TypeStats
 from streamq.exceptions import InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).

@@ -27,7 +27,7 @@ from streamq._cli.admin import workers_doc
 from streamq._cli.dead import dead_json
 from streamq._cli.jobs import pending_json, stats_json
 from streamq._logging import logger
-from streamq._queue import Queue
+from streamq._producer import Queue
 from streamq._registry import check_type_name
 from streamq._web import _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
