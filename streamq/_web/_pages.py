@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from streamq._cli._app import age
+from streamq._views import age
 
 
 def e(value: object) -> str:

@@ -1,8 +1,9 @@
 """The dashboard's Starlette application: pages, the JSON API, and the sampler behind the charts.
 
 The only module that imports starlette. The API answers with exactly the objects of the CLI's
-``--json`` (built by the same functions, from ``streamq._cli``), so the page, scripts and the
-CLI see the same truth; the pages are rendered from those objects too.
+``--json`` (built by the same functions, from ``streamq._views``), so the page, scripts and the
+CLI see the same truth; the pages are rendered from those objects too. Nothing here imports the
+CLI (``streamq._cli``) or typer.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from streamq import _codec
-from streamq._cli.admin import workers_doc
-from streamq._cli.dead import dead_json
-from streamq._cli.jobs import pending_json, stats_json
 from streamq._logging import logger
 from streamq._producer import Queue
 from streamq._registry import check_type_name
+from streamq._views import dead_enqueued_at, dead_json, pending_json, stats_json, workers_doc
 from streamq._web import _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
 from streamq._web._history import History
-from streamq.backends._base import DeadEntry
 from streamq.exceptions import ConfigError, StreamqError
 
 STATIC = Path(__file__).parent / "static"
@@ -75,15 +72,6 @@ def _type(request: Request) -> str:
     except ConfigError as exc:
         raise _HTTPError(400, str(exc)) from None
     return name
-
-
-def _enqueued_at(d: DeadEntry) -> float | None:
-    """When the dead job was enqueued, from its envelope; None when it cannot be read."""
-    try:
-        at = _codec.decode(d.fields).enqueued_at
-    except Exception:  # poison: no readable envelope, so no enqueue time either
-        return None
-    return at or None
 
 
 class Dashboard:
@@ -210,7 +198,7 @@ class Dashboard:
         html = _pages.dead(
             type,
             [dead_json(d, full=True) for d in entries],
-            enqueued_at={d.dead_id: _enqueued_at(d) for d in entries},
+            enqueued_at={d.dead_id: dead_enqueued_at(d) for d in entries},
             csrf=self._csrf(request),
             flash=flash,
         )
