@@ -25,7 +25,7 @@ app.add_typer(server_app, name="server")
 __all__ = ["app", "main"]
 
 
-def _error(message: str, code: int) -> None:
+def _exit_with_error(message: str, code: int) -> None:
     if os.environ.get("STREAMQ_DEBUG") == "1" or "--debug" in sys.argv[1:3]:
         traceback.print_exc()
     typer.echo(f"streamq: error: {message}", err=True)
@@ -47,11 +47,11 @@ def main() -> None:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _error(f"{message}{hint}", getattr(exc, "exit_code", 1))
+        _exit_with_error(f"{message}{hint}", getattr(exc, "exit_code", 1))
     except StreamqError as exc:
-        _error(str(exc), 1)
+        _exit_with_error(str(exc), 1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug of ours: still one line (and --debug for the traceback)
-        _error(f"unexpected {type(exc).__name__}: {exc}", 1)
+        _exit_with_error(f"unexpected {type(exc).__name__}: {exc}", 1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -140,17 +140,20 @@ def configure_logging(fmt: str, level: str) -> None:
     )
 
 
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"streamq {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
-def _root(
+def _common_options(
     ctx: typer.Context,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show a traceback when a command fails.")

@@ -33,7 +33,7 @@ from streamq.exceptions import InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).
 PROGRESS_FROM = 5_000
-CHUNK = 1_000
+ENQUEUE_CHUNK = 1_000
 
 
 def _read_args(text: str) -> Any:
@@ -93,9 +93,9 @@ def enqueue(
         async with queue:
             with Progress(transient=True, disable=not show) as progress:
                 task = progress.add_task(f"enqueue {type}", total=count)
-                for i in range(0, count, CHUNK):
-                    ids += await queue.enqueue_many(jobs[i : i + CHUNK])
-                    progress.advance(task, len(jobs[i : i + CHUNK]))
+                for i in range(0, count, ENQUEUE_CHUNK):
+                    ids += await queue.enqueue_many(jobs[i : i + ENQUEUE_CHUNK])
+                    progress.advance(task, len(jobs[i : i + ENQUEUE_CHUNK]))
         return ids
 
     try:
