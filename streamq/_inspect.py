@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from types import TracebackType
+from typing import Self
 
 from streamq import _codec, _tracing
 from streamq._registry import seconds
@@ -61,12 +63,27 @@ class PendingJob:
 class QueueInspector:
     """Stats, jobs in flight, dead letters and workers of the queues on ``backend``.
 
+    It owns the backend's lifetime (``aclose``, ``async with``), so a reader that never
+    enqueues, such as the dashboard, needs nothing more.
+
     Args:
         backend: where the jobs are.
     """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections."""
+        await self.backend.aclose()
 
     async def stats(self, types: Sequence[str]) -> list[TypeStats]:
         """Stats of each type, read from the server (global across all workers)."""

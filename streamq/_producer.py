@@ -8,8 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from streamq import _codec, _tracing
 from streamq._inspect import QueueInspector
@@ -50,18 +49,6 @@ class Queue(QueueInspector):
     def from_url(cls, url: str | None = None, *, prefix: str | None = None, **kwargs: Any) -> Queue:
         """A queue on Redis at ``url`` (see :func:`resolve_url`)."""
         return cls(connect(url, prefix=prefix), **kwargs)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the backend's connections."""
-        await self.backend.aclose()
 
     def _encode(
         self, job: Job[Any], trace: Mapping[str, str], new_id: str

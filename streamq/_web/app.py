@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from streamq._inspect import QueueInspector
 from streamq._logging import logger
-from streamq._producer import Queue
 from streamq._registry import check_type_name
 from streamq._views import dead_enqueued_at, dead_json, pending_json, stats_json, workers_doc
 from streamq._web import _pages
@@ -75,13 +75,13 @@ def _type_param(request: Request) -> str:
 
 
 class Dashboard:
-    """The routes, over one Queue opened for the server's lifetime."""
+    """The routes, over one queue (read and re-drive only) opened for the server's lifetime."""
 
     def __init__(
-        self, queue_factory: Callable[[], Queue], *, guard: Guard, settings: Settings
+        self, queue_factory: Callable[[], QueueInspector], *, guard: Guard, settings: Settings
     ) -> None:
         self._queue_factory = queue_factory
-        self._queue: Queue | None = None
+        self._queue: QueueInspector | None = None
         self.guard = guard
         self.settings = settings
         self.history = History(window_s=settings.window_s, interval_s=settings.refresh_s)
@@ -89,7 +89,7 @@ class Dashboard:
         self._types: tuple[float, list[str]] = (-self._types_ttl, [])
 
     @property
-    def queue(self) -> Queue:
+    def queue(self) -> QueueInspector:
         assert self._queue is not None, "used outside the app's lifespan"
         return self._queue
 
@@ -286,7 +286,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    queue_factory: Callable[[], Queue], *, guard: Guard, settings: Settings | None = None
+    queue_factory: Callable[[], QueueInspector], *, guard: Guard, settings: Settings | None = None
 ) -> ASGIApp:
     """The dashboard behind its guard; ``queue_factory`` is called once, at start-up."""
     dashboard = Dashboard(queue_factory, guard=guard, settings=settings or Settings())
