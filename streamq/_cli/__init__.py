@@ -1,6 +1,7 @@
 """The ``streamq`` command line: the only package that imports typer (and rich).
 
-Commands stay thin over the ``streamq`` API. Every error a user can cause ends in one line on
+Commands stay thin over the ``streamq`` API and ``streamq._views`` (the ``--json`` documents
+and the formatting, shared with the dashboard). Every error a user can cause ends in one line on
 stderr and an exit code: 1 for a runtime failure, 2 for a usage error. ``--debug`` adds the
 traceback.
 """
