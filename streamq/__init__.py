@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from streamq._inspect import ConsumerStats, PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._queue import (
-    ConsumerStats,
-    PendingJob,
-    Queue,
-    TypeStats,
-    connect,
-    resolve_url,
-)
+from streamq._producer import Queue
 from streamq._registry import JobType, Registry
+from streamq._settings import connect, resolve_url
 from streamq._sync import SyncQueue
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 
 from streamq import _eventloop
+from streamq._inspect import TypeStats
 from streamq._job import Job, Principal
-from streamq._queue import Queue, TypeStats, connect, resolve_url
+from streamq._producer import Queue
 from streamq._registry import Registry
-from streamq._urls import redact_url
+from streamq._settings import connect, redact_url, resolve_url
+from streamq._views import stats_table
 from streamq._worker import Worker
 
 DEMO_PREFIX = "streamq-demo"
@@ -31,8 +33,6 @@ def run_demo(
 async def _demo(
     registry: Registry, *, jobs: int, failing: int, url: str | None, echo: Callable[[str], None]
 ) -> None:
-    from streamq._cli.jobs import stats_table  # the same table as `streamq stats`
-
     resolved = resolve_url(url)
     echo(f"server: {redact_url(resolved)} (keys under {DEMO_PREFIX}:)")
     types = ["launch", "noop"]

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
 from streamq._job import Job
-from streamq._queue import Queue
+from streamq._producer import Queue
 from streamq._registry import seconds
 from streamq.exceptions import BackendError, ConfigError
 
@@ -29,7 +29,7 @@ _instances: weakref.WeakSet[SyncQueue] = weakref.WeakSet()
 # In a forked child: the loops, threads and queues its parent left. They are kept, never used nor
 # closed: closing a connection here would unregister its socket from the epoll instance the
 # child shares with its parent, and the parent would stop hearing from that connection.
-_inherited: list[object] = []
+_inherited_states: list[object] = []
 
 
 def _after_fork_in_child() -> None:
@@ -61,14 +61,14 @@ class SyncQueue:
         self.timeout = seconds(timeout)
         if self.timeout <= 0:
             raise ConfigError(f"timeout={self.timeout!r} must be positive")
-        self._factory = factory
+        self._queue_factory = factory
         self._lock = threading.Lock()
         self._closed = False
         self._pid = 0  # of the process _state belongs to
         # The loop thread and the queue built on it: this process's, or a parent's after a fork.
-        self._state: _State | None = None
+        self._state: _LoopState | None = None
         with self._lock:
-            self._state = self._start()
+            self._state = self._start_loop()
         _instances.add(self)
 
     @classmethod
@@ -78,44 +78,48 @@ class SyncQueue:
         """A sync queue on Redis at ``url`` (see :func:`resolve_url`); ``kwargs`` go to Queue."""
         return cls(lambda: Queue.from_url(url, **kwargs), timeout=timeout)
 
-    def _start(self) -> _State:
+    def _start_loop(self) -> _LoopState:
         """Start a loop thread in this process and build the queue on it (lock held)."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, daemon=True, name="streamq-sync")
         thread.start()
-        factory = self._factory
+        factory = self._queue_factory
 
         async def build() -> Queue:
             return factory()
 
         try:
-            queue = self._wait(asyncio.run_coroutine_threadsafe(build(), loop), "__init__")
+            queue = self._result_within_timeout(
+                asyncio.run_coroutine_threadsafe(build(), loop), "__init__"
+            )
         except BaseException:
-            _stop(loop, thread, self.timeout)
+            _stop_loop(loop, thread, self.timeout)
             raise
         self._pid = os.getpid()
-        return _State(queue, loop, thread)
+        return _LoopState(queue, loop, thread)
 
-    def _current(self) -> _State:
+    def _current_state(self) -> _LoopState:
         """This process's queue and loop: started afresh after a fork."""
         with self._lock:
             if self._closed:
                 raise ConfigError("this SyncQueue is closed")
             if self._state is not None and self._pid != os.getpid():
                 # A forked child: the loop thread did not survive the fork, and the connections
-                # are the parent's. Leave them be (see _inherited) and start again.
-                _inherited.append(self._state)
+                # are the parent's. Leave them be (see _inherited_states) and start again.
+                _inherited_states.append(self._state)
                 self._state = None
             if self._state is None:  # forked, or a start after a fork failed: (re)start
-                self._state = self._start()
+                self._state = self._start_loop()
             return self._state
 
-    def _call(self, what: str, op: Callable[[Queue], Coroutine[Any, Any, T]]) -> T:
+    def _run_blocking(self, what: str, op: Callable[[Queue], Coroutine[Any, Any, T]]) -> T:
         """Run ``op(queue)`` on the loop and wait for it, at most ``timeout``."""
-        state = self._current()
-        return self._wait(asyncio.run_coroutine_threadsafe(op(state.queue), state.loop), what)
+        state = self._current_state()
+        return self._result_within_timeout(
+            asyncio.run_coroutine_threadsafe(op(state.queue), state.loop), what
+        )
 
-    def _wait(self, future: concurrent.futures.Future[T], what: str) -> T:
+    def _result_within_timeout(self, future: concurrent.futures.Future[T], what: str) -> T:
         try:
             return future.result(self.timeout)
         except TimeoutError:
@@ -135,12 +139,12 @@ class SyncQueue:
         # read self._state, which would come back here.
         if name.startswith("_") or "_lock" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = getattr(self._current().queue, name)
+        value = getattr(self._current_state().queue, name)
         if not inspect.iscoroutinefunction(value):
             return value
 
         def blocking(*args: Any, **kwargs: Any) -> Any:
-            return self._call(name, lambda q: getattr(q, name)(*args, **kwargs))
+            return self._run_blocking(name, lambda q: getattr(q, name)(*args, **kwargs))
 
         blocking.__name__ = blocking.__qualname__ = name
         blocking.__doc__ = value.__doc__
@@ -154,12 +158,12 @@ class SyncQueue:
 
     def enqueue(self, job: Job[Any]) -> str:
         """Add one job; returns its id."""
-        return self._call("enqueue", lambda q: q.enqueue(job))
+        return self._run_blocking("enqueue", lambda q: q.enqueue(job))
 
     def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
         """Add many jobs in one round trip."""
         jobs = list(jobs)
-        return self._call("enqueue_many", lambda q: q.enqueue_many(jobs))
+        return self._run_blocking("enqueue_many", lambda q: q.enqueue_many(jobs))
 
     def close(self) -> None:
         """Close connections and stop the loop thread (in a forked child: forget the parent's)."""
@@ -169,12 +173,14 @@ class SyncQueue:
             if state is None:
                 return
             if self._pid != os.getpid():
-                _inherited.append(state)
+                _inherited_states.append(state)
                 return
         try:
-            self._wait(asyncio.run_coroutine_threadsafe(state.queue.aclose(), state.loop), "close")
+            self._result_within_timeout(
+                asyncio.run_coroutine_threadsafe(state.queue.aclose(), state.loop), "close"
+            )
         finally:
-            _stop(state.loop, state.thread, self.timeout)
+            _stop_loop(state.loop, state.thread, self.timeout)
 
     def __enter__(self) -> Self:
         return self
@@ -186,7 +192,7 @@ class SyncQueue:
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
+class _LoopState:
     """What a SyncQueue runs on in one process."""
 
     queue: Queue
@@ -194,7 +200,7 @@ class _State:
     thread: threading.Thread
 
 
-def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, timeout: float) -> None:
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, timeout: float) -> None:
     """Stop the loop thread; close the loop unless something on it blocks past ``timeout``."""
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout)

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streamq._inspect import TypeStats
 from streamq._job import Job
-from streamq._queue import Queue, TypeStats
+from streamq._producer import Queue
 from streamq._registry import Registry
 from streamq._worker import Worker
 from streamq.backends._base import DeadEntry

@@ -1,6 +1,7 @@
 """The ``streamq`` command line: the only package that imports typer (and rich).
 
-Commands stay thin over the ``streamq`` API. Every error a user can cause ends in one line on
+Commands stay thin over the ``streamq`` API and ``streamq._views`` (the ``--json`` documents
+and the formatting, shared with the dashboard). Every error a user can cause ends in one line on
 stderr and an exit code: 1 for a runtime failure, 2 for a usage error. ``--debug`` adds the
 traceback.
 """
@@ -25,7 +26,7 @@ app.add_typer(server_app, name="server")
 __all__ = ["app", "main"]
 
 
-def _error(message: str, code: int) -> None:
+def _exit_with_error(message: str, code: int) -> None:
     if os.environ.get("STREAMQ_DEBUG") == "1" or "--debug" in sys.argv[1:3]:
         traceback.print_exc()
     typer.echo(f"streamq: error: {message}", err=True)
@@ -47,11 +48,11 @@ def main() -> None:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _error(f"{message}{hint}", getattr(exc, "exit_code", 1))
+        _exit_with_error(f"{message}{hint}", getattr(exc, "exit_code", 1))
     except StreamqError as exc:
-        _error(str(exc), 1)
+        _exit_with_error(str(exc), 1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug of ours: still one line (and --debug for the traceback)
-        _error(f"unexpected {type(exc).__name__}: {exc}", 1)
+        _exit_with_error(f"unexpected {type(exc).__name__}: {exc}", 1)
     sys.exit(rv if isinstance(rv, int) else 0)

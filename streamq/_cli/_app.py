@@ -8,15 +8,16 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import structlog
 import typer
 
 from streamq import __version__, _eventloop
-from streamq._queue import Queue, connect, is_embedded_url, resolve_url
+from streamq._producer import Queue
 from streamq._registry import Registry
+from streamq._settings import connect, is_embedded_url, resolve_url
 from streamq._tracing import configure_from_env
 from streamq.exceptions import ConfigError
 
@@ -139,38 +140,20 @@ def configure_logging(fmt: str, level: str) -> None:
     )
 
 
-def age(seconds: float | None) -> str:
-    """A short human duration: ``250ms``, ``4.2s``, ``3.5m``, ``2.0h``; ``-`` for none."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, aligned text table (stable for scripts that grep it, no colour codes)."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"streamq {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
-def _root(
+def _common_options(
     ctx: typer.Context,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show a traceback when a command fails.")

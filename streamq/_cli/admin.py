@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from streamq import _server
-from streamq._cli._app import JsonOpt, Prefix, Url, age, app, emit_json, open_queue, run, table
+from streamq._cli._app import JsonOpt, Prefix, Url, app, emit_json, open_queue, run
+from streamq._views import age, table, workers_doc
 
 server_app = typer.Typer(
     help="The embedded server (used when STREAMQ_REDIS_URL is not set).", no_args_is_help=True
 )
-
-
-def worker_json(w: dict[str, str], now: float) -> dict[str, Any]:
-    """One live worker in the documented JSON schema."""
-    beat = float(w.get("heartbeat_at", "0") or 0)
-    return {
-        "consumer": w["id"],
-        "host": w.get("host", ""),
-        "pid": int(w.get("pid", "0") or 0),
-        "types": [t for t in w.get("types", "").split(",") if t],
-        "concurrency": int(w.get("concurrency", "0") or 0),
-        "in_flight": int(w.get("in_flight", "0") or 0),
-        "processed": int(w.get("processed", "0") or 0),
-        "heartbeat_age_s": round(max(0.0, now - beat), 3),
-    }
-
-
-def workers_doc(
-    live: list[dict[str, str]], removed: list[tuple[str, str]], now: float
-) -> dict[str, Any]:
-    """The ``workers --json`` document: live workers' records and the consumers pruned."""
-    return {
-        "workers": [worker_json(w, now) for w in live],
-        "pruned": [{"type": t, "consumer": c} for t, c in removed],
-    }
 
 
 @app.command()

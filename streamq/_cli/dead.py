@@ -3,53 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from streamq import _codec
-from streamq._cli._app import JsonOpt, Prefix, Url, age, emit_json, fail, open_queue, run, table
-from streamq._job import mask
+from streamq._cli._app import JsonOpt, Prefix, Url, emit_json, fail, open_queue, run
+from streamq._views import age, dead_json, table
 from streamq.backends._base import DeadEntry
 
 dead_app = typer.Typer(help="Inspect and re-drive dead-lettered jobs.", no_args_is_help=True)
 
 TypeArg = Annotated[str, typer.Argument(help="Job type.", show_default=False)]
-
-
-def _job_summary(d: DeadEntry) -> dict[str, Any]:
-    """What the dead job was, from its original fields; the identity's user only masked."""
-    try:
-        job = _codec.decode(d.fields).job
-    except Exception as exc:  # poison: show why it cannot be read, not a traceback
-        raw = {k.decode(errors="replace"): len(v) for k, v in d.fields.items()}
-        return {"undecodable": str(exc), "field_sizes": raw}
-    ident = job.identity
-    return {
-        "type": job.type,
-        "account_id": job.account_id,
-        "org_id": ident.org_id,
-        "account_number": ident.account_number,
-        "user": mask(ident.user),
-        "request_id": job.request_id,
-        "args": job.args,
-    }
-
-
-def dead_json(d: DeadEntry, *, full: bool = False) -> dict[str, Any]:
-    """One dead letter in the documented JSON schema (``full`` adds the job)."""
-    out: dict[str, Any] = {
-        "job_id": d.job_id,
-        "dead_id": d.dead_id,
-        "entry_id": d.entry_id,
-        "reason": d.reason,
-        "error": d.error,
-        "deliveries": d.deliveries,
-        "dead_at": d.dead_at,
-    }
-    if full:
-        out["job"] = _job_summary(d)
-    return out
 
 
 @dead_app.command("list")

@@ -18,7 +18,6 @@ from streamq._cli._app import (
     JsonOpt,
     Prefix,
     Url,
-    age,
     app,
     emit_json,
     fail,
@@ -26,15 +25,15 @@ from streamq._cli._app import (
     open_queue,
     parse_duration,
     run,
-    table,
 )
+from streamq._inspect import PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._queue import PendingJob, TypeStats
+from streamq._views import age, pending_json, recover_doc, stats_json, stats_table, table
 from streamq.exceptions import InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).
 PROGRESS_FROM = 5_000
-CHUNK = 1_000
+ENQUEUE_CHUNK = 1_000
 
 
 def _read_args(text: str) -> Any:
@@ -94,9 +93,9 @@ def enqueue(
         async with queue:
             with Progress(transient=True, disable=not show) as progress:
                 task = progress.add_task(f"enqueue {type}", total=count)
-                for i in range(0, count, CHUNK):
-                    ids += await queue.enqueue_many(jobs[i : i + CHUNK])
-                    progress.advance(task, len(jobs[i : i + CHUNK]))
+                for i in range(0, count, ENQUEUE_CHUNK):
+                    ids += await queue.enqueue_many(jobs[i : i + ENQUEUE_CHUNK])
+                    progress.advance(task, len(jobs[i : i + ENQUEUE_CHUNK]))
         return ids
 
     try:
@@ -106,46 +105,6 @@ def enqueue(
         # alike: a bad job fails the first chunk, so nothing was enqueued.
         fail(str(exc), 2)
     typer.echo("\n".join(ids))
-
-
-def stats_table(stats: list[TypeStats]) -> str:
-    """The ``streamq stats`` table."""
-    headers = ["type", "waiting", "in flight", "oldest", "dead", "processed", "failed"]
-    headers += ["retried", "consumers"]
-    rows = [
-        [
-            s.type,
-            str(s.waiting),
-            str(s.in_flight),
-            age(s.oldest_in_flight_s),
-            str(s.dead),
-            str(s.processed),
-            str(s.failed),
-            str(s.retried),
-            str(len(s.consumers)),
-        ]
-        for s in stats
-    ]
-    return table(headers, rows)
-
-
-def stats_json(s: TypeStats) -> dict[str, Any]:
-    """One type's stats in the documented JSON schema."""
-    return {
-        "type": s.type,
-        "waiting": s.waiting,
-        "in_flight": s.in_flight,
-        "oldest_in_flight_s": s.oldest_in_flight_s,
-        "dead": s.dead,
-        "enqueued": s.enqueued,
-        "processed": s.processed,
-        "failed": s.failed,
-        "retried": s.retried,
-        "dead_lettered": s.dead_lettered,
-        "consumers": {
-            k: {"in_flight": v.in_flight, "idle_s": v.idle_s} for k, v in s.consumers.items()
-        },
-    }
 
 
 @app.command()
@@ -197,17 +156,6 @@ def stats(
         return
     with contextlib.suppress(KeyboardInterrupt):
         run(live())
-
-
-def pending_json(p: PendingJob) -> dict[str, Any]:
-    """One job in flight in the documented JSON schema."""
-    return {
-        "job_id": p.job_id,
-        "entry_id": p.entry_id,
-        "consumer": p.consumer,
-        "idle_s": p.idle_s,
-        "deliveries": p.deliveries,
-    }
 
 
 def pending_table(rows: list[PendingJob], stats: TypeStats | None = None) -> str:
@@ -290,7 +238,7 @@ def recover(
 
     moved = run(main())
     if as_json:
-        emit_json({"dry_run": dry_run, "jobs": [pending_json(p) for p in moved]})
+        emit_json(recover_doc(moved, dry_run=dry_run))
         return
     verb = "would hand back" if dry_run else "handed back"
     typer.echo(f"{verb} {len(moved)} job(s) of {type}")

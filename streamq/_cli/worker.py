@@ -20,8 +20,7 @@ from streamq._cli._app import (
     resolve,
     run,
 )
-from streamq._queue import connect
-from streamq._urls import redact_url
+from streamq._settings import connect, redact_url
 from streamq._worker import Worker
 from streamq.exceptions import ConfigError
 

@@ -1,7 +1,8 @@
 """``streamq web``: the live dashboard and its JSON API (docs/web.md).
 
 Optional: it needs the ``web`` extra (``pip install 'streamq[web]'``: starlette and uvicorn).
-Nothing here is imported by the engine or the other commands.
+Nothing here is imported by the engine or the other commands, and nothing here imports the CLI:
+the JSON documents and the formatting come from ``streamq._views``, which the CLI shares.
 
 - ``_guard``: the safety rules, in plain ASGI: token, Host check, session and CSRF, headers.
 - ``_pages``: the HTML, every value from a job escaped.

@@ -1,7 +1,7 @@
 """The dashboard's HTML, built from the same ``--json`` objects the API serves.
 
 Every value that comes from a job or the server (type names, ids, args, errors, consumer and
-host names) goes through :func:`e` (``html.escape``): a job whose args hold ``<script>`` shows
+host names) goes through :func:`esc` (``html.escape``): a job whose args hold ``<script>`` shows
 that text. The only script is static/dashboard.js, which writes values with ``textContent``.
 """
 
@@ -14,15 +14,15 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from streamq._cli._app import age
+from streamq._views import age
 
 
-def e(value: object) -> str:
+def esc(value: object) -> str:
     """``value`` as HTML text (quotes escaped too, so it is safe in attributes)."""
     return escape(str(value), quote=True)
 
 
-def u(value: str) -> str:
+def path_segment(value: str) -> str:
     """``value`` as one URL path segment (escaped for an attribute afterwards by the caller)."""
     return quote(value, safe="")
 
@@ -41,7 +41,7 @@ def layout(title: str, body: str, *, refresh_s: float | None = None) -> str:
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'{meta}<link rel="icon" href="data:,"><title>{e(title)} · streamq</title>'
+        f'{meta}<link rel="icon" href="data:,"><title>{esc(title)} · streamq</title>'
         '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
         '<nav><a class="brand" href="/">streamq</a> <a href="/">Overview</a> '
         '<a href="/workers">Workers</a></nav>'
@@ -51,8 +51,8 @@ def layout(title: str, body: str, *, refresh_s: float | None = None) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[str], *, id: str, empty: str) -> str:
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
-    body = "".join(rows) or f'<tr class="empty"><td colspan="{len(headers)}">{e(empty)}</td></tr>'
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(rows) or f'<tr class="empty"><td colspan="{len(headers)}">{esc(empty)}</td></tr>'
     return f'<table id="{id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -81,19 +81,21 @@ def overview(stats: Sequence[Mapping[str, Any]], *, refresh_s: float) -> str:
     """One row per type (from ``stats --json``) and the live charts' places."""
     rows = []
     for s in stats:
-        link = f"/pending/{u(s['type'])}"
-        cells = [f'<td data-field="type"><a href="{e(link)}">{e(s["type"])}</a></td>']
+        link = f"/pending/{path_segment(s['type'])}"
+        cells = [f'<td data-field="type"><a href="{esc(link)}">{esc(s["type"])}</a></td>']
         for field, _label in OVERVIEW_FIELDS:
-            text = e(overview_cell(s, field))
+            text = esc(overview_cell(s, field))
             if field in ("in_flight", "dead"):
-                target = f"/{'pending' if field == 'in_flight' else 'dead'}/{u(s['type'])}"
-                text = f'<a href="{e(target)}">{text}</a>'
+                target = (
+                    f"/{'pending' if field == 'in_flight' else 'dead'}/{path_segment(s['type'])}"
+                )
+                text = f'<a href="{esc(target)}">{text}</a>'
             cells.append(f'<td data-field="{field}">{text}</td>')
-        rows.append(f'<tr data-type="{e(s["type"])}">{"".join(cells)}</tr>')
+        rows.append(f'<tr data-type="{esc(s["type"])}">{"".join(cells)}</tr>')
     headers = ["type", *(label for _f, label in OVERVIEW_FIELDS)]
     body = (
         f'<h1>Overview</h1><p id="status" class="status" data-refresh="{refresh_s:g}">'
-        f"updated {e(time.strftime('%H:%M:%S'))}; live every {refresh_s:g}s</p>"
+        f"updated {esc(time.strftime('%H:%M:%S'))}; live every {refresh_s:g}s</p>"
         + _table(headers, rows, id="overview", empty="no job types on this server yet")
         + '<p class="hint">in flight: the consumer group\'s pending-entries list, across all '
         "workers. Click a number for the jobs behind it.</p>"
@@ -116,22 +118,22 @@ def pending(
         stuck = r["idle_s"] > claim_after_s
         mark = ' <span class="badge">idle &gt; claim_after</span>' if stuck else ""
         body_rows.append(
-            f'<tr data-job-id="{e(r["job_id"] or "")}"{" class=stuck" if stuck else ""}>'
-            f'<td class="id">{e(r["job_id"] or "?")}</td>'
-            f'<td data-field="consumer">{e(r["consumer"])}</td>'
-            f'<td data-field="idle">{e(age(r["idle_s"]))}{mark}</td>'
-            f'<td data-field="deliveries">{e(r["deliveries"])}</td></tr>'
+            f'<tr data-job-id="{esc(r["job_id"] or "")}"{" class=stuck" if stuck else ""}>'
+            f'<td class="id">{esc(r["job_id"] or "?")}</td>'
+            f'<td data-field="consumer">{esc(r["consumer"])}</td>'
+            f'<td data-field="idle">{esc(age(r["idle_s"]))}{mark}</td>'
+            f'<td data-field="deliveries">{esc(r["deliveries"])}</td></tr>'
         )
     per = ", ".join(
-        f"{e(name)}: {c['in_flight']}" for name, c in stats["consumers"].items() if c["in_flight"]
+        f"{esc(name)}: {c['in_flight']}" for name, c in stats["consumers"].items() if c["in_flight"]
     )
     shown = f" (the {len(rows)} idle longest)" if len(rows) < stats["in_flight"] else ""
     body = (
-        f"<h1>In flight: {e(type)}</h1>"
+        f"<h1>In flight: {esc(type)}</h1>"
         f'<p class="status">{stats["in_flight"]} in flight{shown}{"; " + per if per else ""}. '
-        f"Jobs idle longer than claim_after ({e(age(claim_after_s))}) are marked: their worker "
+        f"Jobs idle longer than claim_after ({esc(age(claim_after_s))}) are marked: their worker "
         "stopped refreshing them, and a live worker will take them over. "
-        f'<a href="/dead/{e(u(type))}">dead letters of {e(type)}</a></p>'
+        f'<a href="/dead/{esc(path_segment(type))}">dead letters of {esc(type)}</a></p>'
         + _table(
             ["job id", "consumer", "idle", "deliveries"], body_rows, id="pending", empty="none"
         )
@@ -155,7 +157,7 @@ def _identity(job: Mapping[str, Any]) -> str:
         ("user", job["user"]),
         ("request", job["request_id"]),
     ]
-    return "<br>".join(f"{e(k)}: {e(v)}" for k, v in parts if v not in ("", None))
+    return "<br>".join(f"{esc(k)}: {esc(v)}" for k, v in parts if v not in ("", None))
 
 
 def dead(
@@ -167,44 +169,44 @@ def dead(
     flash: str = "",
 ) -> str:
     """Dead letters of ``type`` (``dead show --json`` objects) with retry and purge forms."""
-    hidden = f'<input type="hidden" name="csrf" value="{e(csrf)}">'
-    base = f"/dead/{u(type)}"
+    hidden = f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+    base = f"/dead/{path_segment(type)}"
     body_rows = []
     for d in rows:
         retry = (
-            f'<form method="post" action="{e(base)}/retry">{hidden}'
-            f'<input type="hidden" name="job_id" value="{e(d["job_id"])}">'
+            f'<form method="post" action="{esc(base)}/retry">{hidden}'
+            f'<input type="hidden" name="job_id" value="{esc(d["job_id"])}">'
             '<button type="submit" class="retry">Retry</button></form>'
             if d["job_id"]
             else ""
         )
         body_rows.append(
-            f'<tr data-job-id="{e(d["job_id"] or "")}">'
-            f'<td class="id">{e(d["job_id"] or "?")}</td>'
-            f'<td data-field="reason">{e(d["reason"])}</td>'
-            f'<td data-field="error">{e(d["error"] or "-")}</td>'
-            f'<td data-field="deliveries">{e(d["deliveries"])}</td>'
-            f'<td data-field="enqueued">{e(when(enqueued_at.get(d["dead_id"])))}</td>'
-            f'<td data-field="dead_at">{e(when(d["dead_at"]))}</td>'
+            f'<tr data-job-id="{esc(d["job_id"] or "")}">'
+            f'<td class="id">{esc(d["job_id"] or "?")}</td>'
+            f'<td data-field="reason">{esc(d["reason"])}</td>'
+            f'<td data-field="error">{esc(d["error"] or "-")}</td>'
+            f'<td data-field="deliveries">{esc(d["deliveries"])}</td>'
+            f'<td data-field="enqueued">{esc(when(enqueued_at.get(d["dead_id"])))}</td>'
+            f'<td data-field="dead_at">{esc(when(d["dead_at"]))}</td>'
             f'<td data-field="identity">{_identity(d["job"])}</td>'
-            f'<td data-field="args"><pre>{e(_args_text(d["job"]))}</pre></td>'
+            f'<td data-field="args"><pre>{esc(_args_text(d["job"]))}</pre></td>'
             f"<td>{retry}</td></tr>"
         )
     actions = (
-        f'<div class="actions"><form method="post" action="{e(base)}/retry-all">{hidden}'
+        f'<div class="actions"><form method="post" action="{esc(base)}/retry-all">{hidden}'
         f'<button type="submit" id="retry-all">Retry all</button></form> '
-        f'<a class="button danger" id="purge" href="{e(base)}/purge">Purge…</a></div>'
+        f'<a class="button danger" id="purge" href="{esc(base)}/purge">Purge…</a></div>'
         if rows
         else ""
     )
     headers = ["job id", "reason", "last error", "deliveries", "enqueued", "dead at"]
     headers += ["identity", "args", ""]
     body = (
-        f"<h1>Dead letters: {e(type)}</h1>"
-        + (f'<p class="flash" id="flash">{e(flash)}</p>' if flash else "")
+        f"<h1>Dead letters: {esc(type)}</h1>"
+        + (f'<p class="flash" id="flash">{esc(flash)}</p>' if flash else "")
         + f'<p class="status">{len(rows)} shown, oldest first. Retry puts a job back on the '
         "queue with its id and a fresh delivery count. "
-        f'<a href="/pending/{e(u(type))}">in flight of {e(type)}</a></p>'
+        f'<a href="/pending/{esc(path_segment(type))}">in flight of {esc(type)}</a></p>'
         + actions
         + _table(headers, body_rows, id="dead", empty="no dead letters")
     )
@@ -214,14 +216,14 @@ def dead(
 def purge_confirm(type: str, count: int, *, csrf: str) -> str:
     """The confirmation step of a purge: nothing is deleted until this form is sent."""
     body = (
-        f"<h1>Purge the dead letters of {e(type)}?</h1>"
-        f"<p>This deletes all {count} dead-lettered job(s) of {e(type)} for good; they cannot "
+        f"<h1>Purge the dead letters of {esc(type)}?</h1>"
+        f"<p>This deletes all {count} dead-lettered job(s) of {esc(type)} for good; they cannot "
         "be retried afterwards.</p>"
-        f'<form method="post" action="/dead/{e(u(type))}/purge">'
-        f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+        f'<form method="post" action="/dead/{esc(path_segment(type))}/purge">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         '<input type="hidden" name="confirm" value="yes">'
         f'<button type="submit" class="danger" id="confirm-purge">Delete {count} dead job(s)'
-        f'</button> <a href="/dead/{e(u(type))}">Cancel</a></form>'
+        f'</button> <a href="/dead/{esc(path_segment(type))}">Cancel</a></form>'
     )
     return layout(f"Purge {type}?", body)
 
@@ -234,17 +236,17 @@ def workers(
 ) -> str:
     """Live workers (``workers --json`` items) and consumers that have no live worker."""
     rows = [
-        f'<tr data-consumer="{e(w["consumer"])}"><td>{e(w["consumer"])}</td><td>{e(w["host"])}'
-        f"</td><td>{e(w['pid'])}</td><td>{e(', '.join(w['types']))}</td>"
-        f"<td>{e(w['concurrency'])}</td><td data-field=in_flight>{e(w['in_flight'])}</td>"
-        f"<td data-field=processed>{e(w['processed'])}</td>"
-        f"<td>{e(age(w['heartbeat_age_s']))} ago</td></tr>"
+        f'<tr data-consumer="{esc(w["consumer"])}"><td>{esc(w["consumer"])}</td>'
+        f"<td>{esc(w['host'])}</td><td>{esc(w['pid'])}</td><td>{esc(', '.join(w['types']))}</td>"
+        f"<td>{esc(w['concurrency'])}</td><td data-field=in_flight>{esc(w['in_flight'])}</td>"
+        f"<td data-field=processed>{esc(w['processed'])}</td>"
+        f"<td>{esc(age(w['heartbeat_age_s']))} ago</td></tr>"
         for w in live
     ]
     headers = ["consumer", "host", "pid", "types", "concurrency", "in flight", "processed"]
     lost = [
-        f'<tr data-consumer="{e(name)}"><td>{e(t)}</td><td>{e(name)}</td><td>{held}</td>'
-        f"<td>{e(age(idle))}</td></tr>"
+        f'<tr data-consumer="{esc(name)}"><td>{esc(t)}</td><td>{esc(name)}</td><td>{held}</td>'
+        f"<td>{esc(age(idle))}</td></tr>"
         for t, name, held, idle in orphans
     ]
     body = (
@@ -261,4 +263,4 @@ def workers(
 
 def error(status: int, message: str) -> str:
     """A page that says what went wrong, in one line."""
-    return layout("Error", f'<h1>{status}</h1><p class="flash error">{e(message)}</p>')
+    return layout("Error", f'<h1>{status}</h1><p class="flash error">{esc(message)}</p>')

@@ -1,8 +1,9 @@
 """The dashboard's Starlette application: pages, the JSON API, and the sampler behind the charts.
 
 The only module that imports starlette. The API answers with exactly the objects of the CLI's
-``--json`` (built by the same functions, from ``streamq._cli``), so the page, scripts and the
-CLI see the same truth; the pages are rendered from those objects too.
+``--json`` (built by the same functions, from ``streamq._views``), so the page, scripts and the
+CLI see the same truth; the pages are rendered from those objects too. Nothing here imports the
+CLI (``streamq._cli``) or typer.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from streamq import _codec
-from streamq._cli.admin import workers_doc
-from streamq._cli.dead import dead_json
-from streamq._cli.jobs import pending_json, stats_json
+from streamq._inspect import QueueInspector
 from streamq._logging import logger
-from streamq._queue import Queue
 from streamq._registry import check_type_name
+from streamq._views import dead_enqueued_at, dead_json, pending_json, stats_json, workers_doc
 from streamq._web import _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
 from streamq._web._history import History
-from streamq.backends._base import DeadEntry
 from streamq.exceptions import ConfigError, StreamqError
 
 STATIC = Path(__file__).parent / "static"
@@ -61,14 +58,14 @@ class _HTTPError(Exception):
         self.status = status
 
 
-def _limit(request: Request, default: int = 100) -> int:
+def _limit_param(request: Request, default: int = 100) -> int:
     raw = request.query_params.get("limit", str(default))
     if not raw.isdigit() or int(raw) < 1:
         raise _HTTPError(400, f"limit must be a positive integer, not {raw!r}")
     return min(int(raw), 10_000)
 
 
-def _type(request: Request) -> str:
+def _type_param(request: Request) -> str:
     name: str = request.path_params["type"]
     try:
         check_type_name(name)
@@ -77,23 +74,14 @@ def _type(request: Request) -> str:
     return name
 
 
-def _enqueued_at(d: DeadEntry) -> float | None:
-    """When the dead job was enqueued, from its envelope; None when it cannot be read."""
-    try:
-        at = _codec.decode(d.fields).enqueued_at
-    except Exception:  # poison: no readable envelope, so no enqueue time either
-        return None
-    return at or None
-
-
 class Dashboard:
-    """The routes, over one Queue opened for the server's lifetime."""
+    """The routes, over one queue (read and re-drive only) opened for the server's lifetime."""
 
     def __init__(
-        self, queue_factory: Callable[[], Queue], *, guard: Guard, settings: Settings
+        self, queue_factory: Callable[[], QueueInspector], *, guard: Guard, settings: Settings
     ) -> None:
-        self._factory = queue_factory
-        self._queue: Queue | None = None
+        self._queue_factory = queue_factory
+        self._queue: QueueInspector | None = None
         self.guard = guard
         self.settings = settings
         self.history = History(window_s=settings.window_s, interval_s=settings.refresh_s)
@@ -101,15 +89,15 @@ class Dashboard:
         self._types: tuple[float, list[str]] = (-self._types_ttl, [])
 
     @property
-    def queue(self) -> Queue:
+    def queue(self) -> QueueInspector:
         assert self._queue is not None, "used outside the app's lifespan"
         return self._queue
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         """Open the queue and sample stats for the charts until the server stops."""
-        self._queue = self._factory()
-        sampler = asyncio.create_task(self._sample(), name="streamq-web-sampler")
+        self._queue = self._queue_factory()
+        sampler = asyncio.create_task(self._sample_for_charts(), name="streamq-web-sampler")
         try:
             yield
         finally:
@@ -118,10 +106,10 @@ class Dashboard:
                 await sampler
             await self._queue.aclose()
 
-    async def _sample(self) -> None:
+    async def _sample_for_charts(self) -> None:
         while True:
             try:
-                rows = await self._stats(None)
+                rows = await self._stats_rows(None)
                 self.history.add(time.time(), rows)
             except StreamqError as exc:
                 self.history.error = str(exc)
@@ -130,7 +118,7 @@ class Dashboard:
 
     # data: the CLI's --json objects --------------------------------------------------------
 
-    async def _stats(self, types: list[str] | None) -> list[dict[str, Any]]:
+    async def _stats_rows(self, types: list[str] | None) -> list[dict[str, Any]]:
         for t in types or ():
             check_type_name(t)
         if not types:
@@ -140,30 +128,30 @@ class Dashboard:
                 self._types = (time.monotonic(), types)
         return [stats_json(s) for s in await self.queue.stats(types)]
 
-    async def _pending(self, type: str, limit: int) -> list[dict[str, Any]]:
+    async def _pending_rows(self, type: str, limit: int) -> list[dict[str, Any]]:
         return [pending_json(p) for p in await self.queue.pending(type, limit=limit)]
 
-    async def _workers(self) -> dict[str, Any]:
+    async def _workers_doc(self) -> dict[str, Any]:
         return workers_doc(await self.queue.workers(), [], time.time())
 
     # the JSON API ----------------------------------------------------------------------------
 
     async def api_stats(self, request: Request) -> Response:
         """``stats --json``: every type, or those given as ``?type=a&type=b``."""
-        return JSONResponse(await self._stats(request.query_params.getlist("type") or None))
+        return JSONResponse(await self._stats_rows(request.query_params.getlist("type") or None))
 
     async def api_pending(self, request: Request) -> Response:
         """``pending --json`` of one type (``?limit=``, default 100)."""
-        return JSONResponse(await self._pending(_type(request), _limit(request)))
+        return JSONResponse(await self._pending_rows(_type_param(request), _limit_param(request)))
 
     async def api_dead(self, request: Request) -> Response:
         """``dead list --json`` of one type (``?limit=``, default 100)."""
-        rows = await self.queue.dead(_type(request), limit=_limit(request))
+        rows = await self.queue.dead(_type_param(request), limit=_limit_param(request))
         return JSONResponse([dead_json(d) for d in rows])
 
     async def api_dead_one(self, request: Request) -> Response:
         """``dead show --json`` of one dead job."""
-        type, job_id = _type(request), request.path_params["job_id"]
+        type, job_id = _type_param(request), request.path_params["job_id"]
         found = [d for d in await self.queue.dead(type, limit=1_000_000) if d.job_id == job_id]
         if not found:
             raise _HTTPError(404, f"no dead job {job_id!r} of type {type!r}")
@@ -171,7 +159,7 @@ class Dashboard:
 
     async def api_workers(self, _request: Request) -> Response:
         """``workers --json`` (never prunes: the page does not change state on a GET)."""
-        return JSONResponse(await self._workers())
+        return JSONResponse(await self._workers_doc())
 
     async def api_history(self, _request: Request) -> Response:
         """The live charts' samples (docs/web.md); not a CLI schema."""
@@ -181,14 +169,14 @@ class Dashboard:
 
     async def page_overview(self, _request: Request) -> Response:
         """One row per type, live charts."""
-        rows = await self._stats(None)
+        rows = await self._stats_rows(None)
         return HTMLResponse(_pages.overview(rows, refresh_s=self.settings.refresh_s))
 
     async def page_pending(self, request: Request) -> Response:
         """The PEL of one type, longest idle first, stuck jobs marked."""
-        type = _type(request)
-        rows = await self._pending(type, _limit(request))
-        (stats,) = await self._stats([type])
+        type = _type_param(request)
+        rows = await self._pending_rows(type, _limit_param(request))
+        (stats,) = await self._stats_rows([type])
         html = _pages.pending(
             type,
             rows,
@@ -200,8 +188,8 @@ class Dashboard:
 
     async def page_dead(self, request: Request) -> Response:
         """Dead letters of one type, with retry and purge."""
-        type = _type(request)
-        entries = await self.queue.dead(type, limit=_limit(request))
+        type = _type_param(request)
+        entries = await self.queue.dead(type, limit=_limit_param(request))
         flash = ""
         for key, verb in (("retried", "Retried"), ("purged", "Purged")):
             raw = request.query_params.get(key, "")
@@ -210,7 +198,7 @@ class Dashboard:
         html = _pages.dead(
             type,
             [dead_json(d, full=True) for d in entries],
-            enqueued_at={d.dead_id: _enqueued_at(d) for d in entries},
+            enqueued_at={d.dead_id: dead_enqueued_at(d) for d in entries},
             csrf=self._csrf(request),
             flash=flash,
         )
@@ -218,17 +206,17 @@ class Dashboard:
 
     async def page_purge(self, request: Request) -> Response:
         """The confirmation step before a purge."""
-        type = _type(request)
-        (stats,) = await self._stats([type])
+        type = _type_param(request)
+        (stats,) = await self._stats_rows([type])
         return HTMLResponse(_pages.purge_confirm(type, stats["dead"], csrf=self._csrf(request)))
 
     async def page_workers(self, _request: Request) -> Response:
         """Live workers, and the consumers that have none."""
-        doc = await self._workers()
+        doc = await self._workers_doc()
         live = {w["consumer"] for w in doc["workers"]}
         orphans = [
             (s["type"], name, c["in_flight"], c["idle_s"])
-            for s in await self._stats(None)
+            for s in await self._stats_rows(None)
             for name, c in s["consumers"].items()
             if name not in live
         ]
@@ -254,30 +242,30 @@ class Dashboard:
 
     async def act_retry(self, request: Request) -> Response:
         """Retry one dead job (form field ``job_id``)."""
-        type = _type(request)
+        type = _type_param(request)
         form = await self._form(request)
         job_id = form.get("job_id", "")
         if not job_id:
             raise _HTTPError(400, "no job_id given")
         done = await self.queue.retry_dead(type, [job_id])
-        return self._back(type, retried=len(done))
+        return self._redirect_to_dead_page(type, retried=len(done))
 
     async def act_retry_all(self, request: Request) -> Response:
         """Retry every dead job of the type."""
-        type = _type(request)
+        type = _type_param(request)
         await self._form(request)
-        return self._back(type, retried=len(await self.queue.retry_dead(type)))
+        return self._redirect_to_dead_page(type, retried=len(await self.queue.retry_dead(type)))
 
     async def act_purge(self, request: Request) -> Response:
         """Delete every dead job of the type, once confirmed (form field ``confirm=yes``)."""
-        type = _type(request)
+        type = _type_param(request)
         form = await self._form(request)
         if form.get("confirm") != "yes":
             raise _HTTPError(400, "a purge needs its confirmation (confirm=yes)")
-        return self._back(type, purged=await self.queue.purge_dead(type))
+        return self._redirect_to_dead_page(type, purged=await self.queue.purge_dead(type))
 
     @staticmethod
-    def _back(type: str, **counts: int) -> Response:
+    def _redirect_to_dead_page(type: str, **counts: int) -> Response:
         query = "&".join(f"{k}={v}" for k, v in counts.items())
         return RedirectResponse(f"/dead/{quote(type, safe='')}?{query}", status_code=303)
 
@@ -298,25 +286,25 @@ async def _on_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    queue_factory: Callable[[], Queue], *, guard: Guard, settings: Settings | None = None
+    queue_factory: Callable[[], QueueInspector], *, guard: Guard, settings: Settings | None = None
 ) -> ASGIApp:
     """The dashboard behind its guard; ``queue_factory`` is called once, at start-up."""
-    d = Dashboard(queue_factory, guard=guard, settings=settings or Settings())
+    dashboard = Dashboard(queue_factory, guard=guard, settings=settings or Settings())
     routes = [
-        Route("/", d.page_overview),
-        Route("/pending/{type}", d.page_pending),
-        Route("/dead/{type}", d.page_dead),
-        Route("/dead/{type}/purge", d.page_purge),
-        Route("/dead/{type}/purge", d.act_purge, methods=["POST"]),
-        Route("/dead/{type}/retry", d.act_retry, methods=["POST"]),
-        Route("/dead/{type}/retry-all", d.act_retry_all, methods=["POST"]),
-        Route("/workers", d.page_workers),
-        Route("/api/stats", d.api_stats),
-        Route("/api/pending/{type}", d.api_pending),
-        Route("/api/dead/{type}", d.api_dead),
-        Route("/api/dead/{type}/{job_id}", d.api_dead_one),
-        Route("/api/workers", d.api_workers),
-        Route("/api/history", d.api_history),
+        Route("/", dashboard.page_overview),
+        Route("/pending/{type}", dashboard.page_pending),
+        Route("/dead/{type}", dashboard.page_dead),
+        Route("/dead/{type}/purge", dashboard.page_purge),
+        Route("/dead/{type}/purge", dashboard.act_purge, methods=["POST"]),
+        Route("/dead/{type}/retry", dashboard.act_retry, methods=["POST"]),
+        Route("/dead/{type}/retry-all", dashboard.act_retry_all, methods=["POST"]),
+        Route("/workers", dashboard.page_workers),
+        Route("/api/stats", dashboard.api_stats),
+        Route("/api/pending/{type}", dashboard.api_pending),
+        Route("/api/dead/{type}", dashboard.api_dead),
+        Route("/api/dead/{type}/{job_id}", dashboard.api_dead_one),
+        Route("/api/workers", dashboard.api_workers),
+        Route("/api/history", dashboard.api_history),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     # Only these: a handler for Exception would answer and then re-raise (a traceback in the log).
@@ -324,5 +312,5 @@ def create_app(
         _HTTPError: _on_error,
         StreamqError: _on_error,
     }
-    app = Starlette(routes=routes, lifespan=d.lifespan, exception_handlers=dict(handlers))
+    app = Starlette(routes=routes, lifespan=dashboard.lifespan, exception_handlers=dict(handlers))
     return guard.wrap(app)

@@ -17,9 +17,7 @@ from typer.testing import CliRunner
 
 from streamq import ConsumerStats, DeadEntry, Job, PendingJob, Principal, Queue, TypeStats, _codec
 from streamq._cli import app
-from streamq._cli.admin import worker_json
-from streamq._cli.dead import dead_json
-from streamq._cli.jobs import pending_json, stats_json
+from streamq._views import dead_json, pending_json, stats_json, worker_json
 from streamq.backends.redis import RedisBackend
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -406,6 +406,21 @@ def test_missing_extra_names_it(redis_url: str) -> None:
     ]
 
 
+def test_dashboard_imports_neither_typer_nor_the_cli() -> None:
+    """Importing the dashboard (app and server) loads no CLI module and not typer."""
+    code = (
+        "import json, sys, streamq._web.app, streamq._web.serve; "
+        "print(json.dumps(list(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = json.loads(done.stdout)
+    assert "streamq._web.app" in loaded
+    assert "typer" not in loaded
+    assert [name for name in loaded if name.split(".")[:2] == ["streamq", "_cli"]] == []
+
+
 def test_history_rates_per_second() -> None:
     """The charts' rates are counter differences over time; a counter reset is no negative rate."""
     h = History(window_s=60, interval_s=1)

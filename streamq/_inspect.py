@@ -1,0 +1,212 @@
+"""Inspecting and administering queues: what the CLI and the dashboard read, and re-drive.
+
+:class:`QueueInspector` is the base class of :class:`streamq.Queue` (as BullMQ's ``Queue``
+extends its ``QueueGetters``): every method here is a method of ``Queue``, and of ``SyncQueue``
+as a blocking call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+from streamq import _codec, _tracing
+from streamq._registry import seconds
+from streamq.backends._base import Backend, DeadEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStats:
+    """One consumer of a type's group: entries it holds and seconds since it last read."""
+
+    in_flight: int
+    idle_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStats:
+    """Where the jobs of one type are, and what became of them."""
+
+    type: str
+    #: enqueued, not yet delivered to any worker
+    waiting: int
+    #: in the PEL: delivered and not yet acked (running, or awaiting a retry), all workers
+    in_flight: int
+    #: age (since enqueue) of the oldest job in flight
+    oldest_in_flight_s: float | None
+    #: in the dead stream now
+    dead: int
+    enqueued: int
+    processed: int
+    #: deliveries whose handler raised or timed out
+    failed: int
+    retried: int
+    #: jobs ever dead-lettered (the dead stream is capped, and can be purged or retried)
+    dead_lettered: int
+    consumers: dict[str, ConsumerStats]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """One job in flight (or awaiting its retry), from the PEL."""
+
+    job_id: str | None
+    entry_id: str
+    consumer: str
+    idle_s: float
+    deliveries: int
+
+
+class QueueInspector:
+    """Stats, jobs in flight, dead letters and workers of the queues on ``backend``.
+
+    It owns the backend's lifetime (``aclose``, ``async with``), so a reader that never
+    enqueues, such as the dashboard, needs nothing more.
+
+    Args:
+        backend: where the jobs are.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections."""
+        await self.backend.aclose()
+
+    async def stats(self, types: Sequence[str]) -> list[TypeStats]:
+        """Stats of each type, read from the server (global across all workers)."""
+        out = []
+        for job_type in types:
+            raw = await self.backend.stats(job_type)
+            counters = raw.counters
+            out.append(
+                TypeStats(
+                    type=job_type,
+                    waiting=max(0, raw.length - raw.pending),
+                    in_flight=raw.pending,
+                    oldest_in_flight_s=None
+                    if raw.oldest_pending_age_ms is None
+                    else raw.oldest_pending_age_ms / 1000,
+                    dead=raw.dead,
+                    enqueued=counters["enqueued"],
+                    processed=counters["processed"],
+                    failed=counters["failed"],
+                    retried=counters["retried"],
+                    dead_lettered=counters["dead"],
+                    consumers={
+                        name: ConsumerStats(n, idle / 1000)
+                        for name, (n, idle) in sorted(raw.consumers_detail.items())
+                    },
+                )
+            )
+        return out
+
+    async def pending(
+        self,
+        type: str,
+        *,
+        consumer: str | None = None,
+        min_idle: float | timedelta = 0.0,
+        limit: int = 100,
+        scan: int = 10_000,
+    ) -> list[PendingJob]:
+        """The ``limit`` jobs in flight for ``type`` idle longest, with their job ids.
+
+        The PEL lists entries in id order, not by idle time: the first ``scan`` entries are
+        read (ids and idle times only, cheap) and sorted, then the job ids of the ``limit``
+        longest idle are fetched.
+        """
+        rows = await self.backend.pending(
+            type,
+            consumer=consumer,
+            min_idle_ms=int(seconds(min_idle) * 1000),
+            limit=max(limit, scan),
+        )
+        rows = sorted(rows, key=lambda r: r.idle_ms, reverse=True)[:limit]
+        fields = await self.backend.fetch(type, [r.entry_id for r in rows])
+        jobs = [
+            PendingJob(
+                job_id=_codec.job_id_of(fields.get(r.entry_id, {})),
+                entry_id=r.entry_id,
+                consumer=r.consumer,
+                idle_s=r.idle_ms / 1000,
+                deliveries=r.deliveries,
+            )
+            for r in rows
+        ]
+        return sorted(jobs, key=lambda j: j.idle_s, reverse=True)
+
+    async def types(self) -> list[str]:
+        """The job types that exist on the server (a stream, dead letters or counters)."""
+        return await self.backend.types()
+
+    async def recover(
+        self, type: str, *, min_idle: float | timedelta, dry_run: bool = False, limit: int = 10_000
+    ) -> list[PendingJob]:
+        """Hand jobs in flight for at least ``min_idle`` back for delivery now.
+
+        Each is moved to the end of the stream as a new entry (fresh delivery count), so the
+        next read of any worker gets it, without waiting for a recovery pass after claim_after.
+        If the old holder is still running it, its ack finds the entry gone (a lost lease, logged)
+        — the job may run twice, as at-least-once allows. Returns the jobs handed back (with
+        ``dry_run``, the ones that would be).
+        """
+        stuck = await self.pending(type, min_idle=min_idle, limit=limit)
+        if dry_run or not stuck:
+            return stuck
+        min_idle_ms = int(seconds(min_idle) * 1000)
+        moved = set(await self.backend.requeue(type, [p.entry_id for p in stuck], min_idle_ms))
+        return [p for p in stuck if p.entry_id in moved]
+
+    async def prune_consumers(self, types: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """Remove consumers that have no live worker and hold no entry; returns (type, name)."""
+        live = {w["id"] for w in await self.backend.workers()}
+        removed = []
+        for job_type in types if types is not None else await self.types():
+            raw = await self.backend.stats(job_type)
+            for name, (held, _idle) in raw.consumers_detail.items():
+                if (
+                    name not in live
+                    and held == 0
+                    and await self.backend.remove_consumer(job_type, name)
+                ):
+                    removed.append((job_type, name))
+        return removed
+
+    async def dead(self, type: str, *, limit: int = 100) -> list[DeadEntry]:
+        """Dead-lettered jobs of ``type``, oldest first."""
+        return await self.backend.dead_list(type, limit)
+
+    async def retry_dead(self, type: str, job_ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead jobs back (all when ``job_ids`` is None); returns the job ids re-driven.
+
+        Only jobs this call really re-drove are returned: one retried or purged by someone else
+        between the listing and the retry is not (the CLI then names it as not found).
+        """
+        dead = await self.backend.dead_list(type, 1_000_000)
+        wanted = None if job_ids is None else set(job_ids)
+        chosen = {d.dead_id: d for d in dead if wanted is None or d.job_id in wanted}
+        redriven = await self.backend.dead_retry(type, list(chosen))
+        if redriven:
+            _tracing.count(_tracing.ENQUEUED, type, len(redriven))
+        return [chosen[i].job_id or i for i in redriven if i in chosen]
+
+    async def purge_dead(self, type: str) -> int:
+        """Delete every dead letter of ``type``; returns how many."""
+        return await self.backend.dead_purge(type)
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Live workers' heartbeat records."""
+        return await self.backend.workers()

@@ -1,0 +1,102 @@
+"""Producing: :class:`Queue`, which enqueues jobs (and inspects, from :class:`QueueInspector`).
+
+``SyncQueue`` (in ``_sync``) wraps it for sync code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from streamq import _codec, _tracing
+from streamq._inspect import QueueInspector
+from streamq._job import Job
+from streamq._logging import logger
+from streamq._registry import Registry, check_type_name
+from streamq._settings import connect
+from streamq.backends._base import Backend
+from streamq.exceptions import BackendError
+
+DEFAULT_MAX_JOB_SIZE = 1024 * 1024
+
+
+class Queue(QueueInspector):
+    """Enqueue jobs and look at queues (the inspection methods are :class:`QueueInspector`'s).
+
+    Args:
+        backend: where jobs go.
+        registry: when given, args are validated against the registered type at enqueue and an
+            unregistered type is refused, so a bad job never reaches a stream.
+        max_job_size: encoded jobs larger than this many bytes are refused (0: no limit).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        registry: Registry | None = None,
+        max_job_size: int = DEFAULT_MAX_JOB_SIZE,
+    ) -> None:
+        super().__init__(backend)
+        self.registry = registry
+        self.max_job_size = max_job_size
+        # The stream a type's jobs travel on, for traces (the type itself on the memory backend).
+        self._stream_name: Callable[[str], str] = getattr(backend, "jobs_key", str)
+
+    @classmethod
+    def from_url(cls, url: str | None = None, *, prefix: str | None = None, **kwargs: Any) -> Queue:
+        """A queue on Redis at ``url`` (see :func:`resolve_url`)."""
+        return cls(connect(url, prefix=prefix), **kwargs)
+
+    def _encode(
+        self, job: Job[Any], trace: Mapping[str, str], new_id: str
+    ) -> tuple[str, _codec.Fields]:
+        job_id = job.id or new_id
+        check_type_name(job.type)
+        if self.registry is not None:
+            job_type = self.registry.get(job.type)
+            args = _codec.convert_args(job_type.args, job.args, job_id=job_id, job_type=job.type)
+            if args is not job.args:
+                job = dataclasses.replace(job, args=args)
+        return job_id, _codec.encode(job, job_id, trace=trace, max_size=self.max_job_size)
+
+    async def enqueue(self, job: Job[Any]) -> str:
+        """Add one job; returns its id (the job's own, or a new UUID)."""
+        with (
+            _tracing.send_span({job.type: 1}, self._stream_name)
+            if _tracing.enabled()
+            else _tracing.NO_CARRIER
+        ) as carrier:
+            (new_id,) = _codec.new_ids(1)
+            job_id, fields = self._encode(job, carrier, new_id)
+            await self._send(self.backend.enqueue(job.type, fields), 1)
+        _tracing.count(_tracing.ENQUEUED, job.type)
+        return job_id
+
+    async def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
+        """Add many jobs in one round trip; all are encoded (and checked) before any is sent."""
+        jobs = list(jobs)
+        per_type = Counter(job.type for job in jobs)
+        ids: list[str] = []
+        items: list[tuple[str, _codec.Fields]] = []
+        traced = per_type and _tracing.enabled()
+        span = _tracing.send_span(per_type, self._stream_name) if traced else _tracing.NO_CARRIER
+        with span as carrier:
+            for job, new_id in zip(jobs, _codec.new_ids(len(jobs)), strict=True):
+                job_id, fields = self._encode(job, carrier, new_id)
+                ids.append(job_id)
+                items.append((job.type, fields))
+            await self._send(self.backend.enqueue_many(items), len(items))
+        for job_type, n in per_type.items():
+            _tracing.count(_tracing.ENQUEUED, job_type, n)
+        return ids
+
+    async def _send(self, write: Awaitable[Any], jobs: int) -> None:
+        """Await the write; a failure is logged here (the caller gets the error to retry)."""
+        try:
+            await write
+        except BackendError as exc:
+            logger.warning("streamq.enqueue.failed", jobs=jobs, error=str(exc))
+            raise

@@ -1,0 +1,168 @@
+"""What the CLI and the dashboard show: the ``--json`` documents and the formatting helpers.
+
+The CLI's ``--json`` output and the dashboard's ``/api/*`` answers are built by these functions,
+so scripts, the page and the terminal see the same truth; docs/cli-json.md is their schema and
+stability promise. Nothing here imports the CLI's or the dashboard's frameworks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streamq import _codec
+from streamq._inspect import PendingJob, TypeStats
+from streamq._job import mask
+from streamq.backends._base import DeadEntry
+
+# formatting -------------------------------------------------------------------------------------
+
+
+def age(seconds: float | None) -> str:
+    """A short human duration: ``250ms``, ``4.2s``, ``3.5m``, ``2.0h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, aligned text table (stable for scripts that grep it, no colour codes)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def stats_table(stats: list[TypeStats]) -> str:
+    """The ``streamq stats`` table (the demo prints it too)."""
+    headers = ["type", "waiting", "in flight", "oldest", "dead", "processed", "failed"]
+    headers += ["retried", "consumers"]
+    rows = [
+        [
+            s.type,
+            str(s.waiting),
+            str(s.in_flight),
+            age(s.oldest_in_flight_s),
+            str(s.dead),
+            str(s.processed),
+            str(s.failed),
+            str(s.retried),
+            str(len(s.consumers)),
+        ]
+        for s in stats
+    ]
+    return table(headers, rows)
+
+
+# the documents of docs/cli-json.md --------------------------------------------------------------
+
+
+def stats_json(stats: TypeStats) -> dict[str, Any]:
+    """One type's stats in the documented JSON schema."""
+    return {
+        "type": stats.type,
+        "waiting": stats.waiting,
+        "in_flight": stats.in_flight,
+        "oldest_in_flight_s": stats.oldest_in_flight_s,
+        "dead": stats.dead,
+        "enqueued": stats.enqueued,
+        "processed": stats.processed,
+        "failed": stats.failed,
+        "retried": stats.retried,
+        "dead_lettered": stats.dead_lettered,
+        "consumers": {
+            name: {"in_flight": c.in_flight, "idle_s": c.idle_s}
+            for name, c in stats.consumers.items()
+        },
+    }
+
+
+def pending_json(job: PendingJob) -> dict[str, Any]:
+    """One job in flight in the documented JSON schema."""
+    return {
+        "job_id": job.job_id,
+        "entry_id": job.entry_id,
+        "consumer": job.consumer,
+        "idle_s": job.idle_s,
+        "deliveries": job.deliveries,
+    }
+
+
+def dead_job_summary(entry: DeadEntry) -> dict[str, Any]:
+    """What the dead job was, from its original fields; the identity's user only masked."""
+    try:
+        job = _codec.decode(entry.fields).job
+    except Exception as exc:  # poison: show why it cannot be read, not a traceback
+        raw = {k.decode(errors="replace"): len(v) for k, v in entry.fields.items()}
+        return {"undecodable": str(exc), "field_sizes": raw}
+    ident = job.identity
+    return {
+        "type": job.type,
+        "account_id": job.account_id,
+        "org_id": ident.org_id,
+        "account_number": ident.account_number,
+        "user": mask(ident.user),
+        "request_id": job.request_id,
+        "args": job.args,
+    }
+
+
+def dead_json(entry: DeadEntry, *, full: bool = False) -> dict[str, Any]:
+    """One dead letter in the documented JSON schema (``full`` adds the job)."""
+    out: dict[str, Any] = {
+        "job_id": entry.job_id,
+        "dead_id": entry.dead_id,
+        "entry_id": entry.entry_id,
+        "reason": entry.reason,
+        "error": entry.error,
+        "deliveries": entry.deliveries,
+        "dead_at": entry.dead_at,
+    }
+    if full:
+        out["job"] = dead_job_summary(entry)
+    return out
+
+
+def dead_enqueued_at(entry: DeadEntry) -> float | None:
+    """When the dead job was enqueued, from its envelope; None when it cannot be read."""
+    try:
+        at = _codec.decode(entry.fields).enqueued_at
+    except Exception:  # poison: no readable envelope, so no enqueue time either
+        return None
+    return at or None
+
+
+def worker_json(record: dict[str, str], now: float) -> dict[str, Any]:
+    """One live worker in the documented JSON schema."""
+    beat = float(record.get("heartbeat_at", "0") or 0)
+    return {
+        "consumer": record["id"],
+        "host": record.get("host", ""),
+        "pid": int(record.get("pid", "0") or 0),
+        "types": [name for name in record.get("types", "").split(",") if name],
+        "concurrency": int(record.get("concurrency", "0") or 0),
+        "in_flight": int(record.get("in_flight", "0") or 0),
+        "processed": int(record.get("processed", "0") or 0),
+        "heartbeat_age_s": round(max(0.0, now - beat), 3),
+    }
+
+
+def workers_doc(
+    live: list[dict[str, str]], removed: list[tuple[str, str]], now: float
+) -> dict[str, Any]:
+    """The ``workers --json`` document: live workers' records and the consumers pruned."""
+    return {
+        "workers": [worker_json(record, now) for record in live],
+        "pruned": [{"type": job_type, "consumer": name} for job_type, name in removed],
+    }
+
+
+def recover_doc(moved: list[PendingJob], *, dry_run: bool) -> dict[str, Any]:
+    """The ``recover --json`` document: the jobs handed back (or, dry run, that would be)."""
+    return {"dry_run": dry_run, "jobs": [pending_json(job) for job in moved]}
