@@ -23,7 +23,7 @@ from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, job_fields, logger, resolved
 from streamq._registry import JobType, Registry, Step, step_name
-from streamq._threads import Call, Threads
+from streamq._worker.threads import Call, Threads
 from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 

@@ -21,12 +21,12 @@ from datetime import timedelta
 from typing import Any
 
 from streamq import _tracing
-from streamq._lanes import Lane, Lanes
 from streamq._logging import logger
-from streamq._preflight import check_eviction_policy
 from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
-from streamq._retry import backoff
-from streamq._runner import Outcome, Runner, log_fields
+from streamq._worker.backoff import backoff
+from streamq._worker.lanes import Lane, Lanes
+from streamq._worker.preflight import check_eviction_policy
+from streamq._worker.runner import Outcome, Runner, log_fields
 from streamq.backends._base import Backend, Claimed, DeadLetter, Delivery
 from streamq.exceptions import BackendError, ConfigError
 
