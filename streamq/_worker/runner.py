@@ -1,6 +1,6 @@
 """One delivery: decode, validate, run the steps in order under the timeout. No backend calls.
 
-The worker hands a :class:`Delivery` to :meth:`Runner.run` and acts on the :class:`Outcome`
+The worker hands a :class:`Delivery` to :meth:`Runner.run` and acts on the :class:`DeliveryOutcome`
 (ack, retry, dead-letter); everything about *running* a job lives here, everything about the
 stream lives in the worker.
 """
@@ -28,7 +28,7 @@ from streamq.backends._base import DeadLetter, Delivery
 from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
 
 
-async def _ready(outcome: Outcome) -> Outcome:
+async def _ready(outcome: DeliveryOutcome) -> DeliveryOutcome:
     return outcome
 
 
@@ -88,7 +88,7 @@ class _HeldTimeout:
             self._timeout.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
-class Outcome:
+class DeliveryOutcome:
     """What one delivery came to.
 
     ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left.
@@ -140,7 +140,7 @@ def log_fields(
 
 
 #: The outcome of most deliveries: done, with no trace ids to log.
-DONE = Outcome("done")
+DONE = DeliveryOutcome("done")
 
 
 class Runner:
@@ -197,10 +197,11 @@ class Runner:
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
         self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
 
-    def look(self) -> None:
-        """See which opentelemetry SDKs are installed now. The worker calls this for each batch
-        it reads; the deliveries of a batch all run with what it saw (asking costs about 1.4k
-        instructions, a third of running a no-op job's step)."""
+    def check_tracing_sdks(self) -> None:
+        """See again which OpenTelemetry SDKs (traces, metrics) are installed. The worker calls
+        this once per batch it reads or claims, not per job (what asking costs:
+        benchmarks/README.md, "Figures behind the code"); the deliveries of a batch all run
+        with what it saw."""
         self._sdk = _tracing.state()
 
     def close(self) -> None:
@@ -208,7 +209,7 @@ class Runner:
         daemon threads, which interpreter exit does not wait for either)."""
         self._threads.close()
 
-    def run(self, d: Delivery, limit: Limit | None = None) -> Coroutine[Any, Any, Outcome]:
+    def run(self, d: Delivery, limit: Limit | None = None) -> Coroutine[Any, Any, DeliveryOutcome]:
         """Run one delivery to its outcome (await the result). CancelledError (shutdown)
         propagates.
 
@@ -242,7 +243,7 @@ class Runner:
         typed: bool,
         limit: Limit | None,
         sdk: int,
-    ) -> Outcome:
+    ) -> DeliveryOutcome:
         attributes = {
             "messaging.message.id": job.id,
             "messaging.consumer.group.name": self._group,
@@ -267,9 +268,11 @@ class Runner:
                 _tracing.event(span, "streamq.retry_scheduled", error=outcome.error)
             return outcome
 
-    def _poison(self, d: Delivery, trace_ids: dict[str, str] | None, exc: Exception) -> Outcome:
+    def _poison(
+        self, d: Delivery, trace_ids: dict[str, str] | None, exc: Exception
+    ) -> DeliveryOutcome:
         extra = {"job_id": _codec.job_id_of(d.fields)} | (trace_ids or {})
-        outcome = Outcome(
+        outcome = DeliveryOutcome(
             "dead",
             extra=extra,
             letter=DeadLetter(reason=f"poison: {exc}", deliveries=d.deliveries),
@@ -286,7 +289,7 @@ class Runner:
         span: Any,
         limit: Limit | None,
         sdk: int,
-    ) -> Outcome:
+    ) -> DeliveryOutcome:
         trace_ids = _tracing.ids_of(span) if span is not None else None
         if typed:
             # The typed decoder checked the type and the args already.
@@ -306,7 +309,7 @@ class Runner:
                 "its last deliveries never finished (did the worker die?)",
                 deliveries=d.deliveries,
             )
-            return Outcome("dead", job, letter=letter, extra=trace_ids)
+            return DeliveryOutcome("dead", job, letter=letter, extra=trace_ids)
         if d.deliveries > 1:
             self._log.info("streamq.job.redelivered")
         if self._debug:
@@ -368,20 +371,20 @@ class Runner:
                 _tracing.DURATION.record(elapsed, on_success)
             if self._debug:
                 self._log.debug("streamq.job.succeeded", duration_s=round(elapsed, 4))
-            return DONE if trace_ids is None else Outcome("done", extra=trace_ids)
+            return DONE if trace_ids is None else DeliveryOutcome("done", extra=trace_ids)
         if metered:
             _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, exc2)
         error = f"{type(exc2).__name__}: {exc2}"
         if d.deliveries < limit_n:
-            return Outcome("retry", job, error=error, extra=trace_ids)
+            return DeliveryOutcome("retry", job, error=error, extra=trace_ids)
         letter = DeadLetter(
             reason=f"failed {d.deliveries} times (max_deliveries {limit_n})",
             error=error,
             deliveries=d.deliveries,
             failed=True,
         )
-        return Outcome("dead", job, error=error, letter=letter, extra=trace_ids)
+        return DeliveryOutcome("dead", job, error=error, letter=letter, extra=trace_ids)
 
     async def _steps(
         self, type_: str, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
