@@ -18,8 +18,8 @@ so the runner sets only those that differ (``_logging.bind_job``). Whatever a jo
 sends the next job back to a plain copy of the worker's context.
 
 Time limits: each lane holds the deadline of the job it runs, and one timer, armed at the
-earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the
-:class:`~streamq._runner.Limit` the runner uses).
+earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the runner's
+:class:`~streamq._worker.limits.Limit`).
 
 Closing is bounded: a job that swallows its cancel (``except CancelledError`` in a loop) would
 keep its lane, and so the worker and the interpreter, alive for ever. Past the time

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamq._logging import logger
 from streamq._worker.backoff import error_backoff
-from streamq._worker.runner import DeliveryOutcome, log_fields
+from streamq._worker.outcome import DeliveryOutcome, log_fields
 from streamq.backends._base import Delivery
 from streamq.exceptions import BackendError
 
