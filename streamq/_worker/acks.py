@@ -53,9 +53,9 @@ class AckBatcher:
         self._to_ack: dict[str, list[Held]] = {}
         self.pending = 0
         # Finished jobs whose ack failed: still held (in state.running, so the lease keeper
-        # keeps their leases), sent again at _retry_at; the backoff grows with each failed call.
-        self._retry: dict[str, list[Held]] = {}
-        self._retry_at = 0.0
+        # keeps their leases), sent again at _resend_at; the backoff grows with each failed call.
+        self._failed: dict[str, list[Held]] = {}
+        self._resend_at = 0.0
         self._failures = 0
         #: The read loop is waiting (blocked in a read, or pausing after an error): the ack
         #: loop sends what finishes meanwhile.
@@ -67,7 +67,7 @@ class AckBatcher:
     @property
     def unacked(self) -> int:
         """Finished jobs not acked yet: waiting for the next call, or for a failed one's retry."""
-        return self.pending + sum(len(runs) for runs in self._retry.values())
+        return self.pending + sum(len(runs) for runs in self._failed.values())
 
     # one delivery ---------------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class AckBatcher:
                     acked += 1
                 running.pop((type_, r.delivery.entry_id), None)
             if error is not None and again:
-                self._retry.setdefault(type_, []).extend(again)
+                self._failed.setdefault(type_, []).extend(again)
                 failed.append((type_, error, len(again)))
             self.processed += acked
             if acked:
@@ -147,7 +147,7 @@ class AckBatcher:
         if failed:
             self._failures += 1
             delay = error_backoff(self._failures)
-            self._retry_at = time.monotonic() + delay
+            self._resend_at = time.monotonic() + delay
             for type_, error, n in failed:
                 logger.warning(
                     "streamq.job.ack_failed",
@@ -167,11 +167,11 @@ class AckBatcher:
         """Ack what finishes while the read loop waits, and retry failed acks when due."""
         state = self._state
         while not state.closing.is_set():
-            if self._retry:
+            if self._failed:
                 with contextlib.suppress(TimeoutError):
-                    wait = self._retry_at - time.monotonic()
+                    wait = self._resend_at - time.monotonic()
                     await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
-                if time.monotonic() >= self._retry_at:
+                if time.monotonic() >= self._resend_at:
                     self._requeue_failed()
             else:
                 await self.wake.wait()
@@ -182,10 +182,10 @@ class AckBatcher:
 
     def _requeue_failed(self) -> None:
         """Send the acks that failed again, with the next read (or the ack loop's next call)."""
-        for type_, runs in self._retry.items():
+        for type_, runs in self._failed.items():
             self._to_ack.setdefault(type_, []).extend(runs)
             self.pending += len(runs)
-        self._retry = {}
+        self._failed = {}
         # The read loop may be waiting for a free slot: these free theirs with the ack.
         self._slot_freed.set()
 
@@ -208,9 +208,9 @@ class AckBatcher:
         """At shutdown: ack what finished, and retry failed acks with their backoff until they
         go through (the shutdown deadline cuts this short)."""
         while True:
-            if self._retry:
-                await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+            if self._failed:
+                await asyncio.sleep(max(0.0, self._resend_at - time.monotonic()))
                 self._requeue_failed()
             await self.flush()
-            if not self._retry:
+            if not self._failed:
                 return
