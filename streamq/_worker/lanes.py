@@ -171,7 +171,7 @@ class Lanes(Generic[T]):
         self.base = contextvars.copy_context()
         self._lanes = [Lane(self) for _ in range(size)]
         for lane in self._lanes:
-            lane.task = self.loop.create_task(self._main(lane))
+            lane.task = self.loop.create_task(self._run_lane(lane))
 
     # work -------------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class Lanes(Generic[T]):
         if self._queue:
             self._wake_one()
 
-    async def _main(self, lane: Lane) -> None:
+    async def _run_lane(self, lane: Lane) -> None:
         queue, work = self._queue, self._work
         while True:
             if not queue:

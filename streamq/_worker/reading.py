@@ -73,7 +73,7 @@ class Reader:
                 slot_freed.clear()
                 await slot_freed.wait()
                 continue
-            read_types, count = self._share(types, free)
+            read_types, count = self._choose_types(types, free)
             finished = acks.take()
             try:
                 if finished or more:
@@ -117,7 +117,7 @@ class Reader:
         assert self.lanes is not None
         self.lanes.submit(runs)
 
-    def _share(self, types: list[str], free: int) -> tuple[list[str], int]:
+    def _choose_types(self, types: list[str], free: int) -> tuple[list[str], int]:
         """Which types to read, and how many entries in all (the backend shares them among the
         types): every type and ``free``; with more types than free slots, a rotating window of
         ``free`` types, one entry each."""

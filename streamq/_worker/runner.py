@@ -29,7 +29,7 @@ from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeE
 __all__ = ["DONE", "DeliveryOutcome", "Limit", "Runner", "log_fields"]
 
 
-async def _ready(outcome: DeliveryOutcome) -> DeliveryOutcome:
+async def _outcome_now(outcome: DeliveryOutcome) -> DeliveryOutcome:
     return outcome
 
 
@@ -116,7 +116,7 @@ class Runner:
                 envelope = _codec.decode(d.fields)
             except InvalidJobError as exc:
                 # Nothing readable, so no trace context either: no span for this one.
-                return _ready(self._poison(d, None, exc))
+                return _outcome_now(self._poison(d, None, exc))
             job, meta = envelope.job, envelope
         sdk = self._sdk
         if not sdk & _tracing.TRACES:
@@ -239,7 +239,7 @@ class Runner:
                         # The time limit cancelled the steps (or they swallowed its cancel).
                         raise TimeLimitReached
         except TimeLimitReached:
-            exc2: BaseException = JobTimeoutError(
+            failure: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type
             )
         except asyncio.CancelledError as exc:
@@ -251,9 +251,9 @@ class Runner:
                 raise
             # Nobody cancelled this task: the handler let a CancelledError of its own out (a
             # future it awaited was cancelled). An ordinary failure.
-            exc2 = exc
+            failure = exc
         except Exception as exc:
-            exc2 = exc
+            failure = exc
         else:
             elapsed = time.monotonic() - started
             if metered:
@@ -263,8 +263,8 @@ class Runner:
             return DONE if trace_ids is None else DeliveryOutcome("done", extra=trace_ids)
         if metered:
             _tracing.DURATION.record(time.monotonic() - started, on_failure)
-        _tracing.failed(span, exc2)
-        error = f"{type(exc2).__name__}: {exc2}"
+        _tracing.failed(span, failure)
+        error = f"{type(failure).__name__}: {failure}"
         if d.deliveries < limit_n:
             return DeliveryOutcome("retry", job, error=error, extra=trace_ids)
         letter = DeadLetter(
