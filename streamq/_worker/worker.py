@@ -9,7 +9,12 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
-- :mod:`~streamq._worker.lanes` and :mod:`~streamq._worker.runner`: where and how a delivery runs.
+- :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
+- :mod:`~streamq._worker.runner`: one delivery, decoded, checked and run to its
+  :mod:`~streamq._worker.outcome`, with :mod:`~streamq._worker.steps` (calling the steps),
+  :mod:`~streamq._worker.threads` (the sync steps' threads) and :mod:`~streamq._worker.limits`;
+- :mod:`~streamq._worker.backoff` (how long to wait) and :mod:`~streamq._worker.preflight`
+  (the server settings checked at start).
 
 No Redis calls here: everything goes through the :class:`~streamq.backends._base.Backend`
 protocol, so the same worker runs on the memory backend in unit tests.
