@@ -246,7 +246,7 @@ class _Child:
         here with far less noise than end to end. Best of RUNNER_REPEATS runs, in µs per job.
         """
         from streamq import _codec
-        from streamq._runner import Runner
+        from streamq._worker.runner import Runner
         from streamq.backends._base import Delivery
 
         runner = Runner(

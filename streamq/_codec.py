@@ -18,6 +18,7 @@ import msgspec
 import orjson
 
 from streamq._job import Job, Principal
+from streamq.backends._base import Fields as Fields  # the protocol's; re-exported for callers
 from streamq.exceptions import InvalidJobError, JobTooLargeError
 
 FORMAT_VERSION = 1
@@ -25,8 +26,6 @@ F_ID = b"id"
 F_VERSION = b"v"
 F_BODY = b"job"
 _VERSION_BYTES = str(FORMAT_VERSION).encode()
-
-Fields = dict[bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -60,8 +59,8 @@ class _Body(msgspec.Struct, Generic[ArgsT]):
     type: str
     args: ArgsT
     account_id: int = 0
-    # msgspec fills the frozen dataclass itself (no __init__ call): a third cheaper than building
-    # it from an intermediate struct.
+    # msgspec fills the frozen dataclass itself (no __init__ call), cheaper than building it
+    # from an intermediate struct (benchmarks/README.md, "Figures behind the code").
     identity: Principal = msgspec.field(default_factory=Principal)
     request_id: str | None = None
     enqueued_at: float = 0.0
@@ -112,7 +111,7 @@ def encode(
 def new_ids(n: int) -> list[str]:
     """``n`` random (version 4) UUIDs as strings, from one ``os.urandom`` call.
 
-    What ``str(uuid.uuid4())`` gives, at a third of its cost for a batch.
+    What ``str(uuid.uuid4())`` gives, for less per id in a batch (one system call for all).
     """
     pool = bytearray(os.urandom(16 * n))
     out = []
@@ -206,12 +205,12 @@ def _job(job_id: str, body: _Body[Any]) -> Job[Any]:
 class _JobDraft(Generic[ArgsT]):
     """A Job under construction: the same slots, without the frozen dataclass's ``__setattr__``.
 
-    Building a Job for every delivery through its ``__init__`` costs three times what filling
-    its slots does (the generated ``__init__`` calls ``object.__setattr__`` per field), and
-    filling them through their descriptors still twice what plain stores do. ``_job``
-    fills a draft, then makes it a Job by ``__class__`` assignment, which Python allows between
-    classes of the same layout: the result is a Job like any other, every field set
-    (tests/unit/test_codec_fast_path.py checks it).
+    Building a Job for every delivery through its ``__init__`` costs several times what filling
+    its slots does (the generated ``__init__`` calls ``object.__setattr__`` per field; the
+    figures: benchmarks/README.md, "Figures behind the code"). ``_job`` fills a draft, then makes
+    it a Job by ``__class__`` assignment, which Python allows between classes of the same layout:
+    the result is a Job like any other, every field set (tests/unit/test_codec_fast_path.py
+    checks it).
     """
 
     __slots__ = Job.__slots__

@@ -3,6 +3,13 @@ for one delivery.
 
 The library never configures structlog; applications (and the CLI) do. Until one does, the
 library is quiet below INFO (see :class:`_LibraryLogger`).
+
+This is the one module that reaches into structlog's internals: ``structlog.contextvars``'
+``_CONTEXT_VARS`` (its dict of one ContextVar per bound key) and ``STRUCTLOG_KEY_PREFIX``, set
+directly to bind a delivery's fields without :func:`structlog.contextvars.bind_contextvars`'
+per-call work. Tested on the range pyproject.toml pins, ``structlog>=24.1,<27``; a structlog
+without them falls back to the public function. What it saves: benchmarks/README.md, "Figures
+behind the code".
 """
 
 from __future__ import annotations
@@ -41,8 +48,7 @@ logger = cast("structlog.typing.FilteringBoundLogger", _LibraryLogger())
 
 # structlog keeps one ContextVar per bound key, named with this prefix, in a module dict; its
 # merge_contextvars processor reads every variable so named. Setting those variables directly is
-# what bind_contextvars does, without rebuilding the name and a dict of tokens for every key
-# (a third of the cost of binding a job's fields).
+# what bind_contextvars does, without rebuilding the name and a dict of tokens for every key.
 _STRUCTLOG_VARS: dict[str, contextvars.ContextVar[Any]] | None
 try:
     from structlog.contextvars import _CONTEXT_VARS as _STRUCTLOG_VARS
@@ -121,10 +127,10 @@ def bind_job(
     """Bind a delivery's fields (those of :func:`job_fields`, ``entry_id``, and the ids of its
     span when it has one): what every log line about it carries. Called once per delivery.
 
-    Setting a context variable copies part of the context's mapping (about 1.6k instructions
-    here, a sixth of decoding a job's body), so what the context holds already is not set
-    again. The worker's lanes start a delivery in a context that holds the
-    previous delivery's fields when that one bound nothing else (:class:`~streamq._lanes.Lanes`):
+    Setting a context variable copies part of the context's mapping (what that costs:
+    benchmarks/README.md, "Figures behind the code"), so what the context holds already is not
+    set again. The worker's lanes start a delivery in a context that holds the previous
+    delivery's fields when that one bound nothing else (:class:`~streamq._worker.lanes.Lanes`):
     the type, account, identity, request and delivery count are set only when one of them
     changed from that delivery to this one. Trace ids this delivery does not have are unbound
     (structlog's ``...``).

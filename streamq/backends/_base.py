@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+#: A stream entry's fields, as the backends store them and the codec encodes a job into.
 Fields = dict[bytes, bytes]
 
 #: Counter names kept per type.

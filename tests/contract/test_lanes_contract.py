@@ -1,9 +1,9 @@
 """What a task per delivery used to give for free, pinned now that lanes run the deliveries.
 
-The worker runs deliveries on ``concurrency`` long-lived lanes (streamq/_lanes.py). These tests
-hold the properties a handler author relies on: asyncio's own tools inside a handler act on that
-handler, nothing one job binds for its logs reaches the next, a time limit that fired leaves the
-lane clean, and jobs that wait on I/O still run side by side up to the concurrency.
+The worker runs deliveries on ``concurrency`` long-lived lanes (streamq/_worker/lanes.py). These
+tests hold the properties a handler author relies on: asyncio's own tools inside a handler act on
+that handler, nothing one job binds for its logs reaches the next, a time limit that fired leaves
+the lane clean, and jobs that wait on I/O still run side by side up to the concurrency.
 """
 
 from __future__ import annotations

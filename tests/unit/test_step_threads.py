@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 
 from streamq import Job, MemoryBackend, Queue, Registry, Worker
-from streamq._threads import Threads
+from streamq._worker.threads import Threads
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"claim_after": 0.5, "heartbeat": 0.1, "block": 0.05, "retry_base": 0.02}

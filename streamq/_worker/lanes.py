@@ -1,10 +1,10 @@
 """Lanes: a fixed set of long-lived tasks that run deliveries one at a time each.
 
 A task per delivery costs more than a no-op job itself (creating and scheduling the task, its
-done callback, and a timer handle for ``asyncio.timeout``: about 25 µs per job on a small VM).
-The worker instead keeps ``concurrency`` lanes. A lane takes the next delivery from a shared
-queue and awaits it; a job that never suspends costs one coroutine call, and the lane goes on
-with the next without passing through the event loop.
+done callback, and a timer handle for ``asyncio.timeout``; the figure: benchmarks/README.md,
+"Figures behind the code"). The worker instead keeps ``concurrency`` lanes. A lane takes the
+next delivery from a shared queue and awaits it; a job that never suspends costs one coroutine
+call, and the lane goes on with the next without passing through the event loop.
 
 Concurrency stays bounded by the number of lanes. Only one lane is woken for new work; when the
 job a lane runs suspends (it awaits I/O), the lane wakes another idle one if work is waiting,
@@ -18,8 +18,8 @@ so the runner sets only those that differ (``_logging.bind_job``). Whatever a jo
 sends the next job back to a plain copy of the worker's context.
 
 Time limits: each lane holds the deadline of the job it runs, and one timer, armed at the
-earliest deadline, cancels the lanes whose job is overdue (``Lane.start``/``Lane.stop`` are the
-:class:`~streamq._runner.Limit` the runner uses).
+earliest deadline, cancels the lanes whose job is overdue (a :class:`Lane` is the
+:class:`~streamq._worker.limits.Limit` the runner starts and stops).
 
 Closing is bounded: a job that swallows its cancel (``except CancelledError`` in a loop) would
 keep its lane, and so the worker and the interpreter, alive for ever. Past the time
@@ -171,7 +171,7 @@ class Lanes(Generic[T]):
         self.base = contextvars.copy_context()
         self._lanes = [Lane(self) for _ in range(size)]
         for lane in self._lanes:
-            lane.task = self.loop.create_task(self._main(lane))
+            lane.task = self.loop.create_task(self._run_lane(lane))
 
     # work -------------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class Lanes(Generic[T]):
         if self._queue:
             self._wake_one()
 
-    async def _main(self, lane: Lane) -> None:
+    async def _run_lane(self, lane: Lane) -> None:
         queue, work = self._queue, self._work
         while True:
             if not queue:

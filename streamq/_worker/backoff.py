@@ -1,4 +1,5 @@
-"""Retry policy: how long a failed job waits before its next delivery. Pure functions."""
+"""How long to wait: a failed job before its next delivery, and the worker before calling a
+server that failed again. Pure functions."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ def backoff(deliveries: int, *, base: float, cap: float, jitter: float = 0.1) ->
     raw = base * (2.0 ** max(0, deliveries - 1))
     spread = 1.0 + random.uniform(-jitter, jitter)
     return min(cap, raw * spread)
+
+
+def error_backoff(failures: int) -> float:
+    """Seconds before trying the server again after ``failures`` failed calls in a row."""
+    return min(5.0, 0.1 * 2.0 ** min(failures, 6))

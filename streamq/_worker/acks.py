@@ -1,0 +1,216 @@
+"""The ack batcher: finished jobs wait here for their ack, which goes out in one call per type.
+
+Most acks travel with the read loop's next read (one round trip for both,
+:meth:`~streamq._worker.reading.Reader.loop`). The ack loop here sends them on its own only
+while the read loop is blocked waiting for new entries or pausing after an error, and at a
+stop. An ack that fails is not given up: the jobs stay held (their leases kept) and the ack goes
+again after a backoff, so a transient error does not make a batch of finished jobs run again.
+
+:meth:`AckBatcher.run_delivery` (what each lane runs) is here, beside the batch, because its
+common end, a job done, is the hot path: it appends to this object's own batch with no call in
+between. Its other ends (a retry, a dead letter, a lost lease) go to
+:mod:`streamq._worker.recovery`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from streamq import _tracing
+from streamq._logging import logger
+from streamq._worker.backoff import error_backoff
+from streamq._worker.lanes import Lane
+from streamq._worker.recovery import Retries
+from streamq._worker.runner import Runner
+from streamq._worker.state import Held, WorkerState
+from streamq.backends._base import Backend
+from streamq.exceptions import BackendError
+
+
+class AckBatcher:
+    """Runs deliveries to their outcome, batches the acks of those done, and sends them."""
+
+    def __init__(
+        self,
+        state: WorkerState,
+        backend: Backend,
+        runner: Runner,
+        retries: Retries,
+        *,
+        consumer: str,
+    ) -> None:
+        self._state = state
+        self._backend = backend
+        self._runner = runner
+        self._retries = retries
+        self._consumer = consumer
+        self._running = state.running
+        self._slot_freed = state.slot_freed
+        self._pel_lock = state.pel_lock
+        # Finished jobs awaiting their ack, per type, and how many in all.
+        self._to_ack: dict[str, list[Held]] = {}
+        self.pending = 0
+        # Finished jobs whose ack failed: still held (in state.running, so the lease keeper
+        # keeps their leases), sent again at _resend_at; the backoff grows with each failed call.
+        self._failed: dict[str, list[Held]] = {}
+        self._resend_at = 0.0
+        self._failures = 0
+        #: The read loop is waiting (blocked in a read, or pausing after an error): the ack
+        #: loop sends what finishes meanwhile.
+        self.read_blocked = False
+        self.wake = asyncio.Event()
+        #: Jobs acked so far (what ``Worker.processed`` reports).
+        self.processed = 0
+
+    @property
+    def unacked(self) -> int:
+        """Finished jobs not acked yet: waiting for the next call, or for a failed one's retry."""
+        return self.pending + sum(len(runs) for runs in self._failed.values())
+
+    # one delivery ---------------------------------------------------------------------------
+
+    async def run_delivery(self, held: Held, lane: Lane) -> None:
+        """Run one delivery (what a lane does for each) and act on its outcome."""
+        outcome = await self._runner.run(held.delivery, lane)
+        held.outcome = outcome
+        if outcome.kind == "done":
+            self._to_ack.setdefault(held.delivery.type, []).append(held)
+            self.pending += 1
+            self.wake.set()
+            self._slot_freed.set()
+        elif held.lost:
+            # Another consumer holds the entry now: what happens to it is that one's call.
+            logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
+            if outcome.error:
+                _tracing.count(_tracing.FAILED, held.delivery.type)
+            self._state.forget(held)
+        elif outcome.kind == "retry":
+            await self._retries.retry_later(held, outcome.error)
+        else:
+            assert outcome.letter is not None
+            if outcome.letter.failed:
+                logger.error("streamq.job.failed", error=outcome.error, final=True)
+                _tracing.count(_tracing.FAILED, held.delivery.type)
+            await self._retries.dead_letter(held, outcome.letter)
+
+    # the batch ------------------------------------------------------------------------------
+
+    def take(self) -> dict[str, list[Held]]:
+        """The batch so far, per type; the next one starts empty."""
+        batch, self._to_ack, self.pending = self._to_ack, {}, 0
+        return batch
+
+    def ids(self, batch: dict[str, list[Held]]) -> dict[str, list[str]]:
+        """The entry ids to ack per type (not those whose lease this worker lost)."""
+        ids: dict[str, list[str]] = {}
+        for type_, runs in batch.items():
+            mine = [r.delivery.entry_id for r in runs if not r.lost]
+            if mine:
+                ids[type_] = mine
+        return ids
+
+    def settle(
+        self,
+        batch: dict[str, list[Held]],
+        lost: dict[str, list[str]],
+        errors: dict[str, str],
+    ) -> None:
+        """Account for an ack call: count what was acked, log what was not, free the slots.
+
+        Jobs whose ack failed stay held (their leases refreshed) and their ack goes again after
+        a backoff: a transient error must not make a batch of finished jobs run again.
+        """
+        running = self._running
+        failed: list[tuple[str, str, int]] = []
+        for type_, runs in batch.items():
+            error = errors.get(type_)
+            gone = set(lost.get(type_, ()))
+            acked = 0
+            again: list[Held] = []
+            for r in runs:
+                if r.lost or r.delivery.entry_id in gone:
+                    logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
+                elif error is not None:
+                    again.append(r)
+                    continue
+                else:
+                    acked += 1
+                running.pop((type_, r.delivery.entry_id), None)
+            if error is not None and again:
+                self._failed.setdefault(type_, []).extend(again)
+                failed.append((type_, error, len(again)))
+            self.processed += acked
+            if acked:
+                _tracing.count(_tracing.PROCESSED, type_, acked)
+        if failed:
+            self._failures += 1
+            delay = error_backoff(self._failures)
+            self._resend_at = time.monotonic() + delay
+            for type_, error, n in failed:
+                logger.warning(
+                    "streamq.job.ack_failed",
+                    job_type=type_,
+                    error=error,
+                    count=n,
+                    retry_in=round(delay, 2),
+                )
+            self.wake.set()
+        elif batch:
+            self._failures = 0
+        self._slot_freed.set()
+
+    # sending them off the read path ----------------------------------------------------------
+
+    async def loop(self) -> None:
+        """Ack what finishes while the read loop waits, and retry failed acks when due."""
+        state = self._state
+        while not state.closing.is_set():
+            if self._failed:
+                with contextlib.suppress(TimeoutError):
+                    wait = self._resend_at - time.monotonic()
+                    await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
+                if time.monotonic() >= self._resend_at:
+                    self._requeue_failed()
+            else:
+                await self.wake.wait()
+            self.wake.clear()
+            # Otherwise the read loop is about to send these with its next read.
+            if self.read_blocked or state.stopping.is_set():
+                await self.flush()
+
+    def _requeue_failed(self) -> None:
+        """Send the acks that failed again, with the next read (or the ack loop's next call)."""
+        for type_, runs in self._failed.items():
+            self._to_ack.setdefault(type_, []).extend(runs)
+            self.pending += len(runs)
+        self._failed = {}
+        # The read loop may be waiting for a free slot: these free theirs with the ack.
+        self._slot_freed.set()
+
+    async def flush(self) -> None:
+        """Ack everything finished so far: one call per type, however many jobs finished."""
+        batch = self.take()
+        if not batch:
+            return
+        lost: dict[str, list[str]] = {}
+        errors: dict[str, str] = {}
+        async with self._pel_lock:
+            for type_, ids in self.ids(batch).items():
+                try:
+                    lost[type_] = await self._backend.ack(type_, self._consumer, ids)
+                except BackendError as exc:
+                    errors[type_] = str(exc)
+        self.settle(batch, lost, errors)
+
+    async def final_acks(self) -> None:
+        """At shutdown: ack what finished, and retry failed acks with their backoff until they
+        go through (the shutdown deadline cuts this short)."""
+        while True:
+            if self._failed:
+                await asyncio.sleep(max(0.0, self._resend_at - time.monotonic()))
+                self._requeue_failed()
+            await self.flush()
+            if not self._failed:
+                return

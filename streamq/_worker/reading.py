@@ -1,0 +1,133 @@
+"""The read loop: read as many entries as there are free slots, send the finished jobs' acks
+with the same call, and start what was read on the lanes.
+
+This and :mod:`streamq._worker.acks` are the hot path (read -> run -> ack): per read batch the
+loop makes the same few calls whatever the batch size, and per delivery only :meth:`Reader.start`
+and the lanes' call of :meth:`~streamq._worker.acks.AckBatcher.run_delivery` run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streamq._registry import JobType
+from streamq._worker.acks import AckBatcher
+from streamq._worker.lanes import Lanes
+from streamq._worker.runner import Runner
+from streamq._worker.state import Held, WorkerState
+from streamq.backends._base import Backend, Delivery
+from streamq.exceptions import BackendError
+
+
+class Reader:
+    """Reads the served types' streams for this consumer and starts each delivery on the lanes.
+
+    Args:
+        concurrency: deliveries held at once; a read asks for at most half of that (see
+            ``read_max``) and never for more than the free slots.
+        block: how long one read waits for new entries, in seconds.
+    """
+
+    def __init__(
+        self,
+        state: WorkerState,
+        backend: Backend,
+        runner: Runner,
+        acks: AckBatcher,
+        *,
+        types: Mapping[str, JobType],
+        consumer: str,
+        concurrency: int,
+        block: float,
+    ) -> None:
+        self._state = state
+        self._backend = backend
+        self._runner = runner
+        self._acks = acks
+        self._types = list(types)
+        self._consumer = consumer
+        self._concurrency = concurrency
+        self._block = block
+        self._running = state.running
+        # A read asks for at most half the slots, so that one read is on its way while the
+        # lanes run what the other brought: the server works while this process does.
+        self._read_max = max(1, concurrency // 2)
+        self._rotation = 0
+        #: Where deliveries run; set by the worker when it starts (lanes need a running loop).
+        self.lanes: Lanes[Held] | None = None
+
+    async def loop(self, stop_when_empty: bool) -> None:
+        """Read until the worker stops (or, with ``stop_when_empty``, until nothing is left)."""
+        state, backend, acks, running = self._state, self._backend, self._acks, self._running
+        stopping, slot_freed, pel_lock = state.stopping, state.slot_freed, state.pel_lock
+        types, consumer = self._types, self._consumer
+        block_ms = max(1, int(self._block * 1000))
+        failures = 0
+        # After a full read, more entries are likely waiting: the next read does not block, so
+        # that finished jobs wait for it (their ack goes with it) instead of a call of their own.
+        more = False
+        while not stopping.is_set():
+            # Finished jobs free their slots with the ack that goes out with this read.
+            free = min(self._concurrency - len(running) + acks.pending, self._read_max)
+            if free <= 0:
+                slot_freed.clear()
+                await slot_freed.wait()
+                continue
+            read_types, count = self._choose_types(types, free)
+            finished = acks.take()
+            try:
+                if finished or more:
+                    ids = acks.ids(finished)
+                    async with pel_lock:
+                        answer = await backend.ack_and_read(ids, read_types, consumer, count)
+                    acks.settle(finished, answer.lost, answer.failed)
+                    batch = answer.deliveries
+                else:
+                    acks.read_blocked = True
+                    try:
+                        batch = await backend.read(read_types, consumer, count, block_ms)
+                    finally:
+                        acks.read_blocked = False
+            except BackendError as exc:
+                if finished:
+                    acks.settle(finished, {}, dict.fromkeys(finished, str(exc)))
+                failures += 1
+                # While the read loop waits, the ack loop acks what finishes.
+                acks.read_blocked = True
+                try:
+                    await state.pause_after_error("read", exc, failures)
+                finally:
+                    acks.read_blocked = False
+                continue
+            failures = 0
+            more = len(batch) >= count
+            self.start(batch)
+            if not batch and stop_when_empty and not running and await self._all_empty():
+                state.stop(now=False)
+
+    def start(self, deliveries: list[Delivery]) -> None:
+        """Hold ``deliveries`` and queue them on the lanes (read here, or claimed by recovery)."""
+        self._runner.check_tracing_sdks()
+        runs = []
+        running = self._running
+        for d in deliveries:
+            run = Held(d)
+            running[d.type, d.entry_id] = run
+            runs.append(run)
+        assert self.lanes is not None
+        self.lanes.submit(runs)
+
+    def _choose_types(self, types: list[str], free: int) -> tuple[list[str], int]:
+        """Which types to read, and how many entries in all (the backend shares them among the
+        types): every type and ``free``; with more types than free slots, a rotating window of
+        ``free`` types, one entry each."""
+        if len(types) <= free:
+            return types, free
+        self._rotation = (self._rotation + free) % len(types)
+        return (types[self._rotation :] + types[: self._rotation])[:free], free
+
+    async def _all_empty(self) -> bool:
+        for t in self._types:
+            if (await self._backend.stats(t)).length:
+                return False
+        return True
