@@ -34,10 +34,10 @@ from streamq.exceptions import BackendError
 
 __all__ = ["MemoryBackend"]
 
-_StreamId = tuple[int, int]
+_ParsedId = tuple[int, int]
 
 
-def _parse_id(entry_id: str) -> _StreamId:
+def _parse_id(entry_id: str) -> _ParsedId:
     """Parse ``"ms-seq"`` (or ``"ms"``) into a comparable pair, as Redis does."""
     ms, _, seq = entry_id.partition("-")
     try:
@@ -50,7 +50,7 @@ def _parse_id(entry_id: str) -> _StreamId:
 class _Pending:
     """One PEL record: who holds the entry, since when (monotonic), how often delivered."""
 
-    key: _StreamId
+    key: _ParsedId
     consumer: str
     since: float
     deliveries: int
@@ -61,7 +61,7 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Stream:
+class MemoryStream:
     """Everything one job type holds: its stream, group, PEL, dead stream and counters."""
 
     entries: dict[str, Fields] = field(default_factory=dict)
@@ -73,8 +73,8 @@ class _Stream:
     consumers: dict[str, float] = field(default_factory=dict)
     dead: dict[str, DeadEntry] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
-    last_id: _StreamId = (0, 0)
-    last_dead_id: _StreamId = (0, 0)
+    last_id: _ParsedId = (0, 0)
+    last_dead_id: _ParsedId = (0, 0)
 
     def add(self, fields: Mapping[bytes, bytes]) -> str:
         """Append an entry with a fresh id (XADD ``*``)."""
@@ -95,7 +95,7 @@ class _Stream:
         return pending if pending is not None and pending.consumer == consumer else None
 
 
-def _next_id(last: _StreamId) -> _StreamId:
+def _next_id(last: _ParsedId) -> _ParsedId:
     """The id Redis would give the next entry: current ms, or the last ms with seq + 1."""
     ms = time.time_ns() // 1_000_000
     return (ms, 0) if ms > last[0] else (last[0], last[1] + 1)
@@ -117,17 +117,17 @@ class MemoryBackend:
     def __init__(self) -> None:
         """Start empty."""
         self._lock = threading.Lock()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, MemoryStream] = {}
         self._waiters: set[_Waiter] = set()
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._rotation = 0  # which types get the remainder of the next read's count
 
-    def _stream(self, type: str) -> _Stream:
+    def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
         # ensure_groups creates the group from id 0, so nothing enqueued earlier is skipped.
         stream = self._streams.get(type)
         if stream is None:
-            stream = self._streams[type] = _Stream()
+            stream = self._streams[type] = MemoryStream()
         return stream
 
     def _waiters_for(self, types: Iterable[str]) -> list[_Waiter]:
