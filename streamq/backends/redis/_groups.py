@@ -64,9 +64,9 @@ class StreamGroups:
                     await client.xgroup_create(s.jobs, self.group, id="0", mkstream=True)
                 except rexc.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
-                        raise wire.error(exc) from exc
+                        raise wire.backend_error(exc) from exc
                 except REDIS_ERRORS as exc:
-                    raise wire.error(exc) from exc
+                    raise wire.backend_error(exc) from exc
 
     async def _check_version(self) -> None:
         """Refuse a server older than Redis 7.0: recovery (claim.lua) needs the deleted ids

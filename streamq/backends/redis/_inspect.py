@@ -73,17 +73,17 @@ class Inspector:
                 pipe.execute_command("XINFO", "CONSUMERS", s.jobs, self.group)
                 replies = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
         for r in replies[:4]:
             if isinstance(r, rexc.RedisError):
-                raise wire.error(r) from r
+                raise wire.backend_error(r) from r
         length, dead, counters_raw, (sec, usec), summary, consumers = replies
         if isinstance(summary, rexc.ResponseError) and "NOGROUP" in str(summary):
             # No group yet (nothing consumed so far): the PEL is empty, not an error.
             summary, consumers = None, []
         for r in (summary, consumers):
             if isinstance(r, rexc.RedisError):  # refused (an ACL), or anything else: say so
-                raise wire.error(r) from r
+                raise wire.backend_error(r) from r
         now_ms = int(sec) * 1000 + int(usec) // 1000
         counters = dict.fromkeys(COUNTERS, 0)
         for k, v in counters_raw.items():
@@ -130,9 +130,9 @@ class Inspector:
             except rexc.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     continue
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
             except REDIS_ERRORS as exc:
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
             out += (PendingEntry(s.ref(text(r[0])), text(r[1]), int(r[2]), int(r[3])) for r in rows)
         if len(streams) > 1:
             out.sort(key=lambda e: entry_id_order(e.entry_id))
@@ -153,7 +153,7 @@ class Inspector:
                         pipe.xrange(s.jobs, i, i)
                     replies = await pipe.execute()
             except REDIS_ERRORS as exc:
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
             out.update((located.ref(s, i), r[0][1]) for i, r in zip(ids, replies, strict=True) if r)
         return out
 
@@ -185,7 +185,7 @@ class Inspector:
                 if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats"):
                     found.add(_partitions.type_of_tag(name[start:end]))
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
         return sorted(found)
 
     # dead letters -------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class Inspector:
             try:
                 rows = await wire.client.xrange(s.dead, "-", "+", count=limit)
             except REDIS_ERRORS as exc:
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
             for dead_id, raw in rows:
                 meta = {text(k): v for k, v in raw.items() if not k.startswith(b"f.")}
                 fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
@@ -253,7 +253,7 @@ class Inspector:
                 pipe.sadd(self._keys.workers_key, worker_id)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
 
     async def remove_worker(self, worker_id: str) -> None:
         """Delete the worker's record."""
@@ -265,7 +265,7 @@ class Inspector:
                 pipe.srem(self._keys.workers_key, worker_id)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
 
     async def workers(self) -> list[dict[str, str]]:
         """Records of workers whose heartbeat has not expired (expired ones are forgotten)."""
@@ -287,7 +287,7 @@ class Inspector:
             if gone:
                 await wire.client.srem(members_key, *gone)
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
         return out
 
     async def eviction_policy(self) -> str | None:

@@ -84,7 +84,7 @@ class Producer:
         return out
 
     def _partly_written(self, exc: BaseException, written: int, total: int) -> BackendError:
-        err = self._wire.error(exc)
+        err = self._wire.backend_error(exc)
         if written:
             return BackendError(
                 f"{err} ({written} of {total} jobs were enqueued; the others may not have been)"
@@ -105,13 +105,13 @@ class Producer:
         confirmed = replies.pop() if self.wait_replicas else None
         for reply in replies:
             if isinstance(reply, rexc.RedisError):
-                raise wire.error(reply)
+                raise wire.backend_error(reply)
         results = replies[-1]
         if results is None:  # pragma: no cover - no WATCH, so EXEC is never aborted
             raise BackendError("the server aborted the enqueue transaction")
         for result in results:
             if isinstance(result, rexc.RedisError):
-                raise wire.error(result)
+                raise wire.backend_error(result)
         if confirmed is not None:
             router.check_wait(confirmed, self.wait_replicas)
         return list(results)

@@ -144,7 +144,7 @@ class Reader:
         failed: dict[str, str] = {}
         for (t, s, located), answer in zip(owners, replies, strict=False):
             if isinstance(answer, BaseException):
-                failed[t] = str(self._wire.error(answer))
+                failed[t] = str(self._wire.backend_error(answer))
             else:
                 lost.setdefault(t, []).extend(located.ref(s, text(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
@@ -158,7 +158,7 @@ class Reader:
         lost = list(located.bad)
         for (s, _), gone in zip(streams, await self._send("acker", work), strict=True):
             if isinstance(gone, BaseException):
-                raise self._wire.error(gone)
+                raise self._wire.backend_error(gone)
             lost += (located.ref(s, text(x)) for x in gone)
         return lost
 
@@ -208,5 +208,5 @@ class Reader:
         if errors and not out:
             # What other nodes delivered is ours now: return it; the failing node's error
             # comes back on the next read.
-            raise self._wire.error(errors[0])
+            raise self._wire.backend_error(errors[0])
         return out

@@ -103,7 +103,7 @@ class Router:
                 by_node.setdefault(node.name, (node, []))[1].append(i)
         except REDIS_ERRORS as exc:
             wire.stale = True
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
 
         async def one(node: Any, idx: list[int]) -> list[Any]:
             commands = [work[i][1] for i in idx]
@@ -123,7 +123,7 @@ class Router:
                 if not isinstance(answer, Exception):
                     raise answer
                 if not whole:
-                    raise wire.error(answer)
+                    raise wire.backend_error(answer)
                 answer = [answer] * len(idx)
             for i, reply in zip(idx, answer, strict=True):
                 replies[i] = reply
@@ -221,7 +221,7 @@ class Router:
     def check_wait(self, reply: Any, wanted: int) -> None:
         """Raise unless a WAIT's ``reply`` says ``wanted`` replicas have the writes."""
         if isinstance(reply, BaseException):
-            raise self._wire.error(reply)
+            raise self._wire.backend_error(reply)
         if int(reply) < wanted:
             raise BackendError(
                 f"enqueued, but only {int(reply)} of {wanted} replicas confirmed it "
@@ -241,7 +241,7 @@ class Router:
             nodes = [wire.client.get_node_from_key(key) for key, _, _ in commands]
         except REDIS_ERRORS as exc:
             wire.stale = True
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
         boxes = [BlockedRead() for _ in commands]
         # One connection per blocking read of a slot (two reads of one slot block side by side).
         slots = [slot for _, slot, _ in commands]
@@ -255,7 +255,7 @@ class Router:
                 return reply
             except REDIS_ERRORS as exc:
                 wire.stale = True
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
             finally:
                 boxes[i].known.set()
                 await wire.release(held, nodes[i], conn, dedicated)
@@ -306,5 +306,5 @@ class Router:
             except rexc.ResponseError as exc:
                 out.append(exc)
             except REDIS_ERRORS as exc:
-                raise wire.error(exc) from exc
+                raise wire.backend_error(exc) from exc
         return out

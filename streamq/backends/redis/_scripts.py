@@ -49,7 +49,7 @@ class ScriptRegistry:
         try:
             return await self.get(name)(keys=keys, args=args)
         except REDIS_ERRORS as exc:
-            raise wire.error(exc) from exc
+            raise wire.backend_error(exc) from exc
 
     def sha(self, name: str) -> str:
         """The SHA1 of script ``name``: a hot path builds its ``EVALSHA`` command with it (one

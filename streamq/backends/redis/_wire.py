@@ -150,7 +150,7 @@ class Wire:
         #: the slot table may be out of date (a MOVED, a node gone): learn it before the next call
         self.stale = False
 
-    def error(self, exc: BaseException) -> BackendError:
+    def backend_error(self, exc: BaseException) -> BackendError:
         """``exc`` as the :class:`BackendError` to raise."""
         return backend_error(exc, self.where, self.cluster)
 
@@ -168,7 +168,7 @@ class Wire:
                 await self._drop_departed()
         except REDIS_ERRORS as exc:
             self.stale = self._ready
-            raise self.error(exc) from exc
+            raise self.backend_error(exc) from exc
 
     async def _drop_departed(self) -> None:
         """Close and forget the held connections to nodes no longer in the cluster (a failed
@@ -202,7 +202,7 @@ class Wire:
         except REDIS_ERRORS as exc:
             if self.cluster and isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
                 self.stale = True  # the node may be gone: learn the slots again
-            raise self.error(exc) from exc
+            raise self.backend_error(exc) from exc
         finally:
             await self.release(held, node, conn, dedicated)
 
@@ -234,7 +234,7 @@ class Wire:
                 held.busy = False
             if self.cluster:
                 self.stale = True
-            raise self.error(exc) from exc
+            raise self.backend_error(exc) from exc
         return conn, dedicated
 
     async def _new_connection(self, node: Any) -> Any:
