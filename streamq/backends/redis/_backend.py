@@ -3,13 +3,19 @@
 One stream per job type (or per partition), read through one consumer group. Where to look:
 
 - ``_keys`` / ``_partitions``: the streams of a type and their keys; which stream an id names.
-- ``_scripts`` (and the ``.lua`` files): the one place that loads and calls the Lua scripts.
+- ``_scripts`` (and the ``.lua`` files): the one place that loads the Lua scripts and names
+  them (the hot paths send the ``EVALSHA`` it gives them through ``_routing``).
 - ``_wire``: the redis-py client, held connections, one write per exchange (the only module
   reaching into redis-py's internals). ``_errors``: redis-py's errors as BackendError.
 - ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
 - ``_groups``: consumer groups and the partition counts the server records.
 - ``_producer``: enqueue. ``_reads``: read and ack. ``_leases``: refresh, retry, hand back,
   dead-letter, claim. ``_inspect``: stats, pending, dead letters, types, workers.
+- ``_shared``: what those four are built on; ``_replies``: small readers of replies.
+
+Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
+``_groups`` <- the four concerns <- this facade; ``_keys``, ``_partitions`` and ``_replies``
+talk to no server.
 """
 
 from __future__ import annotations
@@ -83,11 +89,11 @@ class RedisBackend:
         self.socket_timeout = socket_timeout
         address, in_url = cluster_flag(url)
         self.cluster = bool(in_url if cluster is None else cluster)
+        self._keys = keys = KeyLayout(prefix, partitions)
         if wait_replicas < 0 or wait_timeout_ms < 0:
             raise ConfigError("wait_replicas and wait_timeout_ms cannot be negative")
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        self._keys = keys = KeyLayout(prefix, partitions)
         self._wire = wire = Wire(url, address, cluster=self.cluster, socket_timeout=socket_timeout)
         scripts = ScriptRegistry(wire)
         shared = Shared(wire, keys, scripts, Router(wire, scripts, wait_timeout_ms), group)
