@@ -28,8 +28,9 @@ HANDED_BACK = "(handed-back)"
 class Delivery:
     """One entry handed to a consumer (new, or claimed back from the PEL).
 
-    Not frozen: one is made per delivery, and a frozen dataclass's ``__init__`` costs twice as
-    much. Nothing changes one after the backend made it.
+    Not frozen: one is made per delivery, and a frozen dataclass's ``__init__`` costs several
+    times more (benchmarks/README.md, "The Redis backend"). Nothing changes one after the
+    backend made it.
     """
 
     type: str

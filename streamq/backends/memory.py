@@ -12,13 +12,11 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streamq._codec import job_id_of
 from streamq.backends._base import (
-    COUNTERS,
     HANDED_BACK,
     AckedRead,
     Claimed,
@@ -30,75 +28,9 @@ from streamq.backends._base import (
     RawStats,
     split_count,
 )
-from streamq.exceptions import BackendError
+from streamq.backends._memory_stream import MemoryStream, PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
-
-_StreamId = tuple[int, int]
-
-
-def _parse_id(entry_id: str) -> _StreamId:
-    """Parse ``"ms-seq"`` (or ``"ms"``) into a comparable pair, as Redis does."""
-    ms, _, seq = entry_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        raise BackendError(f"invalid stream id {entry_id!r}") from None
-
-
-@dataclass(slots=True)
-class _Pending:
-    """One PEL record: who holds the entry, since when (monotonic), how often delivered."""
-
-    key: _StreamId
-    consumer: str
-    since: float
-    deliveries: int
-
-    def idle_ms(self, now: float) -> int:
-        """Milliseconds since the last delivery or refresh."""
-        return max(0, int((now - self.since) * 1000))
-
-
-@dataclass(slots=True)
-class _Stream:
-    """Everything one job type holds: its stream, group, PEL, dead stream and counters."""
-
-    entries: dict[str, Fields] = field(default_factory=dict)
-    # Ids never delivered, oldest first: the group's position is the head of this queue.
-    undelivered: deque[str] = field(default_factory=deque)
-    # Reads deliver in id order and claims never re-insert, so insertion order is id order.
-    pel: dict[str, _Pending] = field(default_factory=dict)
-    # Consumer -> when it last read or claimed (monotonic), like XINFO CONSUMERS' idle.
-    consumers: dict[str, float] = field(default_factory=dict)
-    dead: dict[str, DeadEntry] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
-    last_id: _StreamId = (0, 0)
-    last_dead_id: _StreamId = (0, 0)
-
-    def add(self, fields: Mapping[bytes, bytes]) -> str:
-        """Append an entry with a fresh id (XADD ``*``)."""
-        self.last_id = _next_id(self.last_id)
-        entry_id = f"{self.last_id[0]}-{self.last_id[1]}"
-        self.entries[entry_id] = dict(fields)
-        self.undelivered.append(entry_id)
-        return entry_id
-
-    def new_dead_id(self) -> str:
-        """A fresh id on the dead stream."""
-        self.last_dead_id = _next_id(self.last_dead_id)
-        return f"{self.last_dead_id[0]}-{self.last_dead_id[1]}"
-
-    def owned(self, entry_id: str, consumer: str) -> _Pending | None:
-        """The PEL record of ``entry_id`` if ``consumer`` holds it."""
-        pending = self.pel.get(entry_id)
-        return pending if pending is not None and pending.consumer == consumer else None
-
-
-def _next_id(last: _StreamId) -> _StreamId:
-    """The id Redis would give the next entry: current ms, or the last ms with seq + 1."""
-    ms = time.time_ns() // 1_000_000
-    return (ms, 0) if ms > last[0] else (last[0], last[1] + 1)
 
 
 @dataclass(eq=False, slots=True)
@@ -117,17 +49,17 @@ class MemoryBackend:
     def __init__(self) -> None:
         """Start empty."""
         self._lock = threading.Lock()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, MemoryStream] = {}
         self._waiters: set[_Waiter] = set()
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._rotation = 0  # which types get the remainder of the next read's count
 
-    def _stream(self, type: str) -> _Stream:
+    def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
         # ensure_groups creates the group from id 0, so nothing enqueued earlier is skipped.
         stream = self._streams.get(type)
         if stream is None:
-            stream = self._streams[type] = _Stream()
+            stream = self._streams[type] = MemoryStream()
         return stream
 
     def _waiters_for(self, types: Iterable[str]) -> list[_Waiter]:
@@ -181,7 +113,7 @@ class MemoryBackend:
                 fields = stream.entries.get(entry_id)
                 if fields is None:  # deleted before anyone read it
                     continue
-                stream.pel[entry_id] = _Pending(_parse_id(entry_id), consumer, now, 1)
+                stream.pel[entry_id] = PendingRecord(parse_id(entry_id), consumer, now, 1)
                 out.append(Delivery(type, entry_id, dict(fields), 1))
                 taken += 1
         return out
@@ -231,7 +163,7 @@ class MemoryBackend:
         Like Redis, it examines at most ``10 * count`` PEL entries, and a deleted entry it drops
         from the PEL counts towards ``count``.
         """
-        start = _parse_id(cursor)
+        start = parse_id(cursor)
         claimed: list[Delivery] = []
         deleted: list[str] = []
         with self._lock:

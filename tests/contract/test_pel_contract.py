@@ -162,8 +162,8 @@ async def delete_entry(backend: Backend, type: str, entry_id: str) -> None:
         assert backend.delete_entries(type, [entry_id]) == 1
     else:
         assert isinstance(backend, RedisBackend)
-        ((stream, (plain,)),) = backend._locate(type, [entry_id]).items()
-        assert await backend._r.xdel(stream.jobs, plain) == 1
+        ((stream, (plain,)),) = backend._keys.ids_by_stream(type, [entry_id]).items()
+        assert await backend._wire.client.xdel(stream.jobs, plain) == 1
 
 
 async def test_ack_and_read_acks_what_it_owns_then_reads(backend: Backend, queue: Queue) -> None:

@@ -37,6 +37,7 @@ from streamq._codec import encode
 from streamq._urls import cluster_flag
 from streamq.backends import _partitions
 from streamq.backends.redis import RedisBackend
+from streamq.backends.redis._partitions import partition_of_key
 
 pytestmark = pytest.mark.cluster
 
@@ -123,7 +124,7 @@ async def test_round_robin_spreads_jobs_evenly(cluster_queue: Callable[..., Queu
     ids = await queue.enqueue_many([Job(type="t", args={"n": n}) for n in range(30)])
     backend = queue.backend
     assert isinstance(backend, RedisBackend)
-    lengths = [await backend._r.xlen(s.jobs) for s in backend.streams("t")]
+    lengths = [await backend._wire.client.xlen(s.jobs) for s in backend.streams("t")]
     assert lengths == [10, 10, 10]
     (stats,) = await queue.stats(["t"])
     assert (stats.waiting, stats.enqueued) == (30, 30)
@@ -153,7 +154,7 @@ async def test_a_partition_key_keeps_one_accounts_jobs_in_order(
         await queue.enqueue_many(jobs[start : start + 20])
     backend = queue.backend
     assert isinstance(backend, RedisBackend)
-    partition_of = {a: _partitions.by_key(str(a).encode(), 3) for a in accounts}
+    partition_of = {a: partition_of_key(str(a).encode(), 3) for a in accounts}
     assert len(set(partition_of.values())) > 1  # the accounts do spread
     await drain(Worker(backend, registry, ["ordered"], concurrency=1, **FAST))
     assert len(seen) == len(jobs)
@@ -517,9 +518,9 @@ async def test_a_producer_learns_a_grown_count_and_keeps_per_key_order(
     new = RedisBackend(redis_url, prefix=prefix, partitions={"k": Partitions(3, "account_id")})
     try:
         await partitions_of(old, jobs)
-        learned = old._learned_at["k"]
+        learned = old._keys.learned_at["k"]
         await partitions_of(old, jobs)
-        assert old._learned_at["k"] == learned  # no extra round trip within relearn_s
+        assert old._keys.learned_at["k"] == learned  # no extra round trip within relearn_s
         await new.ensure_groups(["k"])
         fresh = await partitions_of(new, jobs)
         assert set(fresh) == {"0", "1", "2"}

@@ -133,7 +133,7 @@ async def test_connections_to_a_departed_node_are_dropped(private_cluster: Local
         await backend.ack("t", "c", [d.entry_id for d in held])
         victim = private_cluster.master_of_slot(backend.streams("t")[1].slot)
         name = f"127.0.0.1:{victim}"
-        lines = [line for key, line in backend._lines.items() if key[1] == name]
+        lines = [line for key, line in backend._wire.held_connections.items() if key[1] == name]
         assert lines
         private_cluster.kill_master_and_wait_failover(victim)
         for _ in range(50):  # the first calls meet the dead node and learn the slots again
@@ -142,7 +142,7 @@ async def test_connections_to_a_departed_node_are_dropped(private_cluster: Local
                 break
             except BackendError:
                 await asyncio.sleep(0.1)
-        assert [key for key in backend._lines if key[1] == name] == []
+        assert [key for key in backend._wire.held_connections if key[1] == name] == []
         assert all(line.conn is None for line in lines)
     finally:
         await backend.aclose()
@@ -188,7 +188,7 @@ async def test_a_slot_migration_is_followed_with_asking_and_tryagain(tmp_path: P
             assert len(new) == 2
             assert await backend.ack("mig", "c", held[1:] + new) == []
             # ASK left the slot table as it was.
-            assert backend._r.get_node_from_key(s.jobs).port == source
+            assert backend._wire.client.get_node_from_key(s.jobs).port == source
             for port in cluster.masters():
                 with _node(port) as node:
                     node.execute_command("CLUSTER SETSLOT", s.slot, "NODE", dst_id)

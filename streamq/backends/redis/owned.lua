@@ -1,8 +1,9 @@
 -- Shared head of the PEL scripts: which of the given ids does this consumer still own?
--- Included textually by the scripts below (see RedisBackend._script).
--- One XPENDING over this consumer's own entries answers for all the ids at once (a call per id
--- costs the server ~5 us each, and the worker idles while a 256-id ack runs). If the consumer
--- holds more entries than that call returned, the ids it did not find are asked one by one.
+-- Put in front of the scripts that call owned_split (ScriptRegistry.get, _scripts.py).
+-- One XPENDING over this consumer's own entries answers for all the ids at once: an XPENDING
+-- per id made the server's share of a large ack grow with every id, and the worker idles while
+-- it runs (figures: benchmarks/README.md, "The Redis backend"). If the consumer holds more
+-- entries than that call returned, the ids it did not find are asked one by one.
 local function owned_split(key, group, consumer, first)
   local mine, lost = {}, {}
   local n = #ARGV - first + 1

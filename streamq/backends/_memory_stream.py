@@ -1,0 +1,79 @@
+"""The memory backend's model of one job type: a stream, its consumer group's PEL, the dead
+stream and the counters, with the ids Redis would give (``streamq/backends/memory.py`` keeps
+them under its lock)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from streamq.backends._base import COUNTERS, DeadEntry, Fields
+from streamq.exceptions import BackendError
+
+_ParsedId = tuple[int, int]
+
+
+def parse_id(entry_id: str) -> _ParsedId:
+    """Parse ``"ms-seq"`` (or ``"ms"``) into a comparable pair, as Redis does."""
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        raise BackendError(f"invalid stream id {entry_id!r}") from None
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """One PEL record: who holds the entry, since when (monotonic), how often delivered."""
+
+    key: _ParsedId
+    consumer: str
+    since: float
+    deliveries: int
+
+    def idle_ms(self, now: float) -> int:
+        """Milliseconds since the last delivery or refresh."""
+        return max(0, int((now - self.since) * 1000))
+
+
+@dataclass(slots=True)
+class MemoryStream:
+    """Everything one job type holds: its stream, group, PEL, dead stream and counters."""
+
+    entries: dict[str, Fields] = field(default_factory=dict)
+    # Ids never delivered, oldest first: the group's position is the head of this queue.
+    undelivered: deque[str] = field(default_factory=deque)
+    # Reads deliver in id order and claims never re-insert, so insertion order is id order.
+    pel: dict[str, PendingRecord] = field(default_factory=dict)
+    # Consumer -> when it last read or claimed (monotonic), like XINFO CONSUMERS' idle.
+    consumers: dict[str, float] = field(default_factory=dict)
+    dead: dict[str, DeadEntry] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    last_id: _ParsedId = (0, 0)
+    last_dead_id: _ParsedId = (0, 0)
+
+    def add(self, fields: Mapping[bytes, bytes]) -> str:
+        """Append an entry with a fresh id (XADD ``*``)."""
+        self.last_id = next_id(self.last_id)
+        entry_id = f"{self.last_id[0]}-{self.last_id[1]}"
+        self.entries[entry_id] = dict(fields)
+        self.undelivered.append(entry_id)
+        return entry_id
+
+    def new_dead_id(self) -> str:
+        """A fresh id on the dead stream."""
+        self.last_dead_id = next_id(self.last_dead_id)
+        return f"{self.last_dead_id[0]}-{self.last_dead_id[1]}"
+
+    def owned(self, entry_id: str, consumer: str) -> PendingRecord | None:
+        """The PEL record of ``entry_id`` if ``consumer`` holds it."""
+        pending = self.pel.get(entry_id)
+        return pending if pending is not None and pending.consumer == consumer else None
+
+
+def next_id(last: _ParsedId) -> _ParsedId:
+    """The id Redis would give the next entry: current ms, or the last ms with seq + 1."""
+    ms = time.time_ns() // 1_000_000
+    return (ms, 0) if ms > last[0] else (last[0], last[1] + 1)

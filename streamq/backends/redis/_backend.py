@@ -1,0 +1,275 @@
+"""RedisBackend: the Backend protocol on Redis, composed of the modules that own each concern.
+
+One stream per job type (or per partition), read through one consumer group. Where to look:
+
+- ``_keys`` / ``_partitions``: the streams of a type and their keys; which stream an id names.
+- ``_scripts`` (and the ``.lua`` files): the one place that loads the Lua scripts and names
+  them (the hot paths send the ``EVALSHA`` it gives them through ``_routing``).
+- ``_wire``: the redis-py client, held connections, one write per exchange (the only module
+  reaching into redis-py's internals). ``_errors``: redis-py's errors as BackendError.
+- ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
+- ``_groups``: consumer groups and the partition counts the server records.
+- ``_producer``: enqueue. ``_reads``: read and ack. ``_leases``: refresh, retry, hand back,
+  dead-letter, claim. ``_inspect``: stats, pending, dead letters, types, workers.
+- ``_shared``: what those four are built on; ``_replies``: small readers of replies.
+
+Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
+``_groups`` <- the four concerns <- this facade; ``_keys``, ``_partitions`` and ``_replies``
+talk to no server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from streamq._urls import cluster_flag, redact_url
+from streamq.backends._base import (
+    AckedRead,
+    Claimed,
+    DeadEntry,
+    DeadLetter,
+    Delivery,
+    Fields,
+    PendingEntry,
+    RawStats,
+)
+from streamq.backends._partitions import Partitions
+from streamq.backends.redis._groups import StreamGroups
+from streamq.backends.redis._inspect import Inspector
+from streamq.backends.redis._keys import KeyLayout, StreamKeys
+from streamq.backends.redis._leases import Leases
+from streamq.backends.redis._producer import Producer
+from streamq.backends.redis._reads import Reader
+from streamq.backends.redis._routing import Router
+from streamq.backends.redis._scripts import ScriptRegistry
+from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._wire import Wire
+from streamq.exceptions import ConfigError
+
+
+class RedisBackend:
+    """Backend on a Redis (or Valkey) server, or on a Redis Cluster.
+
+    On a Redis Cluster (``?cluster=true`` in the URL) the same calls go to the node that owns
+    each stream's slot: commands for several streams are grouped by node, one exchange per node,
+    sent concurrently; a read never spans slots. A type configured with ``Partitions(n)`` has
+    ``n`` streams; its entry ids then carry their partition (``ID@P``).
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``?cluster=true`` selects the
+            cluster client (any node of the cluster will do as the address).
+        prefix: first part of every key.
+        group: consumer group name.
+        socket_timeout: seconds before a silent server counts as gone (reads block less).
+        cluster: use the cluster client (overrides the URL's ``cluster=`` option).
+        partitions: per type, its :class:`Partitions` (or a plain count): its jobs spread over
+            that many streams. The server keeps the largest count any process used, and every
+            process uses that (reading it again every ``relearn_s``, producers too); producers
+            of one type must agree on its key.
+        wait_replicas: after each enqueue, wait until this many replicas have the jobs
+            (``WAIT``); an enqueue they do not confirm in ``wait_timeout_ms`` raises.
+        wait_timeout_ms: how long that wait may take.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "streamq",
+        group: str = "workers",
+        socket_timeout: float = 10.0,
+        cluster: bool | None = None,
+        partitions: Mapping[str, Partitions | int] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.group = group
+        self.socket_timeout = socket_timeout
+        address, in_url = cluster_flag(url)
+        self.cluster = bool(in_url if cluster is None else cluster)
+        self._keys = keys = KeyLayout(prefix, partitions)
+        if wait_replicas < 0 or wait_timeout_ms < 0:
+            raise ConfigError("wait_replicas and wait_timeout_ms cannot be negative")
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._wire = wire = Wire(url, address, cluster=self.cluster, socket_timeout=socket_timeout)
+        scripts = ScriptRegistry(wire)
+        shared = Shared(wire, keys, scripts, Router(wire, scripts, wait_timeout_ms), group)
+        self._groups = groups = StreamGroups(shared)
+        self._producer = Producer(shared, groups, wait_replicas)
+        self._reader = Reader(shared, groups, socket_timeout)
+        self._leases = Leases(shared, groups)
+        self._inspector = Inspector(shared, groups)
+
+    def __repr__(self) -> str:
+        kind = ", cluster=True" if self.cluster else ""
+        return f"RedisBackend({redact_url(self.url)!r}, prefix={self.prefix!r}{kind})"
+
+    @property
+    def partitions(self) -> dict[str, Partitions]:
+        """This process's partition settings, per type (types with one partition left out)."""
+        return self._keys.partitions
+
+    @property
+    def relearn_s(self) -> float:
+        """Seconds before a partition count read from the server is read again."""
+        return self._keys.relearn_s
+
+    @relearn_s.setter
+    def relearn_s(self, seconds: float) -> None:
+        self._keys.relearn_s = seconds
+
+    # keys ---------------------------------------------------------------------------------
+
+    def jobs_key(self, type: str) -> str:
+        """The stream of live jobs of ``type`` (its first partition's, when partitioned)."""
+        return self._keys.streams(type)[0].jobs
+
+    def dead_key(self, type: str) -> str:
+        """The dead-letter stream of ``type`` (its first partition's, when partitioned)."""
+        return self._keys.streams(type)[0].dead
+
+    def stats_key(self, type: str) -> str:
+        """The counters hash of ``type`` (its first partition's, when partitioned)."""
+        return self._keys.streams(type)[0].stats
+
+    def meta_key(self, type: str) -> str:
+        """The hash recording how many partitions ``type`` has (in partition 0's slot)."""
+        return self._keys.meta_key(type)
+
+    def streams(self, type: str) -> list[StreamKeys]:
+        """The streams of ``type``: one, or one per partition (see :class:`KeyLayout`)."""
+        return self._keys.streams(type)
+
+    # groups and producing -----------------------------------------------------------------
+
+    async def ensure_groups(self, types: Sequence[str]) -> None:
+        """Create each stream and its group from id 0 (so no earlier job is skipped)."""
+        await self._groups.ensure(types)
+
+    async def enqueue(self, type: str, fields: Fields) -> str:
+        """Append one job (XADD + counter in one script call)."""
+        (entry_id,) = await self._producer.enqueue_many([(type, fields)])
+        return entry_id
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
+        """Append many jobs in one round trip per node, and count them (see ``_producer``)."""
+        return await self._producer.enqueue_many(items)
+
+    # consuming ----------------------------------------------------------------------------
+
+    async def read(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all."""
+        return await self._reader.read(types, consumer, count, block_ms)
+
+    async def ack_and_read(
+        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+    ) -> AckedRead:
+        """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
+        node."""
+        return await self._reader.ack_and_read(acks, types, consumer, count)
+
+    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Ack + delete owned entries; returns the ids owned by others."""
+        return await self._reader.ack(type, consumer, entry_ids)
+
+    # leases, retries, recovery ------------------------------------------------------------
+
+    async def refresh(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Lease heartbeat; returns the ids lost."""
+        return await self._leases.refresh(type, consumer, entry_ids)
+
+    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
+        """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
+        return await self._leases.retry_later(type, consumer, entry_id, idle_ms)
+
+    async def release(
+        self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
+    ) -> None:
+        """Make owned entries claimable by others now, the interrupted delivery not counted."""
+        await self._leases.release(type, consumer, entry_ids, idle_ms)
+
+    async def dead_letter(
+        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+    ) -> bool:
+        """Move an owned entry to the dead stream, atomically."""
+        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead)
+
+    async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
+        """Remove a consumer that holds nothing (with ``hand_over``, once it handed its entries
+        back); True when it is gone from every stream of the type."""
+        return await self._leases.remove_consumer(type, consumer, hand_over=hand_over)
+
+    async def claim_idle(
+        self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
+    ) -> Claimed:
+        """XAUTOCLAIM with the delivery counts of what it claimed."""
+        return await self._leases.claim_idle(type, consumer, min_idle_ms, count, cursor)
+
+    async def claim(
+        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
+    ) -> Claimed:
+        """XCLAIM the given entries idle at least ``min_idle_ms``, with their delivery counts."""
+        return await self._leases.claim(type, consumer, entry_ids, min_idle_ms)
+
+    # inspecting ---------------------------------------------------------------------------
+
+    async def stats(self, type: str) -> RawStats:
+        """Lengths, PEL summary, consumers and counters, summed over the partitions."""
+        return await self._inspector.stats(type)
+
+    async def pending(
+        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
+    ) -> list[PendingEntry]:
+        """The PEL, oldest entries first, over all partitions."""
+        return await self._inspector.pending(
+            type, consumer=consumer, min_idle_ms=min_idle_ms, limit=limit
+        )
+
+    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
+        """Fields of live entries."""
+        return await self._inspector.fetch(type, entry_ids)
+
+    async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
+        """Move stuck entries to the end of the stream as new ones."""
+        return await self._inspector.requeue(type, entry_ids, min_idle_ms)
+
+    async def types(self) -> list[str]:
+        """The job types that have keys under this prefix."""
+        return await self._inspector.types()
+
+    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
+        """The oldest ``limit`` dead letters (over all partitions)."""
+        return await self._inspector.dead_list(type, limit)
+
+    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
+        """Re-drive dead letters as new entries; returns the dead ids re-driven."""
+        return await self._inspector.dead_retry(type, dead_ids)
+
+    async def dead_purge(self, type: str) -> int:
+        """Drop the dead stream(s); returns how many entries they held."""
+        return await self._inspector.dead_purge(type)
+
+    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """Write the worker's record with a TTL and list it in the workers set."""
+        await self._inspector.heartbeat(worker_id, info, ttl_s)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete the worker's record."""
+        await self._inspector.remove_worker(worker_id)
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Records of workers whose heartbeat has not expired."""
+        return await self._inspector.workers()
+
+    async def eviction_policy(self) -> str | None:
+        """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""
+        return await self._inspector.eviction_policy()
+
+    async def aclose(self) -> None:
+        """Close the connections (the held ones included)."""
+        await self._wire.aclose()

@@ -1,0 +1,179 @@
+"""The key layout: which streams a type has, their keys, and which stream an id names.
+
+Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``), so every
+multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
+partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
+server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from redis.crc import key_slot
+
+from streamq._codec import F_BODY
+from streamq.backends._base import Fields
+from streamq.backends._partitions import Partitions, normalize
+from streamq.backends.redis import _partitions
+from streamq.exceptions import ConfigError
+
+
+@dataclass(eq=False, slots=True)
+class StreamKeys:
+    """The keys of one stream of a type: the whole type, or one of its partitions."""
+
+    type: str
+    #: the partition number, or None when the type is not partitioned (plain entry ids)
+    part: int | None
+    jobs: str
+    dead: str
+    stats: str
+    slot: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slot = key_slot(self.jobs.encode())
+
+    def ref(self, entry_id: str) -> str:
+        """The id callers see: the entry id, with ``@P`` on a partitioned type."""
+        return entry_id if self.part is None else f"{entry_id}@{self.part}"
+
+
+class IdsByStream(dict[StreamKeys, list[str]]):
+    """Entry ids per stream (see :meth:`KeyLayout.ids_by_stream`), and how callers named them."""
+
+    __slots__ = ("bad", "plain")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: ids that name no stream of the type
+        self.bad: list[str] = []
+        #: partition 0's entry ids given without ``@0`` (delivered before the type grew)
+        self.plain: set[str] = set()
+
+    def ref(self, s: StreamKeys, entry_id: str) -> str:
+        """The id of an entry of ``s`` as the caller named it."""
+        if s.part is None or (self.plain and entry_id in self.plain):
+            return entry_id
+        return f"{entry_id}@{s.part}"
+
+
+class KeyLayout:
+    """The streams and keys of every type, under one prefix.
+
+    Args:
+        prefix: first part of every key.
+        partitions: per type, its :class:`Partitions` (or a plain count).
+    """
+
+    def __init__(self, prefix: str, partitions: Mapping[str, Partitions | int] | None) -> None:
+        self.prefix = prefix
+        self.partitions = normalize(partitions)
+        #: seconds before a partition count read from the server is read again
+        self.relearn_s = 5.0
+        #: when each type's recorded partition count was last read (monotonic seconds)
+        self.learned_at: dict[str, float] = {}
+        # Partition counts recorded on the server.
+        self._recorded: dict[str, int] = {}
+        self._streams_of: dict[str, list[StreamKeys]] = {}
+        self._round_robin: dict[str, Iterator[int]] = {}
+
+    def streams(self, type: str) -> list[StreamKeys]:
+        """The streams of ``type``: one, or one per partition.
+
+        The count is the larger of this process's setting and the count recorded on the server
+        (which any process's larger setting raises), so a process set to fewer partitions than
+        the type has, or to none, still reads and inspects all of them.
+        """
+        found = self._streams_of.get(type)
+        if found is None:
+            spec = self.partitions.get(type)
+            n = max(spec.count if spec else 1, self._recorded.get(type, 1))
+            parts: list[int | None] = list(range(n)) if n > 1 else [None]
+            found = []
+            for p in parts:
+                base = f"{self.prefix}:{{{_partitions.hash_tag(type, p or 0)}}}"
+                found.append(StreamKeys(type, p, f"{base}:jobs", f"{base}:dead", f"{base}:stats"))
+            self._streams_of[type] = found
+        return found
+
+    def meta_key(self, type: str) -> str:
+        """The hash recording how many partitions ``type`` has (in partition 0's slot)."""
+        return f"{self.prefix}:{{{type}}}:meta"
+
+    def worker_key(self, worker_id: str) -> str:
+        """The hash of one worker's heartbeat record."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers_key(self) -> str:
+        """The set of live workers' ids."""
+        return f"{self.prefix}:workers"
+
+    def wanted_count(self, type: str) -> int:
+        """This process's partition count for ``type`` (0 when it sets none)."""
+        spec = self.partitions.get(type)
+        return spec.count if spec is not None else 0
+
+    def stale(self, types: Sequence[str], now: float) -> list[str]:
+        """The types whose recorded count was last read more than ``relearn_s`` before ``now``."""
+        learned, relearn_s = self.learned_at, self.relearn_s
+        return [t for t in types if now - learned.get(t, -1e9) > relearn_s]
+
+    def record_count(self, type: str, n: int, now: float) -> bool:
+        """Note the count the server records for ``type`` (read at ``now``); True when the type's
+        streams changed here."""
+        self.learned_at[type] = now
+        if n == self._recorded.get(type, 1):
+            return False
+        before = len(self.streams(type))
+        self._recorded[type] = n
+        del self._streams_of[type]
+        return len(self.streams(type)) != before
+
+    def ids_by_stream(self, type: str, refs: Sequence[str]) -> IdsByStream:
+        """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order.
+
+        An id without ``@P`` on a partitioned type was delivered before the type grew: it is
+        partition 0's (that stream is the type's old one). An id naming no partition of the type
+        goes to ``bad``, not to a stream: the caller answers for that id alone.
+        """
+        streams = self.streams(type)
+        out = IdsByStream()
+        if len(streams) == 1:
+            out[streams[0]] = list(refs)
+            return out
+        for ref in refs:
+            try:
+                p, entry_id = _partitions.split_id(ref, len(streams))
+            except ConfigError:
+                out.bad.append(ref)
+                continue
+            if p == 0 and "@" not in ref:
+                out.plain.add(entry_id)
+            out.setdefault(streams[p], []).append(entry_id)
+        return out
+
+    def checked_ids_by_stream(self, type: str, refs: Sequence[str]) -> IdsByStream:
+        """:meth:`ids_by_stream` for ids a person gave (inspection, the CLI): a bad one raises."""
+        out = self.ids_by_stream(type, refs)
+        if out.bad:
+            _partitions.split_id(out.bad[0], len(self.streams(type)))  # raises its ConfigError
+        return out
+
+    def stream_for_new_job(self, type: str, fields: Fields) -> StreamKeys:
+        """The stream a new job of ``type`` goes to: by its partition key, else in turn."""
+        streams = self.streams(type)
+        if len(streams) == 1:
+            return streams[0]
+        spec = self.partitions.get(type)
+        if spec is None or spec.key is None:
+            rr = self._round_robin.get(type)
+            if rr is None:
+                rr = self._round_robin[type] = itertools.count(os.getpid())
+            return streams[next(rr) % len(streams)]
+        value = _partitions.key_value(fields.get(F_BODY, b""), spec.key)
+        return streams[_partitions.partition_of_key(value, len(streams))]

@@ -1,0 +1,212 @@
+"""The read loop's side: XREADGROUP over every stream served, and acks (``ack.lua``).
+
+A read asks for at most the worker's free slots in all, shared among the types and a
+partitioned type's share among its partitions. A read never spans slots: on a cluster the
+streams of several slots are read with one XREADGROUP each, and only when all are empty does
+the read block (on each slot, see ``_routing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis import exceptions as rexc
+
+from streamq.backends._base import AckedRead, Delivery, split_count
+from streamq.backends.redis._groups import StreamGroups
+from streamq.backends.redis._keys import IdsByStream, StreamKeys
+from streamq.backends.redis._replies import as_fields, text
+from streamq.backends.redis._routing import is_redirect
+from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._wire import Command
+
+#: The longest a read blocks when some partitions are outside its window (see _read_plan).
+_PARTIAL_BLOCK_MS = 100
+
+#: Streams read by one XREADGROUP, and the COUNT for each of them.
+ReadGroup = tuple[list[StreamKeys], int]
+
+
+class Reader:
+    """Reads new entries for a consumer, and acknowledges the ones it finished."""
+
+    def __init__(self, shared: Shared, groups: StreamGroups, socket_timeout: float) -> None:
+        self._wire = shared.wire
+        self._scripts = shared.scripts
+        self._groups = groups
+        self.group = shared.group
+        # A BLOCK as long as the socket timeout would make every idle read look like a dead
+        # server; half of it leaves room for the round trip.
+        self._longest_block_ms = int(socket_timeout * 500)
+        # Where the remainder of a shared count goes next, per "" (types) or type (partitions).
+        self._rotation: dict[str, int] = {}
+        # Bound once: these run on every read.
+        self._send = shared.router.send_to_owners
+        self._block_on_each_slot = shared.router.block_on_each_slot
+        self._refresh = groups.refresh_partition_counts
+        self._streams = shared.keys.streams
+        self._ids_by_stream = shared.keys.ids_by_stream
+
+    def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[ReadGroup], bool]:
+        """What to read: groups of streams with the COUNT for each stream of the group, never
+        more than ``count`` in all; and whether some partition was left out.
+
+        ``count`` is shared among the types, and a partitioned type's share among its
+        partitions, the remainders going to a few of them in turn (:func:`split_count`). With
+        fewer than one per partition, a window of partitions gets one each, and the window moves
+        on at each read. One XREADGROUP reads one group (on a cluster, the groups are also per
+        slot).
+        """
+        cluster = self._wire.cluster
+        groups: dict[tuple[int, int], list[StreamKeys]] = {}
+        partial = False
+        for t, share in zip(types, self._share_out(count, types, ""), strict=True):
+            streams = self._streams(t)
+            partial = partial or share < len(streams)
+            for s, n in zip(streams, self._share_out(share, streams, t), strict=True):
+                if n:
+                    groups.setdefault((s.slot if cluster else 0, n), []).append(s)
+        return [(group, n) for (_, n), group in groups.items()], partial
+
+    def _share_out(self, count: int, among: Sequence[Any], key: str) -> list[int]:
+        """:func:`split_count` over ``among``, the remainder moving on at each call for ``key``
+        (``""``: the types of a read; a type: its partitions)."""
+        if len(among) == 1:
+            return [count]
+        at = self._rotation.get(key, 0)
+        self._rotation[key] = (at + count % len(among)) % len(among)
+        return split_count(count, len(among), at)
+
+    async def read(
+        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all."""
+        block_ms = max(1, min(block_ms, self._longest_block_ms))
+        await self._refresh(types)
+        plan, partial = self._read_plan(types, count)
+        if not plan:  # nothing asked for
+            return []
+        if partial:
+            # Partitions outside this read's window are not watched: look again soon.
+            block_ms = min(block_ms, _PARTIAL_BLOCK_MS)
+        if len(plan) == 1:
+            ((streams, per),) = plan
+            work = [(streams[0].jobs, self._xreadgroup(streams, consumer, per, block_ms))]
+            replies = await self._send("reader", work)
+            return await self._deliveries(list(zip(plan, replies, strict=True)))
+        # Several reads: look at all of them at once; only when all are empty, block.
+        found = await self._deliveries(await self._read_without_blocking(plan, consumer))
+        if found:
+            return found
+        if not self._wire.cluster:
+            # One blocking XREADGROUP over every stream: it answers with the stream that gets an
+            # entry first, at most the smallest share of it.
+            streams = [s for group, _ in plan for s in group]
+            per = min(share for _, share in plan)
+            work = [(streams[0].jobs, self._xreadgroup(streams, consumer, per, block_ms))]
+            (reply,) = await self._send("reader", work)
+            return await self._deliveries([((streams, per), reply)])
+        # A cluster: block on each slot, and unblock the others as soon as one answers.
+        blocking = [
+            (g[0].jobs, g[0].slot, self._xreadgroup(g, consumer, per, block_ms)) for g, per in plan
+        ]
+        replies = await self._block_on_each_slot(blocking)
+        return await self._deliveries(list(zip(plan, replies, strict=True)))
+
+    async def _read_without_blocking(
+        self, plan: list[ReadGroup], consumer: str
+    ) -> list[tuple[ReadGroup, Any]]:
+        work = [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
+        return list(zip(plan, await self._send("reader", work, whole=True), strict=True))
+
+    async def ack_and_read(
+        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+    ) -> AckedRead:
+        """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
+        node."""
+        await self._refresh(types)
+        owners: list[tuple[str, StreamKeys, IdsByStream]] = []
+        work: list[tuple[str, Command]] = []
+        lost: dict[str, list[str]] = {}
+        for t, refs in acks.items():
+            located = self._ids_by_stream(t, refs)
+            if located.bad:
+                lost[t] = list(located.bad)
+            for s, ids in located.items():
+                owners.append((t, s, located))
+                work.append(self._ack_command(s, consumer, ids))
+        plan, _ = self._read_plan(types, count)
+        work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
+        replies = await self._send("reader", work, whole=True)
+        # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
+        deliveries = await self._deliveries(list(zip(plan, replies[len(owners) :], strict=True)))
+        failed: dict[str, str] = {}
+        for (t, s, located), answer in zip(owners, replies, strict=False):
+            if isinstance(answer, BaseException):
+                failed[t] = str(self._wire.backend_error(answer))
+            else:
+                lost.setdefault(t, []).extend(located.ref(s, text(x)) for x in answer)
+        return AckedRead(lost, failed, deliveries)
+
+    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+        """Ack + delete owned entries, one script call per stream (all in one exchange per
+        node); returns the ids owned by others."""
+        located = self._ids_by_stream(type, entry_ids)
+        streams = [(s, ids) for s, ids in located.items() if ids]
+        work = [self._ack_command(s, consumer, ids) for s, ids in streams]
+        lost = list(located.bad)
+        for (s, _), gone in zip(streams, await self._send("acker", work), strict=True):
+            if isinstance(gone, BaseException):
+                raise self._wire.backend_error(gone)
+            lost += (located.ref(s, text(x)) for x in gone)
+        return lost
+
+    def _ack_command(self, s: StreamKeys, consumer: str, ids: Sequence[str]) -> tuple[str, Command]:
+        """The ``ack.lua`` call for ids of one stream, as an item of the router's work."""
+        sha = self._scripts.sha("ack")
+        return s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids)
+
+    def _xreadgroup(
+        self, streams: Sequence[StreamKeys], consumer: str, count: int, block_ms: int
+    ) -> Command:
+        block = ("BLOCK", block_ms) if block_ms > 0 else ()
+        return (
+            "XREADGROUP", "GROUP", self.group, consumer, "COUNT", count, *block,
+            "STREAMS", *(s.jobs for s in streams), *(">" for _ in streams),
+        )  # fmt: skip
+
+    async def _deliveries(self, reads: Sequence[tuple[ReadGroup, Any]]) -> list[Delivery]:
+        """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries)."""
+        out: list[Delivery] = []
+        errors: list[BaseException] = []
+        for (streams, _), reply in reads:
+            if isinstance(reply, BaseException):
+                if isinstance(reply, rexc.ResponseError) and "NOGROUP" in str(reply):
+                    # The server lost the group (restart without persistence): recreate it;
+                    # the next read gets what is there.
+                    await self._groups.ensure(sorted({s.type for s in streams}))
+                elif not is_redirect(reply):  # MOVED: nothing read; the next read asks the owner
+                    errors.append(reply)
+                continue
+            if not reply:
+                continue
+            by_key = {s.jobs.encode(): s for s in streams}
+            for key, entries in reply.items() if isinstance(reply, dict) else reply:
+                s = by_key[key]
+                t, ref = s.type, (None if s.part is None else s.ref)
+                for entry_id, flat in entries:
+                    ident = entry_id.decode()
+                    out.append(
+                        Delivery(
+                            t,
+                            ident if ref is None else ref(ident),
+                            as_fields(flat) if flat else {},
+                            1,
+                        )
+                    )
+        if errors and not out:
+            # What other nodes delivered is ours now: return it; the failing node's error
+            # comes back on the next read.
+            raise self._wire.backend_error(errors[0])
+        return out
