@@ -18,13 +18,16 @@ import msgspec
 import orjson
 
 from streamq._job import Job, Principal
-from streamq.backends._base import Fields as Fields  # the protocol's; re-exported for callers
+
+# What an entry holds belongs to the protocol (the backends read it too); re-exported for callers.
+from streamq.backends._base import F_BODY as F_BODY
+from streamq.backends._base import F_ID as F_ID
+from streamq.backends._base import F_VERSION as F_VERSION
+from streamq.backends._base import Fields as Fields
+from streamq.backends._base import job_id_of as job_id_of
 from streamq.exceptions import InvalidJobError, JobTooLargeError
 
 FORMAT_VERSION = 1
-F_ID = b"id"
-F_VERSION = b"v"
-F_BODY = b"job"
 _VERSION_BYTES = str(FORMAT_VERSION).encode()
 
 
@@ -121,17 +124,6 @@ def new_ids(n: int) -> list[str]:
         h = pool[i : i + 16].hex()
         out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return out
-
-
-def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:
-    """The job id of an entry, if it has a readable one (poison included)."""
-    raw = fields.get(F_ID)
-    if raw is None:
-        return None
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def decode(fields: Mapping[bytes, bytes]) -> Envelope:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamq._logging import logger
 from streamq.backends._base import Backend
-from streamq.backends.memory import MemoryBackend
 from streamq.exceptions import BackendError
 
 
@@ -20,13 +19,12 @@ async def check_eviction_policy(backend: Backend) -> None:
         logger.info("streamq.server.eviction_policy", checked=False, error=str(exc))
         return
     if policy is None:
-        if not isinstance(backend, MemoryBackend):  # no server there, nothing to check
-            logger.info(
-                "streamq.server.eviction_policy",
-                checked=False,
-                note="could not check maxmemory-policy (CONFIG GET refused); it must be "
-                "noeviction, or a full server evicts whole job streams",
-            )
+        logger.info(
+            "streamq.server.eviction_policy",
+            checked=False,
+            note="could not check maxmemory-policy (CONFIG GET refused); it must be "
+            "noeviction, or a full server evicts whole job streams",
+        )
         return
     if policy != "noeviction":
         logger.warning(

@@ -16,6 +16,24 @@ from typing import Protocol
 #: A stream entry's fields, as the backends store them and the codec encodes a job into.
 Fields = dict[bytes, bytes]
 
+# The field names of an entry streamq writes (the codec fills them; a backend reads the id, and
+# the body for a partition key, without decoding the job).
+F_ID = b"id"
+F_VERSION = b"v"
+F_BODY = b"job"
+
+
+def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:
+    """The job id of an entry, if it has a readable one (poison included)."""
+    raw = fields.get(F_ID)
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 #: Counter names kept per type.
 COUNTERS = ("enqueued", "processed", "failed", "retried", "dead")
 
@@ -251,8 +269,9 @@ class Backend(Protocol):
         """Live workers' heartbeat records."""
 
     async def eviction_policy(self) -> str | None:
-        """The server's ``maxmemory-policy`` (``noeviction`` unless some node may evict keys);
-        None when there is no such setting (memory) or the server refused to tell (an ACL)."""
+        """The server's ``maxmemory-policy`` (``noeviction`` unless some node may evict keys;
+        always ``noeviction`` on a store that never evicts, as the memory backend); None when
+        the server refused to tell (an ACL)."""
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamq._codec import job_id_of
 from streamq.backends._base import (
     HANDED_BACK,
     AckedRead,
@@ -26,6 +25,7 @@ from streamq.backends._base import (
     Fields,
     PendingEntry,
     RawStats,
+    job_id_of,
     split_count,
 )
 from streamq.backends._memory_stream import MemoryStream, PendingRecord, parse_id
@@ -445,8 +445,8 @@ class MemoryBackend:
             return sum(entries.pop(i, None) is not None for i in entry_ids)
 
     async def eviction_policy(self) -> str | None:
-        """None: nothing evicts the memory backend's jobs."""
-        return None
+        """``noeviction``: nothing evicts the memory backend's jobs."""
+        return "noeviction"
 
     async def aclose(self) -> None:
         """Nothing to release; wake blocked readers so they return."""

@@ -11,8 +11,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from streamq._codec import job_id_of
-from streamq.backends._base import COUNTERS, DeadEntry, Fields, PendingEntry, RawStats
+from streamq.backends._base import COUNTERS, DeadEntry, Fields, PendingEntry, RawStats, job_id_of
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._errors import REDIS_ERRORS
 from streamq.backends.redis._groups import StreamGroups

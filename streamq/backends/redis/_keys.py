@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq._codec import F_BODY
-from streamq.backends._base import Fields
+from streamq.backends._base import F_BODY, Fields
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
