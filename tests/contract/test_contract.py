@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+from waiting import eventually
 
 from streamq import (
     Backend,
@@ -74,18 +74,6 @@ def fifo(queue: Queue, type: str) -> bool:
     """Whether the type's jobs are delivered in enqueue order (one stream: not partitioned)."""
     streams = getattr(queue.backend, "streams", None)
     return streams is None or len(streams(type)) == 1
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool]) -> None:
-    """Poll ``check`` until it holds; TimeoutError when it never does within TIMEOUT."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            ok = check()
-            if inspect.isawaitable(ok):
-                ok = await ok
-            if ok:
-                return
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from waiting import eventually
 
 from streamq import Job, MemoryBackend, Queue, Registry, Worker
 from streamq._worker.threads import Threads
@@ -32,18 +31,6 @@ class Item:
 async def dead_count_is(queue: Queue, type: str, n: int) -> bool:
     """Whether ``type`` has exactly ``n`` dead letters."""
     return len(await queue.dead(type)) == n
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 10.0) -> None:
-    """Poll ``check()`` until it is true (TimeoutError after ``within`` seconds)."""
-    async with asyncio.timeout(within):
-        while True:
-            ok = check()
-            if inspect.isawaitable(ok):
-                ok = await ok
-            if ok:
-                return
-            await asyncio.sleep(0.01)
 
 
 async def test_waiting_for_a_thread_does_not_count_against_the_time_limit() -> None:
