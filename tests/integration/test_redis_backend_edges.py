@@ -200,6 +200,48 @@ async def test_a_slot_migration_is_followed_with_asking_and_tryagain(tmp_path: P
             await backend.aclose()
 
 
+@pytest.mark.cluster
+async def test_a_blocking_read_over_slots_follows_ask_and_does_not_spin(tmp_path: Path) -> None:
+    """An idle read over two slots, one of them migrating (its source answers ASK at once),
+    reads that slot where the ASK points and pauses, instead of coming back at once in a tight
+    loop; a job enqueued meanwhile on the migrating type is still read."""
+    with LocalCluster(tmp_path / "cluster", replicas=0) as cluster:
+        backend = RedisBackend(cluster.url, prefix="a")
+        try:
+            types = ["mig", "calm"]
+            await backend.ensure_groups(types)
+            mig, calm = (backend.streams(t)[0] for t in types)
+            # One job through first, so that every key of the type exists (a script on the
+            # importing node finds them all there, not TRYAGAIN), then none waiting.
+            await backend.enqueue_many([("mig", {b"n": b"0"})])
+            (first,) = await backend.read(["mig"], "c", 1, 10)
+            assert await backend.ack("mig", "c", [first.entry_id]) == []
+            source = cluster.master_of_slot(mig.slot)
+            assert cluster.master_of_slot(calm.slot) != source or mig.slot != calm.slot
+            target = next(p for p in cluster.masters() if p != source)
+            with _node(source) as src, _node(target) as dst:
+                src_id, dst_id = (n.execute_command("CLUSTER MYID") for n in (src, dst))
+                dst.execute_command("CLUSTER SETSLOT", mig.slot, "IMPORTING", src_id)
+                src.execute_command("CLUSTER SETSLOT", mig.slot, "MIGRATING", dst_id)
+                keys = src.execute_command("CLUSTER GETKEYSINSLOT", mig.slot, 100)
+                assert mig.jobs in keys
+                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            reads = 0
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 1.0
+            while loop.time() < end:
+                assert await backend.read(types, "c", 10, 1000) == []
+                reads += 1
+            # Each read waited (a partial read's pause at least); a spin makes hundreds.
+            assert reads <= 30, reads
+            (job_id,) = await backend.enqueue_many([("mig", {b"n": b"1"})])
+            got = await backend.read(types, "c", 10, 1000)
+            assert [(d.type, d.entry_id) for d in got] == [("mig", job_id)]
+            assert await backend.ack("mig", "c", [job_id]) == []
+        finally:
+            await backend.aclose()
+
+
 def test_servers_older_than_redis_7_are_told_apart() -> None:
     """The version check at ensure_groups refuses Redis 6.x (INFO's redis_version) and passes
     7.0 and later, and Valkey (which reports a Redis version of 7.2.4)."""

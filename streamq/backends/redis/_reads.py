@@ -8,6 +8,7 @@ the read block (on each slot, see ``_routing``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from streamq.backends._base import AckedRead, Delivery, split_count
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import IdsByStream, StreamKeys
 from streamq.backends.redis._replies import as_fields, text
-from streamq.backends.redis._routing import is_redirect
+from streamq.backends.redis._routing import is_ask, is_redirect
 from streamq.backends.redis._shared import Shared
 from streamq.backends.redis._wire import Command
 
@@ -112,7 +113,18 @@ class Reader:
             (g[0].jobs, g[0].slot, self._xreadgroup(g, consumer, per, block_ms)) for g, per in plan
         ]
         replies = await self._block_on_each_slot(blocking)
-        return await self._deliveries(list(zip(plan, replies, strict=True)))
+        asked = [i for i, reply in enumerate(replies) if is_ask(reply)]
+        answered = zip(plan, replies, strict=True)
+        found = await self._deliveries([read for i, read in enumerate(answered) if i not in asked])
+        if asked:
+            # A slot being migrated answered ASK at once: its read did not run. Read it where
+            # the ASK points (send_to_owners follows ASK with ASKING), without blocking; with
+            # nothing there either, pause as a partial read does rather than loop at once.
+            again = await self._read_without_blocking([plan[i] for i in asked], consumer)
+            found += await self._deliveries(again)
+            if not found:
+                await asyncio.sleep(min(block_ms, _PARTIAL_BLOCK_MS) / 1000)
+        return found
 
     async def _read_without_blocking(
         self, plan: list[ReadGroup], consumer: str
