@@ -123,6 +123,10 @@ class Worker:
             raise ConfigError("max_deliveries must be at least 1")
         if max_dead < 1:
             raise ConfigError("max_dead must be at least 1 (the dead stream keeps that many)")
+        if self.claim_after <= 0 or self.heartbeat <= 0:
+            # A zero claim_after would take every running job over at once (and derive a
+            # heartbeat of 0 from it).
+            raise ConfigError("claim_after and heartbeat must be positive")
         if self.heartbeat * 2 > self.claim_after:
             raise ConfigError(
                 f"heartbeat ({self.heartbeat}s) must be at most half of claim_after "

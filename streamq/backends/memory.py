@@ -9,11 +9,8 @@ It is for development and unit tests: one process, no persistence. State is guar
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from streamq.backends._base import (
     HANDED_BACK,
@@ -23,55 +20,21 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
-    PendingEntry,
-    RawStats,
     job_id_of,
     split_count,
 )
-from streamq.backends._memory_stream import MemoryStream, PendingRecord, parse_id
+from streamq.backends._memory_inspect import MemoryInspection, Waiter
+from streamq.backends._memory_stream import PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
 
 
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    """A blocked ``read``: the loop it runs on and the event that wakes it."""
+class MemoryBackend(MemoryInspection):
+    """The Backend protocol in process memory, with Redis consumer-group semantics.
 
-    loop: asyncio.AbstractEventLoop
-    event: asyncio.Event
-    types: frozenset[str]
-    closed: bool = False
-
-
-class MemoryBackend:
-    """The Backend protocol in process memory, with Redis consumer-group semantics."""
-
-    def __init__(self) -> None:
-        """Start empty."""
-        self._lock = threading.Lock()
-        self._streams: dict[str, MemoryStream] = {}
-        self._waiters: set[_Waiter] = set()
-        self._workers: dict[str, tuple[float, dict[str, str]]] = {}
-        self._rotation = 0  # which types get the remainder of the next read's count
-
-    def _stream(self, type: str) -> MemoryStream:
-        # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
-        # ensure_groups creates the group from id 0, so nothing enqueued earlier is skipped.
-        stream = self._streams.get(type)
-        if stream is None:
-            stream = self._streams[type] = MemoryStream()
-        return stream
-
-    def _waiters_for(self, types: Iterable[str]) -> list[_Waiter]:
-        wanted = set(types)
-        return [w for w in self._waiters if not w.types.isdisjoint(wanted)]
-
-    @staticmethod
-    def _wake(waiters: Iterable[_Waiter]) -> None:
-        for waiter in waiters:
-            # A closed loop raises RuntimeError: nobody is waiting on it any more.
-            with contextlib.suppress(RuntimeError):
-                waiter.loop.call_soon_threadsafe(waiter.event.set)
+    Its state and the inspection half live in ``_memory_inspect`` (this file holds producing,
+    reading, acking and the PEL calls).
+    """
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
         """Create each type's stream and consumer group if missing."""
@@ -126,11 +89,11 @@ class MemoryBackend:
         ``count`` < 1 and ``block_ms`` < 1 return at once (no "unlimited", no "forever").
         """
         types = list(dict.fromkeys(types))
-        waiter: _Waiter | None = None
+        waiter: Waiter | None = None
         with self._lock:
             out = self._take(types, consumer, count)
             if not out and count > 0 and block_ms > 0:
-                waiter = _Waiter(asyncio.get_running_loop(), asyncio.Event(), frozenset(types))
+                waiter = Waiter(asyncio.get_running_loop(), asyncio.Event(), frozenset(types))
                 self._waiters.add(waiter)
         if waiter is None:
             await asyncio.sleep(0)  # a real backend yields on I/O; do not starve the loop
@@ -239,11 +202,6 @@ class MemoryBackend:
                 stream.counters["processed"] += 1
         return lost
 
-    async def types(self) -> list[str]:
-        """Every type this backend has seen, sorted."""
-        with self._lock:
-            return sorted(self._streams)
-
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
         """Copy stuck pending entries to new ones at the end; ack and delete the old ones."""
         done: list[str] = []
@@ -345,108 +303,6 @@ class MemoryBackend:
                     pending.consumer = HANDED_BACK
                 stream.consumers[HANDED_BACK] = time.monotonic()
             return stream.consumers.pop(consumer, None) is not None
-
-    async def stats(self, type: str) -> RawStats:
-        """Lengths, PEL summary and counters of one type."""
-        with self._lock:
-            stream = self._stream(type)
-            now = time.monotonic()
-            held = dict.fromkeys(stream.consumers, 0)
-            for pending in stream.pel.values():
-                held[pending.consumer] = held.get(pending.consumer, 0) + 1
-            detail = {
-                name: (n, max(0, int((now - stream.consumers.get(name, now)) * 1000)))
-                for name, n in held.items()
-            }
-            oldest = next(iter(stream.pel.values()), None)  # the PEL is in id order
-            age = None if oldest is None else max(0, time.time_ns() // 1_000_000 - oldest.key[0])
-            return RawStats(
-                length=len(stream.entries),
-                pending=len(stream.pel),
-                consumers_detail=detail,
-                oldest_pending_age_ms=age,
-                dead=len(stream.dead),
-                counters=dict(stream.counters),
-                consumers=len(stream.consumers),
-            )
-
-    async def pending(
-        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
-    ) -> list[PendingEntry]:
-        """The PEL of one type in id order (optionally one consumer's, or idle that long)."""
-        out: list[PendingEntry] = []
-        with self._lock:
-            stream = self._stream(type)
-            now = time.monotonic()
-            for entry_id, pending in stream.pel.items():
-                if len(out) >= limit:
-                    break
-                idle = pending.idle_ms(now)
-                if (consumer is None or pending.consumer == consumer) and idle >= min_idle_ms:
-                    out.append(PendingEntry(entry_id, pending.consumer, idle, pending.deliveries))
-        return out
-
-    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
-        """The fields of live entries, by entry id (missing ids are left out)."""
-        with self._lock:
-            entries = self._stream(type).entries
-            return {i: dict(entries[i]) for i in entry_ids if i in entries}
-
-    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
-        """Dead-lettered jobs, oldest first."""
-        with self._lock:
-            return list(self._stream(type).dead.values())[: max(limit, 0)]
-
-    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven."""
-        with self._lock:
-            stream = self._stream(type)
-            ids = []
-            for dead_id in dead_ids:
-                entry = stream.dead.pop(dead_id, None)
-                if entry is not None:
-                    stream.add(entry.fields)
-                    stream.counters["enqueued"] += 1
-                    ids.append(dead_id)
-            waiters = self._waiters_for([type]) if ids else []
-        self._wake(waiters)
-        return ids
-
-    async def dead_purge(self, type: str) -> int:
-        """Delete the dead stream; returns how many entries it held."""
-        with self._lock:
-            dead = self._stream(type).dead
-            count = len(dead)
-            dead.clear()
-            return count
-
-    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
-        """Record a live worker for ``ttl_s`` seconds."""
-        with self._lock:
-            self._workers[worker_id] = (time.monotonic() + ttl_s, {**info, "id": worker_id})
-
-    async def remove_worker(self, worker_id: str) -> None:
-        """Forget a worker's heartbeat record (clean shutdown)."""
-        with self._lock:
-            self._workers.pop(worker_id, None)
-
-    async def workers(self) -> list[dict[str, str]]:
-        """Live workers' heartbeat records, by worker id."""
-        with self._lock:
-            now = time.monotonic()
-            for worker_id in [w for w, (expiry, _) in self._workers.items() if expiry <= now]:
-                del self._workers[worker_id]
-            return [dict(self._workers[w][1]) for w in sorted(self._workers)]
-
-    def delete_entries(self, type: str, entry_ids: Sequence[str]) -> int:
-        """XDEL: delete entries from the stream but not the PEL (for fault tests); returns count."""
-        with self._lock:
-            entries = self._stream(type).entries
-            return sum(entries.pop(i, None) is not None for i in entry_ids)
-
-    async def eviction_policy(self) -> str | None:
-        """``noeviction``: nothing evicts the memory backend's jobs."""
-        return "noeviction"
 
     async def aclose(self) -> None:
         """Nothing to release; wake blocked readers so they return."""

@@ -13,7 +13,15 @@ ROOT = Path(__file__).resolve().parents[2] / "streamq"
 #: The layers, lowest first; a module may import its own layer and those before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("exceptions", "_job", "_urls", "backends", "backends._base", "backends._partitions")),
-    ("backends", ("backends.memory", "backends._memory_stream", "backends.redis")),
+    (
+        "backends",
+        (
+            "backends.memory",
+            "backends._memory_stream",
+            "backends._memory_inspect",
+            "backends.redis",
+        ),
+    ),
     (
         "engine",
         ("_codec", "_tracing", "_logging", "_registry", "_worker", "_server", "_eventloop"),

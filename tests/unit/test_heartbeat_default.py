@@ -41,3 +41,13 @@ def test_explicit_contradictory_heartbeat_is_refused() -> None:
     """An explicit heartbeat above claim_after / 2 is still a ConfigError naming both."""
     with pytest.raises(ConfigError, match=r"heartbeat \(5.0s\).*claim_after \(2.0s\)"):
         Worker(MemoryBackend(), registry, ["noop"], claim_after=2.0, heartbeat=5.0)
+
+
+@pytest.mark.parametrize(("claim_after", "heartbeat"), [(0.0, None), (-1.0, None), (2.0, 0.0)])
+def test_a_claim_after_or_heartbeat_that_is_not_positive_is_refused(
+    claim_after: float, heartbeat: float | None
+) -> None:
+    """claim_after 0 would take every running job over at once (and derive a heartbeat of 0):
+    refused, as a heartbeat of 0 is."""
+    with pytest.raises(ConfigError, match="must be positive"):
+        Worker(MemoryBackend(), registry, ["noop"], claim_after=claim_after, heartbeat=heartbeat)

@@ -1,0 +1,162 @@
+"""The memory backend's state (its streams under one lock, blocked readers, the worker records)
+and its inspection half: stats, pending, dead letters, workers (``memory.py`` has the rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from streamq.backends._base import DeadEntry, Fields, PendingEntry, RawStats
+from streamq.backends._memory_stream import MemoryStream
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """A blocked ``read``: the loop it runs on and the event that wakes it."""
+
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    types: frozenset[str]
+    closed: bool = False
+
+
+class MemoryInspection:
+    """The memory backend's state, and what the CLI and the dashboard read of it."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()
+        self._streams: dict[str, MemoryStream] = {}
+        self._waiters: set[Waiter] = set()
+        self._workers: dict[str, tuple[float, dict[str, str]]] = {}
+        self._rotation = 0  # which types get the remainder of the next read's count
+
+    def _stream(self, type: str) -> MemoryStream:
+        # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
+        # ensure_groups creates the group from id 0, so nothing enqueued earlier is skipped.
+        stream = self._streams.get(type)
+        if stream is None:
+            stream = self._streams[type] = MemoryStream()
+        return stream
+
+    def _waiters_for(self, types: Iterable[str]) -> list[Waiter]:
+        wanted = set(types)
+        return [w for w in self._waiters if not w.types.isdisjoint(wanted)]
+
+    @staticmethod
+    def _wake(waiters: Iterable[Waiter]) -> None:
+        for waiter in waiters:
+            # A closed loop raises RuntimeError: nobody is waiting on it any more.
+            with contextlib.suppress(RuntimeError):
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+    async def types(self) -> list[str]:
+        """Every type this backend has seen, sorted."""
+        with self._lock:
+            return sorted(self._streams)
+
+    async def stats(self, type: str) -> RawStats:
+        """Lengths, PEL summary and counters of one type."""
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            held = dict.fromkeys(stream.consumers, 0)
+            for pending in stream.pel.values():
+                held[pending.consumer] = held.get(pending.consumer, 0) + 1
+            detail = {
+                name: (n, max(0, int((now - stream.consumers.get(name, now)) * 1000)))
+                for name, n in held.items()
+            }
+            oldest = next(iter(stream.pel.values()), None)  # the PEL is in id order
+            age = None if oldest is None else max(0, time.time_ns() // 1_000_000 - oldest.key[0])
+            return RawStats(
+                length=len(stream.entries),
+                pending=len(stream.pel),
+                consumers_detail=detail,
+                oldest_pending_age_ms=age,
+                dead=len(stream.dead),
+                counters=dict(stream.counters),
+                consumers=len(stream.consumers),
+            )
+
+    async def pending(
+        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
+    ) -> list[PendingEntry]:
+        """The PEL of one type in id order (optionally one consumer's, or idle that long)."""
+        out: list[PendingEntry] = []
+        with self._lock:
+            stream = self._stream(type)
+            now = time.monotonic()
+            for entry_id, pending in stream.pel.items():
+                if len(out) >= limit:
+                    break
+                idle = pending.idle_ms(now)
+                if (consumer is None or pending.consumer == consumer) and idle >= min_idle_ms:
+                    out.append(PendingEntry(entry_id, pending.consumer, idle, pending.deliveries))
+        return out
+
+    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
+        """The fields of live entries, by entry id (missing ids are left out)."""
+        with self._lock:
+            entries = self._stream(type).entries
+            return {i: dict(entries[i]) for i in entry_ids if i in entries}
+
+    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
+        """Dead-lettered jobs, oldest first."""
+        with self._lock:
+            return list(self._stream(type).dead.values())[: max(limit, 0)]
+
+    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
+        """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven."""
+        with self._lock:
+            stream = self._stream(type)
+            ids = []
+            for dead_id in dead_ids:
+                entry = stream.dead.pop(dead_id, None)
+                if entry is not None:
+                    stream.add(entry.fields)
+                    stream.counters["enqueued"] += 1
+                    ids.append(dead_id)
+            waiters = self._waiters_for([type]) if ids else []
+        self._wake(waiters)
+        return ids
+
+    async def dead_purge(self, type: str) -> int:
+        """Delete the dead stream; returns how many entries it held."""
+        with self._lock:
+            dead = self._stream(type).dead
+            count = len(dead)
+            dead.clear()
+            return count
+
+    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """Record a live worker for ``ttl_s`` seconds."""
+        with self._lock:
+            self._workers[worker_id] = (time.monotonic() + ttl_s, {**info, "id": worker_id})
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker's heartbeat record (clean shutdown)."""
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[dict[str, str]]:
+        """Live workers' heartbeat records, by worker id."""
+        with self._lock:
+            now = time.monotonic()
+            for worker_id in [w for w, (expiry, _) in self._workers.items() if expiry <= now]:
+                del self._workers[worker_id]
+            return [dict(self._workers[w][1]) for w in sorted(self._workers)]
+
+    def delete_entries(self, type: str, entry_ids: Sequence[str]) -> int:
+        """XDEL: delete entries from the stream but not the PEL (for fault tests); returns count."""
+        with self._lock:
+            entries = self._stream(type).entries
+            return sum(entries.pop(i, None) is not None for i in entry_ids)
+
+    async def eviction_policy(self) -> str | None:
+        """``noeviction``: nothing evicts the memory backend's jobs."""
+        return "noeviction"
