@@ -34,11 +34,19 @@ def quiet_logs() -> Iterator[None]:
     structlog.configure(**before)
 
 
+class _ThreePerType(dict[str, Partitions]):
+    """A partitions setting that gives every type three partitions (round robin)."""
+
+    def get(self, key: str, default: object = None) -> Partitions:  # type: ignore[override]
+        return Partitions(3)
+
+
 class EveryTypePartitioned(RedisBackend):
     """A Redis backend on which every job type has three partitions (round robin)."""
 
-    def _spec(self, type: str) -> Partitions | None:
-        return Partitions(3)
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._keys.partitions = _ThreePerType()
 
 
 @pytest.fixture(
