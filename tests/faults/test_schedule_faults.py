@@ -1,10 +1,13 @@
-"""Delayed jobs through faults: a server restart (append-only) and real partitions."""
+"""Delayed jobs through faults: a server restart (append-only), a mover SIGKILLed mid-move, and
+real partitions."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from waiting import eventually
 
@@ -83,3 +86,52 @@ async def test_each_partition_has_its_schedule_moved_into_its_own_stream(
             worker.stop()
             await asyncio.wait_for(task, 10)
             await worker_backend.aclose()
+
+
+MOVER = """
+import asyncio, sys
+from streamq.backends.redis import RedisBackend
+
+async def main():
+    backend = RedisBackend(sys.argv[1], prefix=sys.argv[2])
+    print("moving", flush=True)
+    while True:
+        await backend.move_due(["t"], 50)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_mover_sigkilled_mid_move_loses_and_duplicates_no_job(
+    redis_url: str, prefix: str
+) -> None:
+    """SIGKILL a process moving due jobs while it moves: every job is in the schedule or in the
+    stream, exactly once."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    try:
+        n = 20_000
+        items = [("t", {b"id": str(i).encode(), b"v": b"1", b"job": b"{}"}) for i in range(n)]
+        for i in range(0, n, 1000):
+            await backend.schedule_many(items[i : i + 1000], 0)
+        (s,) = backend.streams("t")
+        client = backend._wire.client
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", MOVER, redis_url, prefix, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        await proc.stdout.readline()
+        await eventually(lambda: _moved_some(client, s.jobs), 10)
+        proc.kill()
+        await proc.wait()
+        left = await client.zcard(s.scheduled)
+        assert 0 < left < n, "the kill should land in the middle of the moving"
+        rows = await client.xrange(s.jobs)
+        moved = [fields[b"id"] for _, fields in rows]
+        assert len(moved) + left == n
+        assert len(set(moved)) == len(moved)
+    finally:
+        await backend.aclose()
+
+
+async def _moved_some(client: Any, key: str) -> bool:
+    return int(await client.xlen(key)) >= 2000
