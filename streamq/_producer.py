@@ -102,7 +102,7 @@ class Queue(QueueInspector):
         With ``delay`` or ``at`` (as for :meth:`enqueue`) they wait in their types' schedules
         until then: the workers of the type move them into the stream when they are due.
         """
-        delay_ms = delay_in_ms(delay, at)
+        delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
         jobs = list(jobs)
         per_type = Counter(job.type for job in jobs)
         ids: list[str] = []
