@@ -151,8 +151,8 @@ def stats(
     url: Url = None,
     prefix: Prefix = "streamq",
 ) -> None:
-    """One row per type: waiting, in flight (the PEL, across all workers), oldest in flight,
-    dead, processed, failed, retried, consumers.
+    """One row per type: waiting, scheduled (delayed, not due yet), in flight (the PEL, across
+    all workers), oldest in flight, dead, processed, failed, retried, consumers.
 
     Example: streamq stats launch --watch 2
     """

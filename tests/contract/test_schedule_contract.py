@@ -150,3 +150,22 @@ async def test_a_sync_queue_passes_delay_through(
     finally:
         await asyncio.to_thread(sync.close)
     assert (await stats_of(queue, "t")).scheduled == 2
+
+
+async def test_the_same_job_delayed_twice_is_two_jobs(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """One job (a caller-given id) enqueued twice with a delay runs twice, as without a delay."""
+    runs: list[str] = []
+
+    @registry.job("t", Item)
+    async def handle(job: Job[Item]) -> None:
+        runs.append(job.id)
+
+    job = Job(type="t", args=Item(1), account_id=1, id="fixed-id")
+    await queue.enqueue(job, delay=0.2)
+    await queue.enqueue(job, delay=0.2)
+    assert (await stats_of(queue, "t")).scheduled == 2
+    async with serving(make_worker("t")):
+        await eventually(lambda: len(runs) == 2, TIMEOUT)
+    assert runs == ["fixed-id", "fixed-id"]

@@ -2,14 +2,17 @@
 slot), due time in ms as the score, each member an entry's fields packed so that
 ``move_due.lua`` can XADD them unchanged.
 
-A member is the entry's fields and values in turn, each as ``<length>:<bytes>``: nothing to
-execute on decode, and Lua reads it with ``string.find`` and ``string.sub``. Both scripts read
+A member is a tag unique to the job's enqueue, then the entry's fields and values in turn, each
+as ``<length>:<bytes>``: nothing to execute on decode, and Lua reads it with ``string.find`` and
+``string.sub``. The tag keeps two enqueues of the very same job (a caller-given id) two jobs, as
+they are in a stream; a sorted set would otherwise keep one member. Both scripts read
 the server's clock (``TIME``), so the clocks of producers and workers do not matter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 
 from streamq.backends._base import Fields, ScheduledEntry, job_id_of
@@ -21,13 +24,15 @@ from streamq.backends.redis._shared import Shared
 PURPOSE = "schedule"
 
 
-def pack_fields(fields: Fields) -> bytes:
-    """One schedule member: every field and value as ``<length>:<bytes>``."""
-    return b"".join(b"%d:%b" % (len(x), x) for kv in fields.items() for x in kv)
+def pack_fields(tag: bytes, fields: Fields) -> bytes:
+    """One schedule member: ``tag``, then every field and value, each as ``<length>:<bytes>``."""
+    return b"%d:%b" % (len(tag), tag) + b"".join(
+        b"%d:%b" % (len(x), x) for kv in fields.items() for x in kv
+    )
 
 
 def unpack_fields(member: bytes) -> Fields:
-    """The fields of a schedule member (:func:`pack_fields` undone)."""
+    """The fields of a schedule member (:func:`pack_fields` undone, the tag dropped)."""
     parts: list[bytes] = []
     pos = 0
     while pos < len(member):
@@ -35,7 +40,7 @@ def unpack_fields(member: bytes) -> Fields:
         n = int(member[pos:colon])
         parts.append(member[colon + 1 : colon + 1 + n])
         pos = colon + 1 + n
-    return dict(zip(parts[::2], parts[1::2], strict=True))
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 class Scheduler:
@@ -56,12 +61,16 @@ class Scheduler:
             return
         by_stream = await self._producer.streams_for(items)
         sha = self._scripts.sha("schedule")
-        pack = pack_fields
+        call_tag = os.urandom(8).hex().encode()
+
+        def pack(i: int) -> bytes:
+            return pack_fields(b"%b-%d" % (call_tag, i), items[i][1])
+
         delay = max(0, int(delay_ms))
         work = [
             (
                 s.jobs,
-                ("EVALSHA", sha, 2, s.scheduled, s.stats, delay, *(pack(items[i][1]) for i in idx)),
+                ("EVALSHA", sha, 2, s.scheduled, s.stats, delay, *(pack(i) for i in idx)),
             )
             for s, idx in by_stream.items()
         ]
