@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -47,6 +47,23 @@ class TypeStats:
     #: jobs ever dead-lettered (the dead stream is capped, and can be purged or retried)
     dead_lettered: int
     consumers: dict[str, ConsumerStats]
+    #: in the schedule: enqueued with a delay, not due yet
+    scheduled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """One job waiting in its type's schedule."""
+
+    job_id: str | None
+    #: when it is due (UTC, by the server's clock)
+    due_at: datetime
+    #: seconds until it is due (negative once overdue, until a worker moves it)
+    due_in_s: float
+    #: why it waits: ``delay`` (enqueued with a delay or a time)
+    why: str
+    #: deliveries so far (0 for a job that has not run yet)
+    deliveries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,7 @@ class QueueInspector:
                         name: ConsumerStats(n, idle / 1000)
                         for name, (n, idle) in sorted(raw.consumers_detail.items())
                     },
+                    scheduled=raw.scheduled,
                 )
             )
         return out
@@ -147,6 +165,19 @@ class QueueInspector:
             for r in rows
         ]
         return sorted(jobs, key=lambda j: j.idle_s, reverse=True)
+
+    async def scheduled(self, type: str, *, limit: int = 100) -> list[ScheduledJob]:
+        """The jobs of ``type`` waiting in its schedule, the soonest due first."""
+        return [
+            ScheduledJob(
+                job_id=e.job_id,
+                due_at=datetime.fromtimestamp(e.due_ms / 1000, UTC),
+                due_in_s=e.due_in_ms / 1000,
+                why=e.why,
+                deliveries=e.deliveries,
+            )
+            for e in await self.backend.scheduled(type, limit)
+        ]
 
     async def types(self) -> list[str]:
         """The job types that exist on the server (a stream, dead letters or counters)."""

@@ -8,16 +8,17 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from streamq import _codec, _tracing
 from streamq._inspect import QueueInspector
 from streamq._job import Job
 from streamq._logging import logger
-from streamq._registry import Registry, check_type_name
+from streamq._registry import Registry, check_type_name, seconds
 from streamq._settings import connect
 from streamq.backends._base import Backend
-from streamq.exceptions import BackendError
+from streamq.exceptions import BackendError, ConfigError
 
 DEFAULT_MAX_JOB_SIZE = 1024 * 1024
 
@@ -62,8 +63,22 @@ class Queue(QueueInspector):
                 job = dataclasses.replace(job, args=args)
         return job_id, _codec.encode(job, job_id, trace=trace, max_size=self.max_job_size)
 
-    async def enqueue(self, job: Job[Any]) -> str:
-        """Add one job; returns its id (the job's own, or a new UUID)."""
+    async def enqueue(
+        self, job: Job[Any], *, delay: float | timedelta | None = None, at: datetime | None = None
+    ) -> str:
+        """Add one job; returns its id (the job's own, or a new UUID).
+
+        Args:
+            delay: run it no earlier than this long from now (seconds or a ``timedelta``).
+            at: run it no earlier than this time (an aware ``datetime``).
+
+        A delay of 0 or less, or a time already past, enqueues it for now.
+
+        Raises:
+            ConfigError: both ``delay`` and ``at``, or a naive ``at``.
+        """
+        if delay is not None or at is not None:
+            return (await self.enqueue_many([job], delay=delay, at=at))[0]
         with (
             _tracing.send_span({job.type: 1}, self._stream_name)
             if _tracing.enabled()
@@ -75,8 +90,19 @@ class Queue(QueueInspector):
         _tracing.count(_tracing.ENQUEUED, job.type)
         return job_id
 
-    async def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
-        """Add many jobs in one round trip; all are encoded (and checked) before any is sent."""
+    async def enqueue_many(
+        self,
+        jobs: Iterable[Job[Any]],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+    ) -> list[str]:
+        """Add many jobs in one round trip; all are encoded (and checked) before any is sent.
+
+        With ``delay`` or ``at`` (as for :meth:`enqueue`) they wait in their types' schedules
+        until then: the workers of the type move them into the stream when they are due.
+        """
+        delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
         jobs = list(jobs)
         per_type = Counter(job.type for job in jobs)
         ids: list[str] = []
@@ -88,7 +114,10 @@ class Queue(QueueInspector):
                 job_id, fields = self._encode(job, carrier, new_id)
                 ids.append(job_id)
                 items.append((job.type, fields))
-            await self._send(self.backend.enqueue_many(items), len(items))
+            if delay_ms > 0:
+                await self._send(self.backend.schedule_many(items, delay_ms), len(items))
+            else:
+                await self._send(self.backend.enqueue_many(items), len(items))
         for job_type, n in per_type.items():
             _tracing.count(_tracing.ENQUEUED, job_type, n)
         return ids
@@ -100,3 +129,20 @@ class Queue(QueueInspector):
         except BackendError as exc:
             logger.warning("streamq.enqueue.failed", jobs=jobs, error=str(exc))
             raise
+
+
+def delay_in_ms(delay: float | timedelta | None, at: datetime | None) -> int:
+    """How long from now a job waits, in ms (0: it is enqueued for now).
+
+    Raises:
+        ConfigError: both given, or ``at`` without a time zone.
+    """
+    if at is not None:
+        if delay is not None:
+            raise ConfigError("give either delay or at, not both")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ConfigError(f"at must be an aware datetime (with a time zone), not {at!r}")
+        return max(0, int((at - datetime.now(at.tzinfo)).total_seconds() * 1000))
+    if delay is None:
+        return 0
+    return max(0, int(seconds(delay) * 1000))

@@ -10,7 +10,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
@@ -156,14 +156,24 @@ class SyncQueue:
             "(build one per process; after a fork it rebuilds itself)"
         )
 
-    def enqueue(self, job: Job[Any]) -> str:
-        """Add one job; returns its id."""
-        return self._run_blocking("enqueue", lambda q: q.enqueue(job))
+    def enqueue(
+        self, job: Job[Any], *, delay: float | timedelta | None = None, at: datetime | None = None
+    ) -> str:
+        """Add one job (later, with ``delay`` or ``at``: see :meth:`Queue.enqueue`); its id."""
+        return self._run_blocking("enqueue", lambda q: q.enqueue(job, delay=delay, at=at))
 
-    def enqueue_many(self, jobs: Iterable[Job[Any]]) -> list[str]:
-        """Add many jobs in one round trip."""
+    def enqueue_many(
+        self,
+        jobs: Iterable[Job[Any]],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+    ) -> list[str]:
+        """Add many jobs in one round trip (later, with ``delay`` or ``at``)."""
         jobs = list(jobs)
-        return self._run_blocking("enqueue_many", lambda q: q.enqueue_many(jobs))
+        return self._run_blocking(
+            "enqueue_many", lambda q: q.enqueue_many(jobs, delay=delay, at=at)
+        )
 
     def close(self) -> None:
         """Close connections and stop the loop thread (in a forked child: forget the parent's)."""

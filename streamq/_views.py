@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamq import _codec
-from streamq._inspect import PendingJob, TypeStats
+from streamq._inspect import PendingJob, ScheduledJob, TypeStats
 from streamq._job import mask
 from streamq.backends._base import DeadEntry
 
@@ -41,12 +41,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def stats_table(stats: list[TypeStats]) -> str:
     """The ``streamq stats`` table (the demo prints it too)."""
-    headers = ["type", "waiting", "in flight", "oldest", "dead", "processed", "failed"]
-    headers += ["retried", "consumers"]
+    headers = ["type", "waiting", "scheduled", "in flight", "oldest", "dead", "processed"]
+    headers += ["failed", "retried", "consumers"]
     rows = [
         [
             s.type,
             str(s.waiting),
+            str(s.scheduled),
             str(s.in_flight),
             age(s.oldest_in_flight_s),
             str(s.dead),
@@ -80,7 +81,39 @@ def stats_json(stats: TypeStats) -> dict[str, Any]:
             name: {"in_flight": c.in_flight, "idle_s": c.idle_s}
             for name, c in stats.consumers.items()
         },
+        "scheduled": stats.scheduled,
     }
+
+
+def scheduled_json(job: ScheduledJob) -> dict[str, Any]:
+    """One job waiting in the schedule in the documented JSON schema."""
+    return {
+        "job_id": job.job_id,
+        "due_at": job.due_at.isoformat().replace("+00:00", "Z"),
+        "due_in_s": job.due_in_s,
+        "why": job.why,
+        "deliveries": job.deliveries,
+    }
+
+
+def scheduled_table(jobs: Sequence[ScheduledJob], total: int) -> str:
+    """The ``streamq scheduled`` table: the soonest due first, under a count."""
+    head = f"{total} scheduled"
+    if len(jobs) < total:
+        head += f" (showing the {len(jobs)} due soonest)"
+    if not jobs:
+        return head
+    rows = [
+        [
+            j.job_id or "?",
+            j.due_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            age(j.due_in_s) if j.due_in_s >= 0 else "now",
+            j.why,
+            str(j.deliveries),
+        ]
+        for j in jobs
+    ]
+    return head + "\n" + table(["job id", "due at", "due in", "why", "deliveries"], rows)
 
 
 def pending_json(job: PendingJob) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +53,17 @@ def _read_args(text: str) -> Any:
     return value
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with its time zone (``Z`` for UTC); a usage error otherwise."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--at {text!r} is not an ISO time (example: 2026-12-24T18:00:00Z)", 2)
+    if when.tzinfo is None:
+        fail(f"--at {text!r} has no time zone (add Z for UTC, or +01:00)", 2)
+    return when
+
+
 @app.command()
 def enqueue(
     type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
@@ -65,6 +77,16 @@ def enqueue(
         str | None, typer.Option(help="Correlation id of the request that asked for it.")
     ] = None,
     count: Annotated[int, typer.Option(min=1, help="Enqueue this many copies.")] = 1,
+    delay: Annotated[
+        str | None,
+        typer.Option(metavar="DURATION", help="Run them no earlier than this long from now."),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME", help="Run them no earlier than this ISO time (2026-12-24T18:00:00Z)."
+        ),
+    ] = None,
     handlers: HandlersOpt = "handlers",
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -74,8 +96,15 @@ def enqueue(
     The args are checked against the type's args class first: a bad field is a one-line
     error (exit 2) and nothing is enqueued. Large counts are pipelined in chunks.
 
-    Example: streamq enqueue noop --args '{"sleep": 0.1}' --count 100
+    With --delay or --at they wait in the type's schedule until then (streamq scheduled TYPE
+    lists them); a worker of the type moves them into the stream when they are due.
+
+    Example: streamq enqueue noop --args '{"sleep": 0.1}' --count 100 --delay 30s
     """
+    if delay is not None and at is not None:
+        fail("give --delay or --at, not both", 2)
+    delay_s = None if delay is None else parse_duration(delay)
+    at_time = None if at is None else parse_time(at)
     registry = load_registry(handlers)
     if type not in registry:
         fail(f"no handler registered for {type} in module {handlers!r}", 2)
@@ -94,7 +123,8 @@ def enqueue(
             with Progress(transient=True, disable=not show) as progress:
                 task = progress.add_task(f"enqueue {type}", total=count)
                 for i in range(0, count, ENQUEUE_CHUNK):
-                    ids += await queue.enqueue_many(jobs[i : i + ENQUEUE_CHUNK])
+                    chunk = jobs[i : i + ENQUEUE_CHUNK]
+                    ids += await queue.enqueue_many(chunk, delay=delay_s, at=at_time)
                     progress.advance(task, len(jobs[i : i + ENQUEUE_CHUNK]))
         return ids
 
@@ -121,8 +151,8 @@ def stats(
     url: Url = None,
     prefix: Prefix = "streamq",
 ) -> None:
-    """One row per type: waiting, in flight (the PEL, across all workers), oldest in flight,
-    dead, processed, failed, retried, consumers.
+    """One row per type: waiting, scheduled (delayed, not due yet), in flight (the PEL, across
+    all workers), oldest in flight, dead, processed, failed, retried, consumers.
 
     Example: streamq stats launch --watch 2
     """

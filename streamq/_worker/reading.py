@@ -128,6 +128,7 @@ class Reader:
 
     async def _all_empty(self) -> bool:
         for t in self._types:
-            if (await self._backend.stats(t)).length:
+            raw = await self._backend.stats(t)
+            if raw.length or raw.scheduled:
                 return False
         return True

@@ -1,6 +1,6 @@
 """The bounded shutdown: a grace period for the running jobs, then one clean-up deadline.
 
-After a stop the feeders (read and recovery loops) end, and what was delivered gets
+After a stop the feeders (the read, recovery and due-job loops) end, and what was delivered gets
 ``shutdown_grace`` to finish. Everything after that (cancelling the jobs still running, the last
 acks, handing back what is unfinished, leaving the groups) runs within one deadline,
 ``shutdown_cleanup``, or :data:`HARD_STOP_CLEANUP` after a second stop. What it did not get to

@@ -7,6 +7,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.acks`: runs each delivery, batches the acks, sends those the reads do not;
 - :mod:`~streamq._worker.leases`: lease refresh, the heartbeat record, the queue gauges;
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
+- :mod:`~streamq._worker.scheduling`: moves the due delayed jobs into their streams;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
 - :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
@@ -42,6 +43,7 @@ from streamq._worker.preflight import check_eviction_policy
 from streamq._worker.reading import Reader
 from streamq._worker.recovery import Recovery, Retries
 from streamq._worker.runner import Runner
+from streamq._worker.scheduling import DueMover
 from streamq._worker.shutdown import HARD_STOP_CLEANUP, Shutdown
 from streamq._worker.state import WorkerState
 from streamq.backends._base import Backend
@@ -174,6 +176,7 @@ class Worker:
             concurrency=concurrency,
             claim_after=self.claim_after,
         )
+        self._due_mover = DueMover(state, backend, types=self._types)
         self._leases = LeaseKeeper(
             state,
             backend,
@@ -255,6 +258,7 @@ class Worker:
         feeders = [
             asyncio.create_task(self._guard("read", self._reader.loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recovery.loop())),
+            asyncio.create_task(self._guard("move_due", self._due_mover.loop())),
         ]
         keepers = [
             asyncio.create_task(self._guard("ack", self._acks.loop())),

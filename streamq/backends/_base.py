@@ -100,6 +100,23 @@ class RawStats:
     dead: int
     counters: dict[str, int]
     consumers: int
+    #: jobs in the type's schedule, waiting for their due time
+    scheduled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEntry:
+    """One job waiting in a type's schedule for its due time."""
+
+    job_id: str | None
+    #: when it is due, in ms since the epoch (by the server's clock)
+    due_ms: int
+    #: ms from now (the server's clock) until it is due; negative once overdue
+    due_in_ms: int
+    #: why it waits: ``delay`` (enqueued with a delay or a time)
+    why: str
+    deliveries: int
+    fields: Fields = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +165,18 @@ class Backend(Protocol):
 
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
         """Append many jobs in one round trip; returns their entry ids in order."""
+
+    async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
+        """Put jobs in their types' schedules (the stream, or partition, each would go to now),
+        due ``delay_ms`` from now by the server's clock. Counts them as enqueued."""
+
+    async def move_due(self, types: Sequence[str], limit: int) -> int:
+        """Append the due jobs of each type's schedules to their streams, at most ``limit`` per
+        stream, atomically per stream (two callers never move one job twice). Returns how many
+        moved."""
+
+    async def scheduled(self, type: str, limit: int) -> list[ScheduledEntry]:
+        """The jobs in the type's schedules, the soonest due first (at most ``limit``)."""
 
     async def read(
         self, types: Sequence[str], consumer: str, count: int, block_ms: int

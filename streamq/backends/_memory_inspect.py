@@ -81,6 +81,7 @@ class MemoryInspection:
                 dead=len(stream.dead),
                 counters=dict(stream.counters),
                 consumers=len(stream.consumers),
+                scheduled=len(stream.scheduled),
             )
 
     async def pending(

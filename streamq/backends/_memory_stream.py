@@ -51,6 +51,8 @@ class MemoryStream:
     consumers: dict[str, float] = field(default_factory=dict)
     dead: dict[str, DeadEntry] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    # The schedule: a heap of (due ms since the epoch, order of scheduling, fields).
+    scheduled: list[tuple[int, int, Fields]] = field(default_factory=list)
     last_id: _ParsedId = (0, 0)
     last_dead_id: _ParsedId = (0, 0)
 

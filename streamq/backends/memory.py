@@ -23,17 +23,18 @@ from streamq.backends._base import (
     job_id_of,
     split_count,
 )
-from streamq.backends._memory_inspect import MemoryInspection, Waiter
+from streamq.backends._memory_inspect import Waiter
+from streamq.backends._memory_schedule import MemorySchedule
 from streamq.backends._memory_stream import PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(MemoryInspection):
+class MemoryBackend(MemorySchedule):
     """The Backend protocol in process memory, with Redis consumer-group semantics.
 
-    Its state and the inspection half live in ``_memory_inspect`` (this file holds producing,
-    reading, acking and the PEL calls).
+    Its state and the inspection half live in ``_memory_inspect``, the schedule of delayed jobs
+    in ``_memory_schedule`` (this file holds producing, reading, acking and the PEL calls).
     """
 
     async def ensure_groups(self, types: Sequence[str]) -> None:

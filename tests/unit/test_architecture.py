@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends.memory",
             "backends._memory_stream",
             "backends._memory_inspect",
+            "backends._memory_schedule",
             "backends.redis",
         ),
     ),

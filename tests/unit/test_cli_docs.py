@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from typer.testing import CliRunner
 
 from streamq import ConsumerStats, DeadEntry, Job, PendingJob, Principal, Queue, TypeStats, _codec
 from streamq._cli import app
-from streamq._views import dead_json, pending_json, stats_json, worker_json
+from streamq._inspect import ScheduledJob
+from streamq._views import dead_json, pending_json, scheduled_json, stats_json, worker_json
 from streamq.backends.redis import RedisBackend
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -158,6 +160,8 @@ def _workers() -> list[dict[str, Any]]:
     return [worker_json(beat, now=1700000010.0), worker_json({"id": "bare"}, now=1700000010.0)]
 
 
+CHRISTMAS_EVE = datetime(2026, 12, 24, 18, tzinfo=UTC)
+
 #: Each table of docs/cli-json.md that sample objects check, with those objects.
 SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "stats --json": _stats,
@@ -165,6 +169,10 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
         c for s in _stats() for c in s["consumers"].values()
     ],
     "pending --json": _pending,
+    "scheduled --json": lambda: [
+        scheduled_json(ScheduledJob("job-1", CHRISTMAS_EVE, 2.5, "delay", 0)),
+        scheduled_json(ScheduledJob(None, CHRISTMAS_EVE, -0.1, "delay", 0)),
+    ],
     "dead list --json": lambda: _dead(full=False),
     "dead show --json": lambda: _dead(full=True),
     "dead show --json: job": lambda: [_dead(full=True)[0]["job"]],

@@ -8,8 +8,8 @@
   const status = document.getElementById("status");
   const charts = document.getElementById("charts");
   const every = Math.max(0.2, parseFloat(status.dataset.refresh) || 2) * 1000;
-  const FIELDS = ["waiting", "in_flight", "oldest_in_flight_s", "dead", "processed", "failed",
-    "retried", "consumers"];
+  const FIELDS = ["waiting", "scheduled", "in_flight", "oldest_in_flight_s", "dead", "processed",
+    "failed", "retried", "consumers"];
   const SVG = "http://www.w3.org/2000/svg";
 
   function age(s) {

@@ -9,8 +9,9 @@ One stream per job type (or per partition), read through one consumer group. Whe
   reaching into redis-py's internals). ``_errors``: redis-py's errors as BackendError.
 - ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
 - ``_groups``: consumer groups and the partition counts the server records.
-- ``_producer``: enqueue. ``_reads``: read and ack. ``_leases``: refresh, retry, hand back,
-  dead-letter, claim. ``_inspect``: stats, pending, dead letters, types, workers.
+- ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
+  refresh, retry, hand back, dead-letter, claim. ``_inspect``: stats, pending, dead letters,
+  types, workers.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -32,6 +33,7 @@ from streamq.backends._base import (
     Fields,
     PendingEntry,
     RawStats,
+    ScheduledEntry,
 )
 from streamq.backends._partitions import Partitions
 from streamq.backends.redis._groups import StreamGroups
@@ -41,6 +43,7 @@ from streamq.backends.redis._leases import Leases
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._reads import Reader
 from streamq.backends.redis._routing import Router
+from streamq.backends.redis._schedule import Scheduler
 from streamq.backends.redis._scripts import ScriptRegistry
 from streamq.backends.redis._shared import Shared
 from streamq.backends.redis._wire import Wire
@@ -102,6 +105,7 @@ class RedisBackend:
         self._reader = Reader(shared, groups, socket_timeout)
         self._leases = Leases(shared, groups)
         self._inspector = Inspector(shared, groups)
+        self._scheduler = Scheduler(shared, groups, self._producer)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -157,6 +161,20 @@ class RedisBackend:
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
         """Append many jobs in one round trip per node, and count them (see ``_producer``)."""
         return await self._producer.enqueue_many(items)
+
+    # the schedule ----------------------------------------------------------------------------
+
+    async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
+        """Put jobs in their streams' schedules, due ``delay_ms`` from now (see ``_schedule``)."""
+        await self._scheduler.schedule_many(items, delay_ms)
+
+    async def move_due(self, types: Sequence[str], limit: int) -> int:
+        """Move the due jobs of the types' schedules into their streams; how many moved."""
+        return await self._scheduler.move_due(types, limit)
+
+    async def scheduled(self, type: str, limit: int) -> list[ScheduledEntry]:
+        """The jobs waiting in the type's schedules, the soonest due first."""
+        return await self._scheduler.scheduled(type, limit)
 
     # consuming ----------------------------------------------------------------------------
 

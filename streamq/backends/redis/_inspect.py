@@ -57,6 +57,7 @@ class Inspector:
             dead=sum(r.dead for r in parts),
             counters=counters,
             consumers=len(detail),
+            scheduled=sum(r.scheduled for r in parts),
         )
 
     async def _stream_stats(self, s: StreamKeys) -> RawStats:
@@ -70,13 +71,14 @@ class Inspector:
                 pipe.execute_command("TIME")
                 pipe.execute_command("XPENDING", s.jobs, self.group)
                 pipe.execute_command("XINFO", "CONSUMERS", s.jobs, self.group)
+                pipe.zcard(s.scheduled)
                 replies = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc
-        for r in replies[:4]:
+        for r in (*replies[:4], replies[6]):
             if isinstance(r, rexc.RedisError):
                 raise wire.backend_error(r) from r
-        length, dead, counters_raw, (sec, usec), summary, consumers = replies
+        length, dead, counters_raw, (sec, usec), summary, consumers, scheduled = replies
         if isinstance(summary, rexc.ResponseError) and "NOGROUP" in str(summary):
             # No group yet (nothing consumed so far): the PEL is empty, not an error.
             summary, consumers = None, []
@@ -106,6 +108,7 @@ class Inspector:
             dead=int(dead),
             counters=counters,
             consumers=len(detail),
+            scheduled=int(scheduled),
         )
 
     async def pending(
@@ -181,7 +184,7 @@ class Inspector:
             async for key in wire.client.scan_iter(match=pattern, count=1000):
                 name = text(key)
                 end = name.find("}:", start)
-                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats"):
+                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats", "scheduled"):
                     found.add(_partitions.type_of_tag(name[start:end]))
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc

@@ -1,6 +1,7 @@
 """The key layout: which streams a type has, their keys, and which stream an id names.
 
-Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``), so every
+Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
+``:scheduled``), so every
 multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
@@ -31,9 +32,12 @@ class StreamKeys:
     jobs: str
     dead: str
     stats: str
+    #: the sorted set of delayed jobs, due time (ms) as score (see ``_schedule``)
+    scheduled: str = field(init=False)
     slot: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.scheduled = self.jobs.removesuffix(":jobs") + ":scheduled"
         self.slot = key_slot(self.jobs.encode())
 
     def ref(self, entry_id: str) -> str:

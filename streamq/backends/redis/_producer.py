@@ -43,18 +43,7 @@ class Producer:
         """
         if not items:
             return []
-        # Record (first jobs of a type from this process) or learn again (every relearn_s) the
-        # type's partitions, as readers do: a producer that kept an old count would send one
-        # key to another partition than producers with the new count, out of order.
-        keys = self._keys
-        now = time.monotonic()
-        learned, relearn_s = keys.learned_at, keys.relearn_s
-        if stale := {t for t, _ in items if now - learned.get(t, -1e9) > relearn_s}:
-            await self._groups.learn_partition_counts(sorted(stale), grow=True)
-        stream_for = keys.stream_for_new_job
-        by_stream: dict[StreamKeys, list[int]] = {}
-        for i, (t, fields) in enumerate(items):
-            by_stream.setdefault(stream_for(t, fields), []).append(i)
+        by_stream = await self.streams_for(items)
         batches = [(s, [items[i][1] for i in idx]) for s, idx in by_stream.items()]
         for _, batch in batches:
             if not batch[0] or any(len(f) != len(batch[0]) for f in batch):
@@ -74,7 +63,7 @@ class Producer:
                     for (_, batch), reply in zip(batches, replies, strict=True)
                     if not isinstance(reply, BaseException)
                 )
-                raise self._partly_written(failed[0], written, len(items))
+                raise self.partly_written(failed[0], written, len(items))
         else:
             replies = await self._transaction(batches)
         out: list[str] = [""] * len(items)
@@ -83,7 +72,23 @@ class Producer:
                 out[i] = s.ref(text(entry_id))
         return out
 
-    def _partly_written(self, exc: BaseException, written: int, total: int) -> BackendError:
+    async def streams_for(self, items: Sequence[tuple[str, Fields]]) -> dict[StreamKeys, list[int]]:
+        """The stream each new job goes to (the indexes of ``items`` per stream)."""
+        # Record (first jobs of a type from this process) or learn again (every relearn_s) the
+        # type's partitions, as readers do: a producer that kept an old count would send one
+        # key to another partition than producers with the new count, out of order.
+        keys = self._keys
+        now = time.monotonic()
+        learned, relearn_s = keys.learned_at, keys.relearn_s
+        if stale := {t for t, _ in items if now - learned.get(t, -1e9) > relearn_s}:
+            await self._groups.learn_partition_counts(sorted(stale), grow=True)
+        stream_for = keys.stream_for_new_job
+        by_stream: dict[StreamKeys, list[int]] = {}
+        for i, (t, fields) in enumerate(items):
+            by_stream.setdefault(stream_for(t, fields), []).append(i)
+        return by_stream
+
+    def partly_written(self, exc: BaseException, written: int, total: int) -> BackendError:
         err = self._wire.backend_error(exc)
         if written:
             return BackendError(

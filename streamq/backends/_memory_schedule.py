@@ -1,0 +1,65 @@
+"""The memory backend's schedule: delayed jobs per type, moved to their streams when due."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Sequence
+
+from streamq.backends._base import Fields, ScheduledEntry, job_id_of
+from streamq.backends._memory_inspect import MemoryInspection
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MemorySchedule(MemoryInspection):
+    """The schedule half of the memory backend: a heap of (due, fields) per type, under the
+    backend's one lock."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        super().__init__()
+        self._schedule_order = itertools.count()
+
+    async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
+        """Put jobs in their types' schedules, due ``delay_ms`` from now; count them enqueued."""
+        due = _now_ms() + max(0, delay_ms)
+        with self._lock:
+            for type, fields in items:
+                stream = self._stream(type)
+                heapq.heappush(stream.scheduled, (due, next(self._schedule_order), dict(fields)))
+                stream.counters["enqueued"] += 1
+
+    async def move_due(self, types: Sequence[str], limit: int) -> int:
+        """Append each type's due jobs (at most ``limit`` per type) to its stream."""
+        now = _now_ms()
+        moved: list[str] = []
+        with self._lock:
+            for type in dict.fromkeys(types):
+                stream = self._streams.get(type)
+                if stream is None:
+                    continue
+                heap = stream.scheduled
+                n = 0
+                while heap and heap[0][0] <= now and n < limit:
+                    stream.add(heapq.heappop(heap)[2])
+                    n += 1
+                if n:
+                    moved += [type] * n
+            waiters = self._waiters_for(moved) if moved else []
+        self._wake(waiters)
+        return len(moved)
+
+    async def scheduled(self, type: str, limit: int) -> list[ScheduledEntry]:
+        """The jobs in the type's schedule, the soonest due first."""
+        now = _now_ms()
+        with self._lock:
+            stream = self._streams.get(type)
+            soonest = heapq.nsmallest(max(0, limit), stream.scheduled) if stream else []
+        return [
+            ScheduledEntry(job_id_of(fields), due, due - now, "delay", 0, dict(fields))
+            for due, _, fields in soonest
+        ]
