@@ -38,6 +38,7 @@ from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._worker.acks import AckBatcher
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
+from streamq._worker.periodic import Ticker
 from streamq._worker.preflight import check_eviction_policy
 from streamq._worker.reading import Reader
 from streamq._worker.recovery import Recovery, Retries
@@ -184,6 +185,10 @@ class Worker:
             heartbeat=self.heartbeat,
             started_at=self.started_at,
         )
+        for schedule in registry.schedules():
+            registry.get(schedule.type)  # a schedule of an unknown type: said at start
+        schedules = registry.schedules(self._types)
+        self._ticker = Ticker(state, backend, registry, schedules) if schedules else None
 
     @property
     def processed(self) -> int:
@@ -256,6 +261,8 @@ class Worker:
             asyncio.create_task(self._guard("read", self._reader.loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recovery.loop())),
         ]
+        if self._ticker is not None:
+            feeders.append(asyncio.create_task(self._guard("tick", self._ticker.loop())))
         keepers = [
             asyncio.create_task(self._guard("ack", self._acks.loop())),
             asyncio.create_task(self._guard("lease", self._leases.loop())),

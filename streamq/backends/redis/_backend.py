@@ -43,6 +43,7 @@ from streamq.backends.redis._reads import Reader
 from streamq.backends.redis._routing import Router
 from streamq.backends.redis._scripts import ScriptRegistry
 from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._ticks import Ticks
 from streamq.backends.redis._wire import Wire
 from streamq.exceptions import ConfigError
 
@@ -102,6 +103,7 @@ class RedisBackend:
         self._reader = Reader(shared, groups, socket_timeout)
         self._leases = Leases(shared, groups)
         self._inspector = Inspector(shared, groups)
+        self._ticks = Ticks(shared, groups, self._producer)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -265,6 +267,14 @@ class RedisBackend:
     async def workers(self) -> list[dict[str, str]]:
         """Records of workers whose heartbeat has not expired."""
         return await self._inspector.workers()
+
+    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
+        """See :meth:`Backend.fire_tick` (``_ticks``)."""
+        return await self._ticks.fire_tick(type, schedule, tick_ms, fields)
+
+    async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
+        """See :meth:`Backend.last_ticks` (``_ticks``)."""
+        return await self._ticks.last_ticks(type, schedules)
 
     async def eviction_policy(self) -> str | None:
         """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""
