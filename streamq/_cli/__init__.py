@@ -14,7 +14,12 @@ import traceback
 
 import typer
 
-from streamq._cli import jobs, web, worker  # noqa: F401 - importing registers the commands
+from streamq._cli import (  # noqa: F401 - importing registers the commands
+    jobs,
+    schedules,
+    web,
+    worker,
+)
 from streamq._cli._app import app
 from streamq._cli.admin import server_app
 from streamq._cli.dead import dead_app
