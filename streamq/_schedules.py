@@ -72,11 +72,15 @@ class Schedule:
                 ) from exc
             object.__setattr__(self, "_zone", zone)
             try:
-                cronsim.CronSim(self.expression, datetime.now(zone))
+                next(cronsim.CronSim(self.expression, datetime.now(zone)))
             except cronsim.CronSimError as exc:
                 raise ConfigError(
                     f"schedule of {self.type!r}: bad cron expression {self.expression!r}: {exc}"
                 ) from exc
+            except StopIteration:
+                raise ConfigError(
+                    f"schedule of {self.type!r}: cron expression {self.expression!r} never matches"
+                ) from None
             when = f"cron {self.expression} {self.tz}"
         else:  # pragma: no cover - only the registry builds schedules
             raise ConfigError(f"unknown schedule kind {self.kind!r}")

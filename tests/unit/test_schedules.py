@@ -48,6 +48,7 @@ def test_every_and_cron_are_declared_on_the_registry() -> None:
         lambda r: r.every(1.0, "t", catch_up=-1),
         lambda r: r.cron("61 * * * *", "t"),
         lambda r: r.cron("not cron", "t"),
+        lambda r: r.cron("0 0 31 2 *", "t"),
         lambda r: r.cron("* * * * *", "t", tz="Mars/Olympus"),
         lambda r: r.every(1.0, "bad{type}"),
     ],
