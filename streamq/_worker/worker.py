@@ -8,6 +8,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.leases`: lease refresh, the heartbeat record, the queue gauges;
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
+- :mod:`~streamq._worker.periodic`: the ticker that fires the served types' periodic jobs;
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
 - :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
 - :mod:`~streamq._worker.runner`: one delivery, decoded, checked and run to its
