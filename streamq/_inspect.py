@@ -15,6 +15,7 @@ from typing import Self
 
 from streamq import _codec, _tracing
 from streamq._registry import seconds
+from streamq._schedules import Schedule
 from streamq.backends._base import Backend, DeadEntry
 
 
@@ -237,6 +238,16 @@ class QueueInspector:
     async def purge_dead(self, type: str) -> int:
         """Delete every dead letter of ``type``; returns how many."""
         return await self.backend.dead_purge(type)
+
+    async def last_ticks(self, schedules: Sequence[Schedule]) -> dict[str, int | None]:
+        """The last fired tick (epoch ms, None if none) of each schedule, by its name."""
+        by_type: dict[str, list[str]] = {}
+        for s in schedules:
+            by_type.setdefault(s.type, []).append(s.name)
+        out: dict[str, int | None] = {}
+        for type_, names in by_type.items():
+            out.update(await self.backend.last_ticks(type_, names))
+        return out
 
     async def workers(self) -> list[dict[str, str]]:
         """Live workers' heartbeat records."""

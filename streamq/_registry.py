@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from streamq._job import Job
+from streamq._schedules import Schedule
 from streamq.exceptions import ConfigError, UnknownJobTypeError
 
 Step = Callable[[Job[Any]], Awaitable[None] | None]
@@ -108,6 +109,7 @@ class Registry:
 
     def __init__(self, types: Iterable[JobType] = ()) -> None:
         self._types: dict[str, JobType] = {}
+        self._schedules: dict[str, Schedule] = {}
         for t in types:
             self.add(t)
 
@@ -152,6 +154,64 @@ class Registry:
             return fn
 
         return decorate
+
+    def every(
+        self,
+        interval: float | timedelta,
+        type: str,
+        *,
+        args: Mapping[str, Any] | None = None,
+        catch_up: int = 1,
+        name: str | None = None,
+    ) -> Schedule:
+        """Enqueue a ``type`` job with ``args`` every ``interval`` (seconds or a timedelta),
+        once per tick however many workers serve the type (see docs/periodic.md)."""
+        return self._add_schedule(
+            Schedule(
+                type,
+                "every",
+                dict(args or {}),
+                interval=seconds(interval),
+                catch_up=catch_up,
+                name=name or "",
+            )
+        )
+
+    def cron(
+        self,
+        expression: str,
+        type: str,
+        *,
+        args: Mapping[str, Any] | None = None,
+        tz: str = "UTC",
+        catch_up: int = 1,
+        name: str | None = None,
+    ) -> Schedule:
+        """Enqueue a ``type`` job with ``args`` at the times of the cron ``expression`` in
+        time zone ``tz``; a bad expression or zone is a ConfigError here."""
+        return self._add_schedule(
+            Schedule(
+                type,
+                "cron",
+                dict(args or {}),
+                expression=expression,
+                tz=tz,
+                catch_up=catch_up,
+                name=name or "",
+            )
+        )
+
+    def _add_schedule(self, schedule: Schedule) -> Schedule:
+        check_type_name(schedule.type)
+        if schedule.name in self._schedules:
+            raise ConfigError(f"schedule {schedule.name!r} is declared twice")
+        self._schedules[schedule.name] = schedule
+        return schedule
+
+    def schedules(self, types: Iterable[str] | None = None) -> list[Schedule]:
+        """The declared schedules (of ``types`` only, when given), in declaration order."""
+        wanted = None if types is None else set(types)
+        return [s for s in self._schedules.values() if wanted is None or s.type in wanted]
 
     def get(self, name: str) -> JobType:
         """The job type called ``name``; UnknownJobTypeError if none is registered."""

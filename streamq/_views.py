@@ -13,6 +13,7 @@ from typing import Any
 from streamq import _codec
 from streamq._inspect import PendingJob, ScheduledJob, TypeStats
 from streamq._job import mask
+from streamq._schedules import Schedule, describe_tick
 from streamq.backends._base import DeadEntry
 
 # formatting -------------------------------------------------------------------------------------
@@ -199,3 +200,39 @@ def workers_doc(
 def recover_doc(moved: list[PendingJob], *, dry_run: bool) -> dict[str, Any]:
     """The ``recover --json`` document: the jobs handed back (or, dry run, that would be)."""
     return {"dry_run": dry_run, "jobs": [pending_json(job) for job in moved]}
+
+
+def schedule_json(schedule: Schedule, last_ms: int | None, now_ms: int) -> dict[str, Any]:
+    """One declared schedule in the ``schedules --json`` schema, with its last and next tick."""
+    next_ms = schedule.next_tick(now_ms)
+    return {
+        "name": schedule.name,
+        "type": schedule.type,
+        "every_s": schedule.interval if schedule.kind == "every" else None,
+        "cron": schedule.expression if schedule.kind == "cron" else None,
+        "tz": schedule.tz if schedule.kind == "cron" else None,
+        "args": dict(schedule.args),
+        "catch_up": schedule.catch_up,
+        "last_tick_at": None if last_ms is None else last_ms / 1000,
+        "next_tick_at": next_ms / 1000,
+        "next_in_s": round((next_ms - now_ms) / 1000, 3),
+    }
+
+
+def schedules_table(docs: list[dict[str, Any]]) -> str:
+    """The ``schedules`` table: what each schedule enqueues, when, and its last and next tick."""
+    rows = []
+    for d in docs:
+        when = f"every {d['every_s']:g}s" if d["every_s"] is not None else f"{d['cron']} {d['tz']}"
+        last = d["last_tick_at"]
+        rows.append(
+            [
+                d["type"],
+                when,
+                describe_tick(None if last is None else round(last * 1000)) or "-",
+                describe_tick(round(d["next_tick_at"] * 1000)),
+                age(d["next_in_s"]),
+                d["name"],
+            ]
+        )
+    return table(["TYPE", "WHEN", "LAST TICK (UTC)", "NEXT TICK (UTC)", "IN", "NAME"], rows)

@@ -14,7 +14,13 @@ import traceback
 
 import typer
 
-from streamq._cli import jobs, schedule, web, worker  # noqa: F401 - importing registers them
+from streamq._cli import (  # noqa: F401 - importing registers the commands
+    jobs,
+    schedule,
+    schedules,
+    web,
+    worker,
+)
 from streamq._cli._app import app
 from streamq._cli.admin import server_app
 from streamq._cli.dead import dead_app

@@ -9,6 +9,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
 - :mod:`~streamq._worker.scheduling`: moves the due delayed jobs into their streams;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
+- :mod:`~streamq._worker.periodic`: the ticker that fires the served types' periodic jobs;
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
 - :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
 - :mod:`~streamq._worker.runner`: one delivery, decoded, checked and run to its
@@ -39,6 +40,7 @@ from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
 from streamq._worker.acks import AckBatcher
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
+from streamq._worker.periodic import Ticker
 from streamq._worker.preflight import check_eviction_policy
 from streamq._worker.reading import Reader
 from streamq._worker.recovery import Recovery, Retries
@@ -187,6 +189,10 @@ class Worker:
             heartbeat=self.heartbeat,
             started_at=self.started_at,
         )
+        for schedule in registry.schedules():
+            registry.get(schedule.type)  # a schedule of an unknown type: said at start
+        schedules = registry.schedules(self._types)
+        self._ticker = Ticker(state, backend, registry, schedules) if schedules else None
 
     @property
     def processed(self) -> int:
@@ -260,6 +266,8 @@ class Worker:
             asyncio.create_task(self._guard("recover", self._recovery.loop())),
             asyncio.create_task(self._guard("move_due", self._due_mover.loop())),
         ]
+        if self._ticker is not None:
+            feeders.append(asyncio.create_task(self._guard("tick", self._ticker.loop())))
         keepers = [
             asyncio.create_task(self._guard("ack", self._acks.loop())),
             asyncio.create_task(self._guard("lease", self._leases.loop())),

@@ -297,6 +297,16 @@ class Backend(Protocol):
     async def workers(self) -> list[dict[str, str]]:
         """Live workers' heartbeat records."""
 
+    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
+        """Enqueue ``fields`` as the job of ``schedule``'s tick at ``tick_ms`` unless that
+        tick (or a later one) already fired: the marker and the append are one atomic step,
+        so of any number of workers exactly one fires a tick. True when this call fired it."""
+        ...
+
+    async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
+        """The time (epoch ms) of each schedule's last fired tick, None when none fired."""
+        ...
+
     async def eviction_policy(self) -> str | None:
         """The server's ``maxmemory-policy`` (``noeviction`` unless some node may evict keys;
         always ``noeviction`` on a store that never evicts, as the memory backend); None when

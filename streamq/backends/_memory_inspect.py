@@ -34,6 +34,8 @@ class MemoryInspection:
         self._waiters: set[Waiter] = set()
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._rotation = 0  # which types get the remainder of the next read's count
+        #: per (type, schedule name), the last tick that fired (epoch ms)
+        self._ticks: dict[tuple[str, str], int] = {}
 
     def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
@@ -53,6 +55,11 @@ class MemoryInspection:
             # A closed loop raises RuntimeError: nobody is waiting on it any more.
             with contextlib.suppress(RuntimeError):
                 waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+    async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
+        """The time of each schedule's last fired tick (None when none fired)."""
+        with self._lock:
+            return {name: self._ticks.get((type, name)) for name in schedules}
 
     async def types(self) -> list[str]:
         """Every type this backend has seen, sorted."""

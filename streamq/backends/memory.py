@@ -59,6 +59,22 @@ class MemoryBackend(MemorySchedule):
         self._wake(waiters)
         return ids
 
+    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
+        """Append a schedule's tick unless it (or a later one) fired: marker and append under
+        the one lock, as the Redis backend does them in one script."""
+        with self._lock:
+            key = (type, schedule)
+            last = self._ticks.get(key)
+            if last is not None and last >= tick_ms:
+                return False
+            self._ticks[key] = tick_ms
+            stream = self._stream(type)
+            stream.add(fields)
+            stream.counters["enqueued"] += 1
+            waiters = self._waiters_for((type,))
+        self._wake(waiters)
+        return True
+
     def _take(self, types: Sequence[str], consumer: str, count: int) -> list[Delivery]:
         """XREADGROUP ``>``: up to ``count`` never-delivered entries in all, shared among the
         types as the Redis backend shares them (lock held)."""

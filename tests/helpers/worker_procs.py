@@ -48,8 +48,10 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.redis = sync_client(url)
 
-    def start(self, *args: str, types: tuple[str, ...] = ("sleepy",)) -> subprocess.Popen[bytes]:
-        """Start one worker process with the given extra CLI flags."""
+    def start(
+        self, *args: str, types: tuple[str, ...] = ("sleepy",), handlers: str = "itjobs"
+    ) -> subprocess.Popen[bytes]:
+        """Start one worker process of ``handlers`` (a module here) with extra CLI flags."""
         env = {
             **os.environ,
             "STREAMQ_REDIS_URL": self.url,
@@ -67,7 +69,7 @@ class Workers:
                     "consume",
                     *types,
                     "--handlers",
-                    "itjobs",
+                    handlers,
                     "--log-format",
                     "json",
                     *args,

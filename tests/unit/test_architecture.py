@@ -25,7 +25,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "engine",
-        ("_codec", "_tracing", "_logging", "_registry", "_worker", "_server", "_eventloop"),
+        (
+            "_codec",
+            "_tracing",
+            "_logging",
+            "_registry",
+            "_schedules",
+            "_worker",
+            "_server",
+            "_eventloop",
+        ),
     ),
     (
         "api",
@@ -45,6 +54,7 @@ LIBRARIES = {
     "uvicorn": ("_web",),
     "opentelemetry": ("_tracing",),
     "msgspec": ("_codec",),
+    "cronsim": ("_schedules",),
     "orjson": ("_codec", "backends.redis._partitions"),
 }
 

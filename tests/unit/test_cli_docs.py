@@ -16,10 +16,27 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streamq import ConsumerStats, DeadEntry, Job, PendingJob, Principal, Queue, TypeStats, _codec
+from streamq import (
+    ConsumerStats,
+    DeadEntry,
+    Job,
+    PendingJob,
+    Principal,
+    Queue,
+    Registry,
+    TypeStats,
+    _codec,
+)
 from streamq._cli import app
 from streamq._inspect import ScheduledJob
-from streamq._views import dead_json, pending_json, scheduled_json, stats_json, worker_json
+from streamq._views import (
+    dead_json,
+    pending_json,
+    schedule_json,
+    scheduled_json,
+    stats_json,
+    worker_json,
+)
 from streamq.backends.redis import RedisBackend
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -162,6 +179,15 @@ def _workers() -> list[dict[str, Any]]:
 
 CHRISTMAS_EVE = datetime(2026, 12, 24, 18, tzinfo=UTC)
 
+
+def _schedules() -> list[dict[str, Any]]:
+    registry = Registry()
+    every = registry.every(60.0, "noop", args={"n": 1})
+    cron = registry.cron("0 9 * * MON-FRI", "noop", tz="Europe/Riga")
+    now = 1_700_000_000_000
+    return [schedule_json(every, now - 1_000, now), schedule_json(cron, None, now)]
+
+
 #: Each table of docs/cli-json.md that sample objects check, with those objects.
 SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "stats --json": _stats,
@@ -178,6 +204,7 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "dead show --json: job": lambda: [_dead(full=True)[0]["job"]],
     "dead show --json: job of an undecodable job": lambda: [_dead(full=True)[1]["job"]],
     "workers --json: workers items": _workers,
+    "schedules --json": _schedules,
 }
 
 #: The tables that a run of the real commands checks (test_wrapping_objects_match_the_doc).

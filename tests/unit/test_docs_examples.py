@@ -114,3 +114,15 @@ def test_sync_producer_enqueues_a_real_noop_job(
     assert job.args == NoopArgs(sleep=0.01)
     assert job.account_id == 42
     assert job.request_id == "req-0001"
+
+
+def test_periodic_example_runs_each_tick_once(example_env: dict[str, str]) -> None:
+    """periodic.py: two workers of an every(0.5 s) schedule run each tick's job once."""
+    lines = run_example("periodic.py", example_env).splitlines()
+    ticks = [line.split()[1] for line in lines if line.startswith("tick ")]
+    assert 3 <= len(ticks) <= 6, lines
+    assert len(set(ticks)) == len(ticks)
+    # A tick that fired just as the workers stopped waits in the stream for the next run.
+    assert lines[-1] in {
+        f"enqueued {n} jobs, processed {len(ticks)}" for n in (len(ticks), len(ticks) + 1)
+    }

@@ -46,6 +46,7 @@ from streamq.backends.redis._routing import Router
 from streamq.backends.redis._schedule import Scheduler
 from streamq.backends.redis._scripts import ScriptRegistry
 from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._ticks import Ticks
 from streamq.backends.redis._wire import Wire
 from streamq.exceptions import ConfigError
 
@@ -106,6 +107,7 @@ class RedisBackend:
         self._leases = Leases(shared, groups)
         self._inspector = Inspector(shared, groups)
         self._scheduler = Scheduler(shared, groups, self._producer)
+        self._ticks = Ticks(shared, groups, self._producer)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -283,6 +285,14 @@ class RedisBackend:
     async def workers(self) -> list[dict[str, str]]:
         """Records of workers whose heartbeat has not expired."""
         return await self._inspector.workers()
+
+    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
+        """See :meth:`Backend.fire_tick` (``_ticks``)."""
+        return await self._ticks.fire_tick(type, schedule, tick_ms, fields)
+
+    async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
+        """See :meth:`Backend.last_ticks` (``_ticks``)."""
+        return await self._ticks.last_ticks(type, schedules)
 
     async def eviction_policy(self) -> str | None:
         """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""

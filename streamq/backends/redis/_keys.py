@@ -107,6 +107,15 @@ class KeyLayout:
         """The hash recording how many partitions ``type`` has (in partition 0's slot)."""
         return f"{self.prefix}:{{{type}}}:meta"
 
+    def ticks_key(self, type: str) -> str:
+        """The hash of ``type``'s periodic schedules: name to its last fired tick (epoch ms),
+        in partition 0's slot (the meta key's)."""
+        return f"{self.prefix}:{{{type}}}:ticks"
+
+    def ticks_slot(self, type: str) -> int:
+        """The cluster slot of :meth:`ticks_key`."""
+        return key_slot(self.ticks_key(type).encode())
+
     def worker_key(self, worker_id: str) -> str:
         """The hash of one worker's heartbeat record."""
         return f"{self.prefix}:worker:{worker_id}"
