@@ -56,9 +56,7 @@ class Leases:
         if located.bad:
             return False  # no entry of this type has that id: nobody owns it
         ((s, (plain,)),) = located.items()
-        n = await self._call(
-            "release", [s.jobs, s.stats], [self.group, consumer, idle_ms, 1, plain]
-        )
+        n = await self._call("release", [s.jobs, s.stats], [self.group, consumer, idle_ms, plain])
         return int(n) == 1
 
     async def release(

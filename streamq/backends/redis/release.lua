@@ -1,8 +1,9 @@
--- Set the idle time of owned entries, so the recovery pass (which claims entries idle
--- claim_after) takes them after claim_after - idle: a retry backoff, or at once on shutdown.
--- KEYS: jobs, stats. ARGV: group, consumer, idle_ms, count_as_retry (0/1), id...
+-- A failed delivery's retry: set the idle time of owned entries, so the recovery pass (which
+-- claims entries idle claim_after) takes them after claim_after - idle, and count the failure
+-- and the retry. (A hand-back at shutdown is handback.lua: it counts neither.)
+-- KEYS: jobs, stats. ARGV: group, consumer, idle_ms, id...
 -- Returns how many it released.
-local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 5)
+local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 4)
 if #mine > 0 then
   -- 1000 ids to a call: unpack() fails above about 8000 values (Lua's C stack). And unpack()
   -- expands to all values only as the last argument: build each call's list instead.
@@ -14,9 +15,7 @@ if #mine > 0 then
     args[#args + 1] = 'JUSTID'
     redis.call('XCLAIM', unpack(args))
   end
-  if ARGV[4] == '1' then
-    redis.call('HINCRBY', KEYS[2], 'failed', #mine)
-    redis.call('HINCRBY', KEYS[2], 'retried', #mine)
-  end
+  redis.call('HINCRBY', KEYS[2], 'failed', #mine)
+  redis.call('HINCRBY', KEYS[2], 'retried', #mine)
 end
 return #mine
