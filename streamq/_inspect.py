@@ -16,7 +16,7 @@ from typing import Self
 from streamq import _codec, _tracing
 from streamq._registry import seconds
 from streamq._schedules import Schedule
-from streamq.backends._base import Backend, DeadEntry
+from streamq.backends._base import Backend, DeadEntry, prior_deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,12 @@ class ScheduledJob:
     due_at: datetime
     #: seconds until it is due (negative once overdue, until a worker moves it)
     due_in_s: float
-    #: why it waits: ``delay`` (enqueued with a delay or a time)
+    #: why it waits: ``delay`` (enqueued with a delay or a time) or ``retry`` (it failed)
     why: str
     #: deliveries so far (0 for a job that has not run yet)
     deliveries: int
+    #: the last delivery's error (a retry; "" for a delay)
+    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,9 @@ class QueueInspector:
                 entry_id=r.entry_id,
                 consumer=r.consumer,
                 idle_s=r.idle_ms / 1000,
-                deliveries=r.deliveries,
+                # A retry that waited in the schedule is a new entry: its earlier deliveries
+                # travel in its fields.
+                deliveries=r.deliveries + prior_deliveries(fields.get(r.entry_id, {})),
             )
             for r in rows
         ]
@@ -176,6 +180,7 @@ class QueueInspector:
                 due_in_s=e.due_in_ms / 1000,
                 why=e.why,
                 deliveries=e.deliveries,
+                last_error=e.error,
             )
             for e in await self.backend.scheduled(type, limit)
         ]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from streamq._job import Job
 from streamq._logging import logger
 from streamq._registry import Registry, check_type_name, seconds
 from streamq._settings import connect
-from streamq.backends._base import Backend
+from streamq.backends._base import F_EXPIRES, Backend
 from streamq.exceptions import BackendError, ConfigError
 
 DEFAULT_MAX_JOB_SIZE = 1024 * 1024
@@ -64,21 +65,30 @@ class Queue(QueueInspector):
         return job_id, _codec.encode(job, job_id, trace=trace, max_size=self.max_job_size)
 
     async def enqueue(
-        self, job: Job[Any], *, delay: float | timedelta | None = None, at: datetime | None = None
+        self,
+        job: Job[Any],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> str:
         """Add one job; returns its id (the job's own, or a new UUID).
 
         Args:
             delay: run it no earlier than this long from now (seconds or a ``timedelta``).
             at: run it no earlier than this time (an aware ``datetime``).
+            expires: its deadline: this long from now (seconds or a ``timedelta``) or this
+                time (an aware ``datetime``). A delivery that would start after it does not
+                run: the job goes to the dead stream with the reason ``expired``.
 
         A delay of 0 or less, or a time already past, enqueues it for now.
 
         Raises:
-            ConfigError: both ``delay`` and ``at``, or a naive ``at``.
+            ConfigError: both ``delay`` and ``at``, a naive ``at`` or ``expires``, or an
+                ``expires`` already past or before the job is due.
         """
-        if delay is not None or at is not None:
-            return (await self.enqueue_many([job], delay=delay, at=at))[0]
+        if delay is not None or at is not None or expires is not None:
+            return (await self.enqueue_many([job], delay=delay, at=at, expires=expires))[0]
         with (
             _tracing.send_span({job.type: 1}, self._stream_name)
             if _tracing.enabled()
@@ -96,13 +106,16 @@ class Queue(QueueInspector):
         *,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> list[str]:
         """Add many jobs in one round trip; all are encoded (and checked) before any is sent.
 
         With ``delay`` or ``at`` (as for :meth:`enqueue`) they wait in their types' schedules
         until then: the workers of the type move them into the stream when they are due.
+        ``expires`` gives each the same deadline (as for :meth:`enqueue`).
         """
         delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
+        deadline = None if expires is None else deadline_ms(expires, delay_ms)
         jobs = list(jobs)
         per_type = Counter(job.type for job in jobs)
         ids: list[str] = []
@@ -112,6 +125,8 @@ class Queue(QueueInspector):
         with span as carrier:
             for job, new_id in zip(jobs, _codec.new_ids(len(jobs)), strict=True):
                 job_id, fields = self._encode(job, carrier, new_id)
+                if deadline is not None:
+                    fields[F_EXPIRES] = deadline
                 ids.append(job_id)
                 items.append((job.type, fields))
             if delay_ms > 0:
@@ -146,3 +161,29 @@ def delay_in_ms(delay: float | timedelta | None, at: datetime | None) -> int:
     if delay is None:
         return 0
     return max(0, int(seconds(delay) * 1000))
+
+
+def deadline_ms(expires: float | timedelta | datetime, delay_ms: int = 0) -> bytes:
+    """A job's deadline as its entry carries it: ms since the epoch, by this clock.
+
+    Raises:
+        ConfigError: a naive datetime, a deadline already past, or one before the job is due
+            (``delay_ms`` from now): it could never run.
+    """
+    now_ms = time.time_ns() // 1_000_000
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None or expires.utcoffset() is None:
+            raise ConfigError(
+                f"expires must be an aware datetime (with a time zone), not {expires!r}"
+            )
+        at_ms = int(expires.timestamp() * 1000)
+    else:
+        at_ms = now_ms + int(seconds(expires) * 1000)
+    if at_ms <= now_ms:
+        raise ConfigError(f"expires is already past ({expires!r}): nothing was sent")
+    if at_ms <= now_ms + delay_ms:
+        raise ConfigError(
+            f"expires ({expires!r}) comes before the job is due: it could never run; "
+            "nothing was sent"
+        )
+    return str(at_ms).encode()

@@ -11,12 +11,16 @@ from typing import Any, TypeVar
 
 from streamq._job import Job
 from streamq._schedules import Schedule
-from streamq.exceptions import ConfigError, UnknownJobTypeError
+from streamq.exceptions import ConfigError, NonRetryable, Retry, UnknownJobTypeError
 
 Step = Callable[[Job[Any]], Awaitable[None] | None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_JOB_TIMEOUT = 30 * 60.0
+#: The longest a retry waits by default (the backoff's cap), in seconds.
+DEFAULT_RETRY_MAX = 3600.0
+
+ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 
 def seconds(value: float | timedelta) -> float:
@@ -82,7 +86,13 @@ class JobType:
     """How one job type runs: its args class and its steps, in order.
 
     ``timeout`` bounds one delivery (all steps together) and ``max_deliveries`` the deliveries
-    before the dead stream; when None the worker's settings apply.
+    before the dead stream; ``retry_base`` and ``retry_max`` shape the backoff between them.
+    When None the worker's settings apply.
+
+    The retry policy (docs/retries.md): a failure is retried unless it is a
+    :class:`~streamq.exceptions.NonRetryable`, an instance of ``fail_on``, or (when
+    ``retry_on`` is given) not an instance of ``retry_on``; those go to the dead stream at once.
+    A :class:`~streamq.exceptions.Retry` is always retried.
     """
 
     name: str
@@ -90,6 +100,10 @@ class JobType:
     steps: tuple[Step, ...]
     timeout: float | None = None
     max_deliveries: int | None = None
+    retry_base: float | None = None
+    retry_max: float | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+    fail_on: tuple[type[BaseException], ...] = ()
     is_async: tuple[bool, ...] = field(init=False, repr=False)
     step_names: tuple[str, ...] = field(init=False, repr=False)
 
@@ -99,9 +113,43 @@ class JobType:
             raise ConfigError(f"job type {self.name!r} has no steps")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"job type {self.name!r}: timeout must be positive")
+        for setting in ("retry_base", "retry_max"):
+            value = getattr(self, setting)
+            if value is not None:
+                if isinstance(value, timedelta):
+                    value = value.total_seconds()
+                if value < 0:
+                    raise ConfigError(f"job type {self.name!r}: {setting} must not be negative")
+                object.__setattr__(self, setting, float(value))
+        if self.retry_on is not None:
+            object.__setattr__(self, "retry_on", error_types(self.name, "retry_on", self.retry_on))
+        object.__setattr__(self, "fail_on", error_types(self.name, "fail_on", self.fail_on))
         # Decided once here, not per job: which steps are coroutines and which go to threads.
         object.__setattr__(self, "is_async", tuple(runs_async(s) for s in self.steps))
         object.__setattr__(self, "step_names", tuple(step_name(s) for s in self.steps))
+
+    def retries(self, failure: BaseException) -> str | None:
+        """None when ``failure`` is to be retried (deliveries left), else why it is not."""
+        if isinstance(failure, Retry):
+            return None
+        if isinstance(failure, NonRetryable):
+            return f"{type(failure).__name__} is NonRetryable"
+        if self.fail_on and isinstance(failure, self.fail_on):
+            return f"{type(failure).__name__} is in fail_on"
+        if self.retry_on is not None and not isinstance(failure, self.retry_on):
+            return f"{type(failure).__name__} is not in retry_on"
+        return None
+
+
+def error_types(type_name: str, setting: str, value: object) -> tuple[type[BaseException], ...]:
+    """``retry_on`` / ``fail_on`` as a tuple of exception classes (one class is accepted)."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise ConfigError(
+                f"job type {type_name!r}: {setting} takes exception classes, not {item!r}"
+            )
+    return tuple(items)
 
 
 class Registry:
@@ -127,8 +175,13 @@ class Registry:
         *steps: Step,
         timeout: float | timedelta | None = None,
         max_deliveries: int | None = None,
+        retry_base: float | timedelta | None = None,
+        retry_max: float | timedelta | None = None,
+        retry_on: ErrorTypes | None = None,
+        fail_on: ErrorTypes = (),
     ) -> JobType:
-        """Register ``name`` with its args class and one or more steps run in order."""
+        """Register ``name`` with its args class and one or more steps run in order (the
+        settings as :class:`JobType`'s)."""
         return self.add(
             JobType(
                 name=name,
@@ -136,6 +189,10 @@ class Registry:
                 steps=steps,
                 timeout=None if timeout is None else seconds(timeout),
                 max_deliveries=max_deliveries,
+                retry_base=None if retry_base is None else seconds(retry_base),
+                retry_max=None if retry_max is None else seconds(retry_max),
+                retry_on=None if retry_on is None else error_types(name, "retry_on", retry_on),
+                fail_on=error_types(name, "fail_on", fail_on),
             )
         )
 
@@ -146,11 +203,25 @@ class Registry:
         *,
         timeout: float | timedelta | None = None,
         max_deliveries: int | None = None,
+        retry_base: float | timedelta | None = None,
+        retry_max: float | timedelta | None = None,
+        retry_on: ErrorTypes | None = None,
+        fail_on: ErrorTypes = (),
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`register` for a single-step job type."""
 
         def decorate(fn: F) -> F:
-            self.register(name, args, fn, timeout=timeout, max_deliveries=max_deliveries)
+            self.register(
+                name,
+                args,
+                fn,
+                timeout=timeout,
+                max_deliveries=max_deliveries,
+                retry_base=retry_base,
+                retry_max=retry_max,
+                retry_on=retry_on,
+                fail_on=fail_on,
+            )
             return fn
 
         return decorate

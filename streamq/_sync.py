@@ -157,10 +157,18 @@ class SyncQueue:
         )
 
     def enqueue(
-        self, job: Job[Any], *, delay: float | timedelta | None = None, at: datetime | None = None
+        self,
+        job: Job[Any],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> str:
-        """Add one job (later, with ``delay`` or ``at``: see :meth:`Queue.enqueue`); its id."""
-        return self._run_blocking("enqueue", lambda q: q.enqueue(job, delay=delay, at=at))
+        """Add one job (later, with ``delay`` or ``at``; with a deadline, ``expires``: see
+        :meth:`Queue.enqueue`); its id."""
+        return self._run_blocking(
+            "enqueue", lambda q: q.enqueue(job, delay=delay, at=at, expires=expires)
+        )
 
     def enqueue_many(
         self,
@@ -168,11 +176,14 @@ class SyncQueue:
         *,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> list[str]:
-        """Add many jobs in one round trip (later, with ``delay`` or ``at``)."""
+        """Add many jobs in one round trip (later, with ``delay`` or ``at``; a deadline,
+        ``expires``)."""
         jobs = list(jobs)
         return self._run_blocking(
-            "enqueue_many", lambda q: q.enqueue_many(jobs, delay=delay, at=at)
+            "enqueue_many",
+            lambda q: q.enqueue_many(jobs, delay=delay, at=at, expires=expires),
         )
 
     def close(self) -> None:

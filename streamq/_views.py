@@ -32,6 +32,18 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+#: The widest last error a table row shows (the JSON has it whole).
+ERROR_WIDTH = 60
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis; ``-`` for none."""
+    line = " ".join(text.split())
+    if not line:
+        return "-"
+    return line if len(line) <= width else line[: width - 1] + "\u2026"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain, aligned text table (stable for scripts that grep it, no colour codes)."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
@@ -94,6 +106,7 @@ def scheduled_json(job: ScheduledJob) -> dict[str, Any]:
         "due_in_s": job.due_in_s,
         "why": job.why,
         "deliveries": job.deliveries,
+        "last_error": job.last_error or None,
     }
 
 
@@ -111,10 +124,12 @@ def scheduled_table(jobs: Sequence[ScheduledJob], total: int) -> str:
             age(j.due_in_s) if j.due_in_s >= 0 else "now",
             j.why,
             str(j.deliveries),
+            shorten(j.last_error, ERROR_WIDTH),
         ]
         for j in jobs
     ]
-    return head + "\n" + table(["job id", "due at", "due in", "why", "deliveries"], rows)
+    headers = ["job id", "due at", "due in", "why", "deliveries", "last error"]
+    return head + "\n" + table(headers, rows)
 
 
 def pending_json(job: PendingJob) -> dict[str, Any]:

@@ -11,9 +11,15 @@
         ├── InvalidJobError      the envelope cannot be decoded or the args do not fit the type
         ├── JobTooLargeError     the encoded job exceeds the size limit
         └── JobTimeoutError      a handler ran longer than its job timeout
+
+Two more are for steps to raise, not raised by streamq: :class:`Retry` (retry this job after a
+wait of the step's choosing) and :class:`NonRetryable` (a base for errors that no retry can
+mend: the job goes to the dead stream at once). See docs/retries.md.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 
 class StreamqError(Exception):
@@ -55,3 +61,32 @@ class JobTooLargeError(JobError):
 
 class JobTimeoutError(JobError):
     """A handler ran longer than the job timeout of its type."""
+
+
+class Retry(Exception):
+    """Raised by a step: retry the job after ``after`` (seconds or a timedelta), e.g. a
+    provider's Retry-After, instead of the type's backoff. It counts as a delivery toward
+    ``max_deliveries`` like any failure, and is retried whatever ``retry_on`` and ``fail_on``
+    say; ``after`` is used as given (not capped by ``retry_max``).
+
+    ``raise Retry(after=30) from exc`` keeps the cause; the job's last error is ``reason`` (or
+    the cause's, when no reason is given)."""
+
+    def __init__(self, after: float | timedelta | None = None, *, reason: str = "") -> None:
+        self.after = None if after is None else _seconds(after)
+        if self.after is not None and (self.after != self.after or self.after < 0):
+            raise ValueError(f"Retry(after=...) must be a duration of 0 or more, not {after!r}")
+        self.reason = reason
+        super().__init__(
+            reason or (f"retry in {self.after}s" if self.after is not None else "retry asked for")
+        )
+
+
+class NonRetryable(Exception):
+    """A base for errors no retry can mend (a reservation that does not exist, bad input the
+    args' types could not catch): a step that raises one sends its job to the dead stream at
+    once, with the reason ``not retryable``, whatever deliveries it has left."""
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

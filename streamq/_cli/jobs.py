@@ -30,7 +30,7 @@ from streamq._cli._app import (
 from streamq._inspect import PendingJob, TypeStats
 from streamq._job import Job, Principal
 from streamq._views import age, pending_json, recover_doc, stats_json, stats_table, table
-from streamq.exceptions import InvalidJobError, JobTooLargeError
+from streamq.exceptions import ConfigError, InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).
 PROGRESS_FROM = 5_000
@@ -53,15 +53,22 @@ def _read_args(text: str) -> Any:
     return value
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: str, flag: str = "--at") -> datetime:
     """An ISO 8601 time with its time zone (``Z`` for UTC); a usage error otherwise."""
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        fail(f"--at {text!r} is not an ISO time (example: 2026-12-24T18:00:00Z)", 2)
+        fail(f"{flag} {text!r} is not an ISO time (example: 2026-12-24T18:00:00Z)", 2)
     if when.tzinfo is None:
-        fail(f"--at {text!r} has no time zone (add Z for UTC, or +01:00)", 2)
+        fail(f"{flag} {text!r} has no time zone (add Z for UTC, or +01:00)", 2)
     return when
+
+
+def parse_deadline(text: str) -> float | datetime:
+    """``--expires``: a duration from now (``10m``) or an ISO time with its zone."""
+    if any(c in text for c in "T:") or text.count("-") >= 2:
+        return parse_time(text, "--expires")
+    return parse_duration(text)
 
 
 @app.command()
@@ -87,6 +94,14 @@ def enqueue(
             metavar="TIME", help="Run them no earlier than this ISO time (2026-12-24T18:00:00Z)."
         ),
     ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION|TIME",
+            help="Their deadline (10m, or an ISO time): not started by then, they go to the "
+            "dead stream as expired.",
+        ),
+    ] = None,
     handlers: HandlersOpt = "handlers",
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -105,6 +120,7 @@ def enqueue(
         fail("give --delay or --at, not both", 2)
     delay_s = None if delay is None else parse_duration(delay)
     at_time = None if at is None else parse_time(at)
+    deadline = None if expires is None else parse_deadline(expires)
     registry = load_registry(handlers)
     if type not in registry:
         fail(f"no handler registered for {type} in module {handlers!r}", 2)
@@ -124,13 +140,15 @@ def enqueue(
                 task = progress.add_task(f"enqueue {type}", total=count)
                 for i in range(0, count, ENQUEUE_CHUNK):
                     chunk = jobs[i : i + ENQUEUE_CHUNK]
-                    ids += await queue.enqueue_many(chunk, delay=delay_s, at=at_time)
+                    ids += await queue.enqueue_many(
+                        chunk, delay=delay_s, at=at_time, expires=deadline
+                    )
                     progress.advance(task, len(jobs[i : i + ENQUEUE_CHUNK]))
         return ids
 
     try:
         ids = run(main())
-    except (InvalidJobError, JobTooLargeError) as exc:
+    except (InvalidJobError, JobTooLargeError, ConfigError) as exc:
         # enqueue_many checks every job of a chunk before sending it, and all copies are
         # alike: a bad job fails the first chunk, so nothing was enqueued.
         fail(str(exc), 2)

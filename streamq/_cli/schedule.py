@@ -1,4 +1,4 @@
-"""``scheduled``: the delayed jobs of a type, waiting in its schedule."""
+"""``scheduled``: the delayed jobs and waiting retries of a type, in its schedule."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def scheduled(
     prefix: Prefix = "streamq",
 ) -> None:
     """The jobs of TYPE waiting in its schedule, the soonest due first: job id, due at (UTC),
-    due in, why it waits (delay), deliveries so far.
+    due in, why it waits (delay, or retry after a failure), deliveries so far, last error.
 
     Example: streamq scheduled launch --json
     """

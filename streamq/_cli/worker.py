@@ -57,6 +57,9 @@ def consume(
     retry_base: Annotated[
         str, typer.Option(metavar="DURATION", help="First retry backoff; doubles per delivery.")
     ] = "1s",
+    retry_max: Annotated[
+        str, typer.Option(metavar="DURATION", help="The longest retry backoff.")
+    ] = "1h",
     log_format: Annotated[
         str, typer.Option(help="console or json (default: console on a terminal, else json).")
     ] = "",
@@ -80,7 +83,9 @@ def consume(
     missing = [t for t in types if t not in registry]
     if missing:
         fail(f"no handler registered for {', '.join(missing)} in module {handlers!r}", 2)
-    durations = [parse_duration(d) for d in (claim_after, job_timeout, shutdown_grace, retry_base)]
+    durations = [
+        parse_duration(d) for d in (claim_after, job_timeout, shutdown_grace, retry_base, retry_max)
+    ]
     beat = None if heartbeat is None else parse_duration(heartbeat)
     if beat is not None and beat * 2 > durations[0]:
         fail(
@@ -103,6 +108,7 @@ def consume(
             job_timeout=durations[1],
             shutdown_grace=durations[2],
             retry_base=durations[3],
+            retry_max=durations[4],
         )
     except ConfigError as exc:  # the options contradict each other: a usage error
         fail(str(exc), 2)

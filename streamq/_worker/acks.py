@@ -87,7 +87,7 @@ class AckBatcher:
                 _tracing.count(_tracing.FAILED, held.delivery.type)
             self._state.forget(held)
         elif outcome.kind == "retry":
-            await self._retries.retry_later(held, outcome.error)
+            await self._retries.retry_later(held, outcome.error, outcome.retry_in)
         else:
             assert outcome.letter is not None
             if outcome.letter.failed:

@@ -15,7 +15,8 @@ from streamq.exceptions import InvalidJobError
 class DeliveryOutcome:
     """What one delivery came to (not :class:`streamq.testing.Outcome`, a test helper's result).
 
-    ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left.
+    ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left; it waits
+    ``retry_in`` seconds (a step's :class:`~streamq.Retry`) or, when None, its backoff.
     ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
     :meth:`log` gives the job's log fields (bound for the rest of the delivery already), for
     lines logged outside it.
@@ -25,7 +26,7 @@ class DeliveryOutcome:
     :data:`DONE`.
     """
 
-    __slots__ = ("_extra", "_job", "error", "kind", "letter")
+    __slots__ = ("_extra", "_job", "error", "kind", "letter", "retry_in")
 
     def __init__(
         self,
@@ -35,8 +36,10 @@ class DeliveryOutcome:
         error: str = "",
         letter: DeadLetter | None = None,
         extra: dict[str, Any] | None = None,
+        retry_in: float | None = None,
     ) -> None:
         self.kind = kind
+        self.retry_in = retry_in
         self.error = error
         self.letter = letter
         self._job = job

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from streamq import _codec, _tracing
@@ -23,14 +24,47 @@ from streamq._registry import JobType, Registry
 from streamq._worker.limits import HeldTimeout, Limit, TimeLimitReached
 from streamq._worker.outcome import DONE, DeliveryOutcome, log_fields
 from streamq._worker.steps import COROUTINE, StepCaller
-from streamq.backends._base import DeadLetter, Delivery
-from streamq.exceptions import InvalidJobError, JobTimeoutError, UnknownJobTypeError
+from streamq.backends._base import (
+    F_DELIVERIES,
+    F_EXPIRES,
+    DeadLetter,
+    Delivery,
+    prior_deliveries,
+)
+from streamq.exceptions import InvalidJobError, JobTimeoutError, Retry, UnknownJobTypeError
 
 __all__ = ["DONE", "DeliveryOutcome", "Limit", "Runner", "log_fields"]
 
 
 async def _outcome_now(outcome: DeliveryOutcome) -> DeliveryOutcome:
     return outcome
+
+
+def error_text(failure: BaseException) -> str:
+    """A failure as the job's last error: ``Type: message`` (a :class:`Retry` without a reason
+    of its own speaks for the error it was raised from)."""
+    if isinstance(failure, Retry) and not failure.reason and failure.__cause__ is not None:
+        failure = failure.__cause__
+    return f"{type(failure).__name__}: {failure}"
+
+
+def expired(raw: bytes, deliveries: int) -> DeadLetter | None:
+    """The dead letter of a job whose deadline (``raw``, ms since the epoch) has passed, by
+    this worker's clock; None while it has not (or cannot be read: the job runs)."""
+    try:
+        deadline_ms = int(raw)
+    except ValueError:
+        return None
+    late_ms = time.time_ns() // 1_000_000 - deadline_ms
+    if late_ms < 0:
+        return None
+    at = datetime.fromtimestamp(deadline_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return DeadLetter(
+        reason="expired",
+        error=f"not started by its deadline {at.replace('+00:00', 'Z')} "
+        f"({late_ms / 1000:.3f}s late)",
+        deliveries=deliveries,
+    )
 
 
 class Runner:
@@ -106,6 +140,9 @@ class Runner:
         the job's timeout for the task running it; without one the runner uses
         ``asyncio.timeout`` (a timer per delivery).
         """
+        if F_DELIVERIES in d.fields:
+            # A retry that waited in the schedule: its entry is new, its deliveries are not.
+            d.deliveries += prior_deliveries(d.fields)
         decoder = self._decoders.get(d.type)
         found = decoder(d.fields) if decoder is not None else None
         typed = found is not None
@@ -199,6 +236,11 @@ class Runner:
                 deliveries=d.deliveries,
             )
             return DeliveryOutcome("dead", job, letter=letter, extra=trace_ids)
+        expires = d.fields.get(F_EXPIRES)
+        if expires is not None:
+            late = expired(expires, d.deliveries)
+            if late is not None:
+                return DeliveryOutcome("dead", job, letter=late, extra=trace_ids)
         if d.deliveries > 1:
             self._log.info("streamq.job.redelivered")
         if self._debug:
@@ -264,11 +306,15 @@ class Runner:
         if metered:
             _tracing.DURATION.record(time.monotonic() - started, on_failure)
         _tracing.failed(span, failure)
-        error = f"{type(failure).__name__}: {failure}"
-        if d.deliveries < limit_n:
-            return DeliveryOutcome("retry", job, error=error, extra=trace_ids)
+        error = error_text(failure)
+        not_retried = job_type.retries(failure)
+        if not_retried is None and d.deliveries < limit_n:
+            after = failure.after if isinstance(failure, Retry) else None
+            return DeliveryOutcome("retry", job, error=error, extra=trace_ids, retry_in=after)
         letter = DeadLetter(
-            reason=f"failed {d.deliveries} times (max_deliveries {limit_n})",
+            reason=f"failed {d.deliveries} times (max_deliveries {limit_n})"
+            if not_retried is None
+            else f"not retryable: {not_retried}",
             error=error,
             deliveries=d.deliveries,
             failed=True,

@@ -36,7 +36,13 @@ from typing import Any
 
 from streamq import _tracing
 from streamq._logging import logger
-from streamq._registry import DEFAULT_JOB_TIMEOUT, JobType, Registry, seconds
+from streamq._registry import (
+    DEFAULT_JOB_TIMEOUT,
+    DEFAULT_RETRY_MAX,
+    JobType,
+    Registry,
+    seconds,
+)
 from streamq._worker.acks import AckBatcher
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
@@ -78,8 +84,10 @@ class Worker:
             cancelling the jobs still running, the last acks, handing back what is unfinished,
             leaving the groups (each call to a server that does not answer counts against it).
             After a second stop (``now``) at most :data:`HARD_STOP_CLEANUP` of it is left.
-        retry_base: backoff after the first failed delivery; doubles per delivery, capped at
-            ``claim_after``.
+        retry_base: backoff after the first failed delivery; doubles per delivery (with
+            jitter), up to ``retry_max``. A retry waits in the schedule, holding no lease.
+        retry_max: the longest backoff (default 1 h). A job type's own ``retry_base`` and
+            ``retry_max`` take precedence.
         block: how long one read waits for new jobs (bounds how fast a stop is noticed).
         max_dead: cap of each type's dead stream.
     """
@@ -98,6 +106,7 @@ class Worker:
         shutdown_grace: float | timedelta = 30.0,
         shutdown_cleanup: float | timedelta = 10.0,
         retry_base: float | timedelta = 1.0,
+        retry_max: float | timedelta = DEFAULT_RETRY_MAX,
         block: float | timedelta = 1.0,
         max_dead: int = 10_000,
         consumer: str | None = None,
@@ -118,6 +127,7 @@ class Worker:
         self.shutdown_grace = seconds(shutdown_grace)
         self.shutdown_cleanup = seconds(shutdown_cleanup)
         self.retry_base = seconds(retry_base)
+        self.retry_max = seconds(retry_max)
         self.block = seconds(block)
         self.max_dead = max_dead
         self.consumer = consumer or default_consumer_name()
@@ -125,6 +135,8 @@ class Worker:
             raise ConfigError("concurrency must be at least 1")
         if max_deliveries < 1:
             raise ConfigError("max_deliveries must be at least 1")
+        if self.retry_base < 0 or self.retry_max < 0:
+            raise ConfigError("retry_base and retry_max must not be negative")
         if max_dead < 1:
             raise ConfigError("max_dead must be at least 1 (the dead stream keeps that many)")
         if self.claim_after <= 0 or self.heartbeat <= 0:
@@ -152,9 +164,10 @@ class Worker:
         retries = Retries(
             state,
             backend,
+            types=self._types,
             consumer=self.consumer,
-            claim_after=self.claim_after,
             retry_base=self.retry_base,
+            retry_max=self.retry_max,
             max_dead=max_dead,
         )
         self._acks = AckBatcher(state, backend, self._runner, retries, consumer=self.consumer)
@@ -171,7 +184,6 @@ class Worker:
         self._recovery = Recovery(
             state,
             backend,
-            retries,
             self._reader.start,
             types=self._types,
             consumer=self.consumer,

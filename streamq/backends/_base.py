@@ -21,6 +21,14 @@ Fields = dict[bytes, bytes]
 F_ID = b"id"
 F_VERSION = b"v"
 F_BODY = b"job"
+# Written beside them when they apply (a backend reads none of them but to carry them over):
+# the deliveries before this entry and the last one's error (a retry that waited in the
+# schedule: the retry scripts), and the deadline, in ms since the epoch (``enqueue(expires=)``).
+F_DELIVERIES = b"deliveries"
+F_ERROR = b"last_error"
+F_EXPIRES = b"expires"
+#: The fields a dead job's retry drops (a fresh start: deliveries, last error and deadline).
+FRESH_START_DROPS = (F_DELIVERIES, F_ERROR, F_EXPIRES)
 
 
 def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:
@@ -113,10 +121,37 @@ class ScheduledEntry:
     due_ms: int
     #: ms from now (the server's clock) until it is due; negative once overdue
     due_in_ms: int
-    #: why it waits: ``delay`` (enqueued with a delay or a time)
+    #: why it waits: ``delay`` (enqueued with a delay or a time) or ``retry`` (it failed)
     why: str
+    #: its deliveries so far (0 for a delayed job)
     deliveries: int
     fields: Fields = field(repr=False)
+    #: the last delivery's error (a retry)
+    error: str = ""
+
+    @classmethod
+    def of(cls, fields: Fields, due_ms: int, now_ms: int) -> ScheduledEntry:
+        """The entry of a job with ``fields`` due at ``due_ms``, seen at ``now_ms``."""
+        raw = fields.get(F_DELIVERIES)
+        if raw is None:
+            return cls(job_id_of(fields), due_ms, due_ms - now_ms, "delay", 0, fields)
+        error = fields.get(F_ERROR, b"").decode(errors="replace")
+        try:
+            deliveries = int(raw)
+        except ValueError:
+            deliveries = 0
+        return cls(job_id_of(fields), due_ms, due_ms - now_ms, "retry", deliveries, fields, error)
+
+
+def prior_deliveries(fields: Mapping[bytes, bytes]) -> int:
+    """The deliveries a job had before its entry (a retry that waited in the schedule)."""
+    raw = fields.get(F_DELIVERIES)
+    if raw is None:
+        return 0
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,16 +229,6 @@ class Backend(Protocol):
         dropped from it and returned in ``deleted``.
         """
 
-    async def claim(
-        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
-    ) -> Claimed:
-        """Claim the given entries that are idle at least ``min_idle_ms`` (XCLAIM), whoever
-        holds them: a due retry, taken by its id instead of a scan of the PEL.
-
-        Claiming counts as a delivery. Entries deleted from the stream but still in the PEL are
-        dropped from it and returned in ``deleted``; ``cursor`` is always ``"0-0"``.
-        """
-
     async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
 
@@ -226,11 +251,24 @@ class Backend(Protocol):
         Returns the ids it no longer owns.
         """
 
-    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
-        """After a failed delivery: set the entry's idle time to ``idle_ms`` so the recovery
-        pass claims it once it has been idle ``claim_after``; count failed and retried.
+    async def retry_later(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        *,
+        delay_ms: int,
+        deliveries: int,
+        error: str,
+    ) -> int:
+        """After a failed delivery: move an owned entry into its stream's schedule, due
+        ``delay_ms`` from now by the server's clock, with ``deliveries`` (so far) and ``error``
+        in its fields (:data:`F_DELIVERIES`, :data:`F_ERROR`); ack and delete it from the
+        stream, and count failed and retried, atomically. It holds no lease while it waits;
+        :meth:`move_due` puts it back in the stream when it is due, a new entry.
 
-        Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
+        Returns the due time in ms since the epoch, or 0 (and changes nothing) if ``consumer``
+        no longer owns the entry.
         """
 
     async def release(
@@ -280,6 +318,9 @@ class Backend(Protocol):
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
         """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven.
+
+        A fresh start: the fields of :data:`FRESH_START_DROPS` (deliveries so far, last error,
+        deadline) are not carried over.
 
         A dead id no longer in the dead stream (retried or purged meanwhile) is skipped, and
         not returned: the caller reports what this call really did.

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamq.backends._base import DeadEntry, Fields, PendingEntry, RawStats
+from streamq.backends._base import FRESH_START_DROPS, DeadEntry, Fields, PendingEntry, RawStats
 from streamq.backends._memory_stream import MemoryStream
 
 
@@ -119,14 +119,16 @@ class MemoryInspection:
             return list(self._stream(type).dead.values())[: max(limit, 0)]
 
     async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Put dead jobs back on the job stream as new entries; returns the dead ids re-driven."""
+        """Put dead jobs back on the job stream as new entries (a fresh start: no deliveries so
+        far, last error or deadline); returns the dead ids re-driven."""
         with self._lock:
             stream = self._stream(type)
             ids = []
             for dead_id in dead_ids:
                 entry = stream.dead.pop(dead_id, None)
                 if entry is not None:
-                    stream.add(entry.fields)
+                    fresh = {k: v for k, v in entry.fields.items() if k not in FRESH_START_DROPS}
+                    stream.add(fresh)
                     stream.counters["enqueued"] += 1
                     ids.append(dead_id)
             waiters = self._waiters_for([type]) if ids else []

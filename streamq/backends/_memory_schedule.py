@@ -1,4 +1,5 @@
-"""The memory backend's schedule: delayed jobs per type, moved to their streams when due."""
+"""The memory backend's schedule: delayed jobs and retries per type, moved to their streams when
+due."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from streamq.backends._base import Fields, ScheduledEntry, job_id_of
+from streamq.backends._base import F_DELIVERIES, F_ERROR, Fields, ScheduledEntry
 from streamq.backends._memory_inspect import MemoryInspection
 
 
@@ -59,7 +60,33 @@ class MemorySchedule(MemoryInspection):
         with self._lock:
             stream = self._streams.get(type)
             soonest = heapq.nsmallest(max(0, limit), stream.scheduled) if stream else []
-        return [
-            ScheduledEntry(job_id_of(fields), due, due - now, "delay", 0, dict(fields))
-            for due, _, fields in soonest
-        ]
+        return [ScheduledEntry.of(dict(fields), due, now) for due, _, fields in soonest]
+
+    async def retry_later(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        *,
+        delay_ms: int,
+        deliveries: int,
+        error: str,
+    ) -> int:
+        """Move an owned failed entry into the type's schedule with its deliveries and error;
+        count failed and retried. The due time in ms, or 0 if not owned."""
+        due = _now_ms() + max(0, delay_ms)
+        with self._lock:
+            stream = self._stream(type)
+            if stream.owned(entry_id, consumer) is None:
+                return 0
+            fields = stream.entries.pop(entry_id, None)
+            del stream.pel[entry_id]
+            if fields is None:
+                return 0
+            fields = dict(fields)
+            fields[F_DELIVERIES] = str(deliveries).encode()
+            fields[F_ERROR] = error.encode()
+            heapq.heappush(stream.scheduled, (due, next(self._schedule_order), fields))
+            stream.counters["failed"] += 1
+            stream.counters["retried"] += 1
+        return due

@@ -171,30 +171,6 @@ class MemoryBackend(MemorySchedule):
             next_cursor = scan[index][0] if index < len(scan) else "0-0"
         return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
 
-    async def claim(
-        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
-    ) -> Claimed:
-        """XCLAIM: claim the given entries idle at least ``min_idle_ms``; count a delivery."""
-        claimed: list[Delivery] = []
-        deleted: list[str] = []
-        with self._lock:
-            stream = self._stream(type)
-            now = time.monotonic()
-            stream.consumers[consumer] = now
-            for entry_id in dict.fromkeys(entry_ids):
-                pending = stream.pel.get(entry_id)
-                if pending is None or pending.idle_ms(now) < min_idle_ms:
-                    continue
-                fields = stream.entries.get(entry_id)
-                if fields is None:
-                    del stream.pel[entry_id]
-                    deleted.append(entry_id)
-                    continue
-                pending.consumer, pending.since = consumer, now
-                pending.deliveries += 1
-                claimed.append(Delivery(type, entry_id, dict(fields), pending.deliveries))
-        return Claimed(cursor="0-0", deliveries=claimed, deleted=deleted)
-
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
     ) -> AckedRead:
@@ -251,19 +227,6 @@ class MemoryBackend(MemorySchedule):
                 else:
                     pending.since = stream.consumers[consumer] = now
         return lost
-
-    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
-        """Set an owned entry's idle time to ``idle_ms``; count failed and retried."""
-        with self._lock:
-            stream = self._stream(type)
-            pending = stream.owned(entry_id, consumer)
-            if pending is None:
-                return False
-            now = time.monotonic()
-            pending.since, stream.consumers[consumer] = now - idle_ms / 1000, now
-            stream.counters["failed"] += 1
-            stream.counters["retried"] += 1
-            return True
 
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -265,8 +266,9 @@ async def test_a_worker_that_hands_back_its_jobs_leaves_the_group(
     queue: Queue, registry: Registry, make_worker: Callable[..., Worker]
 ) -> None:
     """A worker stopping with a job running and a retry waiting removes its consumer name at
-    once: both entries pass to the hand-back consumer (the running one claimable now, its
-    interrupted delivery not counted; the retry with its count), and another worker ends both."""
+    once: the running entry passes to the hand-back consumer (claimable now, its interrupted
+    delivery not counted), the retry waits in the schedule holding no entry at all, and
+    another worker ends both."""
     attempts: dict[str, int] = {"slow": 0, "flaky": 0}
     slow_started = asyncio.Event()
 
@@ -288,11 +290,13 @@ async def test_a_worker_that_hands_back_its_jobs_leaves_the_group(
     async with serving(worker):
         await asyncio.wait_for(slow_started.wait(), 5)
         await eventually(async_retried(queue, "flaky"))
-    for t, deliveries in (("slow", 0), ("flaky", 1)):
-        stats = await stats_of(queue, t)
-        assert worker.consumer not in stats.consumers
-        (held,) = await queue.pending(t)
-        assert (held.consumer, held.deliveries) == (HANDED_BACK, deliveries)
+    for t in ("slow", "flaky"):
+        assert worker.consumer not in (await stats_of(queue, t)).consumers
+    (held,) = await queue.pending("slow")
+    assert (held.consumer, held.deliveries) == (HANDED_BACK, 0)
+    assert await queue.pending("flaky") == []
+    [waiting] = await queue.scheduled("flaky")
+    assert (waiting.why, waiting.deliveries) == ("retry", 1)
     await drain(make_worker("slow", "flaky"))
     assert attempts == {"slow": 2, "flaky": 2}
     assert [s.processed for s in await queue.stats(["slow", "flaky"])] == [1, 1]
@@ -354,23 +358,56 @@ async def test_recovery_reaches_orphans_deep_in_the_pel_during_a_retry_storm(
             await alive
 
 
-async def test_claim_by_id_takes_idle_entries_counts_them_and_drops_deleted_ones(
+async def test_retry_later_moves_the_entry_into_the_schedule_with_its_deliveries_and_error(
     backend: Backend,
 ) -> None:
-    """Backend.claim takes the given entries idle at least min_idle (a due retry) whoever holds
-    them, counting the delivery; one not idle enough stays; a deleted one leaves the PEL."""
+    """Backend.retry_later takes an owned entry out of the stream and the PEL into the
+    schedule, its deliveries so far and last error with it, counting failed and retried; a
+    consumer that does not own it changes nothing. When due, move_due puts it back in the
+    stream as a new entry that still carries them."""
     await backend.ensure_groups(["t"])
-    await backend.enqueue_many([("t", fields(i)) for i in range(3)])
-    due, busy, gone = (d.entry_id for d in await read_n(backend, "a", 3))
-    assert await backend.retry_later("t", "a", due, 5_000)
-    assert await backend.retry_later("t", "a", gone, 5_000)
-    await delete_entry(backend, "t", gone)
-
-    claimed = await backend.claim("t", "b", [due, busy, gone], 5_000)
-
-    assert [(d.entry_id, d.deliveries) for d in claimed.deliveries] == [(due, 2)]
-    assert claimed.deliveries[0].fields[b"id"].startswith(b"job-")
-    assert claimed.deleted == [gone]
+    await backend.enqueue_many([("t", fields(i)) for i in range(2)])
+    got = await read_n(backend, "a", 2)
+    first, other = (d.entry_id for d in got)
+    job_id = got[0].fields[b"id"]
+    assert not await backend.retry_later("t", "b", first, delay_ms=0, deliveries=1, error="x")
+    before = int(time.time() * 1000)
+    due = await backend.retry_later(
+        "t", "a", first, delay_ms=300, deliveries=3, error="CloudError: throttled"
+    )
+    assert before + 300 - 50 <= due <= int(time.time() * 1000) + 300 + 50
+    stats = await backend.stats("t")
+    assert (stats.length, stats.pending, stats.scheduled) == (1, 1, 1)
+    assert (stats.counters["failed"], stats.counters["retried"]) == (1, 1)
     pending = await backend.pending("t", consumer=None, min_idle_ms=0, limit=10)
-    assert sorted((p.entry_id, p.consumer) for p in pending) == sorted([(due, "b"), (busy, "a")])
-    assert (await backend.claim("t", "c", [due], 5_000)).deliveries == []  # no longer idle
+    assert [p.entry_id for p in pending] == [other]
+    [waiting] = await backend.scheduled("t", 10)
+    assert (waiting.job_id, waiting.why, waiting.deliveries, waiting.error) == (
+        job_id.decode(),
+        "retry",
+        3,
+        "CloudError: throttled",
+    )
+    assert waiting.due_ms == due
+    # Not owned any more: a second retry of the same entry changes nothing.
+    assert not await backend.retry_later("t", "a", first, delay_ms=0, deliveries=4, error="y")
+    assert await backend.move_due(["t"], 100) == 0  # not due yet
+    await asyncio.sleep(0.35)
+    assert await backend.move_due(["t"], 100) == 1
+    [again] = await read_n(backend, "c", 1)
+    assert again.entry_id not in (first, other)
+    assert again.deliveries == 1  # the PEL's count of the new entry; the runner adds the rest
+    assert again.fields[b"id"] == job_id
+    assert (again.fields[b"deliveries"], again.fields[b"last_error"]) == (
+        b"3",
+        b"CloudError: throttled",
+    )
+    # Retried again, the fields are replaced, not doubled.
+    assert await backend.retry_later(
+        "t", "c", again.entry_id, delay_ms=0, deliveries=4, error="second"
+    )
+    await asyncio.sleep(0.01)
+    assert await backend.move_due(["t"], 100) == 1
+    [third] = await read_n(backend, "c", 1)
+    assert (third.fields[b"deliveries"], third.fields[b"last_error"]) == (b"4", b"second")
+    assert sorted(third.fields) == sorted([*got[0].fields, b"deliveries", b"last_error"])

@@ -548,7 +548,9 @@ async def test_ids_that_name_no_partition_are_lost_not_fatal(redis_url: str, pre
         assert await backend.refresh("p", "c", [plain, *bad]) == bad
         rest = [i for i in held if i != first]
         assert await backend.ack("p", "c", [plain, *bad, *rest]) == bad
-        assert not await backend.retry_later("p", "c", "1-0@7", 10)
+        assert not await backend.retry_later(
+            "p", "c", "1-0@7", delay_ms=10, deliveries=1, error="boom"
+        )
         await backend.release("p", "c", bad, 0)
         stats = await backend.stats("p")
         assert (stats.counters["processed"], stats.pending) == (6, 0)

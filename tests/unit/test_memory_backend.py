@@ -83,13 +83,13 @@ async def test_claim_idle_respects_min_idle_and_counts_a_delivery() -> None:
     await backend.read([T], "a", 10, 0)
     nothing = await backend.claim_idle(T, "b", 10_000, 10, "0-0")
     assert (nothing.deliveries, nothing.deleted, nothing.cursor) == ([], [], "0-0")
-    assert await backend.retry_later(T, "a", ids[1], 20_000)
+    await backend.release(T, "a", [ids[1]], 20_000)  # idle 20 s, its delivery taken back
     claimed = await backend.claim_idle(T, "b", 10_000, 10, "0-0")
     assert [(d.entry_id, d.deliveries, d.fields) for d in claimed.deliveries] == [
-        (ids[1], 2, job(1))
+        (ids[1], 1, job(1))
     ]
     [entry] = await backend.pending(T, consumer="b", min_idle_ms=0, limit=10)
-    assert (entry.entry_id, entry.deliveries) == (ids[1], 2)
+    assert (entry.entry_id, entry.deliveries) == (ids[1], 1)
     assert entry.idle_ms < 10_000  # the claim reset its idle time
 
 
@@ -137,19 +137,6 @@ async def test_refresh_returns_entries_no_longer_owned() -> None:
     await backend.release(T, "a", [ids[0]], 60_000)
     await backend.claim_idle(T, "b", 30_000, 10, "0-0")
     assert await backend.refresh(T, "a", ids) == [ids[0]]
-
-
-async def test_retry_later_makes_the_entry_claimable_at_that_idle() -> None:
-    """retry_later sets the idle time, so a claim with that min idle picks it up."""
-    backend, ids = await filled(1)
-    await backend.read([T], "a", 1, 0)
-    assert not await backend.retry_later(T, "b", ids[0], 5_000)
-    assert await backend.retry_later(T, "a", ids[0], 5_000)
-    assert (await backend.claim_idle(T, "b", 60_000, 10, "0-0")).deliveries == []
-    claimed = await backend.claim_idle(T, "b", 5_000, 10, "0-0")
-    assert [(d.entry_id, d.deliveries) for d in claimed.deliveries] == [(ids[0], 2)]
-    counters = (await backend.stats(T)).counters
-    assert (counters["failed"], counters["retried"]) == (1, 1)
 
 
 async def test_dead_letter_copies_fields_and_reason() -> None:

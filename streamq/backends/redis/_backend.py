@@ -10,8 +10,8 @@ One stream per job type (or per partition), read through one consumer group. Whe
 - ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
 - ``_groups``: consumer groups and the partition counts the server records.
 - ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
-  refresh, retry, hand back, dead-letter, claim. ``_inspect``: stats, pending, dead letters,
-  types, workers.
+  refresh, retry (into the schedule), hand back, dead-letter, claim idle entries.
+  ``_inspect``: stats, pending, dead letters, types, workers.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -203,9 +203,21 @@ class RedisBackend:
         """Lease heartbeat; returns the ids lost."""
         return await self._leases.refresh(type, consumer, entry_ids)
 
-    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
-        """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
-        return await self._leases.retry_later(type, consumer, entry_id, idle_ms)
+    async def retry_later(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        *,
+        delay_ms: int,
+        deliveries: int,
+        error: str,
+    ) -> int:
+        """Move a failed entry into its schedule, its deliveries and error with it; the due
+        time in ms, or 0 if not owned."""
+        return await self._leases.retry_later(
+            type, consumer, entry_id, delay_ms=delay_ms, deliveries=deliveries, error=error
+        )
 
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
@@ -229,12 +241,6 @@ class RedisBackend:
     ) -> Claimed:
         """XAUTOCLAIM with the delivery counts of what it claimed."""
         return await self._leases.claim_idle(type, consumer, min_idle_ms, count, cursor)
-
-    async def claim(
-        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
-    ) -> Claimed:
-        """XCLAIM the given entries idle at least ``min_idle_ms``, with their delivery counts."""
-        return await self._leases.claim(type, consumer, entry_ids, min_idle_ms)
 
     # inspecting ---------------------------------------------------------------------------
 

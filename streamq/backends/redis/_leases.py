@@ -1,6 +1,6 @@
 """Entries a consumer holds (its share of the PEL), besides acking them: renewing their leases,
-retrying one later, handing them back, dead-lettering one, leaving the group, and claiming
-entries back (recovery of idle ones, a due retry by id). Each is one script call per stream,
+retrying one later (into the schedule), handing them back, dead-lettering one, leaving the
+group, and claiming idle entries back (recovery). Each is one script call per stream,
 checking ownership and changing the PEL atomically."""
 
 from __future__ import annotations
@@ -50,14 +50,28 @@ class Leases:
             )
         return lost
 
-    async def retry_later(self, type: str, consumer: str, entry_id: str, idle_ms: int) -> bool:
-        """Leave a failed entry in the PEL with a chosen idle time (its backoff)."""
+    async def retry_later(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        *,
+        delay_ms: int,
+        deliveries: int,
+        error: str,
+    ) -> int:
+        """Move a failed entry into its stream's schedule (``retry.lua``): see
+        :meth:`Backend.retry_later`."""
         located = self._keys.ids_by_stream(type, [entry_id])
         if located.bad:
-            return False  # no entry of this type has that id: nobody owns it
+            return 0  # no entry of this type has that id: nobody owns it
         ((s, (plain,)),) = located.items()
-        n = await self._call("release", [s.jobs, s.stats], [self.group, consumer, idle_ms, plain])
-        return int(n) == 1
+        due = await self._call(
+            "retry",
+            [s.jobs, s.scheduled, s.stats],
+            [self.group, consumer, plain, max(0, int(delay_ms)), deliveries, error],
+        )
+        return int(due)
 
     async def release(
         self, type: str, consumer: str, entry_ids: Sequence[str], idle_ms: int
@@ -167,24 +181,3 @@ class Leases:
             for e, n in zip(entries, counts, strict=True)
         ]
         return Claimed(text(nxt), deliveries, [s.ref(text(d)) for d in deleted])
-
-    async def claim(
-        self, type: str, consumer: str, entry_ids: Sequence[str], min_idle_ms: int
-    ) -> Claimed:
-        """XCLAIM the given entries idle at least ``min_idle_ms`` (a due retry, by id), with
-        their delivery counts: one ``claim_ids.lua`` call per stream."""
-        deliveries: list[Delivery] = []
-        deleted: list[str] = []
-        located = self._keys.ids_by_stream(type, entry_ids)
-        for s, ids in located.items():
-            if not ids:
-                continue
-            entries, gone, counts = await self._call(
-                "claim_ids", [s.jobs], [self.group, consumer, min_idle_ms, *ids]
-            )
-            deliveries += (
-                Delivery(s.type, located.ref(s, text(e[0])), as_fields(e[1]), int(n))
-                for e, n in zip(entries, counts, strict=True)
-            )
-            deleted += (located.ref(s, text(d)) for d in gone)
-        return Claimed("0-0", deliveries, deleted)

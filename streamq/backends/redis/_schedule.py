@@ -1,6 +1,7 @@
 """Delayed jobs on Redis: a sorted set per stream (``{prefix}:{TAG}:scheduled``, in the stream's
 slot), due time in ms as the score, each member an entry's fields packed so that
-``move_due.lua`` can XADD them unchanged.
+``move_due.lua`` can XADD them unchanged. A failed job waiting for its retry is a member too
+(``retry.lua`` moves it there from the stream, its deliveries and last error added to it).
 
 A member is a tag unique to the job's enqueue, then the entry's fields and values in turn, each
 as ``<length>:<bytes>``: nothing to execute on decode, and Lua reads it with ``string.find`` and
@@ -15,7 +16,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from streamq.backends._base import Fields, ScheduledEntry, job_id_of
+from streamq.backends._base import Fields, ScheduledEntry
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._shared import Shared
@@ -122,8 +123,6 @@ class Scheduler:
             for member, score in zip(rows[::2], rows[1::2], strict=True):
                 fields = unpack_fields(member)
                 due = int(score)
-                out.append(
-                    ScheduledEntry(job_id_of(fields), due, due - int(now_ms), "delay", 0, fields)
-                )
+                out.append(ScheduledEntry.of(fields, due, int(now_ms)))
         out.sort(key=lambda e: e.due_ms)
         return out[:limit]

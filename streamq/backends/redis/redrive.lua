@@ -1,4 +1,6 @@
--- Put one dead job back on the job stream as a new entry (fresh delivery count).
+-- Put one dead job back on the job stream as a new entry: a fresh start, so the delivery count,
+-- the last error and the deadline it carried (fields 'deliveries', 'last_error', 'expires')
+-- are dropped.
 -- KEYS: jobs, dead, stats. ARGV: dead_id. Returns the new entry id, or false if not found.
 local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
 if not e[1] then
@@ -6,8 +8,10 @@ if not e[1] then
 end
 local f, args = e[1][2], {}
 for i = 1, #f, 2 do
-  if string.sub(f[i], 1, 2) == 'f.' then
-    args[#args + 1] = string.sub(f[i], 3)
+  local name = string.sub(f[i], 3)
+  if string.sub(f[i], 1, 2) == 'f.' and name ~= 'deliveries' and name ~= 'last_error'
+      and name ~= 'expires' then
+    args[#args + 1] = name
     args[#args + 1] = f[i + 1]
   end
 end
