@@ -7,7 +7,10 @@ Every benchmark of the suite records in ``extra_info``:
 - ``unit``: what is counted (``jobs``, ``enqueues``, ``conversions`` ...);
 - ``reference``: true for the one benchmark of its group that the others are compared with
   (the raw redis-py baseline, or pydantic for the codec);
-- ``target``: optionally, the ratio to the reference that later work aims for.
+- ``target``: optionally, the ratio to the reference that later work aims for;
+- ``server_cpu``: optionally, the server's own CPU per operation (``INFO cpu``: ``us_per_op``,
+  the median over the rounds, and ``us_per_op_per_round``); :func:`format_server_cpu` prints
+  it beside its group's reference.
 
 The tracing-overhead benchmark (``test_bench_tracing.py``) is not a streamq-vs-reference pair:
 its entries carry ``extra_info["tracing"]`` (per-variant rates measured in subprocesses) and are
@@ -210,6 +213,44 @@ def format_tracing(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
             f"(claim: at least {t['claim_off_over_stripped_at_least']:.0%})"
         )
     return lines
+
+
+# Server CPU per operation against the group's reference -----------------------------------------
+
+
+def format_server_cpu(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The entries with ``extra_info["server_cpu"]`` as text: the server's CPU per operation
+    (median and range of the rounds) and its ratio to the reference of the group."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for b in benchmarks:
+        if "server_cpu" in b["extra_info"]:
+            by_group.setdefault(b.get("group") or "(no group)", []).append(b)
+    cells = [("group", "benchmark", "server CPU per op", "rounds", "vs ref")]
+    for group, members in by_group.items():
+        refs = [b for b in members if b["extra_info"].get("reference")]
+        ref = refs[0]["extra_info"]["server_cpu"]["us_per_op"] if len(refs) == 1 else None
+        for b in members:
+            info = b["extra_info"]
+            cpu = info["server_cpu"]
+            per_round = cpu["us_per_op_per_round"]
+            if info.get("reference"):
+                vs = "ref"
+            elif ref is None:
+                vs = "-"
+            else:
+                vs = f"{cpu['us_per_op'] / ref:.2f}x"
+            cells.append(
+                (
+                    group,
+                    b["name"],
+                    f"{cpu['us_per_op']:.2f} us per {info.get('unit', 'ops').removesuffix('s')}",
+                    f"{min(per_round):.2f}-{max(per_round):.2f} us",
+                    vs,
+                )
+            )
+    if len(cells) == 1:
+        return []
+    return _aligned(cells, right=range(2, 5))
 
 
 # Latency: percentiles against the group's reference -------------------------------------------
@@ -491,6 +532,9 @@ def sections(benchmarks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[st
     table = rows(benchmarks)
     if table:
         out.append(("streamq vs reference (median rates)", format_table(table)))
+    server_cpu = format_server_cpu(benchmarks)
+    if server_cpu:
+        out.append(("server CPU per operation (INFO cpu, median of the rounds)", server_cpu))
     latency = latency_rows(benchmarks)
     if latency:
         out.append(("latency (percentiles, ratios to the reference)", format_latency(latency)))
