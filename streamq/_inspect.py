@@ -14,9 +14,13 @@ from types import TracebackType
 from typing import Self
 
 from streamq import _codec, _tracing
-from streamq._registry import seconds
+from streamq._registry import check_type_name, seconds
 from streamq._schedules import Schedule
 from streamq.backends._base import Backend, DeadEntry, prior_deliveries
+from streamq.exceptions import ConfigError
+
+#: The longest reason a pause may give (it is shown in stats and on the dashboard).
+MAX_PAUSE_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,12 @@ class TypeStats:
     consumers: dict[str, ConsumerStats]
     #: in the schedule: enqueued with a delay, not due yet
     scheduled: int = 0
+    #: paused (:meth:`QueueInspector.pause`): workers take none of its jobs until a resume
+    paused: bool = False
+    #: when it was paused (Unix time in seconds, by the server's clock); None when not paused
+    paused_since: float | None = None
+    #: the reason the pause gave ("" for none)
+    pause_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +118,11 @@ class QueueInspector:
     async def stats(self, types: Sequence[str]) -> list[TypeStats]:
         """Stats of each type, read from the server (global across all workers)."""
         out = []
+        paused = await self.backend.paused(list(types)) if types else {}
         for job_type in types:
             raw = await self.backend.stats(job_type)
             counters = raw.counters
+            pause = paused.get(job_type)
             out.append(
                 TypeStats(
                     type=job_type,
@@ -130,9 +142,42 @@ class QueueInspector:
                         for name, (n, idle) in sorted(raw.consumers_detail.items())
                     },
                     scheduled=raw.scheduled,
+                    paused=pause is not None,
+                    paused_since=None if pause is None else pause.since_ms / 1000,
+                    pause_reason="" if pause is None else pause.reason,
                 )
             )
         return out
+
+    async def pause(self, type: str, *, reason: str | None = None) -> bool:
+        """Pause ``type``: every worker serving it stops taking its jobs within about a second
+        (new ones and a dead worker's alike) and says so in its log; the jobs it is running
+        finish and are acknowledged as usual. Enqueues go on: the jobs wait (``waiting`` in
+        :meth:`stats`, which shows ``paused``) until :meth:`resume`. docs/control.md.
+
+        A type with no jobs yet can be paused (its workers start paused). Returns False, and
+        keeps the first pause's time and reason, when the type is paused already.
+
+        Raises:
+            ConfigError: a bad type name, or a reason longer than :data:`MAX_PAUSE_REASON`.
+        """
+        check_type_name(type)
+        reason = " ".join((reason or "").split())
+        if len(reason) > MAX_PAUSE_REASON:
+            raise ConfigError(
+                f"the reason of a pause is at most {MAX_PAUSE_REASON} characters, not {len(reason)}"
+            )
+        return await self.backend.pause(type, reason)
+
+    async def resume(self, type: str) -> bool:
+        """Resume a paused ``type``: its workers take its jobs again within about a second.
+        Returns False when it was not paused.
+
+        Raises:
+            ConfigError: a bad type name.
+        """
+        check_type_name(type)
+        return await self.backend.resume(type)
 
     async def pending(
         self,

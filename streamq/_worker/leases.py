@@ -93,6 +93,7 @@ class LeaseKeeper:
             "processed": str(self._acks.processed),
             "started_at": f"{self._started_at:.3f}",
             "heartbeat_at": f"{time.time():.3f}",
+            "paused": ",".join(sorted(self._state.paused)),
         }
         await self._backend.heartbeat(self._consumer, info, ttl_s=self._heartbeat * 3)
 

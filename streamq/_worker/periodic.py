@@ -20,6 +20,7 @@ from streamq._job import Job
 from streamq._logging import logger
 from streamq._registry import Registry
 from streamq._schedules import Schedule
+from streamq._worker.pausing import POLL_EVERY
 from streamq._worker.state import WorkerState
 from streamq.backends._base import Backend
 from streamq.exceptions import BackendError
@@ -60,8 +61,12 @@ class Ticker:
         by_type: dict[str, list[Schedule]] = {}
         for s in self._schedules:
             by_type.setdefault(s.type, []).append(s)
-        backend = self._backend
+        backend, paused = self._backend, self._state.paused
         for type_, schedules in by_type.items():
+            if type_ in paused:
+                # No tick fires while its type is paused; at the resume, what was missed is the
+                # schedule's catch-up rule's to say, as after a time with no worker.
+                continue
             last = await backend.last_ticks(type_, [s.name for s in schedules])
             for s in schedules:
                 for tick_ms in s.due(now_ms, last.get(s.name)):
@@ -91,5 +96,9 @@ class Ticker:
                 now_ms = int(time.time() * 1000)
                 next_ms = min(s.next_tick(now_ms) for s in self._schedules)
                 wait = max(0.0, (next_ms - now_ms) / 1000) + 0.001
+            if state.paused:
+                # Look again soon: a resume fires what the schedule's catch-up rule owes at once,
+                # not at the next tick time.
+                wait = min(wait, POLL_EVERY)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.stopping.wait(), wait)

@@ -8,11 +8,14 @@ and the lanes' call of :meth:`~streamq._worker.acks.AckBatcher.run_delivery` run
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 
 from streamq._registry import JobType
 from streamq._worker.acks import AckBatcher
 from streamq._worker.lanes import Lanes
+from streamq._worker.pausing import POLL_EVERY
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
 from streamq.backends._base import Backend, Delivery
@@ -60,8 +63,11 @@ class Reader:
         """Read until the worker stops (or, with ``stop_when_empty``, until nothing is left)."""
         state, backend, acks, running = self._state, self._backend, self._acks, self._running
         stopping, slot_freed, pel_lock = state.stopping, state.slot_freed, state.pel_lock
-        types, consumer = self._types, self._consumer
+        types, consumer, paused = self._types, self._consumer, state.paused
         block_ms = max(1, int(self._block * 1000))
+        # While a type is paused, a read blocks no longer than a poll of the marks, so that a
+        # resume is acted on within about a second even when the other types are idle.
+        paused_block_ms = max(1, min(block_ms, int(POLL_EVERY * 1000)))
         failures = 0
         # After a full read, more entries are likely waiting: the next read does not block, so
         # that finished jobs wait for it (their ack goes with it) instead of a call of their own.
@@ -73,7 +79,11 @@ class Reader:
                 slot_freed.clear()
                 await slot_freed.wait()
                 continue
-            read_types, count = self._choose_types(types, free)
+            readable = [t for t in types if t not in paused] if paused else types
+            if not readable:
+                await self._wait_while_all_paused(stop_when_empty)
+                continue
+            read_types, count = self._choose_types(readable, free)
             finished = acks.take()
             try:
                 if finished or more:
@@ -85,7 +95,9 @@ class Reader:
                 else:
                     acks.read_blocked = True
                     try:
-                        batch = await backend.read(read_types, consumer, count, block_ms)
+                        batch = await backend.read(
+                            read_types, consumer, count, paused_block_ms if paused else block_ms
+                        )
                     finally:
                         acks.read_blocked = False
             except BackendError as exc:
@@ -126,8 +138,28 @@ class Reader:
         self._rotation = (self._rotation + free) % len(types)
         return (types[self._rotation :] + types[: self._rotation])[:free], free
 
+    async def _wait_while_all_paused(self, stop_when_empty: bool) -> None:
+        """Every served type is paused: read nothing until a resume (or a stop) changes that.
+        What finishes meanwhile is acked by the ack loop, as while a read blocks."""
+        state, acks = self._state, self._acks
+        state.pause_changed.clear()  # before the flush: a change during it ends the wait
+        acks.read_blocked = True
+        try:
+            await acks.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.pause_changed.wait(), self._block)
+        finally:
+            acks.read_blocked = False
+        if stop_when_empty and not self._running and await self._all_empty():
+            state.stop(now=False)
+
     async def _all_empty(self) -> bool:
+        """Whether nothing is left for this worker: every served type that is not paused has
+        nothing waiting, running or scheduled (a paused type's jobs wait for its resume)."""
+        paused = self._state.paused
         for t in self._types:
+            if t in paused:
+                continue
             raw = await self._backend.stats(t)
             if raw.length or raw.scheduled:
                 return False

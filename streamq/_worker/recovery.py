@@ -113,7 +113,8 @@ class Retries:
 
 class Recovery:
     """The recovery pass: every ``claim_after / 4``, claim what is idle past ``claim_after`` (a
-    dead worker's entries), as many as there are free slots, and start it."""
+    dead worker's entries), as many as there are free slots, and start it (a paused type's are
+    left where they are)."""
 
     def __init__(
         self,
@@ -152,6 +153,8 @@ class Recovery:
                 # so entries deep in the PEL, a dead worker's, are reached however many others
                 # there are: XAUTOCLAIM looks at no more than 10 x COUNT entries per call.
                 for type_ in self._types:
+                    if type_ in state.paused:  # a paused type's idle entries wait for a resume
+                        continue
                     free = self._concurrency - len(state.running)
                     if free <= 0:
                         break

@@ -42,6 +42,8 @@ class WorkerState:
         "closing",
         "hard_at",
         "hard_stop",
+        "pause_changed",
+        "paused",
         "pel_lock",
         "recover_wake",
         "running",
@@ -60,6 +62,10 @@ class WorkerState:
         self.pel_lock = asyncio.Lock()
         self.slot_freed = asyncio.Event()
         self.recover_wake = asyncio.Event()
+        # The served types that are paused (docs/control.md), as the pause watcher last read
+        # them, and the event it sets when they change (a stop sets it too).
+        self.paused: set[str] = set()
+        self.pause_changed = asyncio.Event()
         # stop() was called: the feeders (read, recovery) stop; then, past the grace period,
         # closing: the keepers (acks, leases) finish what they are doing and return.
         self.stopping = asyncio.Event()
@@ -81,6 +87,7 @@ class WorkerState:
             self.hard_stop.set()
         self.slot_freed.set()
         self.recover_wake.set()
+        self.pause_changed.set()
 
     def forget(self, held: Held) -> None:
         """``held`` is no longer this worker's (retried, dead-lettered, lost, crashed)."""

@@ -10,6 +10,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.scheduling`: moves the due delayed jobs into their streams;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
 - :mod:`~streamq._worker.periodic`: the ticker that fires the served types' periodic jobs;
+- :mod:`~streamq._worker.pausing`: polls the served types' paused marks (docs/control.md);
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
 - :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
 - :mod:`~streamq._worker.runner`: one delivery, decoded, checked and run to its
@@ -46,6 +47,7 @@ from streamq._registry import (
 from streamq._worker.acks import AckBatcher
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
+from streamq._worker.pausing import PauseWatcher
 from streamq._worker.periodic import Ticker
 from streamq._worker.preflight import check_eviction_policy
 from streamq._worker.reading import Reader
@@ -191,6 +193,7 @@ class Worker:
             claim_after=self.claim_after,
         )
         self._due_mover = DueMover(state, backend, types=self._types)
+        self._pauses = PauseWatcher(state, backend, types=self._types, consumer=self.consumer)
         self._leases = LeaseKeeper(
             state,
             backend,
@@ -222,6 +225,12 @@ class Worker:
         return self._job_timeout
 
     @property
+    def paused_types(self) -> frozenset[str]:
+        """The served types this worker sees paused (it takes none of their jobs), as of its
+        last look at the server (every :data:`~streamq._worker.pausing.POLL_EVERY`)."""
+        return frozenset(self._state.paused)
+
+    @property
     def in_flight(self) -> int:
         """Deliveries this worker holds right now (running or awaiting their ack)."""
         return len(self._state.running)
@@ -241,7 +250,8 @@ class Worker:
         """Serve until :meth:`stop` (or SIGTERM/SIGINT with ``handle_signals``).
 
         With ``stop_when_empty`` it also stops once every served stream is empty: nothing waiting,
-        running or awaiting a retry (used by the demo and tests).
+        running or awaiting a retry (used by the demo and tests). A paused type counts as empty
+        there: its jobs wait for a resume, not for this worker.
         """
         loop = asyncio.get_running_loop()
         await self._backend.ensure_groups(list(self._types))
@@ -253,6 +263,7 @@ class Worker:
             concurrency=self.concurrency,
             event_loop=type(loop).__module__.split(".")[0],
         )
+        await self._pauses.check()  # a type paused now is not read even once
         await self._leases.write_heartbeat()
         # Registered only now, so that a failed start-up (server down) leaves nothing behind.
         if handle_signals:
@@ -277,6 +288,7 @@ class Worker:
             asyncio.create_task(self._guard("read", self._reader.loop(stop_when_empty))),
             asyncio.create_task(self._guard("recover", self._recovery.loop())),
             asyncio.create_task(self._guard("move_due", self._due_mover.loop())),
+            asyncio.create_task(self._guard("pause", self._pauses.loop())),
         ]
         if self._ticker is not None:
             feeders.append(asyncio.create_task(self._guard("tick", self._ticker.loop())))

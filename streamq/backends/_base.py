@@ -179,6 +179,16 @@ class DeadLetter:
     failed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PauseRecord:
+    """A paused job type's record: since when, and why (docs/control.md)."""
+
+    #: when it was paused, in ms since the epoch (by the server's clock)
+    since_ms: int
+    #: what the pause gave as its reason ("" for none)
+    reason: str = ""
+
+
 def split_count(count: int, n: int, start: int) -> list[int]:
     """``count`` shared among ``n`` as evenly as it goes; the remainder goes to the ``count % n``
     places from ``start`` on (wrapping), so a caller that moves ``start`` shares it in turn."""
@@ -288,7 +298,8 @@ class Backend(Protocol):
         """
 
     async def types(self) -> list[str]:
-        """Every job type that has a stream, a dead stream or counters, sorted."""
+        """Every job type that has a stream, a dead stream, counters, a schedule or a pause,
+        sorted."""
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
         """Copy pending entries idle at least ``min_idle_ms`` to new entries (delivered to the
@@ -346,6 +357,22 @@ class Backend(Protocol):
 
     async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
         """The time (epoch ms) of each schedule's last fired tick, None when none fired."""
+        ...
+
+    async def pause(self, type: str, reason: str) -> bool:
+        """Mark ``type`` paused: its workers stop taking its jobs (they poll :meth:`paused`).
+        Records the server's time and ``reason``. False, and the record kept as it was, when
+        the type is paused already. A type with no stream yet can be paused (it is listed by
+        :meth:`types` from then on)."""
+        ...
+
+    async def resume(self, type: str) -> bool:
+        """Clear ``type``'s paused mark; False when it was not paused."""
+        ...
+
+    async def paused(self, types: Sequence[str]) -> dict[str, PauseRecord]:
+        """The paused ones of ``types``, with their records, in one round trip (on a cluster,
+        one per node, all at once): what every worker polls."""
         ...
 
     async def eviction_policy(self) -> str | None:

@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamq.backends._base import FRESH_START_DROPS, DeadEntry, Fields, PendingEntry, RawStats
+from streamq.backends._base import (
+    FRESH_START_DROPS,
+    DeadEntry,
+    Fields,
+    PauseRecord,
+    PendingEntry,
+    RawStats,
+)
 from streamq.backends._memory_stream import MemoryStream
 
 
@@ -36,6 +43,8 @@ class MemoryInspection:
         self._rotation = 0  # which types get the remainder of the next read's count
         #: per (type, schedule name), the last tick that fired (epoch ms)
         self._ticks: dict[tuple[str, str], int] = {}
+        #: the paused types and their records
+        self._paused: dict[str, PauseRecord] = {}
 
     def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
@@ -62,9 +71,27 @@ class MemoryInspection:
             return {name: self._ticks.get((type, name)) for name in schedules}
 
     async def types(self) -> list[str]:
-        """Every type this backend has seen, sorted."""
+        """Every type this backend has seen (or that is paused), sorted."""
         with self._lock:
-            return sorted(self._streams)
+            return sorted(self._streams.keys() | self._paused.keys())
+
+    async def pause(self, type: str, reason: str) -> bool:
+        """Mark ``type`` paused, unless it is (then its record stays as it was)."""
+        with self._lock:
+            if type in self._paused:
+                return False
+            self._paused[type] = PauseRecord(time.time_ns() // 1_000_000, reason)
+            return True
+
+    async def resume(self, type: str) -> bool:
+        """Clear ``type``'s paused mark; False when it was not paused."""
+        with self._lock:
+            return self._paused.pop(type, None) is not None
+
+    async def paused(self, types: Sequence[str]) -> dict[str, PauseRecord]:
+        """The paused ones of ``types``, with their records."""
+        with self._lock:
+            return {t: self._paused[t] for t in types if t in self._paused}
 
     async def stats(self, type: str) -> RawStats:
         """Lengths, PEL summary and counters of one type."""

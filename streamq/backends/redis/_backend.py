@@ -11,7 +11,8 @@ One stream per job type (or per partition), read through one consumer group. Whe
 - ``_groups``: consumer groups and the partition counts the server records.
 - ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
   refresh, retry (into the schedule), hand back, dead-letter, claim idle entries.
-  ``_inspect``: stats, pending, dead letters, types, workers.
+  ``_inspect``: stats, pending, dead letters, types, workers. ``_ticks``: periodic jobs.
+  ``_pauses``: the paused types' marks.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -31,6 +32,7 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    PauseRecord,
     PendingEntry,
     RawStats,
     ScheduledEntry,
@@ -40,6 +42,7 @@ from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
 from streamq.backends.redis._leases import Leases
+from streamq.backends.redis._pauses import Pauses
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._reads import Reader
 from streamq.backends.redis._routing import Router
@@ -108,6 +111,7 @@ class RedisBackend:
         self._inspector = Inspector(shared, groups)
         self._scheduler = Scheduler(shared, groups, self._producer)
         self._ticks = Ticks(shared, groups, self._producer)
+        self._pauses = Pauses(shared)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -144,6 +148,10 @@ class RedisBackend:
     def meta_key(self, type: str) -> str:
         """The hash recording how many partitions ``type`` has (in partition 0's slot)."""
         return self._keys.meta_key(type)
+
+    def paused_key(self, type: str) -> str:
+        """The hash that marks ``type`` paused (in partition 0's slot)."""
+        return self._keys.paused_key(type)
 
     def streams(self, type: str) -> list[StreamKeys]:
         """The streams of ``type``: one, or one per partition (see :class:`KeyLayout`)."""
@@ -299,6 +307,18 @@ class RedisBackend:
     async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
         """See :meth:`Backend.last_ticks` (``_ticks``)."""
         return await self._ticks.last_ticks(type, schedules)
+
+    async def pause(self, type: str, reason: str) -> bool:
+        """See :meth:`Backend.pause` (``_pauses``: ``pause.lua``)."""
+        return await self._pauses.pause(type, reason)
+
+    async def resume(self, type: str) -> bool:
+        """See :meth:`Backend.resume` (``_pauses``)."""
+        return await self._pauses.resume(type)
+
+    async def paused(self, types: Sequence[str]) -> dict[str, PauseRecord]:
+        """See :meth:`Backend.paused` (``_pauses``)."""
+        return await self._pauses.paused(types)
 
     async def eviction_policy(self) -> str | None:
         """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""

@@ -173,7 +173,7 @@ class Inspector:
 
     async def types(self) -> list[str]:
         """SCAN for ``{prefix}:{TYPE}:*`` keys (never KEYS: it blocks the server); on a cluster,
-        on every master."""
+        on every master. A paused type is listed even before it has a stream."""
         wire = self._wire
         await wire.connect()
         prefix = self._keys.prefix
@@ -184,7 +184,7 @@ class Inspector:
             async for key in wire.client.scan_iter(match=pattern, count=1000):
                 name = text(key)
                 end = name.find("}:", start)
-                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats", "scheduled"):
+                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats", "scheduled", "paused"):
                     found.add(_partitions.type_of_tag(name[start:end]))
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc

@@ -116,6 +116,11 @@ class KeyLayout:
         """The cluster slot of :meth:`ticks_key`."""
         return key_slot(self.ticks_key(type).encode())
 
+    def paused_key(self, type: str) -> str:
+        """The hash recording that ``type`` is paused (since when, why), in partition 0's slot
+        (the meta key's); no key: not paused."""
+        return f"{self.prefix}:{{{type}}}:paused"
+
     def worker_key(self, worker_id: str) -> str:
         """The hash of one worker's heartbeat record."""
         return f"{self.prefix}:worker:{worker_id}"
