@@ -97,4 +97,7 @@ def _delta(now: TypeStats, then: TypeStats) -> TypeStats:
         retried=now.retried - then.retried,
         dead_lettered=now.dead_lettered - then.dead_lettered,
         consumers=now.consumers,
+        paused=now.paused,
+        paused_since=now.paused_since,
+        pause_reason=now.pause_reason,
     )

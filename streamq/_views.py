@@ -7,6 +7,7 @@ stability promise. Nothing here imports the CLI's or the dashboard's frameworks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +53,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def stats_table(stats: list[TypeStats]) -> str:
-    """The ``streamq stats`` table (the demo prints it too)."""
+def paused_cell(stats: TypeStats, now: float) -> str:
+    """The ``paused`` column of the stats table: ``-``, or for how long (``for 3.5m``)."""
+    if not stats.paused:
+        return "-"
+    if stats.paused_since is None:
+        return "yes"
+    return f"for {age(max(0.0, now - stats.paused_since))}"
+
+
+def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
+    """The ``streamq stats`` table (the demo prints it too); ``now`` (Unix seconds) for how
+    long a paused type has been paused."""
+    now = time.time() if now is None else now
     headers = ["type", "waiting", "scheduled", "in flight", "oldest", "dead", "processed"]
-    headers += ["failed", "retried", "consumers"]
+    headers += ["failed", "retried", "consumers", "paused"]
     rows = [
         [
             s.type,
@@ -68,6 +80,7 @@ def stats_table(stats: list[TypeStats]) -> str:
             str(s.failed),
             str(s.retried),
             str(len(s.consumers)),
+            paused_cell(s, now),
         ]
         for s in stats
     ]
@@ -95,6 +108,9 @@ def stats_json(stats: TypeStats) -> dict[str, Any]:
             for name, c in stats.consumers.items()
         },
         "scheduled": stats.scheduled,
+        "paused": stats.paused,
+        "paused_since": stats.paused_since,
+        "pause_reason": stats.pause_reason or None,
     }
 
 
@@ -199,6 +215,7 @@ def worker_json(record: dict[str, str], now: float) -> dict[str, Any]:
         "in_flight": int(record.get("in_flight", "0") or 0),
         "processed": int(record.get("processed", "0") or 0),
         "heartbeat_age_s": round(max(0.0, now - beat), 3),
+        "paused": [name for name in record.get("paused", "").split(",") if name],
     }
 
 

@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -264,6 +265,51 @@ def test_workers_lists_live_ones_and_prunes_dead_consumers(cli: Cli, queue: Sync
     assert cli.stats("noop")["consumers"] == {}
 
 
+# pause and resume ---------------------------------------------------------------------------
+
+
+def log_events(text: str, event: str) -> list[dict[str, Any]]:
+    """The JSON log lines of ``event`` in a ``consume`` process's stderr."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]
+
+
+def test_pause_holds_a_types_jobs_until_resume(cli: Cli, queue: SyncQueue) -> None:
+    """pause: one line, a worker started paused takes none of the jobs (waiting; stats and
+    workers show the pause and its reason; it logs it once); resume: one line, and they run."""
+    done = cli.run("pause", "noop", "--reason", "deploy of v2")
+    assert (done.returncode, done.stdout) == (0, "paused noop\n"), done.stderr
+    assert error_lines(done.stderr) == [
+        "streamq: note: no job of noop was enqueued here yet (paused anyway)"
+    ]
+    assert cli.ok("pause", "noop") == "noop was paused already\n"
+    proc = cli.consume("noop", "-c", "2", "--heartbeat", "300ms", "--claim-after", "1s")
+    ids = cli.enqueue("noop", "{}", "--count", "3")
+    (w,) = wait_for(lambda: cli.json("workers")["workers"], "the worker listed")
+    assert w["paused"] == ["noop"]
+    wait_for(lambda: log_events(cli.log_of(proc), "streamq.worker.type_paused"), "paused logged")
+
+    s = cli.stats("noop")
+    assert (s["waiting"], s["in_flight"], s["processed"]) == (3, 0, 0)
+    assert (s["paused"], s["pause_reason"]) == (True, "deploy of v2")
+    assert isinstance(s["paused_since"], float)
+    head, row = cli.ok("stats", "noop").splitlines()
+    assert head.split()[-1] == "paused"
+    assert row.split()[-2] == "for", row
+
+    assert cli.ok("resume", "noop", "noop") == "resumed noop\n"
+    wait_for(lambda: queue.stats(["noop"])[0].processed == 3, "the 3 jobs done")
+    assert cli.ok("resume", "noop") == "noop was not paused\n"
+    s = cli.stats("noop")
+    assert (s["paused"], s["paused_since"], s["pause_reason"]) == (False, None, None)
+    assert cli.ok("stats", "noop").splitlines()[1].split()[-1] == "-"
+    wait_for(lambda: log_events(cli.log_of(proc), "streamq.worker.type_resumed"), "resumed")
+    (paused,) = log_events(cli.log_of(proc), "streamq.worker.type_paused")
+    assert (paused["job_type"], paused["reason"]) == ("noop", "deploy of v2")
+    assert len(log_events(cli.log_of(proc), "streamq.worker.type_resumed")) == 1
+    assert len(ids) == 3
+
+
 # bad input ----------------------------------------------------------------------------------
 
 BAD_INPUT = [
@@ -296,6 +342,11 @@ BAD_INPUT = [
     pytest.param(("dead", "show", "noop", "no-such-id"), 1, "no-such-id", id="dead-show-missing"),
     pytest.param(("dead", "retry", "noop", "no-such-id"), 1, "no-such-id", id="retry-missing"),
     pytest.param(("pending", "noop"), 1, "cannot reach", id="unreachable"),
+    pytest.param(("pause",), 2, "Missing argument", id="pause-nothing"),
+    pytest.param(("pause", "ok", "bad{name"), 2, "invalid job type name", id="pause-bad-name"),
+    pytest.param(("pause", "noop", "--reason", "x" * 201), 2, "--reason", id="pause-reason"),
+    pytest.param(("resume", "bad name"), 2, "invalid job type name", id="resume-bad-name"),
+    pytest.param(("pause", "noop"), 1, "cannot reach", id="pause-unreachable"),
 ]
 
 
@@ -314,8 +365,8 @@ def test_bad_input_is_one_line_and_an_exit_code(
     assert lines[0].startswith("streamq: error: "), lines[0]
     assert says in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
-    if args[0] == "enqueue":
-        assert queue.types() == [], "a refused enqueue left something on the server"
+    if args[0] in ("enqueue", "pause"):
+        assert queue.types() == [], f"a refused {args[0]} left something on the server"
 
 
 def test_no_command_shows_the_help(cli: Cli) -> None:

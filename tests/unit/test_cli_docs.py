@@ -119,6 +119,9 @@ def _stats() -> list[dict[str, Any]]:
         retried=1,
         dead_lettered=1,
         consumers={"host-1-ab12": ConsumerStats(2, 0.25)},
+        paused=True,
+        paused_since=1700000000.5,
+        pause_reason="deploy of v2",
     )
     idle = TypeStats("noop", 0, 0, None, 0, 0, 0, 0, 0, 0, {})
     return [stats_json(busy), stats_json(idle)]
@@ -173,6 +176,7 @@ def _workers() -> list[dict[str, Any]]:
         "processed": "17",
         "started_at": "1700000000.000",
         "heartbeat_at": "1700000009.000",
+        "paused": "launch",
     }
     return [worker_json(beat, now=1700000010.0), worker_json({"id": "bare"}, now=1700000010.0)]
 
