@@ -78,12 +78,21 @@ def overview_cell(row: Mapping[str, Any], field: str) -> str:
     return str(row[field])
 
 
+def paused_badge(row: Mapping[str, Any]) -> str:
+    """The badge beside a paused type's name (dashboard.js writes the same), else nothing."""
+    if not row["paused"]:
+        return ""
+    title = "paused" + (f": {row['pause_reason']}" if row["pause_reason"] else "")
+    return f' <span class="badge paused" title="{esc(title)}">paused</span>'
+
+
 def overview(stats: Sequence[Mapping[str, Any]], *, refresh_s: float) -> str:
     """One row per type (from ``stats --json``) and the live charts' places."""
     rows = []
     for s in stats:
         link = f"/pending/{path_segment(s['type'])}"
-        cells = [f'<td data-field="type"><a href="{esc(link)}">{esc(s["type"])}</a></td>']
+        name = f'<a href="{esc(link)}">{esc(s["type"])}</a>{paused_badge(s)}'
+        cells = [f'<td data-field="type">{name}</td>']
         for field, _label in OVERVIEW_FIELDS:
             text = esc(overview_cell(s, field))
             if field in ("in_flight", "dead"):
@@ -99,10 +108,49 @@ def overview(stats: Sequence[Mapping[str, Any]], *, refresh_s: float) -> str:
         f"updated {esc(time.strftime('%H:%M:%S'))}; live every {refresh_s:g}s</p>"
         + _table(headers, rows, id="overview", empty="no job types on this server yet")
         + '<p class="hint">in flight: the consumer group\'s pending-entries list, across all '
-        "workers. Click a number for the jobs behind it.</p>"
+        "workers. Click a number for the jobs behind it, a type to pause or resume it.</p>"
         '<section id="charts"></section>'
     )
     return layout("Overview", body)
+
+
+def pause_control(type: str, stats: Mapping[str, Any], *, csrf: str) -> str:
+    """Whether ``type`` is paused, and the form that pauses (with a reason) or resumes it."""
+    hidden = f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+    if stats["paused"]:
+        reason = f": {esc(stats['pause_reason'])}" if stats["pause_reason"] else ""
+        return (
+            f'<div class="actions" id="pause-state"><span class="badge paused">paused</span> '
+            f"since {esc(when(stats['paused_since']))}{reason}. Its workers take none of its "
+            f"jobs; the ones they were running finish."
+            f'<form method="post" action="/resume/{esc(path_segment(type))}">{hidden}'
+            f'<button type="submit" id="resume">Resume {esc(type)}</button></form></div>'
+        )
+    # A link to a page of its own (no reload there wipes a reason being typed).
+    return (
+        f'<div class="actions" id="pause-state"><a class="button" id="pause" '
+        f'href="/pause/{esc(path_segment(type))}">Pause {esc(type)}…</a></div>'
+    )
+
+
+def pause_confirm(type: str, stats: Mapping[str, Any], *, csrf: str) -> str:
+    """The page that pauses ``type``: what a pause does, a reason, the button."""
+    if stats["paused"]:
+        body = f"<h1>{esc(type)} is paused</h1>" + pause_control(type, stats, csrf=csrf)
+        return layout(f"Pause {type}", body)
+    body = (
+        f"<h1>Pause {esc(type)}?</h1>"
+        f"<p>Its workers stop taking its jobs within about a second; the {stats['in_flight']} "
+        "in flight finish. Jobs enqueued meanwhile wait (now "
+        f"{stats['waiting']} waiting) until it is resumed, and none of its periodic jobs fire.</p>"
+        f'<form method="post" action="/pause/{esc(path_segment(type))}">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        '<p><input type="text" name="reason" id="reason" maxlength="200" size="60" '
+        'placeholder="reason (optional, shown in stats)" aria-label="reason"></p>'
+        f'<button type="submit" id="confirm-pause">Pause {esc(type)}</button> '
+        f'<a href="/pending/{esc(path_segment(type))}">Cancel</a></form>'
+    )
+    return layout(f"Pause {type}?", body)
 
 
 def pending(
@@ -112,8 +160,11 @@ def pending(
     *,
     claim_after_s: float,
     refresh_s: float,
+    csrf: str = "",
+    flash: str = "",
 ) -> str:
-    """The PEL of ``type`` (``pending --json`` objects, longest idle first)."""
+    """The PEL of ``type`` (``pending --json`` objects, longest idle first), and the type's
+    pause or resume form (shown with ``csrf``)."""
     body_rows = []
     for r in rows:
         stuck = r["idle_s"] > claim_after_s
@@ -131,7 +182,9 @@ def pending(
     shown = f" (the {len(rows)} idle longest)" if len(rows) < stats["in_flight"] else ""
     body = (
         f"<h1>In flight: {esc(type)}</h1>"
-        f'<p class="status">{stats["in_flight"]} in flight{shown}{"; " + per if per else ""}. '
+        + (f'<p class="flash" id="flash">{esc(flash)}</p>' if flash else "")
+        + (pause_control(type, stats, csrf=csrf) if csrf else "")
+        + f'<p class="status">{stats["in_flight"]} in flight{shown}{"; " + per if per else ""}. '
         f"Jobs idle longer than claim_after ({esc(age(claim_after_s))}) are marked: their worker "
         "stopped refreshing them, and a live worker will take them over. "
         f'<a href="/dead/{esc(path_segment(type))}">dead letters of {esc(type)}</a></p>'

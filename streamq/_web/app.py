@@ -75,7 +75,8 @@ def _type_param(request: Request) -> str:
 
 
 class Dashboard:
-    """The routes, over one queue (read and re-drive only) opened for the server's lifetime."""
+    """The routes, over one queue (read, re-drive, pause and resume only) opened for the
+    server's lifetime."""
 
     def __init__(
         self, queue_factory: Callable[[], QueueInspector], *, guard: Guard, settings: Settings
@@ -177,14 +178,23 @@ class Dashboard:
         type = _type_param(request)
         rows = await self._pending_rows(type, _limit_param(request))
         (stats,) = await self._stats_rows([type])
+        flash = {"paused": f"Paused {type}.", "resumed": f"Resumed {type}."}
         html = _pages.pending(
             type,
             rows,
             stats,
             claim_after_s=self.settings.claim_after_s,
             refresh_s=max(self.settings.refresh_s, 2.0),
+            csrf=self._csrf(request),
+            flash=next((flash[k] for k in flash if k in request.query_params), ""),
         )
         return HTMLResponse(html)
+
+    async def page_pause(self, request: Request) -> Response:
+        """The step before a pause: what it does, and a reason to give."""
+        type = _type_param(request)
+        (stats,) = await self._stats_rows([type])
+        return HTMLResponse(_pages.pause_confirm(type, stats, csrf=self._csrf(request)))
 
     async def page_dead(self, request: Request) -> Response:
         """Dead letters of one type, with retry and purge."""
@@ -264,6 +274,20 @@ class Dashboard:
             raise _HTTPError(400, "a purge needs its confirmation (confirm=yes)")
         return self._redirect_to_dead_page(type, purged=await self.queue.purge_dead(type))
 
+    async def act_pause(self, request: Request) -> Response:
+        """Pause the type (form field ``reason``, optional): ``Queue.pause``."""
+        type = _type_param(request)
+        form = await self._form(request)
+        await self.queue.pause(type, reason=form.get("reason") or None)
+        return RedirectResponse(f"/pending/{quote(type, safe='')}?paused=1", status_code=303)
+
+    async def act_resume(self, request: Request) -> Response:
+        """Resume the type: ``Queue.resume``."""
+        type = _type_param(request)
+        await self._form(request)
+        await self.queue.resume(type)
+        return RedirectResponse(f"/pending/{quote(type, safe='')}?resumed=1", status_code=303)
+
     @staticmethod
     def _redirect_to_dead_page(type: str, **counts: int) -> Response:
         query = "&".join(f"{k}={v}" for k, v in counts.items())
@@ -298,6 +322,9 @@ def create_app(
         Route("/dead/{type}/purge", dashboard.act_purge, methods=["POST"]),
         Route("/dead/{type}/retry", dashboard.act_retry, methods=["POST"]),
         Route("/dead/{type}/retry-all", dashboard.act_retry_all, methods=["POST"]),
+        Route("/pause/{type}", dashboard.page_pause),
+        Route("/pause/{type}", dashboard.act_pause, methods=["POST"]),
+        Route("/resume/{type}", dashboard.act_resume, methods=["POST"]),
         Route("/workers", dashboard.page_workers),
         Route("/api/stats", dashboard.api_stats),
         Route("/api/pending/{type}", dashboard.api_pending),

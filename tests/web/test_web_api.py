@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -202,6 +203,58 @@ def test_actions_need_csrf_and_purge_needs_confirmation(
     assert stats_of(queue, "flaky").dead == 0
 
 
+def test_pause_and_resume_from_the_pages_with_csrf(
+    workers: Workers, queue: SyncQueue, start_web: Callable[..., Web], redis_url: str, prefix: str
+) -> None:
+    """A type's page pauses it (after a page that takes a reason) and resumes it, with the
+    session's CSRF token only; /api/stats and the overview show the pause, as the CLI does, and
+    the type's worker leaves the jobs enqueued meanwhile waiting until the resume."""
+    workers.start("-c", "2", *FAST, types=("sleepy",))
+    web = start_web()
+    with web.client() as http:
+        assert 'id="pause"' in http.get("/pending/sleepy").text
+        confirm = http.get("/pause/sleepy").text
+        assert "Pause sleepy?" in confirm
+        token = csrf_of(confirm)
+        assert http.post("/pause/sleepy", data={"reason": "x"}).status_code == 403
+        evil = http.post(
+            "/pause/sleepy", data={"csrf": token}, headers={"Origin": "http://evil.test"}
+        )
+        assert evil.status_code == 403
+        assert stats_of(queue, "sleepy").paused is False
+
+        done = http.post("/pause/sleepy", data={"csrf": token, "reason": "deploy <b>v2</b>"})
+        assert (done.status_code, done.headers["location"]) == (303, "/pending/sleepy?paused=1")
+        page = http.get(done.headers["location"]).text
+        assert "Paused sleepy." in page
+        assert 'id="resume"' in page
+        assert "deploy &lt;b&gt;v2&lt;/b&gt;" in page  # the reason is text
+        (row_,) = http.get("/api/stats", params={"type": "sleepy"}).json()
+        assert (row_["paused"], row_["pause_reason"]) == (True, "deploy <b>v2</b>")
+        (printed,) = cli_json(redis_url, prefix, "stats", "sleepy")
+        assert {**row_, "consumers": {}} == {**printed, "consumers": {}}
+        # The overview lists the types found at most 2 s ago.
+        wait_until(lambda: 'class="badge paused"' in http.get("/").text, 10, "the badge")
+        assert "is paused" in http.get("/pause/sleepy").text  # no second pause form
+
+        wait_until(lambda: queue.workers() and queue.workers()[0]["paused"], 20, "seen paused")
+        time.sleep(1.2)  # a read that was waiting when the pause was seen ends within 1 s
+        ids = queue.enqueue_many([Job(type="sleepy", args={}) for _ in range(2)])
+        assert http.post("/resume/sleepy", data={"csrf": "0" * 64}).status_code == 403
+        assert stats_of(queue, "sleepy").waiting == 2
+        assert set(ids).isdisjoint(workers.counts("started"))
+
+        done = http.post("/resume/sleepy", data={"csrf": token})
+        assert done.headers["location"] == "/pending/sleepy?resumed=1"
+        assert "Resumed sleepy." in http.get(done.headers["location"]).text
+        wait_until(lambda: set(ids) <= set(workers.counts("done")), 20, "the jobs ran")
+        assert stats_of(queue, "sleepy").paused is False
+        long = http.post("/pause/sleepy", data={"csrf": token, "reason": "x" * 201})
+        assert long.status_code == 400
+        assert "at most 200 characters" in long.text
+    assert stats_of(queue, "sleepy").paused is False
+
+
 def test_token_is_required_on_every_request(start_web: Callable[..., Web]) -> None:
     """With a token, a request without it is refused (401); the header or the cookie a first
     ?token= visit sets let it in, and the cookie is not the token itself."""
@@ -243,6 +296,8 @@ def test_a_token_is_made_when_none_is_given(start_web: Callable[..., Web]) -> No
         same_origin = {"Origin": web.base}
         for action in ("retry-all", "retry", "purge"):
             assert http.post(f"/dead/flaky/{action}", headers=same_origin).status_code == 401
+        for path in ("/pause/flaky", "/resume/flaky"):
+            assert http.post(path, headers=same_origin).status_code == 401, path
         login = http.get(web.login("/workers"))
         assert login.status_code == 303
         assert login.headers["location"] == "/workers"

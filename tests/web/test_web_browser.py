@@ -190,6 +190,48 @@ def test_dead_job_retried_from_the_page_succeeds(
     expect(cell(page, "flaky", "dead")).to_have_text("0")
 
 
+def test_pause_and_resume_from_the_pages_and_the_live_badge(
+    page: Any, workers: Workers, queue: SyncQueue, start_web: Callable[..., Web]
+) -> None:
+    """A pause made elsewhere shows as a badge in the live overview (no reload); a type's
+    page pauses it with a reason (its worker then leaves new jobs waiting) and resumes it,
+    and the badge goes."""
+    workers.start("-c", "2", *FAST, types=("sleepy",))
+    queue.enqueue(Job(type="report", args={}))  # nobody consumes it
+    wait_until(lambda: queue.workers(), 20, "the worker up")
+    web = start_web("--refresh", "300ms")
+    page.goto(web.login("/"))
+    page.evaluate("window.__stayed = true")
+    badge = cell(page, "report", "type").locator(".badge.paused")
+    expect(cell(page, "report", "waiting")).to_have_text("1")
+    expect(badge).to_have_count(0)
+    queue.pause("report", reason="not today")
+    expect(badge).to_have_text("paused")
+    expect(badge).to_have_attribute("title", "paused: not today")
+    assert page.evaluate("window.__stayed") is True, "the page reloaded"
+
+    page.goto(web.base + "/pending/sleepy")
+    page.locator("#pause").click()
+    page.locator("#reason").fill("deploy of v2")
+    page.locator("#confirm-pause").click()
+    expect(page.locator("#flash")).to_have_text("Paused sleepy.")
+    expect(page.locator("#pause-state")).to_contain_text("deploy of v2")
+    (stats,) = queue.stats(["sleepy"])
+    assert (stats.paused, stats.pause_reason) == (True, "deploy of v2")
+    wait_until(lambda: queue.workers()[0]["paused"] == "sleepy", 20, "the worker sees it")
+    page.wait_for_timeout(1200)  # a read waiting when the pause was seen ends within 1 s
+    job_id = queue.enqueue(Job(type="sleepy", args={}))
+    page.wait_for_timeout(600)
+    assert job_id not in workers.counts("started")
+
+    page.locator("#resume").click()
+    expect(page.locator("#flash")).to_have_text("Resumed sleepy.")
+    wait_until(lambda: job_id in workers.counts("done"), 20, "the job ran after the resume")
+    page.goto(web.base + "/")
+    expect(cell(page, "sleepy", "type").locator(".badge")).to_have_count(0)
+    expect(cell(page, "report", "type").locator(".badge.paused")).to_have_text("paused")
+
+
 def test_xss_payload_renders_as_text(
     page: Any, workers: Workers, queue: SyncQueue, start_web: Callable[..., Web]
 ) -> None:

@@ -44,6 +44,11 @@
       const tr = el("tr", { "data-type": row.type });
       const name = el("td", { "data-field": "type" });
       name.appendChild(link("/pending/" + type, row.type));
+      if (row.paused) {  // as _pages.paused_badge writes it
+        name.appendChild(document.createTextNode(" "));
+        name.appendChild(el("span", { class: "badge paused",
+          title: "paused" + (row.pause_reason ? ": " + row.pause_reason : "") }, "paused"));
+      }
       tr.appendChild(name);
       for (const field of FIELDS) {
         const td = el("td", { "data-field": field });
