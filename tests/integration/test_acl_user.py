@@ -70,7 +70,8 @@ def acl_url(redis_url: str, prefix: str, request: pytest.FixtureRequest) -> Iter
 
 
 async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> None:
-    """Enqueue, run, retry, dead-letter, stats, pending, recover, re-drive, purge, workers."""
+    """Enqueue, run, retry, dead-letter, stats, pending, recover, re-drive, purge, workers,
+    pause and resume (the worker reads the paused marks as it runs)."""
     registry = Registry()
     ran: list[str] = []
 
@@ -106,6 +107,10 @@ async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> No
         assert await queue.purge_dead("t") == 0
         assert await queue.workers() == []
         assert await queue.prune_consumers() == []
+        assert await queue.pause("t", reason="acl") is True
+        assert await queue.pause("t") is False
+        assert (await queue.stats(["t"]))[0].pause_reason == "acl"
+        assert await queue.resume("t") is True
 
 
 async def test_acl_user_cannot_reach_other_keys(acl_url: str) -> None:
