@@ -23,11 +23,12 @@ from streamq.exceptions import StreamqError
 # The documented schemas (docs/cli-json.md), keys in the order they are printed.
 STATS_KEYS = ["type", "waiting", "in_flight", "oldest_in_flight_s", "dead", "enqueued"]
 STATS_KEYS += ["processed", "failed", "retried", "dead_lettered", "consumers", "scheduled"]
+STATS_KEYS += ["paused", "paused_since", "pause_reason"]
 PENDING_KEYS = ["job_id", "entry_id", "consumer", "idle_s", "deliveries"]
 DEAD_KEYS = ["job_id", "dead_id", "entry_id", "reason", "error", "deliveries", "dead_at"]
 JOB_KEYS = ["type", "account_id", "org_id", "account_number", "user", "request_id", "args"]
 WORKER_KEYS = ["consumer", "host", "pid", "types", "concurrency", "in_flight", "processed"]
-WORKER_KEYS += ["heartbeat_age_s"]
+WORKER_KEYS += ["heartbeat_age_s", "paused"]
 
 
 def _command_paths() -> list[tuple[str, ...]]:

@@ -126,3 +126,16 @@ def test_periodic_example_runs_each_tick_once(example_env: dict[str, str]) -> No
     assert lines[-1] in {
         f"enqueued {n} jobs, processed {len(ticks)}" for n in (len(ticks), len(ticks) + 1)
     }
+
+
+def test_pause_example_holds_the_jobs_until_the_resume(example_env: dict[str, str]) -> None:
+    """pause.py: the running job finishes, the two enqueued while paused wait, then run."""
+    lines = run_example("pause.py", example_env).splitlines()
+    assert lines[:4] == [
+        "paused launch",
+        "launched reservation 1",
+        "waiting 2, paused True: cloud API incident",
+        "resumed launch",
+    ], lines
+    assert sorted(lines[4:6]) == ["launched reservation 2", "launched reservation 3"], lines
+    assert lines[6:] == ["processed 3, waiting 0, paused False"], lines
