@@ -25,7 +25,7 @@ from streamq._worker.lanes import Lane
 from streamq._worker.recovery import Retries
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import Backend
+from streamq.backends._base import F_UNIQUE, Backend
 from streamq.exceptions import BackendError
 
 
@@ -75,7 +75,9 @@ class AckBatcher:
         """Run one delivery (what a lane does for each) and act on its outcome."""
         outcome = await self._runner.run(held.delivery, lane)
         held.outcome = outcome
-        if outcome.kind == "done":
+        if outcome.kind == "done" and F_UNIQUE in held.delivery.fields and not held.lost:
+            await self._finish_unique(held)
+        elif outcome.kind == "done":
             self._to_ack.setdefault(held.delivery.type, []).append(held)
             self.pending += 1
             self.wake.set()
@@ -94,6 +96,36 @@ class AckBatcher:
                 logger.error("streamq.job.failed", error=outcome.error, final=True)
                 _tracing.count(_tracing.FAILED, held.delivery.type)
             await self._retries.dead_letter(held, outcome.letter)
+
+    async def _finish_unique(self, held: Held) -> None:
+        """Ack a unique job and release its key in one call of its own (``Backend.finish``),
+        not in the batch: the plain batch's ack knows nothing of keys. A failed call goes
+        again after a backoff, the job held (its lease kept) meanwhile."""
+        d = held.delivery
+        failures = 0
+        while True:
+            try:
+                async with self._pel_lock:
+                    owned = await self._backend.finish(d.type, self._consumer, d.entry_id, d.fields)
+            except BackendError as exc:
+                failures += 1
+                delay = error_backoff(failures)
+                logger.warning(
+                    "streamq.job.ack_failed",
+                    job_type=d.type,
+                    error=str(exc),
+                    count=1,
+                    retry_in=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                continue
+            break
+        if owned:
+            self.processed += 1
+            _tracing.count(_tracing.PROCESSED, d.type)
+        else:
+            logger.warning("streamq.job.lease_lost", stage="ack")
+        self._state.forget(held)
 
     # the batch ------------------------------------------------------------------------------
 
