@@ -63,11 +63,20 @@ class AckBatcher:
         self.wake = asyncio.Event()
         #: Jobs acked so far (what ``Worker.processed`` reports).
         self.processed = 0
+        # Finished unique jobs awaiting their ack (Backend.finish), per type; after a failed
+        # call, not sent again before _finish_at.
+        self._to_finish: dict[str, list[Held]] = {}
+        self._finish_at = 0.0
+        self._finish_failures = 0
 
     @property
     def unacked(self) -> int:
         """Finished jobs not acked yet: waiting for the next call, or for a failed one's retry."""
-        return self.pending + sum(len(runs) for runs in self._failed.values())
+        return (
+            self.pending
+            + sum(len(runs) for runs in self._failed.values())
+            + sum(len(runs) for runs in self._to_finish.values())
+        )
 
     # one delivery ---------------------------------------------------------------------------
 
@@ -76,7 +85,8 @@ class AckBatcher:
         outcome = await self._runner.run(held.delivery, lane)
         held.outcome = outcome
         if outcome.kind == "done" and F_UNIQUE in held.delivery.fields and not held.lost:
-            await self._finish_unique(held)
+            self._to_finish.setdefault(held.delivery.type, []).append(held)
+            self.wake.set()
         elif outcome.kind == "done":
             self._to_ack.setdefault(held.delivery.type, []).append(held)
             self.pending += 1
@@ -97,35 +107,49 @@ class AckBatcher:
                 _tracing.count(_tracing.FAILED, held.delivery.type)
             await self._retries.dead_letter(held, outcome.letter)
 
-    async def _finish_unique(self, held: Held) -> None:
-        """Ack a unique job and release its key in one call of its own (``Backend.finish``),
-        not in the batch: the plain batch's ack knows nothing of keys. A failed call goes
-        again after a backoff, the job held (its lease kept) meanwhile."""
-        d = held.delivery
-        failures = 0
-        while True:
-            try:
-                async with self._pel_lock:
-                    owned = await self._backend.finish(d.type, self._consumer, d.entry_id, d.fields)
-            except BackendError as exc:
-                failures += 1
-                delay = error_backoff(failures)
-                logger.warning(
-                    "streamq.job.ack_failed",
-                    job_type=d.type,
-                    error=str(exc),
-                    count=1,
-                    retry_in=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
-                continue
-            break
-        if owned:
-            self.processed += 1
-            _tracing.count(_tracing.PROCESSED, d.type)
+    async def flush_finishes(self) -> None:
+        """Ack the finished unique jobs (``Backend.finish``: each key released with its ack),
+        one call per type. Not with the plain batch, whose ack knows nothing of keys. A failed
+        call goes again after a backoff, the jobs held (their leases kept) meanwhile."""
+        batch, self._to_finish = self._to_finish, {}
+        if not batch:
+            return
+        failed: dict[str, list[Held]] = {}
+        async with self._pel_lock:
+            for type_, runs in batch.items():
+                jobs = [(r.delivery.entry_id, r.delivery.fields) for r in runs]
+                try:
+                    lost = set(await self._backend.finish(type_, self._consumer, jobs))
+                except BackendError as exc:
+                    failed[type_] = runs
+                    self._finish_failures += 1
+                    delay = error_backoff(self._finish_failures)
+                    self._finish_at = time.monotonic() + delay
+                    logger.warning(
+                        "streamq.job.ack_failed",
+                        job_type=type_,
+                        error=str(exc),
+                        count=len(runs),
+                        retry_in=round(delay, 2),
+                    )
+                    continue
+                acked = 0
+                for r in runs:
+                    if r.delivery.entry_id in lost:
+                        logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
+                    else:
+                        acked += 1
+                    self._running.pop((type_, r.delivery.entry_id), None)
+                self.processed += acked
+                if acked:
+                    _tracing.count(_tracing.PROCESSED, type_, acked)
+        if failed:
+            for type_, runs in failed.items():
+                self._to_finish.setdefault(type_, []).extend(runs)
         else:
-            logger.warning("streamq.job.lease_lost", stage="ack")
-        self._state.forget(held)
+            self._finish_failures = 0
+            self._finish_at = 0.0
+        self._slot_freed.set()
 
     # the batch ------------------------------------------------------------------------------
 
@@ -199,15 +223,21 @@ class AckBatcher:
         """Ack what finishes while the read loop waits, and retry failed acks when due."""
         state = self._state
         while not state.closing.is_set():
-            if self._failed:
+            # When a failed call may go again: the plain acks', the unique jobs'.
+            waits = [self._resend_at] if self._failed else []
+            if self._finish_at:
+                waits.append(self._finish_at)
+            if waits:
                 with contextlib.suppress(TimeoutError):
-                    wait = self._resend_at - time.monotonic()
+                    wait = min(waits) - time.monotonic()
                     await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
-                if time.monotonic() >= self._resend_at:
+                if self._failed and time.monotonic() >= self._resend_at:
                     self._requeue_failed()
             else:
                 await self.wake.wait()
             self.wake.clear()
+            if self._to_finish and time.monotonic() >= self._finish_at:
+                await self.flush_finishes()
             # Otherwise the read loop is about to send these with its next read.
             if self.read_blocked or state.stopping.is_set():
                 await self.flush()
@@ -244,5 +274,8 @@ class AckBatcher:
                 await asyncio.sleep(max(0.0, self._resend_at - time.monotonic()))
                 self._requeue_failed()
             await self.flush()
-            if not self._failed:
+            if self._to_finish:
+                await asyncio.sleep(max(0.0, self._finish_at - time.monotonic()))
+                await self.flush_finishes()
+            if not self._failed and not self._to_finish:
                 return

@@ -221,10 +221,12 @@ class Backend(Protocol):
         duplicate, nothing written).
         """
 
-    async def finish(self, type: str, consumer: str, entry_id: str, fields: Fields) -> bool:
-        """Ack one owned entry that needs more than :meth:`ack` does at its end (a unique job:
-        its key is released, or kept ``unique_for`` more, if it still names this job), count it
-        processed: atomically. Returns False (and changes nothing) if not owned."""
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """:meth:`ack` for entries that need more at their end, given as (entry id, fields): a
+        unique job's key is released (or kept ``unique_for`` more) if it still names the job,
+        in the same atomic step as its ack. Returns the ids not owned (left unchanged)."""
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append the due jobs of each type's schedules to their streams, at most ``limit`` per

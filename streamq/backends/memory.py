@@ -193,18 +193,24 @@ class MemoryBackend(MemorySchedule):
         self._wake(waiters)
         return job_id, True
 
-    async def finish(self, type: str, consumer: str, entry_id: str, fields: Fields) -> bool:
-        """Ack one owned entry and release its unique key; count it processed."""
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """Ack owned entries and release their unique keys; count them processed. Returns the
+        ids not owned."""
+        lost: list[str] = []
         with self._lock:
             stream = self._stream(type)
-            if stream.owned(entry_id, consumer) is None:
-                return False
-            del stream.pel[entry_id]
-            stored = stream.entries.pop(entry_id, None)
-            stream.counters["processed"] += 1
-            if stored is not None:
-                stream.release_unique(stored)
-            return True
+            for entry_id, _ in jobs:
+                if stream.owned(entry_id, consumer) is None:
+                    lost.append(entry_id)
+                    continue
+                del stream.pel[entry_id]
+                stored = stream.entries.pop(entry_id, None)
+                stream.counters["processed"] += 1
+                if stored is not None:
+                    stream.release_unique(stored)
+        return lost
 
     async def ack_and_read(
         self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int

@@ -181,9 +181,11 @@ class RedisBackend:
             type, fields, key, delay_ms=delay_ms, ttl_ms=ttl_ms
         )
 
-    async def finish(self, type: str, consumer: str, entry_id: str, fields: Fields) -> bool:
-        """Ack one owned unique job and release its key (see ``_unique``)."""
-        return await self._unique.finish(type, consumer, entry_id, fields)
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """Ack owned unique jobs and release their keys (see ``_unique``); the ids lost."""
+        return await self._unique.finish(type, consumer, jobs)
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Move the due jobs of the types' schedules into their streams; how many moved."""

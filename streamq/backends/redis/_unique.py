@@ -10,6 +10,8 @@ slot: the next enqueue of the key looks where the holder is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from streamq.backends._base import F_ID, F_UNIQUE, Fields
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -67,21 +69,21 @@ class UniqueJobs:
         created, holder = reply
         return text(holder), int(created) == 1
 
-    async def finish(self, type: str, consumer: str, entry_id: str, fields: Fields) -> bool:
-        """Ack one owned unique job and release its key (``finish.lua``)."""
-        located = self._keys.ids_by_stream(type, [entry_id])
-        if located.bad:
-            return False
-        ((s, (plain,)),) = located.items()
-        key = unique_key_of(s, fields)
-        if key is None:
-            lost = await self._call_ack(s, consumer, plain)
-            return not lost
-        n = await self._scripts.call(
-            "finish", [s.jobs, s.stats, key], [self.group, consumer, plain]
-        )
-        return int(n) == 1
-
-    async def _call_ack(self, s: StreamKeys, consumer: str, plain: str) -> list[str]:
-        lost = await self._scripts.call("ack", [s.jobs, s.stats], [self.group, consumer, plain])
-        return [text(x) for x in lost]
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """Ack owned unique jobs and release their keys: one ``finish.lua`` call per stream.
+        Returns the entry ids no longer owned."""
+        by_id = dict(jobs)
+        located = self._keys.ids_by_stream(type, list(by_id))
+        lost = list(located.bad)
+        for s, ids in located.items():
+            if not ids:
+                continue
+            keys = [s.jobs, s.stats]
+            for plain in ids:
+                key = unique_key_of(s, by_id[located.ref(s, plain)])
+                keys.append(key if key is not None else s.unique(""))
+            gone = await self._scripts.call("finish", keys, [self.group, consumer, *ids])
+            lost += (located.ref(s, text(x)) for x in gone)
+        return lost
