@@ -250,9 +250,11 @@ def _state_value(key: str, value: Any) -> str:
         return age(value) if value >= 0 else "now (due)"
     if key.endswith("_s"):
         return age(value)
-    if key in ("enqueued_at", "dead_at"):
-        at = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
-        return at.replace("+00:00", "Z")
+    if key in ("enqueued_at", "dead_at", "due_at"):
+        at = (
+            datetime.fromisoformat(value) if key == "due_at" else datetime.fromtimestamp(value, UTC)
+        )
+        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return str(value)
 
 
