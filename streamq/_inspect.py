@@ -278,8 +278,8 @@ class QueueInspector:
         finished: finished jobs leave no record yet).
 
         The server keeps no index from job ids to entries: this walks the type's streams, in
-        calls of a bounded size (about 2 ms of the server's time for 1000 entries; a stream of
-        100 000 jobs takes some 200 ms in all: docs/job-state.md).
+        calls of a bounded size (about 1.5 ms of the server's time for 1000 entries; a stream
+        of 100 000 jobs takes some 150 ms in all: docs/job-state.md).
         """
         found = await self.backend.find_job(type, job_id)
         if isinstance(found, InStream):

@@ -24,7 +24,7 @@ def job(
     identity's user masked.
 
     Exits 0 whatever the state, unknown included. The lookup walks the type's streams in
-    calls of 1000 entries (about 2 ms of the server's time each; docs/job-state.md).
+    calls of 1000 entries (about 1.5 ms of the server's time each; docs/job-state.md).
 
     Example: streamq job launch 5f0c...-... --json
     """

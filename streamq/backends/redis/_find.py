@@ -4,7 +4,7 @@ dead streams, every partition.
 Job ids are random UUIDs and entry ids are times, and nothing on the server maps one to the
 other (an index would cost every enqueue and ack a write). So a lookup walks: per stream of the
 type (all partitions at once), ``find_job.lua`` looks at one bounded chunk of one place per call
-(at most :data:`CHUNK` entries, about 2 ms of the server's time: benchmarks/README.md), and the
+(at most :data:`CHUNK` entries, about 1.5 ms of the server's time: benchmarks/README.md), and the
 calls go on from a cursor, so one lookup never holds the server for long.
 
 The order, and why it cannot miss a job that exists throughout, though it moves meanwhile
@@ -54,7 +54,7 @@ from streamq.backends.redis._replies import as_fields, text
 from streamq.backends.redis._schedule import unpack_fields
 from streamq.backends.redis._shared import Shared
 
-#: Entries (or schedule members) one call looks at: about 2 ms of the server's time for the
+#: Entries (or schedule members) one call looks at: about 1.5 ms of the server's time for the
 #: stream's entries of about 300 bytes (benchmarks/README.md, "Finding a job").
 CHUNK = 1000
 #: How many times steps 2 and 3 run at most (see the module's docstring).
