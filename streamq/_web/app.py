@@ -336,7 +336,7 @@ def create_app(
         Route("/api/pending/{type}", dashboard.api_pending),
         Route("/api/dead/{type}", dashboard.api_dead),
         Route("/api/dead/{type}/{job_id}", dashboard.api_dead_one),
-        Route("/api/job/{type}/{job_id}", dashboard.api_job),
+        Route("/api/job/{type}/{job_id:path}", dashboard.api_job),
         Route("/api/workers", dashboard.api_workers),
         Route("/api/history", dashboard.api_history),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

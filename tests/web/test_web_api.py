@@ -456,12 +456,13 @@ def test_api_job_is_the_cli_s_document(
     prefix: str,
 ) -> None:
     """``/api/job/{type}/{id}`` answers with ``streamq job --json``'s document for a running,
-    a scheduled and an unknown job (200 for unknown too); the search page shows the state;
-    a bad type or an over-long id is a 400."""
+    a scheduled and an unknown job (200 for unknown too), an id with a ``/`` in it too; the
+    search page shows the state; a bad type or an over-long id is a 400."""
     sleeper = workers.start("-c", "1", *FAST, types=("sleepy",))
     running = queue.enqueue(Job(type="sleepy", args={"sleep": 60}))
     wait_until(lambda: running in workers.counts("started"), 20, "the long job started")
     later = queue.enqueue(Job(type="sleepy", args={"sleep": 0}), delay=600)
+    queue.enqueue(Job(type="sleepy", args={"sleep": 0}, id="tenant/42"), delay=600)
     web = start_web()
     with web.client() as http:
         for job_id, state in ((running, "running"), (later, "scheduled"), ("nope", "unknown")):
@@ -481,6 +482,8 @@ def test_api_job_is_the_cli_s_document(
         assert running in page
         assert 'id="find-job"' in http.get("/job").text
         assert 'action="/job"' in http.get("/").text  # the search box on every page
+        assert http.get("/api/job/sleepy/tenant/42").json()["state"] == "scheduled"
+        assert http.get("/api/job/sleepy/tenant%2F42").json()["job_id"] == "tenant/42"
         assert http.get("/api/job/bad{type/x").status_code == 400
         assert http.get(f"/api/job/sleepy/{'x' * 201}").status_code == 400
         assert http.get("/job", params={"type": "a b", "id": "x"}).status_code == 400
