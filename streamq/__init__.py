@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from streamq._inspect import ConsumerStats, JobState, PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._producer import Queue
+from streamq._producer import JobId, Queue
 from streamq._registry import JobType, Registry
 from streamq._settings import connect, resolve_url
 from streamq._sync import SyncQueue
@@ -43,6 +43,7 @@ __all__ = [
     "InvalidJobError",
     "Job",
     "JobError",
+    "JobId",
     "JobState",
     "JobTimeoutError",
     "JobTooLargeError",

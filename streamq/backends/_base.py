@@ -27,6 +27,10 @@ F_BODY = b"job"
 F_DELIVERIES = b"deliveries"
 F_ERROR = b"last_error"
 F_EXPIRES = b"expires"
+# A unique job's key (``enqueue(unique_key=)``) and how long, in ms, the key outlives the job
+# (``unique_for``; absent: released when the job ends).
+F_UNIQUE = b"unique"
+F_UNIQUE_FOR = b"unique_for"
 #: The fields a dead job's retry drops (a fresh start: deliveries, last error and deadline).
 FRESH_START_DROPS = (F_DELIVERIES, F_ERROR, F_EXPIRES)
 
@@ -244,6 +248,25 @@ class Backend(Protocol):
         """Put jobs in their types' schedules (the stream, or partition, each would go to now),
         due ``delay_ms`` from now by the server's clock. Counts them as enqueued."""
 
+    async def enqueue_unique(
+        self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
+    ) -> tuple[str, bool]:
+        """Enqueue one job (for now, or ``delay_ms`` from now into the schedule) unless a job
+        holds ``key``: the check, the key and the write are one atomic step. The key holds the
+        job id (``fields[F_ID]``) until the job ends (see :meth:`finish`, :meth:`dead_letter`),
+        and at most ``ttl_ms`` (the bound on a key whose job vanished outside streamq).
+
+        Returns the id of the job holding the key and whether this call created it (False: a
+        duplicate, nothing written).
+        """
+
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """:meth:`ack` for entries that need more at their end, given as (entry id, fields): a
+        unique job's key is released (or kept ``unique_for`` more) if it still names the job,
+        in the same atomic step as its ack. Returns the ids not owned (left unchanged)."""
+
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append the due jobs of each type's schedules to their streams, at most ``limit`` per
         stream, atomically per stream (two callers never move one job twice). Returns how many
@@ -319,9 +342,17 @@ class Backend(Protocol):
         """
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        fields: Fields | None = None,
     ) -> bool:
         """Move an owned entry to the dead stream with the reason (copy, ack, delete, count).
+        With the entry's ``fields`` (the worker has them), a unique job's key is released in
+        the same step, as :meth:`finish` does.
 
         Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
         """

@@ -9,8 +9,9 @@ One stream per job type (or per partition), read through one consumer group. Whe
   reaching into redis-py's internals). ``_errors``: redis-py's errors as BackendError.
 - ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
 - ``_groups``: consumer groups and the partition counts the server records.
-- ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
-  refresh, retry (into the schedule), hand back, dead-letter, claim idle entries.
+- ``_producer``: enqueue. ``_unique``: unique jobs. ``_schedule``: delayed jobs. ``_reads``:
+  read and ack. ``_leases``: refresh, retry (into the schedule), hand back, dead-letter, claim
+  idle entries.
   ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
@@ -49,6 +50,7 @@ from streamq.backends.redis._schedule import Scheduler
 from streamq.backends.redis._scripts import ScriptRegistry
 from streamq.backends.redis._shared import Shared
 from streamq.backends.redis._ticks import Ticks
+from streamq.backends.redis._unique import UniqueJobs
 from streamq.backends.redis._wire import Wire
 from streamq.exceptions import ConfigError
 
@@ -110,6 +112,7 @@ class RedisBackend:
         self._inspector = Inspector(shared, groups)
         self._scheduler = Scheduler(shared, groups, self._producer)
         self._ticks = Ticks(shared, groups, self._producer)
+        self._unique = UniqueJobs(shared, groups, self._producer)
         self._finder = Finder(shared, groups)
 
     def __repr__(self) -> str:
@@ -173,6 +176,20 @@ class RedisBackend:
         """Put jobs in their streams' schedules, due ``delay_ms`` from now (see ``_schedule``)."""
         await self._scheduler.schedule_many(items, delay_ms)
 
+    async def enqueue_unique(
+        self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
+    ) -> tuple[str, bool]:
+        """One job unless a job holds ``key`` (see ``_unique``); (holder's id, created)."""
+        return await self._unique.enqueue_unique(
+            type, fields, key, delay_ms=delay_ms, ttl_ms=ttl_ms
+        )
+
+    async def finish(
+        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+    ) -> list[str]:
+        """Ack owned unique jobs and release their keys (see ``_unique``); the ids lost."""
+        return await self._unique.finish(type, consumer, jobs)
+
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Move the due jobs of the types' schedules into their streams; how many moved."""
         return await self._scheduler.move_due(types, limit)
@@ -229,10 +246,16 @@ class RedisBackend:
         await self._leases.release(type, consumer, entry_ids, idle_ms)
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        fields: Fields | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically."""
-        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead)
+        """Move an owned entry to the dead stream (releasing a unique job's key), atomically."""
+        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead, fields)
 
     async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
         """Remove a consumer that holds nothing (with ``hand_over``, once it handed its entries

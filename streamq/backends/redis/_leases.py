@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from streamq.backends._base import HANDED_BACK, Claimed, DeadLetter, Delivery
+from streamq.backends._base import F_UNIQUE, HANDED_BACK, Claimed, DeadLetter, Delivery, Fields
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -83,13 +83,24 @@ class Leases:
                 await self._call("handback", [s.jobs], [self.group, consumer, idle_ms, *ids])
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        fields: Fields | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically."""
+        """Move an owned entry to the dead stream (with ``fields``, releasing a unique job's
+        key: ``dead.lua`` reads the job id and ``unique_for`` from the entry), atomically."""
         located = self._keys.ids_by_stream(type, [entry_id])
         if located.bad:
             return False  # no entry of this type has that id: nobody owns it
         ((s, (plain,)),) = located.items()
+        unique = None if fields is None else fields.get(F_UNIQUE)
+        keys = [s.jobs, s.dead, s.stats]
+        if unique is not None:
+            keys.append(s.unique(unique.decode()))
         meta = {
             "reason": letter.reason,
             "error": letter.error,
@@ -99,7 +110,7 @@ class Leases:
         }
         n = await self._call(
             "dead",
-            [s.jobs, s.dead, s.stats],
+            keys,
             [
                 self.group,
                 consumer,

@@ -1,6 +1,7 @@
 -- Dead-letter one owned entry: copy its fields (prefixed 'f.') with the reason into the capped
 -- dead stream, then ack, delete and count it — all or nothing.
--- KEYS: jobs, dead, stats. ARGV: group, consumer, entry_id, max_dead, failed (0/1), meta k/v...
+-- KEYS: jobs, dead, stats, and for a unique job its key (released, see unique_release.lua).
+-- ARGV: group, consumer, entry_id, max_dead, failed (0/1), meta k/v...
 -- Returns 1, or 0 if the consumer no longer owns the entry.
 local id = ARGV[3]
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
@@ -17,6 +18,9 @@ if e[1] then
   for i = 1, #f, 2 do
     args[#args + 1] = 'f.' .. f[i]
     args[#args + 1] = f[i + 1]
+  end
+  if KEYS[4] then
+    release_unique(KEYS[4], f)
   end
 end
 redis.call('XADD', KEYS[2], unpack(args))
