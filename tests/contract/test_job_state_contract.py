@@ -231,3 +231,18 @@ async def test_a_running_job_s_idle_time_grows_without_its_worker(
     assert later.idle_s is not None
     assert first.idle_s is not None
     assert later.idle_s >= first.idle_s + 0.05
+
+
+async def test_a_unique_job_is_found_like_any_other(queue: Queue, typed: Registry) -> None:
+    """A unique job (whose schedule member is tagged by its id) is found scheduled, and one
+    enqueued for now waiting; a duplicate enqueue answers the same job."""
+    later = await queue.enqueue(job(1), unique_key="reservation:1", delay=60)
+    now = await queue.enqueue(job(2), unique_key="reservation:2")
+    assert (await queue.job("t", later)).state == "scheduled"
+    assert (await queue.job("t", now)).state == "waiting"
+    again = await queue.enqueue(job(3), unique_key="reservation:1")
+    assert again.duplicate
+    assert again == later
+    found = await queue.job("t", again)
+    assert found.job is not None
+    assert found.job.args == {"n": 1}
