@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from streamq._inspect import ConsumerStats, PendingJob, TypeStats
+from streamq._inspect import ConsumerStats, JobState, PendingJob, TypeStats
 from streamq._job import Job, Principal
 from streamq._producer import JobId, Queue
 from streamq._registry import JobType, Registry
@@ -44,6 +44,7 @@ __all__ = [
     "Job",
     "JobError",
     "JobId",
+    "JobState",
     "JobTimeoutError",
     "JobTooLargeError",
     "JobType",

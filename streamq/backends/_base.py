@@ -173,6 +173,45 @@ class DeadEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class InSchedule:
+    """:meth:`Backend.find_job`: the job waits in a schedule (delayed, or a retry's backoff)."""
+
+    entry: ScheduledEntry
+
+
+@dataclass(frozen=True, slots=True)
+class InStream:
+    """:meth:`Backend.find_job`: the job is an entry of a stream, delivered and not acked
+    (``pending``: its PEL row) or not delivered yet (``pending`` None)."""
+
+    #: as callers see it (``ID@P`` on a partitioned type)
+    entry_id: str
+    fields: Fields = field(repr=False)
+    pending: PendingEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InDead:
+    """:meth:`Backend.find_job`: the job is in a dead stream."""
+
+    entry: DeadEntry
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """:meth:`Backend.find_job`: the job is nowhere the backend looked."""
+
+    #: False when jobs of the type kept moving into the schedule or the dead stream through
+    #: every re-check (docs/job-state.md): one that moved just then may have been missed
+    settled: bool = True
+
+
+#: Where :meth:`Backend.find_job` found a job. (Finished jobs' records, when they come, add a
+#: place of their own.)
+JobLocation = InSchedule | InStream | InDead | NotFound
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Why an entry is being dead-lettered."""
 
@@ -370,6 +409,15 @@ class Backend(Protocol):
 
     async def dead_purge(self, type: str) -> int:
         """Delete the dead stream; returns how many entries it held."""
+
+    async def find_job(self, type: str, job_id: str) -> JobLocation:
+        """Where the job ``job_id`` of ``type`` is: its streams (waiting, or delivered and in
+        the PEL), schedules or dead streams, every partition.
+
+        A job that exists throughout the call is found even while it moves (a backend that
+        cannot look everywhere at once looks in an order, and checks again, that cannot miss
+        it: docs/job-state.md); a job id given to two jobs answers with the first found.
+        """
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Record a live worker for ``ttl_s`` seconds."""

@@ -70,8 +70,8 @@ def acl_url(redis_url: str, prefix: str, request: pytest.FixtureRequest) -> Iter
 
 
 async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> None:
-    """Enqueue, run, retry, dead-letter, stats, pending, recover, re-drive, purge, workers,
-    pause and resume (the worker reads the paused marks as it runs)."""
+    """Enqueue, run, retry, dead-letter, stats, pending, recover, find a job, re-drive, purge,
+    workers, pause and resume (the worker reads the paused marks as it runs)."""
     registry = Registry()
     ran: list[str] = []
 
@@ -107,6 +107,8 @@ async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> No
         assert await queue.types() == ["t"]
         assert await queue.pending("t") == []
         assert await queue.recover("t", min_idle=0) == []
+        assert (await queue.job("t", "bad")).state == "dead"
+        assert (await queue.job("t", "never")).state == "unknown"
         assert await queue.retry_dead("t", ["bad"]) == ["bad"]
         assert await queue.purge_dead("t") == 0
         assert await queue.workers() == []

@@ -12,8 +12,8 @@ One stream per job type (or per partition), read through one consumer group. Whe
 - ``_producer``: enqueue. ``_unique``: unique jobs. ``_schedule``: delayed jobs. ``_reads``:
   read and ack. ``_leases``: refresh, retry (into the schedule), hand back, dead-letter, claim
   idle entries.
-  ``_inspect``: stats, pending, dead letters, types, workers. ``_ticks``: periodic jobs.
-  ``_pauses``: the paused types' marks.
+  ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
+  ``_ticks``: periodic jobs. ``_pauses``: the paused types' marks.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -33,12 +33,14 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    JobLocation,
     PauseRecord,
     PendingEntry,
     RawStats,
     ScheduledEntry,
 )
 from streamq.backends._partitions import Partitions
+from streamq.backends.redis._find import Finder
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
@@ -114,6 +116,7 @@ class RedisBackend:
         self._scheduler = Scheduler(shared, groups, self._producer)
         self._ticks = Ticks(shared, groups, self._producer)
         self._unique = UniqueJobs(shared, groups, self._producer)
+        self._finder = Finder(shared, groups)
         self._pauses = Pauses(shared)
 
     def __repr__(self) -> str:
@@ -310,6 +313,10 @@ class RedisBackend:
     async def dead_purge(self, type: str) -> int:
         """Drop the dead stream(s); returns how many entries they held."""
         return await self._inspector.dead_purge(type)
+
+    async def find_job(self, type: str, job_id: str) -> JobLocation:
+        """Where the job is, chunk by chunk (see ``_find``)."""
+        return await self._finder.find_job(type, job_id)
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Write the worker's record with a TTL and list it in the workers set."""
