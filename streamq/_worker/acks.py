@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 
 from streamq import _tracing
 from streamq._logging import logger
+from streamq._registry import JobType
 from streamq._worker.backoff import error_backoff
 from streamq._worker.lanes import Lane
 from streamq._worker.recovery import Retries
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import Backend
+from streamq.backends._base import Backend, JobEnd, job_id_of
 from streamq.exceptions import BackendError
 
 
@@ -40,6 +42,7 @@ class AckBatcher:
         retries: Retries,
         *,
         consumer: str,
+        types: Mapping[str, JobType] | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -63,6 +66,9 @@ class AckBatcher:
         self.wake = asyncio.Event()
         #: Jobs acked so far (what ``Worker.processed`` reports).
         self.processed = 0
+        #: The served types whose acks carry an end-of-job clean-up (their step progress):
+        #: those with several steps. Empty: every ack is a plain one.
+        self.ending = frozenset(t for t, jt in (types or {}).items() if jt.records_steps)
 
     @property
     def unacked(self) -> int:
@@ -80,6 +86,10 @@ class AckBatcher:
             self.pending += 1
             self.wake.set()
             self._slot_freed.set()
+        elif outcome.kind == "lost":
+            # Found between two steps: the entry's new holder runs the job on from there.
+            logger.warning("streamq.job.lease_lost", stage="step")
+            self._state.forget(held)
         elif held.lost:
             # Another consumer holds the entry now: what happens to it is that one's call.
             logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
@@ -110,6 +120,23 @@ class AckBatcher:
             if mine:
                 ids[type_] = mine
         return ids
+
+    def ends(self, batch: dict[str, list[Held]]) -> dict[str, list[JobEnd]] | None:
+        """The end-of-job clean-up of the batch's jobs that have one (types with several steps:
+        their step progress), per type; None when none has (a batch of plain jobs)."""
+        ending = self.ending.intersection(batch) if self.ending else None
+        if not ending:
+            return None
+        out: dict[str, list[JobEnd]] = {}
+        for type_ in ending:
+            ends = [
+                JobEnd(r.delivery.entry_id, job_id, progress=True)
+                for r in batch[type_]
+                if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
+            ]
+            if ends:
+                out[type_] = ends
+        return out
 
     def settle(
         self,
@@ -196,10 +223,13 @@ class AckBatcher:
             return
         lost: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
+        ends = self.ends(batch) or {}
         async with self._pel_lock:
             for type_, ids in self.ids(batch).items():
                 try:
-                    lost[type_] = await self._backend.ack(type_, self._consumer, ids)
+                    lost[type_] = await self._backend.ack(
+                        type_, self._consumer, ids, ends.get(type_, ())
+                    )
                 except BackendError as exc:
                     errors[type_] = str(exc)
         self.settle(batch, lost, errors)

@@ -78,8 +78,10 @@ class Reader:
             try:
                 if finished or more:
                     ids = acks.ids(finished)
+                    # The end-of-job clean-up of jobs that have one (None for plain jobs).
+                    ends = acks.ends(finished) if acks.ending else None
                     async with pel_lock:
-                        answer = await backend.ack_and_read(ids, read_types, consumer, count)
+                        answer = await backend.ack_and_read(ids, read_types, consumer, count, ends)
                     acks.settle(finished, answer.lost, answer.failed)
                     batch = answer.deliveries
                 else:

@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamq.backends._base import FRESH_START_DROPS, DeadEntry, Fields, PendingEntry, RawStats
+from streamq.backends._base import (
+    FRESH_START_DROPS,
+    DeadEntry,
+    Fields,
+    PendingEntry,
+    RawStats,
+    StepProgress,
+)
 from streamq.backends._memory_stream import MemoryStream
 
 
@@ -36,6 +43,8 @@ class MemoryInspection:
         self._rotation = 0  # which types get the remainder of the next read's count
         #: per (type, schedule name), the last tick that fired (epoch ms)
         self._ticks: dict[tuple[str, str], int] = {}
+        #: per (type, job id), the step progress and when it expires (monotonic seconds)
+        self._progress: dict[tuple[str, str], tuple[StepProgress, float]] = {}
 
     def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and

@@ -20,6 +20,8 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    JobEnd,
+    StepProgress,
     job_id_of,
     split_count,
 )
@@ -172,18 +174,28 @@ class MemoryBackend(MemorySchedule):
         return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block."""
-        lost = {t: await self.ack(t, consumer, ids) for t, ids in acks.items()}
+        ends = ends or {}
+        lost = {t: await self.ack(t, consumer, ids, ends.get(t, ())) for t, ids in acks.items()}
         return AckedRead(lost, {}, await self.read(types, consumer, count, 0))
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
+        """Acknowledge and delete the entries ``consumer`` still owns; count them processed,
+        and do the end-of-job clean-up of ``ends`` for those acked.
 
         Returns the ids it could not acknowledge: owned by another consumer, or no longer pending.
         """
         lost: list[str] = []
+        end_of = {e.entry_id: e for e in ends}
         with self._lock:
             stream = self._stream(type)
             for entry_id in dict.fromkeys(entry_ids):
@@ -193,7 +205,56 @@ class MemoryBackend(MemorySchedule):
                 del stream.pel[entry_id]
                 stream.entries.pop(entry_id, None)
                 stream.counters["processed"] += 1
+                if end_of and entry_id in end_of:
+                    self._end_job(type, end_of[entry_id])
         return lost
+
+    def _end_job(self, type: str, end: JobEnd) -> None:
+        """The end-of-job clean-up of one entry (lock held)."""
+        if end.progress:
+            self._progress.pop((type, end.job_id), None)
+
+    async def record_progress(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        job_id: str,
+        *,
+        done: int,
+        next_step: str,
+        checkpoint: bytes | None,
+        ttl_ms: int,
+    ) -> bool:
+        """Record the steps done by the job of an owned entry (see
+        :meth:`Backend.record_progress`)."""
+        with self._lock:
+            if self._stream(type).owned(entry_id, consumer) is None:
+                return False
+            key = (type, job_id)
+            if checkpoint is None:
+                found = self._live_progress(key)
+                checkpoint = found.checkpoint if found is not None else b""
+            progress = StepProgress(done, next_step, checkpoint, time.time_ns() // 1_000_000)
+            self._progress[key] = (progress, time.monotonic() + ttl_ms / 1000)
+            return True
+
+    async def job_progress(
+        self, type: str, job_id: str, *, entry_id: str | None = None
+    ) -> StepProgress | None:
+        """The step progress recorded for the job (one stream per type here)."""
+        with self._lock:
+            return self._live_progress((type, job_id))
+
+    def _live_progress(self, key: tuple[str, str]) -> StepProgress | None:
+        """A record that has not expired (lock held); an expired one is dropped."""
+        found = self._progress.get(key)
+        if found is None:
+            return None
+        if found[1] <= time.monotonic():
+            del self._progress[key]
+            return None
+        return found[0]
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
         """Copy stuck pending entries to new ones at the end; ack and delete the old ones."""
@@ -243,9 +304,16 @@ class MemoryBackend(MemorySchedule):
                     pending.deliveries = max(0, pending.deliveries - 1)
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped)."""
+        """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped), with its
+        end-of-job clean-up."""
         with self._lock:
             stream = self._stream(type)
             if stream.owned(entry_id, consumer) is None:
@@ -268,6 +336,8 @@ class MemoryBackend(MemorySchedule):
             stream.counters["dead"] += 1
             if letter.failed:
                 stream.counters["failed"] += 1
+            if end is not None:
+                self._end_job(type, end)
             return True
 
     async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:

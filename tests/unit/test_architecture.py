@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "engine",
         (
             "_codec",
+            "_context",
             "_tracing",
             "_logging",
             "_registry",

@@ -11,6 +11,7 @@ One stream per job type (or per partition), read through one consumer group. Whe
 - ``_groups``: consumer groups and the partition counts the server records.
 - ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
   refresh, retry (into the schedule), hand back, dead-letter, claim idle entries.
+  ``_progress``: the step progress of jobs with several steps.
   ``_inspect``: stats, pending, dead letters, types, workers.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
@@ -31,9 +32,11 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    JobEnd,
     PendingEntry,
     RawStats,
     ScheduledEntry,
+    StepProgress,
 )
 from streamq.backends._partitions import Partitions
 from streamq.backends.redis._groups import StreamGroups
@@ -41,6 +44,7 @@ from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
 from streamq.backends.redis._leases import Leases
 from streamq.backends.redis._producer import Producer
+from streamq.backends.redis._progress import Progress
 from streamq.backends.redis._reads import Reader
 from streamq.backends.redis._routing import Router
 from streamq.backends.redis._schedule import Scheduler
@@ -108,6 +112,7 @@ class RedisBackend:
         self._inspector = Inspector(shared, groups)
         self._scheduler = Scheduler(shared, groups, self._producer)
         self._ticks = Ticks(shared, groups, self._producer)
+        self._progress = Progress(shared, groups)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -187,15 +192,23 @@ class RedisBackend:
         return await self._reader.read(types, consumer, count, block_ms)
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
-        return await self._reader.ack_and_read(acks, types, consumer, count)
+        return await self._reader.ack_and_read(acks, types, consumer, count, ends)
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Ack + delete owned entries; returns the ids owned by others."""
-        return await self._reader.ack(type, consumer, entry_ids)
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
+        """Ack + delete owned entries (and the end-of-job keys of ``ends``); returns the ids
+        owned by others."""
+        return await self._reader.ack(type, consumer, entry_ids, ends)
 
     # leases, retries, recovery ------------------------------------------------------------
 
@@ -226,10 +239,49 @@ class RedisBackend:
         await self._leases.release(type, consumer, entry_ids, idle_ms)
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically."""
-        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead)
+        """Move an owned entry to the dead stream, atomically (its end-of-job keys with it)."""
+        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead, end)
+
+    # step progress --------------------------------------------------------------------------
+
+    async def record_progress(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        job_id: str,
+        *,
+        done: int,
+        next_step: str,
+        checkpoint: bytes | None,
+        ttl_ms: int,
+    ) -> bool:
+        """Record the steps done by an owned entry's job (``progress.lua``); False if not
+        owned."""
+        return await self._progress.record(
+            type,
+            consumer,
+            entry_id,
+            job_id,
+            done=done,
+            next_step=next_step,
+            checkpoint=checkpoint,
+            ttl_ms=ttl_ms,
+        )
+
+    async def job_progress(
+        self, type: str, job_id: str, *, entry_id: str | None = None
+    ) -> StepProgress | None:
+        """The step progress recorded for a job (see :meth:`Backend.job_progress`)."""
+        return await self._progress.job_progress(type, job_id, entry_id=entry_id)
 
     async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
         """Remove a consumer that holds nothing (with ``hand_over``, once it handed its entries

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from streamq.backends._base import HANDED_BACK, Claimed, DeadLetter, Delivery
+from streamq.backends._base import HANDED_BACK, Claimed, DeadLetter, Delivery, JobEnd
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -83,9 +83,16 @@ class Leases:
                 await self._call("handback", [s.jobs], [self.group, consumer, idle_ms, *ids])
 
     async def dead_letter(
-        self, type: str, consumer: str, entry_id: str, letter: DeadLetter, max_dead: int
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        letter: DeadLetter,
+        max_dead: int,
+        end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically."""
+        """Move an owned entry to the dead stream, atomically, its end-of-job keys deleted with
+        it."""
         located = self._keys.ids_by_stream(type, [entry_id])
         if located.bad:
             return False  # no entry of this type has that id: nobody owns it
@@ -99,7 +106,7 @@ class Leases:
         }
         n = await self._call(
             "dead",
-            [s.jobs, s.dead, s.stats],
+            [s.jobs, s.dead, s.stats, *(s.end_keys(end) if end is not None else ())],
             [
                 self.group,
                 consumer,

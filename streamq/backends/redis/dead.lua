@@ -1,6 +1,8 @@
 -- Dead-letter one owned entry: copy its fields (prefixed 'f.') with the reason into the capped
--- dead stream, then ack, delete and count it — all or nothing.
--- KEYS: jobs, dead, stats. ARGV: group, consumer, entry_id, max_dead, failed (0/1), meta k/v...
+-- dead stream, then ack, delete and count it, and delete its end-of-job keys (a job's step
+-- progress) — all or nothing.
+-- KEYS: jobs, dead, stats[, end-of-job key...].
+-- ARGV: group, consumer, entry_id, max_dead, failed (0/1), meta k/v...
 -- Returns 1, or 0 if the consumer no longer owns the entry.
 local id = ARGV[3]
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
@@ -25,5 +27,8 @@ redis.call('XDEL', KEYS[1], id)
 redis.call('HINCRBY', KEYS[3], 'dead', 1)
 if ARGV[5] == '1' then
   redis.call('HINCRBY', KEYS[3], 'failed', 1)
+end
+for i = 4, #KEYS do
+  redis.call('DEL', KEYS[i])
 end
 return 1
