@@ -1,0 +1,58 @@
+"""Step progress across processes: a worker SIGKILLed between two steps of a job; another one
+resumes the job at the step that was interrupted, with the checkpoint of the steps before."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+
+import itjobs
+import pytest
+from worker_procs import Workers, wait_until
+
+from streamq import Job, Queue, RedisBackend, SyncQueue
+
+ARGS = ("-c", "4", "--claim-after", "1s", "--heartbeat", "200ms")
+
+
+@pytest.fixture
+def queue(redis_url: str, prefix: str) -> Iterator[SyncQueue]:
+    """A sync queue on the test's prefix with the test job types."""
+    q = SyncQueue(lambda: Queue(RedisBackend(redis_url, prefix=prefix), registry=itjobs.registry))
+    yield q
+    q.close()
+
+
+def test_a_worker_killed_between_steps_resumes_elsewhere_at_the_next_step(
+    workers: Workers, queue: SyncQueue, prefix: str
+) -> None:
+    """Worker A runs step 1 (recorded) and is SIGKILLed in step 2; worker B claims the job
+    after claim_after and starts at step 2 with A's checkpoint: step 1 ran once, step 2 twice
+    (once to its end), step 3 once; the job's progress is gone after its ack."""
+    r = workers.redis
+    key = f"{prefix}:stepped:"
+    r.set(key + "hold", 1)
+    a = workers.start(*ARGS, types=("stepped",))
+    job_id = queue.enqueue(Job(type="stepped", args={}))
+    wait_until(lambda: r.hget(key + "two_started", job_id) == b"1", 30, "step 2 on worker A")
+    backend = queue.backend
+    assert isinstance(backend, RedisBackend)
+    progress = backend.streams("stepped")[0].progress(job_id)
+    # Step 1's record went before step 2 started.
+    assert r.hget(progress, "done") == b"1"
+    assert r.hget(progress, "next") == b"stepped_two"
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    r.delete(key + "hold")
+    b = workers.start(*ARGS, types=("stepped",))
+    wait_until(lambda: r.hexists(key + "seen", job_id), 30, "step 3 on worker B")
+
+    counts = {step: r.hget(key + step, job_id) for step in ("one", "two_started", "two_done")}
+    assert counts == {"one": b"1", "two_started": b"2", "two_done": b"1"}
+    assert r.hget(key + "three", job_id) == b"1"
+    seen = json.loads(r.hget(key + "seen", job_id) or b"{}")
+    assert seen == {"checkpoint": {"pid": a.pid}, "first_step": 1, "deliveries": 2, "pid": b.pid}
+    wait_until(lambda: queue.stats(["stepped"])[0].processed == 1, 30, "the job acked")
+    assert not r.exists(progress)
+    assert b.poll() is None, workers.log_of(b)
