@@ -100,7 +100,10 @@ async def stepped_one(job: Job[Any], ctx: JobContext[Any]) -> None:
 async def stepped_two(job: Job[Any]) -> None:
     """Count the start; wait while the hold key exists; count the finish."""
     await _redis().hincrby(_key("two_started", "stepped"), job.id or "", 1)
-    while await _redis().exists(_key("hold", "stepped")):
+    # Polled: the hold is a key another process deletes (no event to wait on across them).
+    for _ in range(6000):
+        if not await _redis().exists(_key("hold", "stepped")):
+            break
         await asyncio.sleep(0.05)
     await _redis().hincrby(_key("two_done", "stepped"), job.id or "", 1)
 

@@ -12,8 +12,6 @@ from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._shared import Shared
 
-_FIELDS = ("done", "next", "at", "checkpoint")
-
 
 class Progress:
     """Records and reads the step progress of jobs."""
@@ -69,17 +67,18 @@ class Progress:
         wire = self._wire
         await wire.connect()
         try:
-            done, next_step, at, checkpoint = await wire.client.hmget(s.progress(job_id), _FIELDS)
+            # HGETALL, not HMGET: a command the documented ACL user has already.
+            found = await wire.client.hgetall(s.progress(job_id))
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc
-        if done is None:
+        if b"done" not in found:
             return None
         try:
             return StepProgress(
-                int(done),
-                (next_step or b"").decode(errors="replace"),
-                checkpoint or b"",
-                int(at or 0),
+                int(found[b"done"]),
+                found.get(b"next", b"").decode(errors="replace"),
+                found.get(b"checkpoint", b""),
+                int(found.get(b"at", 0)),
             )
         except ValueError:
             return None  # not a record this code wrote: as if there were none
