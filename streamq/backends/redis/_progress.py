@@ -2,15 +2,44 @@
 ``{prefix}:{TYPE}:progress:{JOB_ID}`` (fields ``done``, ``next``, ``at``, ``checkpoint``),
 recorded by ``progress.lua`` with the ownership check, deleted by the ack or the dead letter that
 ends the job (``ack.lua``, ``dead.lua``: the end-of-job keys), and expiring on its own
-``ttl_ms`` after its last record in case its job vanished otherwise. See docs/steps.md."""
+``ttl_ms`` after its last record in case its job vanished otherwise. See docs/steps.md.
+
+Records are the one call a job with several steps makes between its steps, each awaited by the
+lane running the job. They go out together: the records made while one exchange is on its way
+wait for it to come back and then go in the next one: one ``progress.lua`` call per stream (and
+consumer) for all of them, each record still checked and written on its own, in one write on a
+connection held for them (``_routing``), instead of a redis-py call each (what that saves:
+benchmarks/README.md, "Step progress")."""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as rexc
 
 from streamq.backends._base import StepProgress
 from streamq.backends.redis._errors import REDIS_ERRORS
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._wire import Command
+
+
+@dataclass(slots=True)
+class _Record:
+    """One record waiting for the next exchange, and who awaits its answer."""
+
+    stream: StreamKeys
+    consumer: str
+    entry_id: str
+    key: str
+    done: int
+    next_step: str
+    checkpoint: bytes | None
+    ttl_ms: int
+    answer: asyncio.Future[bool]
 
 
 class Progress:
@@ -21,7 +50,11 @@ class Progress:
         self._keys = shared.keys
         self._groups = groups
         self.group = shared.group
-        self._call = shared.scripts.call
+        self._scripts = shared.scripts
+        self._send = shared.router.send_to_owners
+        # Records waiting for the next exchange.
+        self._waiting: list[_Record] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -35,16 +68,76 @@ class Progress:
         checkpoint: bytes | None,
         ttl_ms: int,
     ) -> bool:
-        """One ``progress.lua`` call in the entry's stream; False when the entry is not owned."""
-        located = self._keys.ids_by_stream(type, [entry_id])
-        if located.bad:
-            return False  # no entry of this type has that id: nobody owns it
-        ((s, (plain,)),) = located.items()
-        args: list[object] = [self.group, consumer, plain, done, next_step, max(1, ttl_ms)]
-        if checkpoint is not None:
-            args.append(checkpoint)
-        n = await self._call("progress", [s.jobs, s.progress(job_id)], args)
-        return int(n) == 1
+        """Record with the next exchange (``progress.lua``); False when the entry is not
+        owned."""
+        streams = self._keys.streams(type)
+        if len(streams) == 1:
+            s, plain = streams[0], entry_id
+        else:
+            located = self._keys.ids_by_stream(type, [entry_id])
+            if located.bad:
+                return False  # no entry of this type has that id: nobody owns it
+            ((s, (plain,)),) = located.items()
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            _Record(
+                s, consumer, plain, s.progress(job_id), done, next_step, checkpoint, ttl_ms, answer
+            )
+        )
+        if self._sender is None:
+            # Started on the loop's next turn: the records of every lane that finishes a step
+            # meanwhile go with this one.
+            self._sender = asyncio.create_task(self._send_waiting())
+        return await answer
+
+    async def _send_waiting(self) -> None:
+        """Send what waits, one exchange (per node) at a time, until nothing does: one
+        ``progress.lua`` call per stream and consumer."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                calls: dict[tuple[str, str, int], list[_Record]] = {}
+                for r in batch:
+                    calls.setdefault((r.stream.jobs, r.consumer, r.ttl_ms), []).append(r)
+                work = [(key[0], self._command(records)) for key, records in calls.items()]
+                try:
+                    replies = await self._send("progress", work, whole=True)
+                except asyncio.CancelledError:
+                    for r in batch:
+                        r.answer.cancel()
+                    raise
+                except Exception as exc:  # every waiter hears of it
+                    replies = [exc] * len(work)
+                for records, reply in zip(calls.values(), replies, strict=True):
+                    self._answer(records, reply)
+        finally:
+            self._sender = None
+
+    def _command(self, records: list[_Record]) -> Command:
+        first = records[0]
+        per_record: list[Any] = []
+        for r in records:
+            if r.checkpoint is None:
+                per_record += (r.done, r.next_step, "k", "")
+            else:
+                per_record += (r.done, r.next_step, "s", r.checkpoint)
+        return (
+            "EVALSHA", self._scripts.sha("progress"), 1 + len(records), first.stream.jobs,
+            *(r.key for r in records), self.group, first.consumer, max(1, first.ttl_ms),
+            *(r.entry_id for r in records), *per_record,
+        )  # fmt: skip
+
+    def _answer(self, records: list[_Record], reply: Any) -> None:
+        error = None
+        if isinstance(reply, BaseException):
+            error = self._wire.backend_error(reply) if isinstance(reply, rexc.RedisError) else reply
+        for i, r in enumerate(records):
+            if r.answer.done():  # its lane was cancelled meanwhile
+                continue
+            if error is not None:
+                r.answer.set_exception(error)
+            else:
+                r.answer.set_result(int(reply[i]) == 1)
 
     async def job_progress(
         self, type: str, job_id: str, *, entry_id: str | None = None

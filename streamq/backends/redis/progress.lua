@@ -1,21 +1,34 @@
--- Record a multi-step job's progress, if this consumer still owns its entry: how many steps
--- are done, the name of the next one, the server's time, and (when given) the checkpoint. The
--- key expires ttl_ms from now; each record starts that again, so a job that vanished without
--- its end (ack.lua and dead.lua delete the key) leaves nothing behind for ever.
--- KEYS: jobs, progress. ARGV: group, consumer, entry_id, done, next_step, ttl_ms[, checkpoint].
--- A checkpoint of '' drops the stored one (stored empty: no checkpoint); none given leaves it
--- as it is. The commands are those the documented ACL user has (docs/security.md).
--- Returns 1, or 0 (and records nothing) if the consumer no longer owns the entry.
-local id = ARGV[3]
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-if not p[1] or p[1][2] ~= ARGV[2] then
-  return 0
+-- Record the progress of jobs with several steps, each only if this consumer still owns its
+-- entry: how many steps are done, the name of the next one, the server's time, and (when
+-- given) the checkpoint. Each key expires ttl_ms from now; each record starts that again, so
+-- a job that vanished without its end (ack.lua and dead.lua delete the key) leaves nothing
+-- behind for ever. One call records what one worker's lanes finished meanwhile, in one stream.
+-- KEYS: jobs, then one progress key per record.
+-- ARGV: group, consumer, ttl_ms, the n entry ids (n = #KEYS - 1), then per record in the same
+-- order: done, next_step, 's' (store the checkpoint that follows) or 'k' (keep the stored
+-- one; then an empty string follows), checkpoint. A checkpoint stored empty is none.
+-- Returns one 1 (recorded) or 0 (not owned: nothing recorded) per record.
+-- The commands are those the documented ACL user has (docs/security.md).
+local n = #KEYS - 1
+local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 4, 3 + n)
+local owned = {}
+for _, id in ipairs(mine) do
+  owned[id] = true
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[2], 'done', ARGV[4], 'next', ARGV[5], 'at', string.format('%d', now))
-if ARGV[7] ~= nil then
-  redis.call('HSET', KEYS[2], 'checkpoint', ARGV[7])
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local out = {}
+for i = 1, n do
+  local key, at = KEYS[1 + i], 4 + n + (i - 1) * 4
+  if owned[ARGV[3 + i]] then
+    redis.call('HSET', key, 'done', ARGV[at], 'next', ARGV[at + 1], 'at', now)
+    if ARGV[at + 2] == 's' then
+      redis.call('HSET', key, 'checkpoint', ARGV[at + 3])
+    end
+    redis.call('PEXPIRE', key, ARGV[3])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return 1
+return out
