@@ -351,6 +351,36 @@ async def test_a_consumer_that_lost_the_entry_cannot_record_nor_end_the_progress
     assert await backend.job_progress("t", job_id) is None
 
 
+async def test_records_made_together_are_each_checked_for_their_owner(
+    registry: Registry, queue: Queue, backend: Backend
+) -> None:
+    """Records made at the same moment (they may travel in one call) are each checked: of
+    three entries read by "a", the one another consumer claimed is refused, the others
+    recorded."""
+    registry.register("t", Item, lambda j: None, lambda j: None)
+    await backend.ensure_groups(["t"])
+    await queue.enqueue_many([job(n) for n in range(3)])
+    held: list[Delivery] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(held) < 3:
+            held += await backend.read(["t"], "a", 3 - len(held), 50)
+    (stolen,) = (await backend.claim_idle("t", "b", 0, 1, "0-0")).deliveries
+    job_ids = [d.fields[b"id"].decode() for d in held]
+    answers = await asyncio.gather(
+        *(
+            backend.record_progress(
+                "t", "a", d.entry_id, job_id, done=1, next_step="two", checkpoint=b"", ttl_ms=60_000
+            )
+            for d, job_id in zip(held, job_ids, strict=True)
+        )
+    )
+    expected = [d.entry_id != stolen.entry_id for d in held]
+    assert sorted(expected) == [False, True, True]
+    assert answers == expected
+    found = [await backend.job_progress("t", job_id) is not None for job_id in job_ids]
+    assert found == expected
+
+
 async def test_a_dead_letter_ends_the_progress_only_for_its_owner(
     registry: Registry, queue: Queue, backend: Backend
 ) -> None:
