@@ -126,3 +126,17 @@ def test_periodic_example_runs_each_tick_once(example_env: dict[str, str]) -> No
     assert lines[-1] in {
         f"enqueued {n} jobs, processed {len(ticks)}" for n in (len(ticks), len(ticks) + 1)
     }
+
+
+def test_steps_example_resumes_at_the_step_that_failed(example_env: dict[str, str]) -> None:
+    """steps.py: describe fails twice; reserve and launch ran once, describe three times with
+    the ids launch saved."""
+    lines = run_example("steps.py", example_env).splitlines()
+    assert lines == [
+        "reserve 42",
+        "launch i-42-0 i-42-1",
+        "describe i-42-0 i-42-1 (delivery 1)",
+        "describe i-42-0 i-42-1 (delivery 2)",
+        "describe i-42-0 i-42-1 (delivery 3)",
+        "processed=1 failed=2 dead=0",
+    ]
