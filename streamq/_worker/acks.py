@@ -227,9 +227,12 @@ class AckBatcher:
         async with self._pel_lock:
             for type_, ids in self.ids(batch).items():
                 try:
-                    lost[type_] = await self._backend.ack(
-                        type_, self._consumer, ids, ends.get(type_, ())
-                    )
+                    if type_ in ends:
+                        lost[type_] = await self._backend.ack(
+                            type_, self._consumer, ids, ends[type_]
+                        )
+                    else:
+                        lost[type_] = await self._backend.ack(type_, self._consumer, ids)
                 except BackendError as exc:
                     errors[type_] = str(exc)
         self.settle(batch, lost, errors)
