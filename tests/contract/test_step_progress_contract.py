@@ -381,6 +381,31 @@ async def test_records_made_together_are_each_checked_for_their_owner(
     assert found == expected
 
 
+async def test_a_record_whose_job_vanished_expires_on_its_own(
+    registry: Registry, queue: Queue, backend: Backend
+) -> None:
+    """A record lives ttl_ms after its last write (each record starts it again), so one whose
+    job ended without its clean-up (here: never acked) does not stay for ever."""
+    registry.register("t", Item, lambda j: None, lambda j: None)
+    await backend.ensure_groups(["t"])
+    job_id = await queue.enqueue(job())
+    d = await read_one(backend, "a")
+
+    def record(ttl_ms: int) -> Any:
+        return backend.record_progress(
+            "t", "a", d.entry_id, job_id, done=1, next_step="x", checkpoint=b"", ttl_ms=ttl_ms
+        )
+
+    assert await record(60_000)
+    assert await record(300)  # the last record's TTL is the one that counts
+    assert await backend.job_progress("t", job_id) is not None
+    await eventually(lambda: _no_progress(backend, job_id), TIMEOUT)
+
+
+async def _no_progress(backend: Backend, job_id: str) -> bool:
+    return await backend.job_progress("t", job_id) is None
+
+
 async def test_a_dead_letter_ends_the_progress_only_for_its_owner(
     registry: Registry, queue: Queue, backend: Backend
 ) -> None:
