@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from streamq._context import JobContext
-from streamq._inspect import ConsumerStats, PendingJob, TypeStats
+from streamq._inspect import ConsumerStats, JobState, PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._producer import Queue
+from streamq._producer import JobId, Queue
 from streamq._registry import JobType, Registry
 from streamq._settings import connect, resolve_url
 from streamq._sync import SyncQueue
@@ -47,6 +47,8 @@ __all__ = [
     "Job",
     "JobContext",
     "JobError",
+    "JobId",
+    "JobState",
     "JobTimeoutError",
     "JobTooLargeError",
     "JobType",

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from streamq import _codec, _tracing
 from streamq._inspect import QueueInspector
@@ -18,10 +19,34 @@ from streamq._job import Job
 from streamq._logging import logger
 from streamq._registry import Registry, check_type_name, seconds
 from streamq._settings import connect
-from streamq.backends._base import F_EXPIRES, Backend
+from streamq.backends._base import F_EXPIRES, F_UNIQUE, F_UNIQUE_FOR, Backend
 from streamq.exceptions import BackendError, ConfigError
 
 DEFAULT_MAX_JOB_SIZE = 1024 * 1024
+
+T = TypeVar("T")
+
+#: How long a unique key may outlive a job that vanished without streamq ending it (an entry
+#: deleted by hand, a stream dropped), beyond the job's delay and ``unique_for``, in seconds.
+UNIQUE_KEY_BOUND = 7 * 24 * 3600.0
+
+#: The longest unique key accepted, in characters.
+MAX_UNIQUE_KEY = 512
+
+
+class JobId(str):
+    """What :meth:`Queue.enqueue` returns: the job's id, a ``str``.
+
+    ``duplicate`` is True when the enqueue named a ``unique_key`` that a job still holds:
+    nothing was enqueued, and the id is that job's.
+    """
+
+    duplicate: bool
+
+    def __new__(cls, value: str, duplicate: bool = False) -> JobId:
+        self = super().__new__(cls, value)
+        self.duplicate = duplicate
+        return self
 
 
 class Queue(QueueInspector):
@@ -71,8 +96,10 @@ class Queue(QueueInspector):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
-    ) -> str:
-        """Add one job; returns its id (the job's own, or a new UUID).
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
+    ) -> JobId:
+        """Add one job; returns its id (the job's own, or a new UUID) as a :class:`JobId`.
 
         Args:
             delay: run it no earlier than this long from now (seconds or a ``timedelta``).
@@ -80,15 +107,23 @@ class Queue(QueueInspector):
             expires: its deadline: this long from now (seconds or a ``timedelta``) or this
                 time (an aware ``datetime``). A delivery that would start after it does not
                 run: the job goes to the dead stream with the reason ``expired``.
+            unique_key: while a job enqueued with this key is scheduled, waiting, running or
+                waiting for a retry, another enqueue with it creates nothing and returns that
+                job's id, with ``duplicate`` True (docs/unique-jobs.md).
+            unique_for: keep the key this long after the job ended (done or dead), so that a
+                late repeat of the request is still absorbed.
 
         A delay of 0 or less, or a time already past, enqueues it for now.
 
         Raises:
-            ConfigError: both ``delay`` and ``at``, a naive ``at`` or ``expires``, or an
-                ``expires`` already past or before the job is due.
+            ConfigError: both ``delay`` and ``at``, a naive ``at`` or ``expires``, an
+                ``expires`` already past or before the job is due, or a bad ``unique_key``.
         """
+        if unique_key is not None or unique_for is not None:
+            return await self._enqueue_unique(job, delay, at, expires, unique_key, unique_for)
         if delay is not None or at is not None or expires is not None:
-            return (await self.enqueue_many([job], delay=delay, at=at, expires=expires))[0]
+            ids = await self.enqueue_many([job], delay=delay, at=at, expires=expires)
+            return JobId(ids[0])
         with (
             _tracing.send_span({job.type: 1}, self._stream_name)
             if _tracing.enabled()
@@ -98,7 +133,47 @@ class Queue(QueueInspector):
             job_id, fields = self._encode(job, carrier, new_id)
             await self._send(self.backend.enqueue(job.type, fields), 1)
         _tracing.count(_tracing.ENQUEUED, job.type)
-        return job_id
+        return JobId(job_id)
+
+    async def _enqueue_unique(
+        self,
+        job: Job[Any],
+        delay: float | timedelta | None,
+        at: datetime | None,
+        expires: float | timedelta | datetime | None,
+        unique_key: str | None,
+        unique_for: float | timedelta | None,
+    ) -> JobId:
+        if not isinstance(unique_key, str) or not unique_key:
+            raise ConfigError("unique_key must be a non-empty string (unique_for needs one)")
+        if len(unique_key) > MAX_UNIQUE_KEY:
+            raise ConfigError(f"unique_key is longer than {MAX_UNIQUE_KEY} characters")
+        keep_s = 0.0 if unique_for is None else seconds(unique_for)
+        if keep_s < 0:
+            raise ConfigError("unique_for must not be negative")
+        delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
+        deadline = None if expires is None else deadline_ms(expires, delay_ms)
+        per_type = {job.type: 1}
+        traced = _tracing.enabled()
+        span = _tracing.send_span(per_type, self._stream_name) if traced else _tracing.NO_CARRIER
+        with span as carrier:
+            (new_id,) = _codec.new_ids(1)
+            _, fields = self._encode(job, carrier, new_id)
+            if deadline is not None:
+                fields[F_EXPIRES] = deadline
+            fields[F_UNIQUE] = unique_key.encode()
+            if keep_s > 0:
+                fields[F_UNIQUE_FOR] = str(math.ceil(keep_s * 1000)).encode()
+            bound_ms = int((UNIQUE_KEY_BOUND + keep_s) * 1000) + delay_ms
+            holder, created = await self._send(
+                self.backend.enqueue_unique(
+                    job.type, fields, unique_key, delay_ms=delay_ms, ttl_ms=bound_ms
+                ),
+                1,
+            )
+        if created:
+            _tracing.count(_tracing.ENQUEUED, job.type)
+        return JobId(holder, duplicate=not created)
 
     async def enqueue_many(
         self,
@@ -137,10 +212,10 @@ class Queue(QueueInspector):
             _tracing.count(_tracing.ENQUEUED, job_type, n)
         return ids
 
-    async def _send(self, write: Awaitable[Any], jobs: int) -> None:
+    async def _send(self, write: Awaitable[T], jobs: int) -> T:
         """Await the write; a failure is logged here (the caller gets the error to retry)."""
         try:
-            await write
+            return await write
         except BackendError as exc:
             logger.warning("streamq.enqueue.failed", jobs=jobs, error=str(exc))
             raise

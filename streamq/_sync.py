@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
 from streamq._job import Job
-from streamq._producer import Queue
+from streamq._producer import JobId, Queue
 from streamq._registry import seconds
 from streamq.exceptions import BackendError, ConfigError
 
@@ -163,11 +163,21 @@ class SyncQueue:
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
-    ) -> str:
-        """Add one job (later, with ``delay`` or ``at``; with a deadline, ``expires``: see
-        :meth:`Queue.enqueue`); its id."""
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
+    ) -> JobId:
+        """Add one job (later, with ``delay`` or ``at``; with a deadline, ``expires``; at most
+        one per ``unique_key``: see :meth:`Queue.enqueue`); its id, a :class:`JobId`."""
         return self._run_blocking(
-            "enqueue", lambda q: q.enqueue(job, delay=delay, at=at, expires=expires)
+            "enqueue",
+            lambda q: q.enqueue(
+                job,
+                delay=delay,
+                at=at,
+                expires=expires,
+                unique_key=unique_key,
+                unique_for=unique_for,
+            ),
         )
 
     def enqueue_many(

@@ -16,6 +16,7 @@ import typer
 
 from streamq._cli import (  # noqa: F401 - importing registers the commands
     jobs,
+    lookup,
     schedule,
     schedules,
     web,

@@ -102,6 +102,19 @@ def enqueue(
             "dead stream as expired.",
         ),
     ] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(
+            help="At most one job with this key at a time: while one is scheduled, waiting, "
+            "running or retrying, print its id (and 'duplicate' on stderr) instead."
+        ),
+    ] = None,
+    unique_for: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION", help="Keep the --unique-key this long after the job ended."
+        ),
+    ] = None,
     handlers: HandlersOpt = "handlers",
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -121,6 +134,11 @@ def enqueue(
     delay_s = None if delay is None else parse_duration(delay)
     at_time = None if at is None else parse_time(at)
     deadline = None if expires is None else parse_deadline(expires)
+    keep = None if unique_for is None else parse_duration(unique_for)
+    if unique_for is not None and unique_key is None:
+        fail("--unique-for needs --unique-key", 2)
+    if unique_key is not None and count > 1:
+        fail("--unique-key enqueues one job: it cannot go with --count", 2)
     registry = load_registry(handlers)
     if type not in registry:
         fail(f"no handler registered for {type} in module {handlers!r}", 2)
@@ -135,6 +153,19 @@ def enqueue(
     async def main() -> list[str]:
         ids: list[str] = []
         show = count >= PROGRESS_FROM and sys.stdout.isatty()
+        if unique_key is not None:
+            async with queue:
+                job_id = await queue.enqueue(
+                    jobs[0],
+                    delay=delay_s,
+                    at=at_time,
+                    expires=deadline,
+                    unique_key=unique_key,
+                    unique_for=keep,
+                )
+            if job_id.duplicate:
+                typer.echo(f"duplicate: a job with unique key {unique_key!r} exists", err=True)
+            return [job_id]
         async with queue:
             with Progress(transient=True, disable=not show) as progress:
                 task = progress.add_task(f"enqueue {type}", total=count)

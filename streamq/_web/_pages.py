@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from streamq._views import age
+from streamq._views import age, job_state_rows
 
 
 def esc(value: object) -> str:
@@ -44,7 +44,11 @@ def layout(title: str, body: str, *, refresh_s: float | None = None) -> str:
         f'{meta}<link rel="icon" href="data:,"><title>{esc(title)} · streamq</title>'
         '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
         '<nav><a class="brand" href="/">streamq</a> <a href="/">Overview</a> '
-        '<a href="/workers">Workers</a></nav>'
+        '<a href="/workers">Workers</a>'
+        '<form class="find" action="/job" method="get" role="search">'
+        '<input name="type" placeholder="type" aria-label="job type" size="10" required>'
+        '<input name="id" placeholder="job id" aria-label="job id" size="38" required>'
+        '<button type="submit">Find</button></form></nav>'
         f"<main>{body}</main>"
         '<script src="/static/dashboard.js"></script></body></html>\n'
     )
@@ -260,6 +264,41 @@ def workers(
         "</p>" + _table(["type", "consumer", "in flight", "idle"], lost, id="orphans", empty="none")
     )
     return layout("Workers", body, refresh_s=refresh_s)
+
+
+def job(type: str, job_id: str, doc: Mapping[str, Any] | None, *, types: Sequence[str]) -> str:
+    """The job search: the form, and where the job is (a ``job --json`` document)."""
+    options = "".join(f'<option value="{esc(t)}">' for t in types)
+    form = (
+        '<form id="find-job" class="actions" action="/job" method="get" role="search">'
+        f'<input name="type" value="{esc(type)}" placeholder="type" list="job-types" '
+        f'aria-label="job type" required><datalist id="job-types">{options}</datalist>'
+        f'<input name="id" value="{esc(job_id)}" placeholder="job id" size="40" '
+        'aria-label="job id" required><button type="submit">Find</button></form>'
+    )
+    if doc is None:
+        body = (
+            "<h1>Find a job</h1>" + form + '<p class="hint">Where a job is by its id: scheduled, '
+            "waiting, running, retrying, dead, or unknown (never seen, or finished: finished "
+            "jobs leave no record yet). The lookup walks the type's streams; on a long backlog "
+            "it takes a moment.</p>"
+        )
+        return layout("Find a job", body)
+    rows = [
+        f'<tr data-field="{esc(label)}"><th>{esc(label)}</th>'
+        f"<td{' class=id' if label in ('job id', 'entry id', 'dead id') else ''}>"
+        f"{esc(text)}</td></tr>"
+        for label, text in job_state_rows(dict(doc))
+    ]
+    api = f"/api/job/{path_segment(type)}/{path_segment(job_id)}"
+    body = (
+        f'<h1>Job <span class="id">{esc(job_id)}</span></h1>'
+        + form
+        + f'<p class="status">state: <strong id="job-state" data-state="{esc(doc["state"])}">'
+        f'{esc(doc["state"])}</strong> · <a href="{esc(api)}">as JSON</a></p>'
+        + f'<table id="job"><tbody>{"".join(rows)}</tbody></table>'
+    )
+    return layout(f"Job {job_id}", body)
 
 
 def error(status: int, message: str) -> str:

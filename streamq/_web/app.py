@@ -26,7 +26,14 @@ from starlette.staticfiles import StaticFiles
 from streamq._inspect import QueueInspector
 from streamq._logging import logger
 from streamq._registry import check_type_name
-from streamq._views import dead_enqueued_at, dead_json, pending_json, stats_json, workers_doc
+from streamq._views import (
+    dead_enqueued_at,
+    dead_json,
+    job_state_json,
+    pending_json,
+    stats_json,
+    workers_doc,
+)
 from streamq._web import _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
 from streamq._web._history import History
@@ -35,6 +42,8 @@ from streamq.exceptions import ConfigError, StreamqError
 STATIC = Path(__file__).parent / "static"
 #: the most a form body may be (the forms hold a token and an id)
 MAX_FORM_BYTES = 16 * 1024
+#: the longest job id a lookup takes (ids are UUIDs; a caller-given one is rarely long)
+MAX_JOB_ID = 200
 #: the least time the list of types is reused: finding them SCANs the keyspace, and the
 #: sampler and every open overview ask each refresh (so: one scan per refresh, at most)
 TYPES_TTL_S = 2.0
@@ -131,6 +140,11 @@ class Dashboard:
     async def _pending_rows(self, type: str, limit: int) -> list[dict[str, Any]]:
         return [pending_json(p) for p in await self.queue.pending(type, limit=limit)]
 
+    async def _job_doc(self, type: str, job_id: str) -> dict[str, Any]:
+        if not job_id or len(job_id) > MAX_JOB_ID:
+            raise _HTTPError(400, f"a job id is 1 to {MAX_JOB_ID} characters")
+        return job_state_json(await self.queue.job(type, job_id))
+
     async def _workers_doc(self) -> dict[str, Any]:
         return workers_doc(await self.queue.workers(), [], time.time())
 
@@ -156,6 +170,11 @@ class Dashboard:
         if not found:
             raise _HTTPError(404, f"no dead job {job_id!r} of type {type!r}")
         return JSONResponse(dead_json(found[-1], full=True))
+
+    async def api_job(self, request: Request) -> Response:
+        """``job --json`` of one job: where it is (``unknown`` included, a 200 too)."""
+        type, job_id = _type_param(request), request.path_params["job_id"]
+        return JSONResponse(await self._job_doc(type, job_id))
 
     async def api_workers(self, _request: Request) -> Response:
         """``workers --json`` (never prunes: the page does not change state on a GET)."""
@@ -209,6 +228,19 @@ class Dashboard:
         type = _type_param(request)
         (stats,) = await self._stats_rows([type])
         return HTMLResponse(_pages.purge_confirm(type, stats["dead"], csrf=self._csrf(request)))
+
+    async def page_job(self, request: Request) -> Response:
+        """The job search (``?type=&id=``): a type and a job id, and where that job is."""
+        type = request.query_params.get("type", "").strip()
+        job_id = request.query_params.get("id", "").strip()
+        doc = None
+        if type or job_id:
+            try:
+                check_type_name(type)
+            except ConfigError as exc:
+                raise _HTTPError(400, str(exc)) from None
+            doc = await self._job_doc(type, job_id)
+        return HTMLResponse(_pages.job(type, job_id, doc, types=self._types[1]))
 
     async def page_workers(self, _request: Request) -> Response:
         """Live workers, and the consumers that have none."""
@@ -299,10 +331,12 @@ def create_app(
         Route("/dead/{type}/retry", dashboard.act_retry, methods=["POST"]),
         Route("/dead/{type}/retry-all", dashboard.act_retry_all, methods=["POST"]),
         Route("/workers", dashboard.page_workers),
+        Route("/job", dashboard.page_job),
         Route("/api/stats", dashboard.api_stats),
         Route("/api/pending/{type}", dashboard.api_pending),
         Route("/api/dead/{type}", dashboard.api_dead),
         Route("/api/dead/{type}/{job_id}", dashboard.api_dead_one),
+        Route("/api/job/{type}/{job_id:path}", dashboard.api_job),
         Route("/api/workers", dashboard.api_workers),
         Route("/api/history", dashboard.api_history),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -27,7 +27,7 @@ from streamq._worker.lanes import Lane
 from streamq._worker.recovery import Retries
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import Backend, JobEnd, job_id_of
+from streamq.backends._base import F_UNIQUE, Backend, JobEnd, job_id_of
 from streamq.exceptions import BackendError
 
 
@@ -69,11 +69,20 @@ class AckBatcher:
         #: The served types whose acks carry an end-of-job clean-up (their step progress):
         #: those with several steps. Empty: every ack is a plain one.
         self.ending = frozenset(t for t, jt in (types or {}).items() if jt.records_steps)
+        # Finished unique jobs awaiting their ack (Backend.finish), per type; after a failed
+        # call, not sent again before _finish_at.
+        self._to_finish: dict[str, list[Held]] = {}
+        self._finish_at = 0.0
+        self._finish_failures = 0
 
     @property
     def unacked(self) -> int:
         """Finished jobs not acked yet: waiting for the next call, or for a failed one's retry."""
-        return self.pending + sum(len(runs) for runs in self._failed.values())
+        return (
+            self.pending
+            + sum(len(runs) for runs in self._failed.values())
+            + sum(len(runs) for runs in self._to_finish.values())
+        )
 
     # one delivery ---------------------------------------------------------------------------
 
@@ -81,7 +90,10 @@ class AckBatcher:
         """Run one delivery (what a lane does for each) and act on its outcome."""
         outcome = await self._runner.run(held.delivery, lane)
         held.outcome = outcome
-        if outcome.kind == "done":
+        if outcome.kind == "done" and F_UNIQUE in held.delivery.fields and not held.lost:
+            self._to_finish.setdefault(held.delivery.type, []).append(held)
+            self.wake.set()
+        elif outcome.kind == "done":
             self._to_ack.setdefault(held.delivery.type, []).append(held)
             self.pending += 1
             self.wake.set()
@@ -104,6 +116,54 @@ class AckBatcher:
                 logger.error("streamq.job.failed", error=outcome.error, final=True)
                 _tracing.count(_tracing.FAILED, held.delivery.type)
             await self._retries.dead_letter(held, outcome.letter)
+
+    async def flush_finishes(self) -> None:
+        """Ack the finished unique jobs (``Backend.finish``: each key released with its ack),
+        one call per type. Not with the plain batch, whose ack knows nothing of keys. A failed
+        call goes again after a backoff, the jobs held (their leases kept) meanwhile."""
+        batch, self._to_finish = self._to_finish, {}
+        if not batch:
+            return
+        failed: dict[str, list[Held]] = {}
+        async with self._pel_lock:
+            for type_, runs in batch.items():
+                jobs = [(r.delivery.entry_id, r.delivery.fields) for r in runs]
+                ends = _ends_of(runs) if type_ in self.ending else None
+                try:
+                    if ends:
+                        lost = set(await self._backend.finish(type_, self._consumer, jobs, ends))
+                    else:
+                        lost = set(await self._backend.finish(type_, self._consumer, jobs))
+                except BackendError as exc:
+                    failed[type_] = runs
+                    self._finish_failures += 1
+                    delay = error_backoff(self._finish_failures)
+                    self._finish_at = time.monotonic() + delay
+                    logger.warning(
+                        "streamq.job.ack_failed",
+                        job_type=type_,
+                        error=str(exc),
+                        count=len(runs),
+                        retry_in=round(delay, 2),
+                    )
+                    continue
+                acked = 0
+                for r in runs:
+                    if r.delivery.entry_id in lost:
+                        logger.warning("streamq.job.lease_lost", stage="ack", **r.log())
+                    else:
+                        acked += 1
+                    self._running.pop((type_, r.delivery.entry_id), None)
+                self.processed += acked
+                if acked:
+                    _tracing.count(_tracing.PROCESSED, type_, acked)
+        if failed:
+            for type_, runs in failed.items():
+                self._to_finish.setdefault(type_, []).extend(runs)
+        else:
+            self._finish_failures = 0
+            self._finish_at = 0.0
+        self._slot_freed.set()
 
     # the batch ------------------------------------------------------------------------------
 
@@ -129,11 +189,7 @@ class AckBatcher:
             return None
         out: dict[str, list[JobEnd]] = {}
         for type_ in ending:
-            ends = [
-                JobEnd(r.delivery.entry_id, job_id, progress=True)
-                for r in batch[type_]
-                if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
-            ]
+            ends = _ends_of(batch[type_])
             if ends:
                 out[type_] = ends
         return out
@@ -194,15 +250,21 @@ class AckBatcher:
         """Ack what finishes while the read loop waits, and retry failed acks when due."""
         state = self._state
         while not state.closing.is_set():
-            if self._failed:
+            # When a failed call may go again: the plain acks', the unique jobs'.
+            waits = [self._resend_at] if self._failed else []
+            if self._finish_at:
+                waits.append(self._finish_at)
+            if waits:
                 with contextlib.suppress(TimeoutError):
-                    wait = self._resend_at - time.monotonic()
+                    wait = min(waits) - time.monotonic()
                     await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
-                if time.monotonic() >= self._resend_at:
+                if self._failed and time.monotonic() >= self._resend_at:
                     self._requeue_failed()
             else:
                 await self.wake.wait()
             self.wake.clear()
+            if self._to_finish and time.monotonic() >= self._finish_at:
+                await self.flush_finishes()
             # Otherwise the read loop is about to send these with its next read.
             if self.read_blocked or state.stopping.is_set():
                 await self.flush()
@@ -245,5 +307,18 @@ class AckBatcher:
                 await asyncio.sleep(max(0.0, self._resend_at - time.monotonic()))
                 self._requeue_failed()
             await self.flush()
-            if not self._failed:
+            if self._to_finish:
+                await asyncio.sleep(max(0.0, self._finish_at - time.monotonic()))
+                await self.flush_finishes()
+            if not self._failed and not self._to_finish:
                 return
+
+
+def _ends_of(runs: list[Held]) -> list[JobEnd]:
+    """The end-of-job clean-up of finished jobs of a type with several steps: their step
+    progress (not for those whose lease was lost: the new holder ends them)."""
+    return [
+        JobEnd(r.delivery.entry_id, job_id, progress=True)
+        for r in runs
+        if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
+    ]

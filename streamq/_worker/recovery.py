@@ -112,7 +112,7 @@ class Retries:
         try:
             async with self._state.pel_lock:
                 owned = await self._backend.dead_letter(
-                    d.type, self._consumer, d.entry_id, letter, self._max_dead, end
+                    d.type, self._consumer, d.entry_id, letter, self._max_dead, d.fields, end=end
                 )
         except BackendError as exc:
             logger.error("streamq.job.dead_letter_failed", error=str(exc), reason=letter.reason)

@@ -27,6 +27,10 @@ F_BODY = b"job"
 F_DELIVERIES = b"deliveries"
 F_ERROR = b"last_error"
 F_EXPIRES = b"expires"
+# A unique job's key (``enqueue(unique_key=)``) and how long, in ms, the key outlives the job
+# (``unique_for``; absent: released when the job ends).
+F_UNIQUE = b"unique"
+F_UNIQUE_FOR = b"unique_for"
 #: The fields a dead job's retry drops (a fresh start: deliveries, last error and deadline).
 FRESH_START_DROPS = (F_DELIVERIES, F_ERROR, F_EXPIRES)
 
@@ -210,6 +214,45 @@ class DeadEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class InSchedule:
+    """:meth:`Backend.find_job`: the job waits in a schedule (delayed, or a retry's backoff)."""
+
+    entry: ScheduledEntry
+
+
+@dataclass(frozen=True, slots=True)
+class InStream:
+    """:meth:`Backend.find_job`: the job is an entry of a stream, delivered and not acked
+    (``pending``: its PEL row) or not delivered yet (``pending`` None)."""
+
+    #: as callers see it (``ID@P`` on a partitioned type)
+    entry_id: str
+    fields: Fields = field(repr=False)
+    pending: PendingEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InDead:
+    """:meth:`Backend.find_job`: the job is in a dead stream."""
+
+    entry: DeadEntry
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """:meth:`Backend.find_job`: the job is nowhere the backend looked."""
+
+    #: False when jobs of the type kept moving into the schedule or the dead stream through
+    #: every re-check (docs/job-state.md): one that moved just then may have been missed
+    settled: bool = True
+
+
+#: Where :meth:`Backend.find_job` found a job. (Finished jobs' records, when they come, add a
+#: place of their own.)
+JobLocation = InSchedule | InStream | InDead | NotFound
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Why an entry is being dead-lettered."""
 
@@ -245,6 +288,31 @@ class Backend(Protocol):
     async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
         """Put jobs in their types' schedules (the stream, or partition, each would go to now),
         due ``delay_ms`` from now by the server's clock. Counts them as enqueued."""
+
+    async def enqueue_unique(
+        self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
+    ) -> tuple[str, bool]:
+        """Enqueue one job (for now, or ``delay_ms`` from now into the schedule) unless a job
+        holds ``key``: the check, the key and the write are one atomic step. The key holds the
+        job id (``fields[F_ID]``) until the job ends (see :meth:`finish`, :meth:`dead_letter`),
+        and at most ``ttl_ms`` (the bound on a key whose job vanished outside streamq).
+
+        Returns the id of the job holding the key and whether this call created it (False: a
+        duplicate, nothing written).
+        """
+
+    async def finish(
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
+    ) -> list[str]:
+        """:meth:`ack` for entries that need more at their end, given as (entry id, fields): a
+        unique job's key is released (or kept ``unique_for`` more) if it still names the job,
+        in the same atomic step as its ack. ``ends``: the end-of-job clean-up of those that
+        have one (all of them, or none), as :meth:`ack` does it. Returns the ids not owned
+        (left unchanged)."""
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append the due jobs of each type's schedules to their streams, at most ``limit`` per
@@ -337,10 +405,13 @@ class Backend(Protocol):
         entry_id: str,
         letter: DeadLetter,
         max_dead: int,
+        fields: Fields | None = None,
         end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream with the reason (copy, ack, delete, count),
-        with its end-of-job clean-up (``end``) in the same atomic call.
+        """Move an owned entry to the dead stream with the reason (copy, ack, delete, count).
+        With the entry's ``fields`` (the worker has them), a unique job's key is released in
+        the same step, as :meth:`finish` does; with ``end``, its end-of-job clean-up (its step
+        progress) is done in that step too.
 
         Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
         """
@@ -418,6 +489,15 @@ class Backend(Protocol):
 
     async def dead_purge(self, type: str) -> int:
         """Delete the dead stream; returns how many entries it held."""
+
+    async def find_job(self, type: str, job_id: str) -> JobLocation:
+        """Where the job ``job_id`` of ``type`` is: its streams (waiting, or delivered and in
+        the PEL), schedules or dead streams, every partition.
+
+        A job that exists throughout the call is found even while it moves (a backend that
+        cannot look everywhere at once looks in an order, and checks again, that cannot miss
+        it: docs/job-state.md); a job id given to two jobs answers with the first found.
+        """
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Record a live worker for ``ttl_s`` seconds."""

@@ -14,9 +14,16 @@ from streamq.backends._base import (
     FRESH_START_DROPS,
     DeadEntry,
     Fields,
+    InDead,
+    InSchedule,
+    InStream,
+    JobLocation,
+    NotFound,
     PendingEntry,
     RawStats,
+    ScheduledEntry,
     StepProgress,
+    job_id_of,
 )
 from streamq.backends._memory_stream import MemoryStream
 
@@ -151,6 +158,30 @@ class MemoryInspection:
             count = len(dead)
             dead.clear()
             return count
+
+    async def find_job(self, type: str, job_id: str) -> JobLocation:
+        """Where the job is: the stream (and the PEL), the schedule, the dead stream, looked
+        at under the one lock, so nothing moves meanwhile (the answer is always settled)."""
+        with self._lock:
+            stream = self._streams.get(type)
+            if stream is None:
+                return NotFound()
+            for entry_id, fields in stream.entries.items():
+                if job_id_of(fields) == job_id:
+                    p = stream.pel.get(entry_id)
+                    pending = None
+                    if p is not None:
+                        idle = p.idle_ms(time.monotonic())
+                        pending = PendingEntry(entry_id, p.consumer, idle, p.deliveries)
+                    return InStream(entry_id, dict(fields), pending)
+            for due, _order, fields in stream.scheduled:
+                if job_id_of(fields) == job_id:
+                    now_ms = time.time_ns() // 1_000_000
+                    return InSchedule(ScheduledEntry.of(dict(fields), due, now_ms))
+            for dead in stream.dead.values():
+                if dead.job_id == job_id:
+                    return InDead(dead)
+        return NotFound()
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Record a live worker for ``ttl_s`` seconds."""

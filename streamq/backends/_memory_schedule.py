@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from streamq.backends._base import F_DELIVERIES, F_ERROR, Fields, ScheduledEntry
 from streamq.backends._memory_inspect import MemoryInspection
+from streamq.backends._memory_stream import MemoryStream
 
 
 def _now_ms() -> int:
@@ -27,12 +28,16 @@ class MemorySchedule(MemoryInspection):
 
     async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
         """Put jobs in their types' schedules, due ``delay_ms`` from now; count them enqueued."""
-        due = _now_ms() + max(0, delay_ms)
         with self._lock:
             for type, fields in items:
                 stream = self._stream(type)
-                heapq.heappush(stream.scheduled, (due, next(self._schedule_order), dict(fields)))
+                self._schedule_locked(stream, fields, delay_ms)
                 stream.counters["enqueued"] += 1
+
+    def _schedule_locked(self, stream: MemoryStream, fields: Fields, delay_ms: int) -> None:
+        """Put one job in ``stream``'s schedule, due ``delay_ms`` from now (lock held)."""
+        due = _now_ms() + max(0, delay_ms)
+        heapq.heappush(stream.scheduled, (due, next(self._schedule_order), dict(fields)))
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append each type's due jobs (at most ``limit`` per type) to its stream."""

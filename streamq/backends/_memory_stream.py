@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamq.backends._base import COUNTERS, DeadEntry, Fields
+from streamq.backends._base import COUNTERS, F_ID, F_UNIQUE, F_UNIQUE_FOR, DeadEntry, Fields
 from streamq.exceptions import BackendError
 
 _ParsedId = tuple[int, int]
@@ -53,6 +53,8 @@ class MemoryStream:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     # The schedule: a heap of (due ms since the epoch, order of scheduling, fields).
     scheduled: list[tuple[int, int, Fields]] = field(default_factory=list)
+    # Unique keys: key -> (the job id holding it, when it expires, monotonic seconds).
+    unique: dict[str, tuple[str, float]] = field(default_factory=dict)
     last_id: _ParsedId = (0, 0)
     last_dead_id: _ParsedId = (0, 0)
 
@@ -68,6 +70,35 @@ class MemoryStream:
         """A fresh id on the dead stream."""
         self.last_dead_id = next_id(self.last_dead_id)
         return f"{self.last_dead_id[0]}-{self.last_dead_id[1]}"
+
+    def unique_holder(self, key: str) -> str | None:
+        """The job id holding ``key`` (an expired key holds nothing, as in Redis)."""
+        held = self.unique.get(key)
+        if held is None:
+            return None
+        if held[1] <= time.monotonic():
+            del self.unique[key]
+            return None
+        return held[0]
+
+    def release_unique(self, fields: Mapping[bytes, bytes]) -> None:
+        """A unique job ended: free its key, or keep it ``unique_for`` more, if it still
+        names this job (as ``unique_release.lua``)."""
+        raw = fields.get(F_UNIQUE)
+        if raw is None:
+            return
+        key = raw.decode()
+        job_id = fields.get(F_ID, b"").decode()
+        if self.unique_holder(key) != job_id:
+            return
+        try:
+            keep_ms = int(fields.get(F_UNIQUE_FOR, b"0"))
+        except ValueError:
+            keep_ms = 0
+        if keep_ms > 0:
+            self.unique[key] = (job_id, time.monotonic() + keep_ms / 1000)
+        else:
+            del self.unique[key]
 
     def owned(self, entry_id: str, consumer: str) -> PendingRecord | None:
         """The PEL record of ``entry_id`` if ``consumer`` holds it."""

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from streamq.backends._base import (
+    F_ID,
+    F_UNIQUE,
     HANDED_BACK,
     AckedRead,
     Claimed,
@@ -173,6 +175,52 @@ class MemoryBackend(MemorySchedule):
             next_cursor = scan[index][0] if index < len(scan) else "0-0"
         return Claimed(cursor=next_cursor, deliveries=claimed, deleted=deleted)
 
+    async def enqueue_unique(
+        self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
+    ) -> tuple[str, bool]:
+        """One job unless a job holds ``key``; (the holder's job id, whether this created it)."""
+        job_id = fields[F_ID].decode()
+        with self._lock:
+            stream = self._stream(type)
+            holder = stream.unique_holder(key)
+            if holder is not None:
+                return holder, False
+            stream.unique[key] = (job_id, time.monotonic() + max(1, ttl_ms) / 1000)
+            stream.counters["enqueued"] += 1
+            if delay_ms > 0:
+                self._schedule_locked(stream, fields, delay_ms)
+                return job_id, True
+            stream.add(fields)
+            waiters = self._waiters_for([type])
+        self._wake(waiters)
+        return job_id, True
+
+    async def finish(
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
+    ) -> list[str]:
+        """Ack owned entries and release their unique keys (and do the end-of-job clean-up of
+        ``ends``); count them processed. Returns the ids not owned."""
+        lost: list[str] = []
+        end_of = {e.entry_id: e for e in ends}
+        with self._lock:
+            stream = self._stream(type)
+            for entry_id, _ in jobs:
+                if stream.owned(entry_id, consumer) is None:
+                    lost.append(entry_id)
+                    continue
+                del stream.pel[entry_id]
+                stored = stream.entries.pop(entry_id, None)
+                stream.counters["processed"] += 1
+                if stored is not None:
+                    stream.release_unique(stored)
+                if entry_id in end_of:
+                    self._end_job(type, end_of[entry_id])
+        return lost
+
     async def ack_and_read(
         self,
         acks: Mapping[str, Sequence[str]],
@@ -310,16 +358,19 @@ class MemoryBackend(MemorySchedule):
         entry_id: str,
         letter: DeadLetter,
         max_dead: int,
+        fields: Fields | None = None,
         end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped), with its
-        end-of-job clean-up."""
+        """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped); with
+        ``fields``, a unique job's key is released; with ``end``, its end-of-job clean-up."""
         with self._lock:
             stream = self._stream(type)
             if stream.owned(entry_id, consumer) is None:
                 return False
             del stream.pel[entry_id]
             fields = stream.entries.pop(entry_id, {})
+            if F_UNIQUE in fields:
+                stream.release_unique(fields)
             dead_id = stream.new_dead_id()
             stream.dead[dead_id] = DeadEntry(
                 dead_id=dead_id,

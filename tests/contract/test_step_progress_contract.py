@@ -243,6 +243,40 @@ async def test_a_checkpoint_over_the_limit_fails_its_step_without_retries(
     assert await queue.backend.job_progress("t", job_id) is None
 
 
+async def test_a_unique_job_with_several_steps_resumes_and_ends_with_its_key(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """A unique job of three steps whose step 3 fails once resumes at step 3; its end (the
+    unique jobs' ack) releases the key and deletes the progress together; another unique job
+    of the type that dies leaves neither behind either."""
+    runs: collections.Counter[str] = collections.Counter()
+
+    async def one(j: Job[Item]) -> None:
+        runs[f"one-{j.args.n}"] += 1
+
+    async def two(j: Job[Item]) -> None:
+        runs[f"two-{j.args.n}"] += 1
+
+    async def three(j: Job[Item]) -> None:
+        runs[f"three-{j.args.n}"] += 1
+        if j.args.n == 2 or runs[f"three-{j.args.n}"] == 1:
+            raise CloudError("not yet")
+
+    registry.register("t", Item, one, two, three)
+    ok = await queue.enqueue(job(1), unique_key="reservation:1")
+    bad = await queue.enqueue(job(2), unique_key="reservation:2")
+    await drain(make_worker("t", max_deliveries=2))
+
+    assert runs == {"one-1": 1, "two-1": 1, "three-1": 2, "one-2": 1, "two-2": 1, "three-2": 2}
+    stats = await stats_of(queue, "t")
+    assert (stats.processed, stats.dead) == (1, 1)
+    for job_id in (ok, bad):
+        assert await queue.backend.job_progress("t", job_id) is None
+    # Both keys are free: new jobs with them are not duplicates.
+    again = [await queue.enqueue(job(n), unique_key=f"reservation:{n}") for n in (1, 2)]
+    assert [j.duplicate for j in again] == [False, False]
+
+
 # what a delivery reads and records --------------------------------------------------------
 
 
@@ -420,9 +454,9 @@ async def test_a_dead_letter_ends_the_progress_only_for_its_owner(
     )
     end = JobEnd(d.entry_id, job_id, progress=True)
     letter = DeadLetter(reason="test")
-    assert not await backend.dead_letter("t", "b", d.entry_id, letter, 10, end)
+    assert not await backend.dead_letter("t", "b", d.entry_id, letter, 10, end=end)
     assert await backend.job_progress("t", job_id) is not None
-    assert await backend.dead_letter("t", "a", d.entry_id, letter, 10, end)
+    assert await backend.dead_letter("t", "a", d.entry_id, letter, 10, end=end)
     assert await backend.job_progress("t", job_id) is None
     assert len(await queue.dead("t")) == 1
 

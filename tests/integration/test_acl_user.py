@@ -70,7 +70,8 @@ def acl_url(redis_url: str, prefix: str, request: pytest.FixtureRequest) -> Iter
 
 
 async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> None:
-    """Enqueue, run, retry, dead-letter, stats, pending, recover, re-drive, purge, workers."""
+    """Enqueue, run, retry, dead-letter, stats, pending, recover, find a job, re-drive, purge,
+    workers."""
     registry = Registry()
     ran: list[str] = []
 
@@ -84,6 +85,9 @@ async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> No
     async with Queue(backend, registry=registry) as queue:
         await queue.enqueue_many([Job(type="t", args=Args(), id=f"ok-{i}") for i in range(5)])
         await queue.enqueue(Job(type="t", args={"fail": True}, id="bad"))
+        unique = await queue.enqueue(Job(type="t", args=Args(), id="ok-u"), unique_key="u")
+        assert not unique.duplicate
+        assert (await queue.enqueue(Job(type="t", args=Args()), unique_key="u")).duplicate
         worker = Worker(
             backend,
             registry,
@@ -98,10 +102,13 @@ async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> No
         )
         await asyncio.wait_for(worker.run(stop_when_empty=True), 20)
         (stats,) = await queue.stats(["t"])
-        assert (stats.processed, stats.dead, stats.failed, stats.retried) == (5, 1, 2, 1)
+        assert (stats.processed, stats.dead, stats.failed, stats.retried) == (6, 1, 2, 1)
+        assert not (await queue.enqueue(Job(type="t", args=Args()), unique_key="u")).duplicate
         assert await queue.types() == ["t"]
         assert await queue.pending("t") == []
         assert await queue.recover("t", min_idle=0) == []
+        assert (await queue.job("t", "bad")).state == "dead"
+        assert (await queue.job("t", "never")).state == "unknown"
         assert await queue.retry_dead("t", ["bad"]) == ["bad"]
         assert await queue.purge_dead("t") == 0
         assert await queue.workers() == []

@@ -20,6 +20,7 @@ from streamq import (
     ConsumerStats,
     DeadEntry,
     Job,
+    JobState,
     PendingJob,
     Principal,
     Queue,
@@ -31,6 +32,7 @@ from streamq._cli import app
 from streamq._inspect import ScheduledJob
 from streamq._views import (
     dead_json,
+    job_state_json,
     pending_json,
     schedule_json,
     scheduled_json,
@@ -188,6 +190,30 @@ def _schedules() -> list[dict[str, Any]]:
     return [schedule_json(every, now - 1_000, now), schedule_json(cron, None, now)]
 
 
+def _job_states() -> list[dict[str, Any]]:
+    job = Job(type="launch", args={"reservation_id": 42}, account_id=1, id="job-1")
+    fields = _codec.encode(job, "job-1")
+    at = CHRISTMAS_EVE
+    states = [
+        JobState("scheduled", "launch", "job-1", job, at, None, 0, at, 2.5, fields=fields),
+        JobState("waiting", "launch", "job-1", job, at, "1700000000000-0@2", 0, fields=fields),
+        JobState(
+            "running", "launch", "job-1", job, at, "1700000000000-0", 2,
+            consumer="host-1-ab12", idle_s=0.25, fields=fields,
+        ),
+        JobState(
+            "retrying", "launch", "job-1", job, at, None, 1, at, -0.1,
+            last_error="RuntimeError: boom", fields=fields,
+        ),
+        JobState(
+            "dead", "launch", "job-1", job, at, "1700000000000-0", 5, last_error="",
+            reason="poison: x", dead_id="1700000000500-0", dead_at=at, fields={b"v": b"1"},
+        ),
+        JobState("unknown", "launch", "job-2", settled=False),
+    ]  # fmt: skip
+    return [job_state_json(s) for s in states]
+
+
 #: Each table of docs/cli-json.md that sample objects check, with those objects.
 SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "stats --json": _stats,
@@ -205,6 +231,7 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "dead show --json: job of an undecodable job": lambda: [_dead(full=True)[1]["job"]],
     "workers --json: workers items": _workers,
     "schedules --json": _schedules,
+    "job --json": _job_states,
 }
 
 #: The tables that a run of the real commands checks (test_wrapping_objects_match_the_doc).

@@ -212,6 +212,8 @@ def test_token_is_required_on_every_request(start_web: Callable[..., Web]) -> No
         assert refused.status_code == 401
         assert "token" in refused.json()["error"]
         assert http.get("/").status_code == 401
+        assert http.get("/api/job/noop/some-id").status_code == 401
+        assert http.get("/job", params={"type": "noop", "id": "x"}).status_code == 401
         assert http.get("/", params={"token": "x" * 24}).status_code == 401
         assert http.get("/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}).is_success
         first = http.get("/workers", params={"token": TOKEN})
@@ -444,3 +446,44 @@ def test_bad_type_names_are_a_400_page(start_web: Callable[..., Web], path: str)
         page = http.get(path)
     assert page.status_code == 400
     assert "invalid job type name" in page.text
+
+
+def test_api_job_is_the_cli_s_document(
+    workers: Workers,
+    queue: SyncQueue,
+    start_web: Callable[..., Web],
+    redis_url: str,
+    prefix: str,
+) -> None:
+    """``/api/job/{type}/{id}`` answers with ``streamq job --json``'s document for a running,
+    a scheduled and an unknown job (200 for unknown too), an id with a ``/`` in it too; the
+    search page shows the state; a bad type or an over-long id is a 400."""
+    sleeper = workers.start("-c", "1", *FAST, types=("sleepy",))
+    running = queue.enqueue(Job(type="sleepy", args={"sleep": 60}))
+    wait_until(lambda: running in workers.counts("started"), 20, "the long job started")
+    later = queue.enqueue(Job(type="sleepy", args={"sleep": 0}), delay=600)
+    queue.enqueue(Job(type="sleepy", args={"sleep": 0}, id="tenant/42"), delay=600)
+    web = start_web()
+    with web.client() as http:
+        for job_id, state in ((running, "running"), (later, "scheduled"), ("nope", "unknown")):
+            served = http.get(f"/api/job/sleepy/{job_id}")
+            assert served.status_code == 200
+            got, printed = served.json(), cli_json(redis_url, prefix, "job", "sleepy", job_id)
+            assert got["state"] == state
+            assert list(got) == list(printed)
+            # Only the clocks moved between the two reads.
+            volatile = {"idle_s": 0, "due_in_s": 0}
+            assert {**got, **volatile} == {**printed, **volatile}
+        assert http.get(f"/api/job/sleepy/{running}").json()["consumer"] == consumer_of(
+            workers, sleeper
+        )
+        page = http.get("/job", params={"type": "sleepy", "id": running}).text
+        assert 'data-state="running"' in page
+        assert running in page
+        assert 'id="find-job"' in http.get("/job").text
+        assert 'action="/job"' in http.get("/").text  # the search box on every page
+        assert http.get("/api/job/sleepy/tenant/42").json()["state"] == "scheduled"
+        assert http.get("/api/job/sleepy/tenant%2F42").json()["job_id"] == "tenant/42"
+        assert http.get("/api/job/bad{type/x").status_code == 400
+        assert http.get(f"/api/job/sleepy/{'x' * 201}").status_code == 400
+        assert http.get("/job", params={"type": "a b", "id": "x"}).status_code == 400

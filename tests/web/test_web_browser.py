@@ -250,3 +250,43 @@ def test_post_without_csrf_token_is_refused(
     page.locator("#retry-all").click()
     expect(page.locator("body")).to_contain_text("missing or wrong CSRF token")
     assert dead_count(queue, "sleepy") == 1
+
+
+def test_the_search_box_finds_a_job(
+    page: Any, workers: Workers, queue: SyncQueue, start_web: Callable[..., Web]
+) -> None:
+    """The search box in the navigation takes a type and a job id to the job's page: a
+    running job with its consumer, then an unknown id; args holding HTML show as text and
+    the identity's user masked."""
+    payload = "<img src=x onerror=window.__pwned=1>"
+    worker = workers.start("-c", "1", *FAST, types=("sleepy",))
+    name = consumer_of(workers, worker)
+    who = Principal(org_id="org-1", user="alice.secret")
+    job_id = queue.enqueue(Job(type="sleepy", args={"sleep": 60}, identity=who))
+    wait_until(lambda: job_id in workers.counts("started"), 20, "the long job started")
+    later = queue.enqueue(Job(type="sleepy", args={"sleep": 1, "note": payload}), delay=600)
+
+    web = start_web()
+    page.goto(web.login("/"))
+    find = page.locator("nav form.find")
+    find.locator('input[name="type"]').fill("sleepy")
+    find.locator('input[name="id"]').fill(job_id)
+    find.locator("button").click()
+    expect(page.locator("#job-state")).to_have_text("running")
+    expect(page.locator('#job tr[data-field="consumer"] td')).to_have_text(name)
+    expect(page.locator('#job tr[data-field="deliveries"] td')).to_have_text("1")
+    expect(page.locator('#job tr[data-field="user"] td')).to_have_text("al***")
+    expect(page.locator("body")).not_to_contain_text("alice.secret")
+
+    form = page.locator("#find-job")  # the page's own form, filled with the last search
+    expect(form.locator('input[name="type"]')).to_have_value("sleepy")
+    form.locator('input[name="id"]').fill("no-such-job")
+    form.locator("button").click()
+    expect(page.locator("#job-state")).to_have_text("unknown")
+
+    form.locator('input[name="id"]').fill(later)
+    form.locator("button").click()
+    expect(page.locator("#job-state")).to_have_text("scheduled")
+    expect(page.locator('#job tr[data-field="args"] td')).to_contain_text(payload)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img").count() == 0

@@ -9,10 +9,10 @@ One stream per job type (or per partition), read through one consumer group. Whe
   reaching into redis-py's internals). ``_errors``: redis-py's errors as BackendError.
 - ``_routing``: per-node fan-out on a cluster, MOVED/ASK/TRYAGAIN/NOSCRIPT, blocking reads.
 - ``_groups``: consumer groups and the partition counts the server records.
-- ``_producer``: enqueue. ``_schedule``: delayed jobs. ``_reads``: read and ack. ``_leases``:
-  refresh, retry (into the schedule), hand back, dead-letter, claim idle entries.
-  ``_progress``: the step progress of jobs with several steps.
-  ``_inspect``: stats, pending, dead letters, types, workers.
+- ``_producer``: enqueue. ``_unique``: unique jobs. ``_schedule``: delayed jobs. ``_reads``:
+  read and ack. ``_leases``: refresh, retry (into the schedule), hand back, dead-letter, claim
+  idle entries. ``_progress``: the step progress of jobs with several steps.
+  ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -33,12 +33,14 @@ from streamq.backends._base import (
     Delivery,
     Fields,
     JobEnd,
+    JobLocation,
     PendingEntry,
     RawStats,
     ScheduledEntry,
     StepProgress,
 )
 from streamq.backends._partitions import Partitions
+from streamq.backends.redis._find import Finder
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
@@ -51,6 +53,7 @@ from streamq.backends.redis._schedule import Scheduler
 from streamq.backends.redis._scripts import ScriptRegistry
 from streamq.backends.redis._shared import Shared
 from streamq.backends.redis._ticks import Ticks
+from streamq.backends.redis._unique import UniqueJobs
 from streamq.backends.redis._wire import Wire
 from streamq.exceptions import ConfigError
 
@@ -112,6 +115,8 @@ class RedisBackend:
         self._inspector = Inspector(shared, groups)
         self._scheduler = Scheduler(shared, groups, self._producer)
         self._ticks = Ticks(shared, groups, self._producer)
+        self._unique = UniqueJobs(shared, groups, self._producer)
+        self._finder = Finder(shared, groups)
         self._progress = Progress(shared, groups)
 
     def __repr__(self) -> str:
@@ -174,6 +179,25 @@ class RedisBackend:
     async def schedule_many(self, items: Sequence[tuple[str, Fields]], delay_ms: int) -> None:
         """Put jobs in their streams' schedules, due ``delay_ms`` from now (see ``_schedule``)."""
         await self._scheduler.schedule_many(items, delay_ms)
+
+    async def enqueue_unique(
+        self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
+    ) -> tuple[str, bool]:
+        """One job unless a job holds ``key`` (see ``_unique``); (holder's id, created)."""
+        return await self._unique.enqueue_unique(
+            type, fields, key, delay_ms=delay_ms, ttl_ms=ttl_ms
+        )
+
+    async def finish(
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
+    ) -> list[str]:
+        """Ack owned unique jobs and release their keys (see ``_unique``), with the end-of-job
+        keys of ``ends``; the ids lost."""
+        return await self._unique.finish(type, consumer, jobs, ends)
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Move the due jobs of the types' schedules into their streams; how many moved."""
@@ -245,10 +269,14 @@ class RedisBackend:
         entry_id: str,
         letter: DeadLetter,
         max_dead: int,
+        fields: Fields | None = None,
         end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically (its end-of-job keys with it)."""
-        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead, end)
+        """Move an owned entry to the dead stream (releasing a unique job's key, deleting its
+        end-of-job keys), atomically."""
+        return await self._leases.dead_letter(
+            type, consumer, entry_id, letter, max_dead, fields, end=end
+        )
 
     # step progress --------------------------------------------------------------------------
 
@@ -331,6 +359,10 @@ class RedisBackend:
     async def dead_purge(self, type: str) -> int:
         """Drop the dead stream(s); returns how many entries they held."""
         return await self._inspector.dead_purge(type)
+
+    async def find_job(self, type: str, job_id: str) -> JobLocation:
+        """Where the job is, chunk by chunk (see ``_find``)."""
+        return await self._finder.find_job(type, job_id)
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
         """Write the worker's record with a TTL and list it in the workers set."""

@@ -20,6 +20,22 @@ from streamq.backends.redis._replies import age_ms, as_fields, entry_id_order, t
 from streamq.backends.redis._shared import Shared
 
 
+def dead_entry(s: StreamKeys, dead_id: bytes, raw: Fields) -> DeadEntry:
+    """One entry of the dead stream of ``s``: the job's fields (``f.``) and why it died."""
+    meta = {text(k): v for k, v in raw.items() if not k.startswith(b"f.")}
+    fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
+    return DeadEntry(
+        dead_id=s.ref(text(dead_id)),
+        job_id=job_id_of(fields),
+        reason=text(meta.get("reason", b"")),
+        error=text(meta.get("error", b"")),
+        deliveries=int(meta.get("deliveries", b"0")),
+        entry_id=text(meta.get("entry_id", b"")),
+        dead_at=float(meta.get("dead_at", b"0")),
+        fields=fields,
+    )
+
+
 class Inspector:
     """Reads (and tidies) what the server holds for the types and workers of one prefix."""
 
@@ -203,21 +219,7 @@ class Inspector:
                 rows = await wire.client.xrange(s.dead, "-", "+", count=limit)
             except REDIS_ERRORS as exc:
                 raise wire.backend_error(exc) from exc
-            for dead_id, raw in rows:
-                meta = {text(k): v for k, v in raw.items() if not k.startswith(b"f.")}
-                fields = {k[2:]: v for k, v in raw.items() if k.startswith(b"f.")}
-                out.append(
-                    DeadEntry(
-                        dead_id=s.ref(text(dead_id)),
-                        job_id=job_id_of(fields),
-                        reason=text(meta.get("reason", b"")),
-                        error=text(meta.get("error", b"")),
-                        deliveries=int(meta.get("deliveries", b"0")),
-                        entry_id=text(meta.get("entry_id", b"")),
-                        dead_at=float(meta.get("dead_at", b"0")),
-                        fields=fields,
-                    )
-                )
+            out += (dead_entry(s, dead_id, raw) for dead_id, raw in rows)
         if len(streams) > 1:
             out.sort(key=lambda d: entry_id_order(d.dead_id))
         return out[:limit]

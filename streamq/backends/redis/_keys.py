@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq.backends._base import F_BODY, Fields, JobEnd
+from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
@@ -39,6 +39,10 @@ class StreamKeys:
     def __post_init__(self) -> None:
         self.scheduled = self.jobs.removesuffix(":jobs") + ":scheduled"
         self.slot = key_slot(self.jobs.encode())
+
+    def unique(self, key: str) -> str:
+        """The key that holds a unique key's job id, in this stream's slot (see ``_unique``)."""
+        return f"{self.jobs.removesuffix(':jobs')}:unique:{key}"
 
     def ref(self, entry_id: str) -> str:
         """The id callers see: the entry id, with ``@P`` on a partitioned type."""
@@ -207,6 +211,10 @@ class KeyLayout:
         if len(streams) == 1:
             return streams[0]
         spec = self.partitions.get(type)
+        unique = fields.get(F_UNIQUE)
+        if unique is not None and (spec is None or spec.key is None):
+            # One unique key, one partition: its holder is found where the next enqueue looks.
+            return streams[_partitions.partition_of_key(unique, len(streams))]
         if spec is None or spec.key is None:
             rr = self._round_robin.get(type)
             if rr is None:

@@ -8,7 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from streamq.backends._base import HANDED_BACK, Claimed, DeadLetter, Delivery, JobEnd
+from streamq.backends._base import (
+    F_UNIQUE,
+    HANDED_BACK,
+    Claimed,
+    DeadLetter,
+    Delivery,
+    Fields,
+    JobEnd,
+)
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -89,14 +97,21 @@ class Leases:
         entry_id: str,
         letter: DeadLetter,
         max_dead: int,
+        fields: Fields | None = None,
         end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream, atomically, its end-of-job keys deleted with
-        it."""
+        """Move an owned entry to the dead stream (with ``fields``, releasing a unique job's
+        key: ``dead.lua`` reads the job id and ``unique_for`` from the entry; with ``end``,
+        deleting its end-of-job keys), atomically."""
         located = self._keys.ids_by_stream(type, [entry_id])
         if located.bad:
             return False  # no entry of this type has that id: nobody owns it
         ((s, (plain,)),) = located.items()
+        unique = None if fields is None else fields.get(F_UNIQUE)
+        ends = s.end_keys(end) if end is not None else []
+        keys = [s.jobs, s.dead, s.stats, *ends]
+        if unique is not None:
+            keys.append(s.unique(unique.decode()))
         meta = {
             "reason": letter.reason,
             "error": letter.error,
@@ -106,13 +121,14 @@ class Leases:
         }
         n = await self._call(
             "dead",
-            [s.jobs, s.dead, s.stats, *(s.end_keys(end) if end is not None else ())],
+            keys,
             [
                 self.group,
                 consumer,
                 plain,
                 max_dead,
                 1 if letter.failed else 0,
+                len(ends),
                 *[x for kv in meta.items() for x in kv],
             ],
         )

@@ -2,7 +2,8 @@
 
 Multi-step changes run as the ``.lua`` files beside this module, one round trip each, every key
 of a call in one hash tag. A script that uses ``owned_split`` gets ``owned.lua`` (the shared
-"which of these ids does this consumer still own?") in front of its body.
+"which of these ids does this consumer still own?") in front of its body, one that calls
+``release_unique`` gets ``unique_release.lua``.
 
 Two ways to call: :meth:`ScriptRegistry.call` through redis-py (one call on the pool; it loads
 the script itself on NOSCRIPT), or an ``EVALSHA`` (``EVAL`` inside MULTI) that a hot path builds
@@ -23,6 +24,7 @@ from streamq.backends.redis._wire import Command, Wire
 
 _HERE = resources.files(__package__)
 _OWNED = _HERE.joinpath("owned.lua").read_text()
+_RELEASE_UNIQUE = _HERE.joinpath("unique_release.lua").read_text()
 
 
 class ScriptRegistry:
@@ -39,6 +41,8 @@ class ScriptRegistry:
             body = _HERE.joinpath(f"{name}.lua").read_text()
             if "owned_split" in body:
                 body = _OWNED + body
+            if "release_unique(" in body:
+                body = _RELEASE_UNIQUE + body
             script = self._scripts[name] = self._wire.client.register_script(body)
         return script
 
