@@ -193,6 +193,43 @@ async def _processed(queue: Queue, n: int) -> bool:
     return (await stats_of(queue, "t")).processed == n
 
 
+async def test_the_job_lookup_shows_the_step_running_and_the_one_a_retry_starts_at(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """Queue.job of a three-step job: running step 2 ("two", index 1) while it blocks there;
+    after step 3 failed, retrying at step 3 ("three", index 2)."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    failed: list[int] = []
+
+    async def one(j: Job[Item]) -> None:
+        return None
+
+    async def two(j: Job[Item]) -> None:
+        entered.set()
+        await release.wait()
+
+    async def three(j: Job[Item]) -> None:
+        if not failed:
+            failed.append(1)
+            raise CloudError("once")
+
+    registry.register("t", Item, one, two, three)
+    job_id = await queue.enqueue(job())
+    async with serving(make_worker("t", retry_base=1.5)):
+        await asyncio.wait_for(entered.wait(), TIMEOUT)
+        running = await queue.job("t", job_id)
+        assert (running.state, running.step, running.step_name) == ("running", 1, "two")
+        release.set()
+        await eventually(lambda: _state_is(queue, job_id, "retrying"), TIMEOUT)
+        retrying = await queue.job("t", job_id)
+        assert (retrying.step, retrying.step_name) == (2, "three")
+        await eventually(lambda: _processed(queue, 1), TIMEOUT)
+
+
+async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
+    return (await queue.job("t", job_id)).state == state
+
+
 async def test_a_dead_lettered_job_leaves_no_progress_behind(
     registry: Registry, queue: Queue, make_worker: MakeWorker
 ) -> None:
