@@ -91,27 +91,32 @@ class Progress:
         return await answer
 
     async def _send_waiting(self) -> None:
-        """Send what waits, one exchange (per node) at a time, until nothing does: one
-        ``progress.lua`` call per stream and consumer."""
+        """Send what waits, one exchange (per node) at a time, until nothing does."""
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                calls: dict[tuple[str, str, int], list[_Record]] = {}
-                for r in batch:
-                    calls.setdefault((r.stream.jobs, r.consumer, r.ttl_ms), []).append(r)
-                work = [(key[0], self._command(records)) for key, records in calls.items()]
                 try:
-                    replies = await self._send("progress", work, whole=True)
+                    await self._send_batch(batch)
                 except asyncio.CancelledError:
                     for r in batch:
                         r.answer.cancel()
                     raise
-                except Exception as exc:  # every waiter hears of it
-                    replies = [exc] * len(work)
-                for records, reply in zip(calls.values(), replies, strict=True):
-                    self._answer(records, reply)
+                except Exception as exc:  # every waiter hears of it: none waits for ever
+                    for r in batch:
+                        if not r.answer.done():
+                            r.answer.set_exception(exc)
         finally:
             self._sender = None
+
+    async def _send_batch(self, batch: list[_Record]) -> None:
+        """One ``progress.lua`` call per stream and consumer, all in one exchange per node."""
+        calls: dict[tuple[str, str, int], list[_Record]] = {}
+        for r in batch:
+            calls.setdefault((r.stream.jobs, r.consumer, r.ttl_ms), []).append(r)
+        work = [(key[0], self._command(records)) for key, records in calls.items()]
+        replies = await self._send("progress", work, whole=True)
+        for records, reply in zip(calls.values(), replies, strict=True):
+            self._answer(records, reply)
 
     def _command(self, records: list[_Record]) -> Command:
         first = records[0]
