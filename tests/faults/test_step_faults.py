@@ -1,17 +1,23 @@
-"""Step progress across processes: a worker SIGKILLed between two steps of a job; another one
-resumes the job at the step that was interrupted, with the checkpoint of the steps before."""
+"""Step progress under faults: a worker SIGKILLed between two steps of a job (another one
+resumes the job at the step that was interrupted, with the checkpoint of the steps before), and
+a record that cannot be written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import itjobs
 import pytest
+import redis.asyncio as aioredis
+import structlog
 from worker_procs import Workers, wait_until
 
-from streamq import Job, Queue, RedisBackend, SyncQueue
+from streamq import Job, Queue, RedisBackend, Registry, SyncQueue, Worker
 
 ARGS = ("-c", "4", "--claim-after", "1s", "--heartbeat", "200ms")
 
@@ -56,3 +62,49 @@ def test_a_worker_killed_between_steps_resumes_elsewhere_at_the_next_step(
     wait_until(lambda: queue.stats(["stepped"])[0].processed == 1, 30, "the job acked")
     assert not r.exists(progress)
     assert b.poll() is None, workers.log_of(b)
+
+
+@dataclass(frozen=True)
+class Empty:
+    """No args."""
+
+
+async def test_a_record_that_cannot_be_written_is_logged_and_its_job_goes_on(
+    redis_url: str, prefix: str
+) -> None:
+    """One job's progress key is broken (a string where the hash goes): its record fails alone
+    (the other job's, in the same call or not, is written), it says so
+    (``streamq.job.step_not_recorded``) and runs on to its ack, which deletes the broken key."""
+    registry = Registry()
+    runs: list[tuple[str, str]] = []
+
+    async def one(job: Job[Any]) -> None:
+        runs.append(("one", job.id or ""))
+
+    async def two(job: Job[Any]) -> None:
+        runs.append(("two", job.id or ""))
+
+    registry.register("t", Empty, one, two)
+    backend = RedisBackend(redis_url, prefix=prefix)
+    admin = aioredis.Redis.from_url(redis_url)
+    capture, saved = structlog.testing.LogCapture(), structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        queue = Queue(backend, registry=registry)
+        broken, fine = "job-broken", "job-fine"
+        await queue.enqueue_many([Job(type="t", args=Empty(), id=i) for i in (broken, fine)])
+        await admin.set(backend.streams("t")[0].progress(broken), "not a hash")
+        worker = Worker(backend, registry, ["t"], claim_after=2.0, heartbeat=0.2, block=0.05)
+        await asyncio.wait_for(worker.run(stop_when_empty=True), 30)
+        (stats,) = await queue.stats(["t"])
+        keys = [k async for k in admin.scan_iter(match=f"{prefix}:*:progress:*")]
+    finally:
+        structlog.configure(**saved)
+        await admin.aclose()
+        await backend.aclose()
+    assert sorted(runs) == sorted((step, j) for step in ("one", "two") for j in (broken, fine))
+    assert stats.processed == 2
+    said = [e for e in capture.entries if e["event"] == "streamq.job.step_not_recorded"]
+    assert [(e["job_id"], e["done"]) for e in said] == [(broken, 1)]
+    assert "could not be written" in said[0]["error"]
+    assert keys == []

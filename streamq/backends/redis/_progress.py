@@ -25,6 +25,7 @@ from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._shared import Shared
 from streamq.backends.redis._wire import Command
+from streamq.exceptions import BackendError
 
 
 @dataclass(slots=True)
@@ -141,6 +142,10 @@ class Progress:
                 continue
             if error is not None:
                 r.answer.set_exception(error)
+            elif int(reply[i]) < 0:
+                r.answer.set_exception(
+                    BackendError(f"the step progress key {r.key} could not be written")
+                )
             else:
                 r.answer.set_result(int(reply[i]) == 1)
 

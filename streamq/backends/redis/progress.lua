@@ -7,7 +7,8 @@
 -- ARGV: group, consumer, ttl_ms, the n entry ids (n = #KEYS - 1), then per record in the same
 -- order: done, next_step, 's' (store the checkpoint that follows) or 'k' (keep the stored
 -- one; then an empty string follows), checkpoint. A checkpoint stored empty is none.
--- Returns one 1 (recorded) or 0 (not owned: nothing recorded) per record.
+-- Returns one 1 (recorded), 0 (not owned: nothing recorded) or -1 (its key could not be
+-- written, e.g. not a hash: the others of the call are recorded all the same) per record.
 -- The commands are those the documented ACL user has (docs/security.md).
 local n = #KEYS - 1
 local mine = owned_split(KEYS[1], ARGV[1], ARGV[2], 4, 3 + n)
@@ -21,12 +22,16 @@ local out = {}
 for i = 1, n do
   local key, at = KEYS[1 + i], 4 + n + (i - 1) * 4
   if owned[ARGV[3 + i]] then
-    redis.call('HSET', key, 'done', ARGV[at], 'next', ARGV[at + 1], 'at', now)
-    if ARGV[at + 2] == 's' then
-      redis.call('HSET', key, 'checkpoint', ARGV[at + 3])
+    local wrote = redis.pcall('HSET', key, 'done', ARGV[at], 'next', ARGV[at + 1], 'at', now)
+    if type(wrote) == 'table' and wrote.err then
+      out[i] = -1
+    else
+      if ARGV[at + 2] == 's' then
+        redis.call('HSET', key, 'checkpoint', ARGV[at + 3])
+      end
+      redis.call('PEXPIRE', key, ARGV[3])
+      out[i] = 1
     end
-    redis.call('PEXPIRE', key, ARGV[3])
-    out[i] = 1
   else
     out[i] = 0
   end
