@@ -108,3 +108,16 @@ async def test_a_record_that_cannot_be_written_is_logged_and_its_job_goes_on(
     assert [(e["job_id"], e["done"]) for e in said] == [(broken, 1)]
     assert "could not be written" in said[0]["error"]
     assert keys == []
+
+
+async def test_a_broken_progress_key_reads_as_no_progress(redis_url: str, prefix: str) -> None:
+    """A progress key that is not a hash (not streamq's) is no record: the lookup answers None
+    rather than failing every delivery of its job."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        await admin.set(backend.streams("t")[0].progress("j-1"), "not a hash")
+        assert await backend.job_progress("t", "j-1") is None
+    finally:
+        await admin.aclose()
+        await backend.aclose()

@@ -172,6 +172,10 @@ class Progress:
         try:
             # HGETALL, not HMGET: a command the documented ACL user has already.
             found = await wire.client.hgetall(s.progress(job_id))
+        except rexc.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                return None  # not a record this code wrote: as if there were none
+            raise wire.backend_error(exc) from exc
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc
         if b"done" not in found:
