@@ -23,22 +23,23 @@ from streamq.backends._base import (
     Delivery,
     Fields,
     JobEnd,
-    StepProgress,
     job_id_of,
     split_count,
 )
 from streamq.backends._memory_inspect import Waiter
+from streamq.backends._memory_progress import MemoryProgress
 from streamq.backends._memory_schedule import MemorySchedule
 from streamq.backends._memory_stream import PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(MemorySchedule):
+class MemoryBackend(MemorySchedule, MemoryProgress):
     """The Backend protocol in process memory, with Redis consumer-group semantics.
 
     Its state and the inspection half live in ``_memory_inspect``, the schedule of delayed jobs
-    in ``_memory_schedule`` (this file holds producing, reading, acking and the PEL calls).
+    in ``_memory_schedule``, the step progress in ``_memory_progress`` (this file holds
+    producing, reading, acking and the PEL calls).
     """
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
@@ -256,53 +257,6 @@ class MemoryBackend(MemorySchedule):
                 if end_of and entry_id in end_of:
                     self._end_job(type, end_of[entry_id])
         return lost
-
-    def _end_job(self, type: str, end: JobEnd) -> None:
-        """The end-of-job clean-up of one entry (lock held)."""
-        if end.progress:
-            self._progress.pop((type, end.job_id), None)
-
-    async def record_progress(
-        self,
-        type: str,
-        consumer: str,
-        entry_id: str,
-        job_id: str,
-        *,
-        done: int,
-        next_step: str,
-        checkpoint: bytes | None,
-        ttl_ms: int,
-    ) -> bool:
-        """Record the steps done by the job of an owned entry (see
-        :meth:`Backend.record_progress`)."""
-        with self._lock:
-            if self._stream(type).owned(entry_id, consumer) is None:
-                return False
-            key = (type, job_id)
-            if checkpoint is None:
-                found = self._live_progress(key)
-                checkpoint = found.checkpoint if found is not None else b""
-            progress = StepProgress(done, next_step, checkpoint, time.time_ns() // 1_000_000)
-            self._progress[key] = (progress, time.monotonic() + ttl_ms / 1000)
-            return True
-
-    async def job_progress(
-        self, type: str, job_id: str, *, entry_id: str | None = None
-    ) -> StepProgress | None:
-        """The step progress recorded for the job (one stream per type here)."""
-        with self._lock:
-            return self._live_progress((type, job_id))
-
-    def _live_progress(self, key: tuple[str, str]) -> StepProgress | None:
-        """A record that has not expired (lock held); an expired one is dropped."""
-        found = self._progress.get(key)
-        if found is None:
-            return None
-        if found[1] <= time.monotonic():
-            del self._progress[key]
-            return None
-        return found[0]
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
         """Copy stuck pending entries to new ones at the end; ack and delete the old ones."""
