@@ -8,6 +8,12 @@ tree first on ``sys.path``: it fills a fresh stream with ``--jobs`` noop jobs (u
 timed too: ``enqueue_many`` of 1 000 jobs a call. The machine's
 speed drifts over minutes; alternating the two trees round by round is what makes their ratio
 meaningful. Prints each round and the medians, and B/A per concurrency.
+
+``--steps N`` runs a job type of N no-op async steps instead of ``noop`` (one step): with a tree
+that records step progress (docs/steps.md), each job of it costs N - 1 records more than in a
+tree that does not, and this shows what that comes to beside the same job before. ``--sleep S``
+makes each of those steps await ``asyncio.sleep(S)`` first (a step that waits on I/O, as real
+steps do).
 """
 
 from __future__ import annotations
@@ -23,22 +29,38 @@ from pathlib import Path
 
 CHILD = r"""
 import asyncio, json, os, sys, time, uuid
+from dataclasses import dataclass
 import structlog, logging
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 import handlers
-from streamq import Job, Queue, Worker, connect
+from streamq import Job, Queue, Registry, Worker, connect
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+SLEEP = float(sys.argv[5])
+
+async def step(job):
+    if SLEEP:
+        await asyncio.sleep(SLEEP)
 
 async def main() -> None:
     url, jobs, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    steps = int(sys.argv[4])
+    registry, type_ = handlers.registry, "noop"
+    if steps:
+        registry, type_ = Registry(), f"steps{steps}"
+        registry.register(type_, Empty, *([step] * steps))
     backend = connect(url, prefix="ab" + uuid.uuid4().hex[:8])
-    queue = Queue(backend, registry=handlers.registry)
-    job = Job(type="noop", account_id=1, args={})
+    queue = Queue(backend, registry=registry)
+    job = Job(type=type_, account_id=1, args={})
     enq = time.perf_counter()
     for _ in range(0, jobs, 1000):
         await queue.enqueue_many([job] * 1000)
     enq = time.perf_counter() - enq
-    await backend.ensure_groups(["noop"])
-    worker = Worker(backend, handlers.registry, ["noop"], concurrency=concurrency, block=0.05)
+    await backend.ensure_groups([type_])
+    worker = Worker(backend, registry, [type_], concurrency=concurrency, block=0.05)
     cpu, wall = time.process_time(), time.perf_counter()
     await worker.run(stop_when_empty=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -54,10 +76,12 @@ asyncio.run(main())
 """
 
 
-def _run(tree: Path, url: str, jobs: int, concurrency: int) -> dict[str, float]:
+def _run(
+    tree: Path, url: str, jobs: int, concurrency: int, steps: int, sleep: float
+) -> dict[str, float]:
     env = os.environ | {"PYTHONPATH": str(tree), "STREAMQ_UVLOOP": "0"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(jobs), str(concurrency)],
+        [sys.executable, "-c", CHILD, url, str(jobs), str(concurrency), str(steps), str(sleep)],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -79,6 +103,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 256])
+    parser.add_argument(
+        "--steps", type=int, default=0, help="a type of this many no-op steps, not noop"
+    )
+    parser.add_argument("--sleep", type=float, default=0.0, help="each --steps step sleeps first")
     opts = parser.parse_args()
 
     from streamq._server import PrivateServer
@@ -92,7 +120,7 @@ def main() -> None:
             for r in range(opts.rounds):
                 order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
                 for side in order:
-                    got = _run(trees[side], srv.url, opts.jobs, c)
+                    got = _run(trees[side], srv.url, opts.jobs, c, opts.steps, opts.sleep)
                     rates[side].append(got["jobs_per_s"])
                     cpus[side].append(got["cpu_us_per_job"])
                     enqs[side].append(got["enqueued_per_s"])

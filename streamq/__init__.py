@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from streamq._context import JobContext
 from streamq._inspect import ConsumerStats, JobState, PendingJob, TypeStats
 from streamq._job import Job, Principal
 from streamq._producer import JobId, Queue
@@ -17,6 +18,7 @@ from streamq.backends.memory import MemoryBackend
 from streamq.backends.redis import RedisBackend
 from streamq.exceptions import (
     BackendError,
+    CheckpointError,
     ConfigError,
     InvalidJobError,
     JobError,
@@ -37,11 +39,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
 __all__ = [
     "Backend",
     "BackendError",
+    "CheckpointError",
     "ConfigError",
     "ConsumerStats",
     "DeadEntry",
     "InvalidJobError",
     "Job",
+    "JobContext",
     "JobError",
     "JobId",
     "JobState",

@@ -25,7 +25,7 @@ from streamq.backends._base import F_ID as F_ID
 from streamq.backends._base import F_VERSION as F_VERSION
 from streamq.backends._base import Fields as Fields
 from streamq.backends._base import job_id_of as job_id_of
-from streamq.exceptions import InvalidJobError, JobTooLargeError
+from streamq.exceptions import CheckpointError, ConfigError, InvalidJobError, JobTooLargeError
 
 FORMAT_VERSION = 1
 _VERSION_BYTES = str(FORMAT_VERSION).encode()
@@ -236,6 +236,67 @@ def convert_args(args_type: type[Any], raw: Any, *, job_id: str | None, job_type
         raise InvalidJobError(
             f"invalid args: {_where(exc, 'args')}", job_id=job_id, job_type=job_type
         ) from exc
+
+
+#: The largest checkpoint a step may save, encoded (bytes of JSON).
+MAX_CHECKPOINT = 64 * 1024
+
+
+class CheckpointCodec:
+    """A job type's checkpoint to JSON and back: typed by msgspec when the type declares a
+    checkpoint class (``JobType(checkpoint=...)``), plain JSON values otherwise.
+
+    Made once per job type, at registration (a type msgspec cannot decode is a ConfigError
+    then, not at the first save).
+    """
+
+    __slots__ = ("_decode", "type")
+
+    def __init__(self, checkpoint: type[Any] | None, *, job_type: str) -> None:
+        self.type = checkpoint
+        if checkpoint is None:
+            self._decode: Any = orjson.loads
+            return
+        try:
+            self._decode = msgspec.json.Decoder(checkpoint).decode
+        except TypeError as exc:
+            raise ConfigError(
+                f"job type {job_type!r}: checkpoint type {checkpoint!r} cannot be decoded "
+                f"from JSON: {exc}"
+            ) from None
+
+    def encode(self, value: Any, *, job_id: str | None, job_type: str) -> tuple[bytes, Any]:
+        """``value`` as JSON, and what decoding that JSON gives (what a later delivery that
+        resumes the job will see, so the next step of this delivery sees it too).
+
+        Raises CheckpointError: not JSON, not of the checkpoint type, over MAX_CHECKPOINT.
+        """
+        try:
+            data = orjson.dumps(value, default=_default)
+        except TypeError as exc:
+            raise CheckpointError(
+                f"checkpoint cannot be encoded as JSON: {exc}", job_id=job_id, job_type=job_type
+            ) from exc
+        if len(data) > MAX_CHECKPOINT:
+            raise CheckpointError(
+                f"checkpoint is {len(data)} bytes encoded, over the limit of {MAX_CHECKPOINT}",
+                job_id=job_id,
+                job_type=job_type,
+            )
+        try:
+            return data, self._decode(data)
+        except msgspec.ValidationError as exc:
+            name = getattr(self.type, "__name__", repr(self.type))
+            raise CheckpointError(
+                f"checkpoint does not fit {name}: {_where(exc, 'checkpoint')}",
+                job_id=job_id,
+                job_type=job_type,
+            ) from exc
+
+    def decode(self, data: bytes) -> Any:
+        """A stored checkpoint; raises ValueError (msgspec's and orjson's errors are) when it
+        does not decode into the checkpoint type any more."""
+        return self._decode(data)
 
 
 def _where(exc: msgspec.ValidationError, root: str) -> str:

@@ -137,9 +137,11 @@ class JobState:
     consumer: str | None = None
     #: running: seconds since it was delivered or its lease last refreshed
     idle_s: float | None = None
-    #: running: the step it is running. Always None in this version: step progress is coming
-    #: (docs/job-state.md)
+    #: running: the step it is running (its index, 0 for the first); retrying: the step its
+    #: retry starts at. From the job's step progress (docs/steps.md): 0 when none is recorded
     step: int | None = None
+    #: running, retrying: that step's name, when the job's step progress names it
+    step_name: str | None = None
     #: retrying, dead: the last delivery's error (``ExceptionType: message``; "" for none)
     last_error: str | None = None
     #: dead: why it was dead-lettered
@@ -331,6 +333,9 @@ class QueueInspector:
             job, enqueued_at = _job_of(found.fields)
             p = found.pending
             prior = prior_deliveries(found.fields)
+            step, step_name = (
+                (None, None) if p is None else await self._step_of(type, job_id, found.entry_id)
+            )
             return JobState(
                 "waiting" if p is None else "running",
                 type,
@@ -341,12 +346,15 @@ class QueueInspector:
                 deliveries=prior if p is None else p.deliveries + prior,
                 consumer=None if p is None else p.consumer,
                 idle_s=None if p is None else p.idle_ms / 1000,
+                step=step,
+                step_name=step_name,
                 fields=found.fields,
             )
         if isinstance(found, InSchedule):
             e = found.entry
             job, enqueued_at = _job_of(e.fields)
             retry = e.why == "retry"
+            step, step_name = await self._step_of(type, job_id) if retry else (None, None)
             return JobState(
                 "retrying" if retry else "scheduled",
                 type,
@@ -357,6 +365,8 @@ class QueueInspector:
                 due_at=_utc(e.due_ms / 1000),
                 due_in_s=e.due_in_ms / 1000,
                 last_error=e.error if retry else None,
+                step=step,
+                step_name=step_name,
                 fields=e.fields,
             )
         if isinstance(found, InDead):
@@ -377,6 +387,16 @@ class QueueInspector:
                 fields=d.fields,
             )
         return JobState("unknown", type, job_id, settled=found.settled)
+
+    async def _step_of(
+        self, type: str, job_id: str, entry_id: str | None = None
+    ) -> tuple[int, str | None]:
+        """The step a job is at (running) or starts at (retrying), and its name: from its step
+        progress, the first step (0, its name unknown here) when it has none."""
+        progress = await self.backend.job_progress(type, job_id, entry_id=entry_id)
+        if progress is None:
+            return 0, None
+        return progress.done, progress.next_step or None
 
     async def types(self) -> list[str]:
         """The job types that exist on the server (a stream, dead letters or counters)."""

@@ -9,11 +9,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from streamq._codec import CheckpointCodec
+from streamq._context import JobContext, takes_context
 from streamq._job import Job
 from streamq._schedules import Schedule
 from streamq.exceptions import ConfigError, NonRetryable, Retry, UnknownJobTypeError
 
-Step = Callable[[Job[Any]], Awaitable[None] | None]
+#: A step: called with the job, or with the job and its :class:`~streamq.JobContext` when it
+#: names a second positional parameter (docs/steps.md).
+Step = (
+    Callable[[Job[Any]], Awaitable[None] | None]
+    | Callable[[Job[Any], JobContext[Any]], Awaitable[None] | None]
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_JOB_TIMEOUT = 30 * 60.0
@@ -93,6 +100,10 @@ class JobType:
     :class:`~streamq.exceptions.NonRetryable`, an instance of ``fail_on``, or (when
     ``retry_on`` is given) not an instance of ``retry_on``; those go to the dead stream at once.
     A :class:`~streamq.exceptions.Retry` is always retried.
+
+    A type with several steps records each step done, so a redelivered or retried job resumes
+    at the first step not done; ``checkpoint`` is the type of the value its steps save for the
+    later ones with ``JobContext.save`` (any JSON value when None). See docs/steps.md.
     """
 
     name: str
@@ -104,8 +115,13 @@ class JobType:
     retry_max: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
     fail_on: tuple[type[BaseException], ...] = ()
+    checkpoint: type[Any] | None = None
     is_async: tuple[bool, ...] = field(init=False, repr=False)
     step_names: tuple[str, ...] = field(init=False, repr=False)
+    #: which steps take a JobContext (a second positional parameter)
+    with_context: tuple[bool, ...] = field(init=False, repr=False)
+    #: the checkpoint to JSON and back (typed by ``checkpoint``)
+    checkpoint_codec: CheckpointCodec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_type_name(self.name)
@@ -127,6 +143,14 @@ class JobType:
         # Decided once here, not per job: which steps are coroutines and which go to threads.
         object.__setattr__(self, "is_async", tuple(runs_async(s) for s in self.steps))
         object.__setattr__(self, "step_names", tuple(step_name(s) for s in self.steps))
+        object.__setattr__(self, "with_context", tuple(takes_context(s) for s in self.steps))
+        codec = CheckpointCodec(self.checkpoint, job_type=self.name)
+        object.__setattr__(self, "checkpoint_codec", codec)
+
+    @property
+    def records_steps(self) -> bool:
+        """Whether its jobs record their step progress: a type with more than one step."""
+        return len(self.steps) > 1
 
     def retries(self, failure: BaseException) -> str | None:
         """None when ``failure`` is to be retried (deliveries left), else why it is not."""
@@ -179,6 +203,7 @@ class Registry:
         retry_max: float | timedelta | None = None,
         retry_on: ErrorTypes | None = None,
         fail_on: ErrorTypes = (),
+        checkpoint: type[Any] | None = None,
     ) -> JobType:
         """Register ``name`` with its args class and one or more steps run in order (the
         settings as :class:`JobType`'s)."""
@@ -193,6 +218,7 @@ class Registry:
                 retry_max=None if retry_max is None else seconds(retry_max),
                 retry_on=None if retry_on is None else error_types(name, "retry_on", retry_on),
                 fail_on=error_types(name, "fail_on", fail_on),
+                checkpoint=checkpoint,
             )
         )
 

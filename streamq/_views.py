@@ -224,6 +224,7 @@ def job_state_json(state: JobState) -> dict[str, Any]:
         "consumer": state.consumer,
         "idle_s": state.idle_s,
         "step": state.step,
+        "step_name": state.step_name,
         "last_error": state.last_error,
         "reason": state.reason,
         "dead_id": state.dead_id,
@@ -237,8 +238,8 @@ def job_state_json(state: JobState) -> dict[str, Any]:
 JOB_STATE_LINES: dict[str, tuple[str, ...]] = {
     "scheduled": ("due_at", "due_in_s", "enqueued_at"),
     "waiting": ("entry_id", "deliveries", "enqueued_at"),
-    "running": ("consumer", "idle_s", "deliveries", "entry_id", "enqueued_at"),
-    "retrying": ("due_at", "due_in_s", "deliveries", "last_error", "enqueued_at"),
+    "running": ("consumer", "idle_s", "deliveries", "step", "entry_id", "enqueued_at"),
+    "retrying": ("due_at", "due_in_s", "deliveries", "step", "last_error", "enqueued_at"),
     "dead": ("reason", "last_error", "deliveries", "dead_at", "dead_id", "entry_id", "enqueued_at"),
     "unknown": (),
 }
@@ -248,7 +249,10 @@ def job_state_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """The ``job`` document as (label, text) rows: what applies to its state, then the job."""
     rows = [("state", str(doc["state"])), ("type", str(doc["type"])), ("job id", doc["job_id"])]
     for key in JOB_STATE_LINES.get(doc["state"], ()):
-        rows.append((key.removesuffix("_s").replace("_", " "), _state_value(key, doc[key])))
+        text = _state_value(key, doc[key])
+        if key == "step" and doc.get("step_name"):
+            text = f"{text} ({doc['step_name']})"
+        rows.append((key.removesuffix("_s").replace("_", " "), text))
     if doc["state"] == "unknown" and not doc["settled"]:
         rows.append(("note", "jobs of this type kept moving while it was looked for: ask again"))
     for key, value in (doc["job"] or {}).items():

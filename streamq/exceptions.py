@@ -10,7 +10,8 @@
         ├── UnknownJobTypeError  no handler is registered for the type
         ├── InvalidJobError      the envelope cannot be decoded or the args do not fit the type
         ├── JobTooLargeError     the encoded job exceeds the size limit
-        └── JobTimeoutError      a handler ran longer than its job timeout
+        ├── JobTimeoutError      a handler ran longer than its job timeout
+        └── CheckpointError      a step's checkpoint cannot be saved (also NonRetryable)
 
 Two more are for steps to raise, not raised by streamq: :class:`Retry` (retry this job after a
 wait of the step's choosing) and :class:`NonRetryable` (a base for errors that no retry can
@@ -63,6 +64,19 @@ class JobTimeoutError(JobError):
     """A handler ran longer than the job timeout of its type."""
 
 
+class NonRetryable(Exception):
+    """A base for errors no retry can mend (a reservation that does not exist, bad input the
+    args' types could not catch): a step that raises one sends its job to the dead stream at
+    once, with the reason ``not retryable``, whatever deliveries it has left."""
+
+
+class CheckpointError(JobError, NonRetryable):
+    """A step's checkpoint cannot be saved: it does not encode as JSON, does not fit the job
+    type's checkpoint type, or is larger than the limit (docs/steps.md). Raised by
+    ``JobContext.save`` in the step, so the step fails with it; no retry would make the same
+    value fit, so the job goes to the dead stream at once."""
+
+
 class Retry(Exception):
     """Raised by a step: retry the job after ``after`` (seconds or a timedelta), e.g. a
     provider's Retry-After, instead of the type's backoff. It counts as a delivery toward
@@ -80,12 +94,6 @@ class Retry(Exception):
         super().__init__(
             reason or (f"retry in {self.after}s" if self.after is not None else "retry asked for")
         )
-
-
-class NonRetryable(Exception):
-    """A base for errors no retry can mend (a reservation that does not exist, bad input the
-    args' types could not catch): a step that raises one sends its job to the dead stream at
-    once, with the reason ``not retryable``, whatever deliveries it has left."""
 
 
 def _seconds(value: float | timedelta) -> float:

@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 
 from streamq import _tracing
 from streamq._logging import logger
+from streamq._registry import JobType
 from streamq._worker.backoff import error_backoff
 from streamq._worker.lanes import Lane
 from streamq._worker.recovery import Retries
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import F_UNIQUE, Backend
+from streamq.backends._base import F_UNIQUE, Backend, JobEnd, job_id_of
 from streamq.exceptions import BackendError
 
 
@@ -40,6 +42,7 @@ class AckBatcher:
         retries: Retries,
         *,
         consumer: str,
+        types: Mapping[str, JobType] | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -63,6 +66,9 @@ class AckBatcher:
         self.wake = asyncio.Event()
         #: Jobs acked so far (what ``Worker.processed`` reports).
         self.processed = 0
+        #: The served types whose acks carry an end-of-job clean-up (their step progress):
+        #: those with several steps. Empty: every ack is a plain one.
+        self.ending = frozenset(t for t, jt in (types or {}).items() if jt.records_steps)
         # Finished unique jobs awaiting their ack (Backend.finish), per type; after a failed
         # call, not sent again before _finish_at.
         self._to_finish: dict[str, list[Held]] = {}
@@ -92,6 +98,10 @@ class AckBatcher:
             self.pending += 1
             self.wake.set()
             self._slot_freed.set()
+        elif outcome.kind == "lost":
+            # Found between two steps: the entry's new holder runs the job on from there.
+            logger.warning("streamq.job.lease_lost", stage="step")
+            self._state.forget(held)
         elif held.lost:
             # Another consumer holds the entry now: what happens to it is that one's call.
             logger.warning("streamq.job.failed_after_lease_lost", error=outcome.error or None)
@@ -118,8 +128,12 @@ class AckBatcher:
         async with self._pel_lock:
             for type_, runs in batch.items():
                 jobs = [(r.delivery.entry_id, r.delivery.fields) for r in runs]
+                ends = _ends_of(runs) if type_ in self.ending else None
                 try:
-                    lost = set(await self._backend.finish(type_, self._consumer, jobs))
+                    if ends:
+                        lost = set(await self._backend.finish(type_, self._consumer, jobs, ends))
+                    else:
+                        lost = set(await self._backend.finish(type_, self._consumer, jobs))
                 except BackendError as exc:
                     failed[type_] = runs
                     self._finish_failures += 1
@@ -166,6 +180,19 @@ class AckBatcher:
             if mine:
                 ids[type_] = mine
         return ids
+
+    def ends(self, batch: dict[str, list[Held]]) -> dict[str, list[JobEnd]] | None:
+        """The end-of-job clean-up of the batch's jobs that have one (types with several steps:
+        their step progress), per type; None when none has (a batch of plain jobs)."""
+        ending = self.ending.intersection(batch) if self.ending else None
+        if not ending:
+            return None
+        out: dict[str, list[JobEnd]] = {}
+        for type_ in ending:
+            ends = _ends_of(batch[type_])
+            if ends:
+                out[type_] = ends
+        return out
 
     def settle(
         self,
@@ -258,10 +285,16 @@ class AckBatcher:
             return
         lost: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
+        ends = self.ends(batch) or {}
         async with self._pel_lock:
             for type_, ids in self.ids(batch).items():
                 try:
-                    lost[type_] = await self._backend.ack(type_, self._consumer, ids)
+                    if type_ in ends:
+                        lost[type_] = await self._backend.ack(
+                            type_, self._consumer, ids, ends[type_]
+                        )
+                    else:
+                        lost[type_] = await self._backend.ack(type_, self._consumer, ids)
                 except BackendError as exc:
                     errors[type_] = str(exc)
         self.settle(batch, lost, errors)
@@ -279,3 +312,13 @@ class AckBatcher:
                 await self.flush_finishes()
             if not self._failed and not self._to_finish:
                 return
+
+
+def _ends_of(runs: list[Held]) -> list[JobEnd]:
+    """The end-of-job clean-up of finished jobs of a type with several steps: their step
+    progress (not for those whose lease was lost: the new holder ends them)."""
+    return [
+        JobEnd(r.delivery.entry_id, job_id, progress=True)
+        for r in runs
+        if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
+    ]

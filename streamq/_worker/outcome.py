@@ -18,6 +18,7 @@ class DeliveryOutcome:
     ``done``: ack it. ``retry``: the handler failed (``error``) with deliveries left; it waits
     ``retry_in`` seconds (a step's :class:`~streamq.Retry`) or, when None, its backoff.
     ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
+    ``lost``: the entry is another consumer's now (found between two steps): leave it to that one.
     :meth:`log` gives the job's log fields (bound for the rest of the delivery already), for
     lines logged outside it.
 
@@ -30,7 +31,7 @@ class DeliveryOutcome:
 
     def __init__(
         self,
-        kind: Literal["done", "retry", "dead"],
+        kind: Literal["done", "retry", "dead", "lost"],
         job: Job[Any] | None = None,
         *,
         error: str = "",

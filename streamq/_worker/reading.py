@@ -88,8 +88,16 @@ class Reader:
             try:
                 if finished or more:
                     ids = acks.ids(finished)
+                    # The end-of-job clean-up of the jobs that have one; plain jobs have none,
+                    # and their call is the one it always was.
+                    ends = acks.ends(finished) if acks.ending else None
                     async with pel_lock:
-                        answer = await backend.ack_and_read(ids, read_types, consumer, count)
+                        if ends:
+                            answer = await backend.ack_and_read(
+                                ids, read_types, consumer, count, ends
+                            )
+                        else:
+                            answer = await backend.ack_and_read(ids, read_types, consumer, count)
                     acks.settle(finished, answer.lost, answer.failed)
                     batch = answer.deliveries
                 else:

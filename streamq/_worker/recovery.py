@@ -20,7 +20,15 @@ from streamq._logging import logger
 from streamq._registry import JobType
 from streamq._worker.backoff import backoff
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import Backend, Claimed, DeadLetter, Delivery
+from streamq.backends._base import (
+    Backend,
+    Claimed,
+    DeadLetter,
+    Delivery,
+    JobEnd,
+    Redelivery,
+    job_id_of,
+)
 from streamq.exceptions import BackendError
 
 #: The longest last error a waiting retry carries (the rest is cut, marked with an ellipsis).
@@ -53,6 +61,8 @@ class Retries:
             for t, jt in types.items()
         }
         self._max_dead = max_dead
+        # Types with several steps: a job's dead letter also deletes its step progress.
+        self._ending = frozenset(t for t, jt in types.items() if jt.records_steps)
 
     def wait_for(self, type_: str, deliveries: int) -> float:
         """Seconds the retry after the ``deliveries``-th failed delivery of a ``type_`` job
@@ -95,10 +105,14 @@ class Retries:
         """Move the entry to its type's dead stream (poison, a final failure, or too many
         deliveries)."""
         d = held.delivery
+        end = None
+        if d.type in self._ending:
+            job_id = job_id_of(d.fields)
+            end = None if job_id is None else JobEnd(d.entry_id, job_id, progress=True)
         try:
             async with self._state.pel_lock:
                 owned = await self._backend.dead_letter(
-                    d.type, self._consumer, d.entry_id, letter, self._max_dead, d.fields
+                    d.type, self._consumer, d.entry_id, letter, self._max_dead, d.fields, end=end
                 )
         except BackendError as exc:
             logger.error("streamq.job.dead_letter_failed", error=str(exc), reason=letter.reason)
@@ -171,7 +185,7 @@ class Recovery:
     def _start_claimed(self, type_: str, claimed: Claimed) -> None:
         for entry_id in claimed.deleted:
             logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
-        unheld = []
+        unheld: list[Delivery] = []
         running = self._state.running
         for d in claimed.deliveries:
             if (type_, d.entry_id) in running:
@@ -179,5 +193,7 @@ class Recovery:
                 # back. One run is enough; its ack will succeed.
                 logger.warning("streamq.job.lease_reclaimed", job_type=type_, entry_id=d.entry_id)
                 continue
-            unheld.append(d)
+            # Marked as claimed: it may have run before even when its count says 1 (a hand-back
+            # took its delivery back), so a job with several steps looks for its progress.
+            unheld.append(Redelivery(d.type, d.entry_id, d.fields, d.deliveries))
         self._start(unheld)

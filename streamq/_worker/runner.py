@@ -1,4 +1,5 @@
-"""One delivery: decode, validate, run the steps in order under the timeout. No backend calls.
+"""One delivery: decode, validate, run the steps in order under the timeout. No backend calls
+but those of the step progress (:mod:`~streamq._worker.progress`, given by the worker).
 
 The worker hands a :class:`Delivery` to :meth:`Runner.run` and acts on the
 :class:`~streamq._worker.outcome.DeliveryOutcome` (ack, retry, dead-letter); everything about
@@ -23,6 +24,7 @@ from streamq._logging import bind_job, bind_only, logger, resolved
 from streamq._registry import JobType, Registry
 from streamq._worker.limits import HeldTimeout, Limit, TimeLimitReached
 from streamq._worker.outcome import DONE, DeliveryOutcome, log_fields
+from streamq._worker.progress import ProgressKeeper, StepLeaseLost
 from streamq._worker.steps import COROUTINE, StepCaller
 from streamq.backends._base import (
     F_DELIVERIES,
@@ -81,6 +83,7 @@ class Runner:
         group: str = "",
         consumer: str = "",
         stream: Callable[[str], str] = str,
+        progress: ProgressKeeper | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -99,7 +102,9 @@ class Runner:
         # One-pass decoders (envelope and args together) for the served types.
         self._decoders = {t: _codec.TypedDecoder(t, jt.args) for t, jt in types.items()}
         self._only_step = {
-            t: jt.steps[0] if len(jt.steps) == 1 and jt.is_async[0] else None
+            t: jt.steps[0]
+            if len(jt.steps) == 1 and jt.is_async[0] and not jt.with_context[0]
+            else None
             for t, jt in types.items()
         }
         self._job_timeout = job_timeout
@@ -108,7 +113,7 @@ class Runner:
         self._debug = True
         self._sdk = _tracing.state()
         # One thread for each lane for the sync steps (and stand-ins for stuck ones).
-        self._steps = StepCaller(threads)
+        self._steps = StepCaller(threads, progress)
         # Bound once: the multi-step and sync paths call these per job.
         self._run_steps = self._steps.run_steps
         self._awaitable = self._steps.awaitable
@@ -259,7 +264,7 @@ class Runner:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        await self._run_steps(d.type, job_type, job, span, HeldTimeout(deadline))
+                        await self._run_steps(d, job_type, job, span, HeldTimeout(deadline))
                 except TimeoutError:
                     if deadline.expired():
                         raise TimeLimitReached from None
@@ -269,17 +274,21 @@ class Runner:
                 try:
                     only = self._only_step[d.type]
                     if only is not None and span is None:
-                        # One async step, no span.
-                        result = only(job)
+                        # One async step that takes no context, no span.
+                        result = only(job)  # type: ignore[call-arg]
                         if result.__class__ is not COROUTINE:
                             result = self._awaitable(only, result)
                         await result
                     else:
-                        await self._run_steps(d.type, job_type, job, span, limit)
+                        await self._run_steps(d, job_type, job, span, limit)
                 finally:
                     if limit.stop():
                         # The time limit cancelled the steps (or they swallowed its cancel).
                         raise TimeLimitReached
+        except StepLeaseLost:
+            # Another consumer holds the entry now (a step's record found it): it runs the job
+            # on from the steps recorded; nothing is acked, retried or dead-lettered here.
+            return DeliveryOutcome("lost", job, extra=trace_ids)
         except TimeLimitReached:
             failure: BaseException = JobTimeoutError(
                 f"job ran longer than its timeout of {timeout}s", job_id=job.id, job_type=job.type

@@ -1,5 +1,8 @@
 """Calling a job's steps: async ones on the loop, sync ones in the step threads, each in a span
-of its own when tracing; and what to do with a step that is not what registration took it for.
+of its own when tracing; the steps' JobContext, and for a type with several steps the step
+progress (resume at the first step not done, record each step done:
+:mod:`~streamq._worker.progress`); and what to do with a step that is not what registration took
+it for.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from collections.abc import Awaitable
 from typing import Any
 
 from streamq import _tracing
+from streamq._context import JobContext
 from streamq._job import Job
-from streamq._logging import logger
+from streamq._logging import bind, logger
 from streamq._registry import JobType, Step, step_name
 from streamq._worker.limits import Pausable
+from streamq._worker.progress import ProgressKeeper
 from streamq._worker.threads import Call, Threads
+from streamq.backends._base import Delivery
 from streamq.exceptions import JobTimeoutError
 
 #: What an async step returns (compared by identity on the hot path: no isinstance, no lookup).
@@ -37,8 +43,10 @@ class StepCaller:
             :mod:`streamq._worker.threads`).
     """
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, progress: ProgressKeeper | None = None) -> None:
         self._threads = Threads(threads, 2 * threads)
+        #: reads and records the step progress (None: steps are neither recorded nor skipped)
+        self._progress = progress
         #: The logger of the per-job lines (the runner resolves it when the worker starts).
         self.log = logger
         # Steps whose detected kind was wrong, warned about once each (by id: steps live as
@@ -51,27 +59,80 @@ class StepCaller:
         self._threads.close()
 
     async def run_steps(
-        self, type_: str, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
+        self, d: Delivery, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
     ) -> None:
-        """The job's steps, in order; each in a span of its own when tracing."""
-        for index, (step, is_async) in enumerate(
-            zip(job_type.steps, job_type.is_async, strict=True)
-        ):
-            if span is None:
-                await self._step(step, is_async, job, limit)
-            else:
-                with _tracing.step_span(f"{type_}.{job_type.step_names[index]}", index):
-                    await self._step(step, is_async, job, limit)
+        """The job's steps, in order; each in a span of its own when tracing. A type with one
+        step whose function takes no context runs it as it is: no context, nothing recorded."""
+        if len(job_type.steps) > 1 or job_type.with_context[0]:
+            await self._run_with_context(d, job_type, job, span, limit)
+            return
+        step, is_async = job_type.steps[0], job_type.is_async[0]
+        if span is None:
+            await self._step(step, is_async, job, limit, None)
+        else:
+            with _tracing.step_span(f"{d.type}.{job_type.step_names[0]}", 0):
+                await self._step(step, is_async, job, limit, None)
 
-    async def _step(self, step: Step, is_async: bool, job: Job[Any], limit: Pausable) -> None:
+    async def _run_with_context(
+        self, d: Delivery, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
+    ) -> None:
+        """Steps with their JobContext; with several steps, from the first one not done, each
+        one done recorded before the next starts (not the last: the ack ends the job)."""
+        steps, names = job_type.steps, job_type.step_names
+        n = len(steps)
+        ctx: JobContext[Any] = JobContext(
+            job_type.checkpoint_codec,
+            job_id=job.id or "",
+            job_type=d.type,
+            deliveries=d.deliveries,
+            steps=n,
+        )
+        progress = self._progress if n > 1 else None
+        start = 0
+        if progress is not None and (d.deliveries > 1 or d.claimed):
+            start = await progress.resume(d, job, job_type, ctx)
+            if start:
+                bind({"step": start, "step_name": names[start]})
+                self.log.info("streamq.job.resumed")
+                _tracing.event(span, "streamq.job.resumed", step=start, step_name=names[start])
+        for index in range(start, n):
+            ctx.step, ctx.step_name = index, names[index]
+            arg = ctx if job_type.with_context[index] else None
+            if n > 1:
+                # Every line about the job from here on (its failure included) names its step.
+                bind({"step": index, "step_name": names[index]})
+            if span is None:
+                await self._step(steps[index], job_type.is_async[index], job, limit, arg)
+            else:
+                if n > 1:
+                    span.set_attribute("streamq.job.step", index)
+                with _tracing.step_span(f"{d.type}.{names[index]}", index):
+                    await self._step(steps[index], job_type.is_async[index], job, limit, arg)
+            if progress is not None and index < n - 1:
+                await progress.record(d, job, job_type, ctx, index + 1)
+
+    async def _step(
+        self,
+        step: Step,
+        is_async: bool,
+        job: Job[Any],
+        limit: Pausable,
+        ctx: JobContext[Any] | None,
+    ) -> None:
+        # A Step is either kind of callable (with or without the context): which one it is was
+        # decided at registration, so mypy cannot tell the call apart from the union.
         if is_async:
-            result = step(job)
+            result = step(job) if ctx is None else step(job, ctx)  # type: ignore[call-arg]
             if result.__class__ is not COROUTINE:
                 result = self.awaitable(step, result)
             await result
             return
-        ctx = contextvars.copy_context()  # the job's log fields, in the thread
-        call = self._threads.submit(asyncio.get_running_loop(), ctx.run, step, job)
+        context = contextvars.copy_context()  # the job's log fields, in the thread
+        loop = asyncio.get_running_loop()
+        if ctx is None:
+            call = self._threads.submit(loop, context.run, step, job)
+        else:
+            call = self._threads.submit(loop, context.run, step, job, ctx)
         try:
             if call.started is not None:
                 await self._wait_for_thread(call, step, job, limit)

@@ -50,6 +50,7 @@ from streamq._worker.leases import LeaseKeeper
 from streamq._worker.pausing import PauseWatcher
 from streamq._worker.periodic import Ticker
 from streamq._worker.preflight import check_eviction_policy
+from streamq._worker.progress import ProgressKeeper
 from streamq._worker.reading import Reader
 from streamq._worker.recovery import Recovery, Retries
 from streamq._worker.runner import Runner
@@ -161,6 +162,7 @@ class Worker:
             group=str(getattr(backend, "group", "")),
             stream=getattr(backend, "jobs_key", str),
             consumer=self.consumer,
+            progress=ProgressKeeper(backend, self.consumer),
         )
         self._state = state = WorkerState()
         retries = Retries(
@@ -172,7 +174,9 @@ class Worker:
             retry_max=self.retry_max,
             max_dead=max_dead,
         )
-        self._acks = AckBatcher(state, backend, self._runner, retries, consumer=self.consumer)
+        self._acks = AckBatcher(
+            state, backend, self._runner, retries, consumer=self.consumer, types=self._types
+        )
         self._reader = Reader(
             state,
             backend,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 #: A stream entry's fields, as the backends store them and the codec encodes a job into.
 Fields = dict[bytes, bytes]
@@ -67,6 +67,47 @@ class Delivery:
     entry_id: str
     fields: Fields
     deliveries: int
+    #: claimed back from the PEL by a recovery pass (:class:`Redelivery`), not read new: it
+    #: may have run before even when its count says 1 (a shutdown hand-back takes a delivery
+    #: back). A class attribute, so the read path stores nothing more per delivery.
+    claimed: ClassVar[bool] = False
+
+
+class Redelivery(Delivery):
+    """A delivery the worker's recovery pass claimed (see :attr:`Delivery.claimed`)."""
+
+    __slots__ = ()
+    claimed = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """The step progress a job with several steps recorded (see docs/steps.md)."""
+
+    #: how many steps are done: the index of the next step to run
+    done: int
+    #: the name of that next step when it was recorded (a resume checks it still is)
+    next_step: str
+    #: the checkpoint saved by the steps done (JSON), empty when none was saved
+    checkpoint: bytes
+    #: when it was recorded, in ms since the epoch (the server's clock)
+    recorded_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """End-of-job clean-up of one entry: what the ack or the dead letter that ends its job
+    deletes in the same atomic call, only when the consumer still owned the entry (an entry
+    another consumer holds now is that consumer's to end).
+
+    Given only for deliveries that have something to clean up; a plain job's ack carries none
+    and costs what it did. Each flag names one thing kept per job until its end.
+    """
+
+    entry_id: str
+    job_id: str
+    #: the job's step progress (a type with more than one step)
+    progress: bool = False
 
 
 @dataclass(slots=True)
@@ -271,11 +312,17 @@ class Backend(Protocol):
         """
 
     async def finish(
-        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
     ) -> list[str]:
         """:meth:`ack` for entries that need more at their end, given as (entry id, fields): a
         unique job's key is released (or kept ``unique_for`` more) if it still names the job,
-        in the same atomic step as its ack. Returns the ids not owned (left unchanged)."""
+        in the same atomic step as its ack. ``ends``: the end-of-job clean-up of those that
+        have one (all of them, or none), as :meth:`ack` does it. Returns the ids not owned
+        (left unchanged)."""
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append the due jobs of each type's schedules to their streams, at most ``limit`` per
@@ -301,16 +348,26 @@ class Backend(Protocol):
         dropped from it and returned in ``deleted``.
         """
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
+        With ``ends`` (some of those entries), their end-of-job clean-up goes with the ack,
+        in the same atomic call, for the entries really acked (:class:`JobEnd`).
 
         Returns the ids that were *not* acknowledged because another consumer owns them now.
         """
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
-        """:meth:`ack` the ids of each type, then :meth:`read` without blocking.
+        """:meth:`ack` the ids of each type (with the ``ends`` of that type), then :meth:`read`
+        without blocking.
 
         What the worker's read loop does once its finished jobs free their slots: a backend
         that can do both in one round trip should. A failed ack of one type does not lose the
@@ -359,12 +416,46 @@ class Backend(Protocol):
         letter: DeadLetter,
         max_dead: int,
         fields: Fields | None = None,
+        end: JobEnd | None = None,
     ) -> bool:
         """Move an owned entry to the dead stream with the reason (copy, ack, delete, count).
         With the entry's ``fields`` (the worker has them), a unique job's key is released in
-        the same step, as :meth:`finish` does.
+        the same step, as :meth:`finish` does; with ``end``, its end-of-job clean-up (its step
+        progress) is done in that step too.
 
         Returns False (and changes nothing) if ``consumer`` no longer owns the entry.
+        """
+
+    async def record_progress(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        job_id: str,
+        *,
+        done: int,
+        next_step: str,
+        checkpoint: bytes | None,
+        ttl_ms: int,
+    ) -> bool:
+        """Record that the job of an owned entry finished ``done`` steps (``next_step`` is the
+        name of the one it runs next), atomically with the ownership check, kept ``ttl_ms``
+        from now (each record starts it again). ``checkpoint``: the JSON to store with it,
+        ``b""`` to drop the one stored, None to leave it as it is.
+
+        The progress is the job's (by job id, in the stream of the entry), not the entry's: a
+        retry's new entry, or another consumer's claim, finds it. It ends with the job
+        (:class:`JobEnd` in the ack or the dead letter). Returns False (and records nothing)
+        if ``consumer`` no longer owns the entry.
+        """
+
+    async def job_progress(
+        self, type: str, job_id: str, *, entry_id: str | None = None
+    ) -> StepProgress | None:
+        """The step progress recorded for job ``job_id`` of ``type``, None when there is none.
+
+        With ``entry_id`` (the job's current entry), only that entry's stream is read; without
+        it, each stream of the type in turn (a partitioned type has one per partition).
         """
 
     async def types(self) -> list[str]:

@@ -23,6 +23,7 @@ from streamq.backends._base import (
     PendingEntry,
     RawStats,
     ScheduledEntry,
+    StepProgress,
     job_id_of,
 )
 from streamq.backends._memory_stream import MemoryStream
@@ -52,6 +53,8 @@ class MemoryInspection:
         self._ticks: dict[tuple[str, str], int] = {}
         #: the paused types and their records
         self._paused: dict[str, PauseRecord] = {}
+        #: per (type, job id), the step progress and when it expires (monotonic seconds)
+        self._progress: dict[tuple[str, str], tuple[StepProgress, float]] = {}
 
     def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and

@@ -22,21 +22,24 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    JobEnd,
     job_id_of,
     split_count,
 )
 from streamq.backends._memory_inspect import Waiter
+from streamq.backends._memory_progress import MemoryProgress
 from streamq.backends._memory_schedule import MemorySchedule
 from streamq.backends._memory_stream import PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(MemorySchedule):
+class MemoryBackend(MemorySchedule, MemoryProgress):
     """The Backend protocol in process memory, with Redis consumer-group semantics.
 
     Its state and the inspection half live in ``_memory_inspect``, the schedule of delayed jobs
-    in ``_memory_schedule`` (this file holds producing, reading, acking and the PEL calls).
+    in ``_memory_schedule``, the step progress in ``_memory_progress`` (this file holds
+    producing, reading, acking and the PEL calls).
     """
 
     async def ensure_groups(self, types: Sequence[str]) -> None:
@@ -194,11 +197,16 @@ class MemoryBackend(MemorySchedule):
         return job_id, True
 
     async def finish(
-        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
     ) -> list[str]:
-        """Ack owned entries and release their unique keys; count them processed. Returns the
-        ids not owned."""
+        """Ack owned entries and release their unique keys (and do the end-of-job clean-up of
+        ``ends``); count them processed. Returns the ids not owned."""
         lost: list[str] = []
+        end_of = {e.entry_id: e for e in ends}
         with self._lock:
             stream = self._stream(type)
             for entry_id, _ in jobs:
@@ -210,21 +218,33 @@ class MemoryBackend(MemorySchedule):
                 stream.counters["processed"] += 1
                 if stored is not None:
                     stream.release_unique(stored)
+                if entry_id in end_of:
+                    self._end_job(type, end_of[entry_id])
         return lost
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block."""
-        lost = {t: await self.ack(t, consumer, ids) for t, ids in acks.items()}
+        ends = ends or {}
+        lost = {t: await self.ack(t, consumer, ids, ends.get(t, ())) for t, ids in acks.items()}
         return AckedRead(lost, {}, await self.read(types, consumer, count, 0))
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
+        """Acknowledge and delete the entries ``consumer`` still owns; count them processed,
+        and do the end-of-job clean-up of ``ends`` for those acked.
 
         Returns the ids it could not acknowledge: owned by another consumer, or no longer pending.
         """
         lost: list[str] = []
+        end_of = {e.entry_id: e for e in ends}
         with self._lock:
             stream = self._stream(type)
             for entry_id in dict.fromkeys(entry_ids):
@@ -234,6 +254,8 @@ class MemoryBackend(MemorySchedule):
                 del stream.pel[entry_id]
                 stream.entries.pop(entry_id, None)
                 stream.counters["processed"] += 1
+                if end_of and entry_id in end_of:
+                    self._end_job(type, end_of[entry_id])
         return lost
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
@@ -291,9 +313,10 @@ class MemoryBackend(MemorySchedule):
         letter: DeadLetter,
         max_dead: int,
         fields: Fields | None = None,
+        end: JobEnd | None = None,
     ) -> bool:
         """Move an owned entry to the dead stream (``max_dead`` < 1: uncapped); with
-        ``fields``, a unique job's key is released."""
+        ``fields``, a unique job's key is released; with ``end``, its end-of-job clean-up."""
         with self._lock:
             stream = self._stream(type)
             if stream.owned(entry_id, consumer) is None:
@@ -318,6 +341,8 @@ class MemoryBackend(MemorySchedule):
             stream.counters["dead"] += 1
             if letter.failed:
                 stream.counters["failed"] += 1
+            if end is not None:
+                self._end_job(type, end)
             return True
 
     async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:

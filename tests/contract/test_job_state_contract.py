@@ -114,7 +114,8 @@ async def test_one_job_through_its_life_each_state_with_its_fields(
         assert running.entry_id == waiting.entry_id
         assert running.idle_s is not None
         assert 0 <= running.idle_s < TIMEOUT
-        assert running.step is None  # step progress is not recorded yet
+        # A one-step type: at its first step, and no progress to name it.
+        assert (running.step, running.step_name) == (0, None)
 
         go.put_nowait(None)
         retrying = await wait_for_state(queue, job_id, "retrying")

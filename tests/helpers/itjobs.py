@@ -7,18 +7,23 @@ processes:
 - ``flaky``: fails while the key ``{prefix}:flaky:fail`` exists and records each success in
   ``{prefix}:flaky:done``, so a test can dead-letter a job, "fix" it by deleting the key, and
   see the retried job succeed under its own id.
+- ``stepped``: three steps, each run counted in ``{prefix}:stepped:<step>`` (job_id -> count);
+  step 1 saves its process id as the checkpoint, step 2 waits while ``{prefix}:stepped:hold``
+  exists, and step 3 writes what its context says (checkpoint, first step, deliveries, its
+  process id) as JSON in ``{prefix}:stepped:seen``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from streamq import Job, Registry
+from streamq import Job, JobContext, Registry
 from streamq._urls import cluster_flag
 
 _client: aioredis.Redis | aioredis.RedisCluster | None = None
@@ -81,6 +86,41 @@ async def flaky(job: Job[Any]) -> None:
     await _redis().hincrby(_key("done", "flaky"), job.id or "", 1)
 
 
+@dataclass(frozen=True)
+class SteppedArgs:
+    """No arguments."""
+
+
+async def stepped_one(job: Job[Any], ctx: JobContext[Any]) -> None:
+    """Count the run; save this process's id for the later steps."""
+    await _redis().hincrby(_key("one", "stepped"), job.id or "", 1)
+    ctx.save({"pid": os.getpid()})
+
+
+async def stepped_two(job: Job[Any]) -> None:
+    """Count the start; wait while the hold key exists; count the finish."""
+    await _redis().hincrby(_key("two_started", "stepped"), job.id or "", 1)
+    # Polled: the hold is a key another process deletes (no event to wait on across them).
+    for _ in range(6000):
+        if not await _redis().exists(_key("hold", "stepped")):
+            break
+        await asyncio.sleep(0.05)
+    await _redis().hincrby(_key("two_done", "stepped"), job.id or "", 1)
+
+
+async def stepped_three(job: Job[Any], ctx: JobContext[Any]) -> None:
+    """Count the run and say what the context held."""
+    await _redis().hincrby(_key("three", "stepped"), job.id or "", 1)
+    seen = {
+        "checkpoint": ctx.checkpoint,
+        "first_step": ctx.first_step,
+        "deliveries": ctx.deliveries,
+        "pid": os.getpid(),
+    }
+    await _redis().hset(_key("seen", "stepped"), job.id or "", json.dumps(seen))
+
+
 registry = Registry()
 registry.register("sleepy", SleepyArgs, sleepy)
 registry.register("flaky", FlakyArgs, flaky)
+registry.register("stepped", SteppedArgs, stepped_one, stepped_two, stepped_three)

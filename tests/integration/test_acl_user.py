@@ -18,7 +18,7 @@ import pytest
 import redis
 from cluster import LocalCluster
 
-from streamq import Job, Queue, RedisBackend, Registry, Worker
+from streamq import Job, JobContext, Queue, RedisBackend, Registry, Worker
 from streamq.exceptions import BackendError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -117,6 +117,47 @@ async def test_limited_acl_user_runs_everything(acl_url: str, prefix: str) -> No
         assert await queue.pause("t") is False
         assert (await queue.stats(["t"]))[0].pause_reason == "acl"
         assert await queue.resume("t") is True
+
+
+async def test_limited_acl_user_runs_jobs_with_several_steps(acl_url: str, prefix: str) -> None:
+    """Step progress through the same user: recorded, read by the retry (which resumes at step
+    2), deleted by the ack and by the dead letter; what a step saved reaches the next one."""
+    registry = Registry()
+    runs: list[tuple[str, str]] = []
+
+    async def one(job: Job[Any], ctx: JobContext[Any]) -> None:
+        runs.append(("one", job.id or ""))
+        ctx.save({"from": "one"})
+
+    async def two(job: Job[Any], ctx: JobContext[Any]) -> None:
+        runs.append(("two", job.id or ""))
+        assert ctx.checkpoint == {"from": "one"}
+        if job.args.fail or ctx.deliveries == 1:
+            raise RuntimeError("not yet")
+
+    registry.register("s", Args, one, two)
+    backend = RedisBackend(acl_url, prefix=prefix)
+    async with Queue(backend, registry=registry) as queue:
+        await queue.enqueue(Job(type="s", args=Args(), id="ok"))
+        await queue.enqueue(Job(type="s", args={"fail": True}, id="bad"))
+        worker = Worker(
+            backend,
+            registry,
+            ["s"],
+            claim_after=3.0,
+            heartbeat=0.2,
+            retry_base=0.02,
+            block=0.05,
+            max_deliveries=2,
+        )
+        await asyncio.wait_for(worker.run(stop_when_empty=True), 20)
+        (stats,) = await queue.stats(["s"])
+        assert (stats.processed, stats.dead, stats.failed, stats.retried) == (1, 1, 3, 2)
+        assert sorted(runs) == sorted(
+            [("one", "ok"), ("two", "ok"), ("two", "ok"), ("one", "bad")] + [("two", "bad")] * 2
+        )
+        assert await backend.job_progress("s", "ok") is None
+        assert await backend.job_progress("s", "bad") is None
 
 
 async def test_acl_user_cannot_reach_other_keys(acl_url: str) -> None:

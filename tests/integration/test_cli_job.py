@@ -58,7 +58,7 @@ def test_a_scheduled_job_then_running_with_its_consumer(cli: Cli, queue: SyncQue
     )
     assert (doc["consumer"], doc["deliveries"]) == (consumer, 1)
     assert doc["idle_s"] >= 0
-    assert doc["step"] is None
+    assert (doc["step"], doc["step_name"]) == (0, None)  # noop has one step
     shown = text_fields(cli.ok("job", "noop", job_id))
     assert (shown["state"], shown["consumer"], shown["deliveries"]) == ("running", consumer, "1")
 

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._memory_stream",
             "backends._memory_inspect",
             "backends._memory_schedule",
+            "backends._memory_progress",
             "backends.redis",
         ),
     ),
@@ -27,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "engine",
         (
             "_codec",
+            "_context",
             "_tracing",
             "_logging",
             "_registry",

@@ -139,3 +139,17 @@ def test_pause_example_holds_the_jobs_until_the_resume(example_env: dict[str, st
     ], lines
     assert sorted(lines[4:6]) == ["launched reservation 2", "launched reservation 3"], lines
     assert lines[6:] == ["processed 3, waiting 0, paused False"], lines
+
+
+def test_steps_example_resumes_at_the_step_that_failed(example_env: dict[str, str]) -> None:
+    """steps.py: describe fails twice; reserve and launch ran once, describe three times with
+    the ids launch saved."""
+    lines = run_example("steps.py", example_env).splitlines()
+    assert lines == [
+        "reserve 42",
+        "launch i-42-0 i-42-1",
+        "describe i-42-0 i-42-1 (delivery 1)",
+        "describe i-42-0 i-42-1 (delivery 2)",
+        "describe i-42-0 i-42-1 (delivery 3)",
+        "processed=1 failed=2 dead=0",
+    ]

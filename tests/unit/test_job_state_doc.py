@@ -26,11 +26,11 @@ def states() -> dict[str, JobState]:
         "waiting": JobState("waiting", "launch", "j-1", JOB, AT, "1-0@1", 0, fields=FIELDS),
         "running": JobState(
             "running", "launch", "j-1", JOB, AT, "1-0", 3, consumer="w-1", idle_s=1.5,
-            fields=FIELDS,
+            step=1, step_name="launch_instances", fields=FIELDS,
         ),
         "retrying": JobState(
             "retrying", "launch", "j-1", JOB, AT, None, 2, AT, 4.0,
-            last_error="CloudError: throttled", fields=FIELDS,
+            last_error="CloudError: throttled", step=2, fields=FIELDS,
         ),
         "dead": JobState(
             "dead", "launch", "j-1", JOB, AT, "1-0", 5, last_error="RuntimeError: boom",
@@ -44,8 +44,10 @@ def states() -> dict[str, JobState]:
 SET = {
     "scheduled": {"enqueued_at", "deliveries", "due_at", "due_in_s"},
     "waiting": {"enqueued_at", "entry_id", "deliveries"},
-    "running": {"enqueued_at", "entry_id", "deliveries", "consumer", "idle_s"},
-    "retrying": {"enqueued_at", "deliveries", "due_at", "due_in_s", "last_error"},
+    "running": {
+        "enqueued_at", "entry_id", "deliveries", "consumer", "idle_s", "step", "step_name",
+    },
+    "retrying": {"enqueued_at", "deliveries", "due_at", "due_in_s", "last_error", "step"},
     "dead": {
         "enqueued_at", "entry_id", "deliveries", "last_error", "reason", "dead_id", "dead_at",
     },
@@ -63,7 +65,6 @@ def test_state_is_on_top_and_only_its_fields_are_set(state: str) -> None:
     assert doc["state"] == state
     always = {"state", "type", "job_id", "settled", "job"}
     assert {k for k, v in doc.items() if v is not None} - always == SET[state]
-    assert doc["step"] is None  # step progress is not recorded yet
 
 
 def test_times_in_the_document() -> None:
@@ -102,6 +103,7 @@ def test_the_text_shows_the_state_s_fields_only() -> None:
     assert lines["state"].strip() == "running"
     assert lines["consumer"].strip() == "w-1"
     assert lines["idle"].strip() == "1.5s"
+    assert lines["step"].strip() == "1 (launch_instances)"
     assert "reason" not in lines
     assert "due" not in text
     unknown = job_state_text(job_state_json(states()["unknown"]))

@@ -345,6 +345,42 @@ async def test_retried_job_is_one_consumer_span_per_delivery_in_one_trace(
     assert SECRET_USER not in everything_said(found)
 
 
+async def test_a_resumed_delivery_says_its_step_on_its_span(
+    spans: InMemorySpanExporter, prefix: str
+) -> None:
+    """Three steps, the third failing once: each delivery's span carries ``streamq.job.step``
+    (the step it reached: 2 both times); the retry has the ``streamq.job.resumed`` event and
+    step spans only from step 2 on."""
+    job_type = f"{prefix}-resume"
+    registry = Registry()
+    flaky, _calls = failing(1)
+
+    async def reserve(job: Job[Any]) -> None:
+        pass
+
+    async def charge(job: Job[Any]) -> None:
+        pass
+
+    registry.register(job_type, Args, reserve, charge, flaky)
+    job = Job(type=job_type, args={}, id=f"{prefix}-job", identity=IDENTITY)
+    out = await run_jobs(registry, [job], max_deliveries=3)
+    assert out.stats[job_type].processed == 1
+    found = of_type(spans, job_type)
+    first, second = deliveries(found, job_type)
+    assert [attr(s, "streamq.job.step") for s in (first, second)] == [2, 2]
+    assert events(first, "streamq.job.resumed") == []
+    (resumed,) = events(second, "streamq.job.resumed")
+    assert dict(resumed.attributes or {}) == {"step": 2, "step_name": "flaky"}
+    under = {
+        r.context.span_id: [
+            s.name.split(".")[-1] for s in found if parent_id(s) == r.context.span_id
+        ]
+        for r in (first, second)
+        if r.context
+    }
+    assert list(under.values()) == [["reserve", "charge", "flaky"], ["flaky"]]
+
+
 async def test_dead_lettered_job_has_the_reason_on_its_last_span(
     spans: InMemorySpanExporter, prefix: str
 ) -> None:

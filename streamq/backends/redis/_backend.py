@@ -11,7 +11,7 @@ One stream per job type (or per partition), read through one consumer group. Whe
 - ``_groups``: consumer groups and the partition counts the server records.
 - ``_producer``: enqueue. ``_unique``: unique jobs. ``_schedule``: delayed jobs. ``_reads``:
   read and ack. ``_leases``: refresh, retry (into the schedule), hand back, dead-letter, claim
-  idle entries.
+  idle entries. ``_progress``: the step progress of jobs with several steps.
   ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
   ``_ticks``: periodic jobs. ``_pauses``: the paused types' marks.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
@@ -33,11 +33,13 @@ from streamq.backends._base import (
     DeadLetter,
     Delivery,
     Fields,
+    JobEnd,
     JobLocation,
     PauseRecord,
     PendingEntry,
     RawStats,
     ScheduledEntry,
+    StepProgress,
 )
 from streamq.backends._partitions import Partitions
 from streamq.backends.redis._find import Finder
@@ -47,6 +49,7 @@ from streamq.backends.redis._keys import KeyLayout, StreamKeys
 from streamq.backends.redis._leases import Leases
 from streamq.backends.redis._pauses import Pauses
 from streamq.backends.redis._producer import Producer
+from streamq.backends.redis._progress import Progress
 from streamq.backends.redis._reads import Reader
 from streamq.backends.redis._routing import Router
 from streamq.backends.redis._schedule import Scheduler
@@ -118,6 +121,7 @@ class RedisBackend:
         self._unique = UniqueJobs(shared, groups, self._producer)
         self._finder = Finder(shared, groups)
         self._pauses = Pauses(shared)
+        self._progress = Progress(shared, groups)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
@@ -193,10 +197,15 @@ class RedisBackend:
         )
 
     async def finish(
-        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
     ) -> list[str]:
-        """Ack owned unique jobs and release their keys (see ``_unique``); the ids lost."""
-        return await self._unique.finish(type, consumer, jobs)
+        """Ack owned unique jobs and release their keys (see ``_unique``), with the end-of-job
+        keys of ``ends``; the ids lost."""
+        return await self._unique.finish(type, consumer, jobs, ends)
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Move the due jobs of the types' schedules into their streams; how many moved."""
@@ -215,15 +224,23 @@ class RedisBackend:
         return await self._reader.read(types, consumer, count, block_ms)
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
-        return await self._reader.ack_and_read(acks, types, consumer, count)
+        return await self._reader.ack_and_read(acks, types, consumer, count, ends)
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Ack + delete owned entries; returns the ids owned by others."""
-        return await self._reader.ack(type, consumer, entry_ids)
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
+        """Ack + delete owned entries (and the end-of-job keys of ``ends``); returns the ids
+        owned by others."""
+        return await self._reader.ack(type, consumer, entry_ids, ends)
 
     # leases, retries, recovery ------------------------------------------------------------
 
@@ -261,9 +278,46 @@ class RedisBackend:
         letter: DeadLetter,
         max_dead: int,
         fields: Fields | None = None,
+        end: JobEnd | None = None,
     ) -> bool:
-        """Move an owned entry to the dead stream (releasing a unique job's key), atomically."""
-        return await self._leases.dead_letter(type, consumer, entry_id, letter, max_dead, fields)
+        """Move an owned entry to the dead stream (releasing a unique job's key, deleting its
+        end-of-job keys), atomically."""
+        return await self._leases.dead_letter(
+            type, consumer, entry_id, letter, max_dead, fields, end=end
+        )
+
+    # step progress --------------------------------------------------------------------------
+
+    async def record_progress(
+        self,
+        type: str,
+        consumer: str,
+        entry_id: str,
+        job_id: str,
+        *,
+        done: int,
+        next_step: str,
+        checkpoint: bytes | None,
+        ttl_ms: int,
+    ) -> bool:
+        """Record the steps done by an owned entry's job (``progress.lua``); False if not
+        owned."""
+        return await self._progress.record(
+            type,
+            consumer,
+            entry_id,
+            job_id,
+            done=done,
+            next_step=next_step,
+            checkpoint=checkpoint,
+            ttl_ms=ttl_ms,
+        )
+
+    async def job_progress(
+        self, type: str, job_id: str, *, entry_id: str | None = None
+    ) -> StepProgress | None:
+        """The step progress recorded for a job (see :meth:`Backend.job_progress`)."""
+        return await self._progress.job_progress(type, job_id, entry_id=entry_id)
 
     async def remove_consumer(self, type: str, consumer: str, *, hand_over: bool = False) -> bool:
         """Remove a consumer that holds nothing (with ``hand_over``, once it handed its entries

@@ -1,8 +1,8 @@
 """The key layout: which streams a type has, their keys, and which stream an id names.
 
 Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
-``:scheduled``), so every
-multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
+``:scheduled``, and ``:progress:{JOB_ID}`` per multi-step job), so every multi-key script stays
+in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq.backends._base import F_BODY, F_UNIQUE, Fields
+from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
@@ -47,6 +47,15 @@ class StreamKeys:
     def ref(self, entry_id: str) -> str:
         """The id callers see: the entry id, with ``@P`` on a partitioned type."""
         return entry_id if self.part is None else f"{entry_id}@{self.part}"
+
+    def progress(self, job_id: str) -> str:
+        """The hash of the step progress of job ``job_id`` (one of this stream's jobs: a job's
+        retries and redeliveries stay in its stream)."""
+        return f"{self.jobs.removesuffix(':jobs')}:progress:{job_id}"
+
+    def end_keys(self, end: JobEnd) -> list[str]:
+        """The keys the end of ``end``'s job deletes (its end-of-job clean-up)."""
+        return [self.progress(end.job_id)] if end.progress else []
 
 
 class IdsByStream(dict[StreamKeys, list[str]]):
@@ -176,6 +185,22 @@ class KeyLayout:
             if p == 0 and "@" not in ref:
                 out.plain.add(entry_id)
             out.setdefault(streams[p], []).append(entry_id)
+        return out
+
+    def end_keys_by_stream(
+        self, type: str, ends: Sequence[JobEnd]
+    ) -> dict[StreamKeys, list[tuple[str, str]]]:
+        """The end-of-job keys of ``ends`` per stream, each with the (plain) entry id whose end
+        deletes it: what ``ack.lua`` takes after its ids."""
+        located = self.ids_by_stream(type, [e.entry_id for e in ends])
+        by_ref = {e.entry_id: e for e in ends}
+        out: dict[StreamKeys, list[tuple[str, str]]] = {}
+        for s, ids in located.items():
+            pairs = out[s] = []
+            for entry_id in ids:
+                end = by_ref.get(located.ref(s, entry_id))
+                if end is not None:
+                    pairs.extend((entry_id, key) for key in s.end_keys(end))
         return out
 
     def checked_ids_by_stream(self, type: str, refs: Sequence[str]) -> IdsByStream:

@@ -8,7 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from streamq.backends._base import F_UNIQUE, HANDED_BACK, Claimed, DeadLetter, Delivery, Fields
+from streamq.backends._base import (
+    F_UNIQUE,
+    HANDED_BACK,
+    Claimed,
+    DeadLetter,
+    Delivery,
+    Fields,
+    JobEnd,
+)
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -90,15 +98,18 @@ class Leases:
         letter: DeadLetter,
         max_dead: int,
         fields: Fields | None = None,
+        end: JobEnd | None = None,
     ) -> bool:
         """Move an owned entry to the dead stream (with ``fields``, releasing a unique job's
-        key: ``dead.lua`` reads the job id and ``unique_for`` from the entry), atomically."""
+        key: ``dead.lua`` reads the job id and ``unique_for`` from the entry; with ``end``,
+        deleting its end-of-job keys), atomically."""
         located = self._keys.ids_by_stream(type, [entry_id])
         if located.bad:
             return False  # no entry of this type has that id: nobody owns it
         ((s, (plain,)),) = located.items()
         unique = None if fields is None else fields.get(F_UNIQUE)
-        keys = [s.jobs, s.dead, s.stats]
+        ends = s.end_keys(end) if end is not None else []
+        keys = [s.jobs, s.dead, s.stats, *ends]
         if unique is not None:
             keys.append(s.unique(unique.decode()))
         meta = {
@@ -117,6 +128,7 @@ class Leases:
                 plain,
                 max_dead,
                 1 if letter.failed else 0,
+                len(ends),
                 *[x for kv in meta.items() for x in kv],
             ],
         )

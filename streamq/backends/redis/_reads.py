@@ -1,4 +1,5 @@
-"""The read loop's side: XREADGROUP over every stream served, and acks (``ack.lua``).
+"""The read loop's side: XREADGROUP over every stream served, and acks (``ack.lua``, with the
+end-of-job clean-up of the deliveries that have one).
 
 A read asks for at most the worker's free slots in all, shared among the types and a
 partitioned type's share among its partitions. A read never spans slots: on a cluster the
@@ -14,7 +15,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from streamq.backends._base import AckedRead, Delivery, split_count
+from streamq.backends._base import AckedRead, Delivery, JobEnd, split_count
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import IdsByStream, StreamKeys
 from streamq.backends.redis._replies import as_fields, text
@@ -48,6 +49,7 @@ class Reader:
         self._refresh = groups.refresh_partition_counts
         self._streams = shared.keys.streams
         self._ids_by_stream = shared.keys.ids_by_stream
+        self._end_keys_by_stream = shared.keys.end_keys_by_stream
 
     def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[ReadGroup], bool]:
         """What to read: groups of streams with the COUNT for each stream of the group, never
@@ -133,7 +135,12 @@ class Reader:
         return list(zip(plan, await self._send("reader", work, whole=True), strict=True))
 
     async def ack_and_read(
-        self, acks: Mapping[str, Sequence[str]], types: Sequence[str], consumer: str, count: int
+        self,
+        acks: Mapping[str, Sequence[str]],
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        ends: Mapping[str, Sequence[JobEnd]] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
@@ -145,9 +152,12 @@ class Reader:
             located = self._ids_by_stream(t, refs)
             if located.bad:
                 lost[t] = list(located.bad)
+            end_keys = self._end_keys_by_stream(t, ends[t]) if ends and t in ends else None
             for s, ids in located.items():
                 owners.append((t, s, located))
-                work.append(self._ack_command(s, consumer, ids))
+                work.append(
+                    self._ack_command(s, consumer, ids, end_keys.get(s) if end_keys else None)
+                )
         plan, _ = self._read_plan(types, count)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._send("reader", work, whole=True)
@@ -161,12 +171,15 @@ class Reader:
                 lost.setdefault(t, []).extend(located.ref(s, text(x)) for x in answer)
         return AckedRead(lost, failed, deliveries)
 
-    async def ack(self, type: str, consumer: str, entry_ids: Sequence[str]) -> list[str]:
-        """Ack + delete owned entries, one script call per stream (all in one exchange per
-        node); returns the ids owned by others."""
+    async def ack(
+        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+    ) -> list[str]:
+        """Ack + delete owned entries (with the end-of-job clean-up of ``ends``), one script
+        call per stream (all in one exchange per node); returns the ids owned by others."""
         located = self._ids_by_stream(type, entry_ids)
         streams = [(s, ids) for s, ids in located.items() if ids]
-        work = [self._ack_command(s, consumer, ids) for s, ids in streams]
+        end_keys = self._end_keys_by_stream(type, ends) if ends else {}
+        work = [self._ack_command(s, consumer, ids, end_keys.get(s)) for s, ids in streams]
         lost = list(located.bad)
         for (s, _), gone in zip(streams, await self._send("acker", work), strict=True):
             if isinstance(gone, BaseException):
@@ -174,10 +187,22 @@ class Reader:
             lost += (located.ref(s, text(x)) for x in gone)
         return lost
 
-    def _ack_command(self, s: StreamKeys, consumer: str, ids: Sequence[str]) -> tuple[str, Command]:
-        """The ``ack.lua`` call for ids of one stream, as an item of the router's work."""
+    def _ack_command(
+        self,
+        s: StreamKeys,
+        consumer: str,
+        ids: Sequence[str],
+        end_keys: Sequence[tuple[str, str]] | None = None,
+    ) -> tuple[str, Command]:
+        """The ``ack.lua`` call for ids of one stream, as an item of the router's work; with
+        ``end_keys`` ((entry id, key) pairs), those keys are deleted for the entries acked."""
         sha = self._scripts.sha("ack")
-        return s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids)
+        if not end_keys:
+            return s.jobs, ("EVALSHA", sha, 2, s.jobs, s.stats, self.group, consumer, *ids)
+        return s.jobs, (
+            "EVALSHA", sha, 2 + len(end_keys), s.jobs, s.stats, *(k for _, k in end_keys),
+            self.group, consumer, *ids, *(i for i, _ in end_keys),
+        )  # fmt: skip
 
     def _xreadgroup(
         self, streams: Sequence[StreamKeys], consumer: str, count: int, block_ms: int

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streamq.backends._base import F_ID, F_UNIQUE, Fields
+from streamq.backends._base import F_ID, F_UNIQUE, Fields, JobEnd
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._producer import Producer
@@ -70,11 +70,17 @@ class UniqueJobs:
         return text(holder), int(created) == 1
 
     async def finish(
-        self, type: str, consumer: str, jobs: Sequence[tuple[str, Fields]]
+        self,
+        type: str,
+        consumer: str,
+        jobs: Sequence[tuple[str, Fields]],
+        ends: Sequence[JobEnd] = (),
     ) -> list[str]:
-        """Ack owned unique jobs and release their keys: one ``finish.lua`` call per stream.
-        Returns the entry ids no longer owned."""
+        """Ack owned unique jobs and release their keys: one ``finish.lua`` call per stream,
+        with the end-of-job keys of ``ends`` (one per job, or none). Returns the entry ids no
+        longer owned."""
         by_id = dict(jobs)
+        end_of = {e.entry_id: e for e in ends}
         located = self._keys.ids_by_stream(type, list(by_id))
         lost = list(located.bad)
         for s, ids in located.items():
@@ -84,6 +90,13 @@ class UniqueJobs:
             for plain in ids:
                 key = unique_key_of(s, by_id[located.ref(s, plain)])
                 keys.append(key if key is not None else s.unique(""))
+            if end_of:
+                # One end-of-job key per id, in the same order (a job without one gets a key
+                # that does not exist, in the same slot: its DEL does nothing).
+                for plain in ids:
+                    end = end_of.get(located.ref(s, plain))
+                    found = s.end_keys(end) if end is not None else []
+                    keys.append(found[0] if found else s.progress(""))
             gone = await self._scripts.call("finish", keys, [self.group, consumer, *ids])
             lost += (located.ref(s, text(x)) for x in gone)
         return lost

@@ -1,6 +1,8 @@
--- The end of owned jobs that hold a unique key: ack, delete and count each, and release its key
--- (or keep it unique_for ms more) if the key still names that job — all or nothing.
--- KEYS: jobs, stats, then one unique key per id (in the order of the ids).
+-- The end of owned jobs that hold a unique key: ack, delete and count each, release its key
+-- (or keep it unique_for ms more) if the key still names that job, and delete its end-of-job
+-- key when it has one (a job's step progress) — all or nothing.
+-- KEYS: jobs, stats, then one unique key per id (in the order of the ids), then either nothing
+-- or one end-of-job key per id (in the same order).
 -- ARGV: group, consumer, id...
 -- Returns the ids the consumer no longer owns (nothing changed for those).
 local mine, lost = owned_split(KEYS[1], ARGV[1], ARGV[2], 3)
@@ -8,6 +10,8 @@ local owned = {}
 for _, id in ipairs(mine) do
   owned[id] = true
 end
+local n = #ARGV - 2
+local ends = #KEYS - 2 - n > 0
 local acked = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
@@ -18,6 +22,9 @@ for i = 3, #ARGV do
     acked = acked + 1
     if e[1] then
       release_unique(KEYS[i], e[1][2])
+    end
+    if ends then
+      redis.call('DEL', KEYS[i + n])
     end
   end
 end

@@ -4,9 +4,11 @@
 -- per id made the server's share of a large ack grow with every id, and the worker idles while
 -- it runs (figures: benchmarks/README.md, "The Redis backend"). If the consumer holds more
 -- entries than that call returned, the ids it did not find are asked one by one.
-local function owned_split(key, group, consumer, first)
+-- The ids are ARGV[first] to ARGV[last] (default: to the end).
+local function owned_split(key, group, consumer, first, last)
   local mine, lost = {}, {}
-  local n = #ARGV - first + 1
+  last = last or #ARGV
+  local n = last - first + 1
   if n <= 0 then
     return mine, lost
   end
@@ -17,7 +19,7 @@ local function owned_split(key, group, consumer, first)
     held[row[1]] = true
   end
   local complete = #rows < limit
-  for i = first, #ARGV do
+  for i = first, last do
     local id = ARGV[i]
     local owned = held[id]
     if not owned and not complete then
