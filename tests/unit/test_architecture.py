@@ -12,7 +12,18 @@ ROOT = Path(__file__).resolve().parents[2] / "streamq"
 
 #: The layers, lowest first; a module may import its own layer and those before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("exceptions", "_job", "_urls", "backends", "backends._base", "backends._partitions")),
+    (
+        "base",
+        (
+            "exceptions",
+            "_job",
+            "_urls",
+            "backends",
+            "backends._records",
+            "backends._base",
+            "backends._partitions",
+        ),
+    ),
     (
         "backends",
         (
