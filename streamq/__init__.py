@@ -5,8 +5,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from streamq._context import JobContext
-from streamq._inspect import ConsumerStats, JobState, PendingJob, TypeStats
+from streamq._inspect import ConsumerStats, PendingJob, TypeStats
 from streamq._job import Job, Principal
+from streamq._job_state import JobState
 from streamq._producer import JobId, Queue
 from streamq._registry import JobType, Registry
 from streamq._settings import connect, resolve_url

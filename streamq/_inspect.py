@@ -8,22 +8,18 @@ as a blocking call.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Self
 
 from streamq import _codec, _tracing
-from streamq._job import Job
+from streamq._job_state import JobLookup
 from streamq._registry import check_type_name, seconds
 from streamq._schedules import Schedule
 from streamq.backends._base import (
     Backend,
     DeadEntry,
-    Fields,
-    InDead,
-    InSchedule,
-    InStream,
     prior_deliveries,
 )
 from streamq.exceptions import ConfigError
@@ -99,87 +95,7 @@ class PendingJob:
     deliveries: int
 
 
-#: The states :meth:`QueueInspector.job` answers with. ``done`` and ``cancelled`` need the
-#: record a finished job will leave (not written yet: docs/job-state.md), so no answer has them
-#: in this version.
-JobStateName = Literal[
-    "scheduled", "waiting", "running", "retrying", "dead", "done", "cancelled", "unknown"
-]
-
-
-def _utc(seconds_since_epoch: float) -> datetime:
-    return datetime.fromtimestamp(seconds_since_epoch, UTC)
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class JobState:
-    """Where one job is and what it is doing (:meth:`QueueInspector.job`; docs/job-state.md).
-
-    ``state`` says which of the other fields apply; those that do not are None.
-    """
-
-    state: JobStateName
-    type: str
-    job_id: str
-    #: the job (its identity's ``repr`` masks the user); None when unknown or undecodable
-    job: Job[Any] | None = None
-    #: when it was enqueued (by the producer's clock), from its envelope
-    enqueued_at: datetime | None = None
-    #: waiting, running: its stream entry's id; dead: the id it had when it died
-    entry_id: str | None = None
-    #: times it has been delivered (read or claimed), the deliveries before a retry included
-    deliveries: int | None = None
-    #: scheduled: when it is due; retrying: when its next attempt is due (server's clock)
-    due_at: datetime | None = None
-    #: seconds until ``due_at`` (negative once due, until a worker moves it)
-    due_in_s: float | None = None
-    #: running: the consumer (worker) that holds it
-    consumer: str | None = None
-    #: running: seconds since it was delivered or its lease last refreshed
-    idle_s: float | None = None
-    #: running: the step it is running (its index, 0 for the first); retrying: the step its
-    #: retry starts at. From the job's step progress (docs/steps.md): 0 when none is recorded
-    step: int | None = None
-    #: running, retrying: that step's name, when the job's step progress names it
-    step_name: str | None = None
-    #: retrying, dead: the last delivery's error (``ExceptionType: message``; "" for none)
-    last_error: str | None = None
-    #: dead: why it was dead-lettered
-    reason: str | None = None
-    #: dead: its entry's id in the dead stream
-    dead_id: str | None = None
-    #: dead: when it died (the worker's clock)
-    dead_at: datetime | None = None
-    #: unknown: False when jobs kept moving while it was looked for (ask again)
-    settled: bool = True
-    #: the entry's fields as stored (what the job summary is made from)
-    fields: Fields = field(default_factory=dict, repr=False)
-
-    def __repr__(self) -> str:
-        # Only what applies to the state: a JobState shows a dozen Nones otherwise.
-        shown = [
-            f"{name}={getattr(self, name)!r}"
-            for name in self.__dataclass_fields__
-            if name != "fields" and (name in ("state", "type", "job_id") or _applies(self, name))
-        ]
-        return f"JobState({', '.join(shown)})"
-
-
-def _applies(state: JobState, name: str) -> bool:
-    value = getattr(state, name)
-    return value is not None and not (name == "settled" and value)
-
-
-def _job_of(fields: Fields) -> tuple[Job[Any] | None, datetime | None]:
-    try:
-        envelope = _codec.decode(fields)
-    except Exception:  # poison: shown as undecodable, never raised at the caller
-        return None, None
-    at = envelope.enqueued_at
-    return envelope.job, _utc(at) if at else None
-
-
-class QueueInspector:
+class QueueInspector(JobLookup):
     """Stats, jobs in flight, dead letters and workers of the queues on ``backend``.
 
     It owns the backend's lifetime (``aclose``, ``async with``), so a reader that never
@@ -318,85 +234,6 @@ class QueueInspector:
             )
             for e in await self.backend.scheduled(type, limit)
         ]
-
-    async def job(self, type: str, job_id: str) -> JobState:
-        """Where the job ``job_id`` of ``type`` is and what it is doing: ``scheduled``,
-        ``waiting``, ``running``, ``retrying``, ``dead``, or ``unknown`` (never seen, or
-        finished: finished jobs leave no record yet).
-
-        The server keeps no index from job ids to entries: this walks the type's streams, in
-        calls of a bounded size (about 1.5 ms of the server's time for 1000 entries; a stream
-        of 100 000 jobs takes some 150 ms in all: docs/job-state.md).
-        """
-        found = await self.backend.find_job(type, job_id)
-        if isinstance(found, InStream):
-            job, enqueued_at = _job_of(found.fields)
-            p = found.pending
-            prior = prior_deliveries(found.fields)
-            step, step_name = (
-                (None, None) if p is None else await self._step_of(type, job_id, found.entry_id)
-            )
-            return JobState(
-                "waiting" if p is None else "running",
-                type,
-                job_id,
-                job=job,
-                enqueued_at=enqueued_at,
-                entry_id=found.entry_id,
-                deliveries=prior if p is None else p.deliveries + prior,
-                consumer=None if p is None else p.consumer,
-                idle_s=None if p is None else p.idle_ms / 1000,
-                step=step,
-                step_name=step_name,
-                fields=found.fields,
-            )
-        if isinstance(found, InSchedule):
-            e = found.entry
-            job, enqueued_at = _job_of(e.fields)
-            retry = e.why == "retry"
-            step, step_name = await self._step_of(type, job_id) if retry else (None, None)
-            return JobState(
-                "retrying" if retry else "scheduled",
-                type,
-                job_id,
-                job=job,
-                enqueued_at=enqueued_at,
-                deliveries=e.deliveries,
-                due_at=_utc(e.due_ms / 1000),
-                due_in_s=e.due_in_ms / 1000,
-                last_error=e.error if retry else None,
-                step=step,
-                step_name=step_name,
-                fields=e.fields,
-            )
-        if isinstance(found, InDead):
-            d = found.entry
-            job, enqueued_at = _job_of(d.fields)
-            return JobState(
-                "dead",
-                type,
-                job_id,
-                job=job,
-                enqueued_at=enqueued_at,
-                entry_id=d.entry_id,
-                deliveries=d.deliveries,
-                last_error=d.error,
-                reason=d.reason,
-                dead_id=d.dead_id,
-                dead_at=_utc(d.dead_at),
-                fields=d.fields,
-            )
-        return JobState("unknown", type, job_id, settled=found.settled)
-
-    async def _step_of(
-        self, type: str, job_id: str, entry_id: str | None = None
-    ) -> tuple[int, str | None]:
-        """The step a job is at (running) or starts at (retrying), and its name: from its step
-        progress, the first step (0, its name unknown here) when it has none."""
-        progress = await self.backend.job_progress(type, job_id, entry_id=entry_id)
-        if progress is None:
-            return 0, None
-        return progress.done, progress.next_step or None
 
     async def types(self) -> list[str]:
         """The job types that exist on the server (a stream, dead letters or counters)."""

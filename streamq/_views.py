@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamq import _codec
-from streamq._inspect import JobState, PendingJob, ScheduledJob, TypeStats
+from streamq._inspect import PendingJob, ScheduledJob, TypeStats
 from streamq._job import mask
+from streamq._job_state import JobState
 from streamq._schedules import Schedule, describe_tick
 from streamq.backends._base import DeadEntry, Fields
 

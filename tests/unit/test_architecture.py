@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "api",
-        ("__init__", "_settings", "_producer", "_inspect", "_sync", "testing"),
+        ("__init__", "_settings", "_producer", "_job_state", "_inspect", "_sync", "testing"),
     ),
     ("views", ("_views", "_demo")),
     ("front", ("_cli", "_web", "__main__")),
