@@ -151,7 +151,7 @@ class Queue(QueueInspector):
         keep_s = 0.0 if unique_for is None else seconds(unique_for)
         if keep_s < 0:
             raise ConfigError("unique_for must not be negative")
-        delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
+        delay_ms = delay_in_ms(delay, at)
         deadline = None if expires is None else deadline_ms(expires, delay_ms)
         per_type = {job.type: 1}
         traced = _tracing.enabled()
@@ -189,7 +189,7 @@ class Queue(QueueInspector):
         until then: the workers of the type move them into the stream when they are due.
         ``expires`` gives each the same deadline (as for :meth:`enqueue`).
         """
-        delay_ms = 0 if delay is None and at is None else delay_in_ms(delay, at)
+        delay_ms = delay_in_ms(delay, at)
         deadline = None if expires is None else deadline_ms(expires, delay_ms)
         jobs = list(jobs)
         per_type = Counter(job.type for job in jobs)

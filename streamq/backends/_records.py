@@ -171,15 +171,11 @@ class ScheduledEntry:
     @classmethod
     def of(cls, fields: Fields, due_ms: int, now_ms: int) -> ScheduledEntry:
         """The entry of a job with ``fields`` due at ``due_ms``, seen at ``now_ms``."""
-        raw = fields.get(F_DELIVERIES)
-        if raw is None:
-            return cls(job_id_of(fields), due_ms, due_ms - now_ms, "delay", 0, fields)
+        job_id, due_in_ms = job_id_of(fields), due_ms - now_ms
+        if F_DELIVERIES not in fields:
+            return cls(job_id, due_ms, due_in_ms, "delay", 0, fields)
         error = fields.get(F_ERROR, b"").decode(errors="replace")
-        try:
-            deliveries = int(raw)
-        except ValueError:
-            deliveries = 0
-        return cls(job_id_of(fields), due_ms, due_ms - now_ms, "retry", deliveries, fields, error)
+        return cls(job_id, due_ms, due_in_ms, "retry", prior_deliveries(fields), fields, error)
 
 
 def prior_deliveries(fields: Mapping[bytes, bytes]) -> int:

@@ -3,7 +3,7 @@
 -- its fields; ack and delete it from the stream (it holds no lease while it waits), count the
 -- failure and the retry — all or nothing.
 -- KEYS: jobs, scheduled, stats. ARGV: group, consumer, entry_id, delay_ms, deliveries, error.
--- The member is packed as schedule.lua's (see _schedule.py): a tag (here 'r' and the entry
+-- The member is packed as schedule.lua's (member.lua's packed): a tag (here 'r' and the entry
 -- id, unique in the stream), then every field and value as "<length>:<bytes>"; the fields
 -- 'deliveries' and 'last_error' of an earlier retry are replaced.
 -- Returns the due time in ms since the epoch, or 0 if the consumer no longer owns the entry
@@ -17,9 +17,6 @@ local e = redis.call('XRANGE', KEYS[1], id, id)
 if not e[1] then
   return 0
 end
-local function packed(s)
-  return string.len(s) .. ':' .. s
-end
 local parts = {packed('r' .. id)}
 local f = e[1][2]
 for i = 1, #f, 2 do
@@ -32,8 +29,7 @@ parts[#parts + 1] = packed('deliveries')
 parts[#parts + 1] = packed(ARGV[5])
 parts[#parts + 1] = packed('last_error')
 parts[#parts + 1] = packed(ARGV[6])
-local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
+local due = server_ms() + tonumber(ARGV[4])
 redis.call('ZADD', KEYS[2], string.format('%d', due), table.concat(parts))
 redis.call('XACK', KEYS[1], ARGV[1], id)
 redis.call('XDEL', KEYS[1], id)

@@ -9,14 +9,13 @@ if not held then
 end
 local delay = tonumber(ARGV[3])
 if delay > 0 then
-  -- Packed as schedule.lua's members are (see _schedule.py): a tag, then fields and values,
-  -- each "<length>:<bytes>". The tag is the job id: one unique job of a key at a time.
-  local parts = {string.len(ARGV[1]) + 1 .. ':u' .. ARGV[1]}
+  -- Packed as schedule.lua's members are (member.lua): a tag, then fields and values. The
+  -- tag is 'u' and the job id: one unique job of a key at a time.
+  local parts = {packed('u' .. ARGV[1])}
   for i = 4, #ARGV do
-    parts[#parts + 1] = string.len(ARGV[i]) .. ':' .. ARGV[i]
+    parts[#parts + 1] = packed(ARGV[i])
   end
-  local t = redis.call('TIME')
-  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
+  local due = server_ms() + delay
   redis.call('ZADD', KEYS[2], string.format('%d', due), table.concat(parts))
 else
   redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
