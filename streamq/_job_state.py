@@ -10,11 +10,20 @@ from typing import Any, Literal
 
 from streamq import _codec
 from streamq._job import Job
-from streamq.backends._base import Backend, Fields, InDead, InSchedule, InStream, prior_deliveries
+from streamq.backends._base import (
+    Backend,
+    CancelResult,
+    Ended,
+    Fields,
+    InDead,
+    InSchedule,
+    InStream,
+    prior_deliveries,
+)
 
-#: The states :meth:`JobLookup.job` answers with. ``done`` and ``cancelled`` need the
-#: record a finished job will leave (not written yet: docs/job-state.md), so no answer has them
-#: in this version.
+#: The states :meth:`JobLookup.job` answers with. ``done`` needs the record a finished job
+#: will leave (not written yet: docs/job-state.md), so no answer has it in this version; a
+#: cancelled job's record is kept a day.
 JobStateName = Literal[
     "scheduled", "waiting", "running", "retrying", "dead", "done", "cancelled", "unknown"
 ]
@@ -63,6 +72,8 @@ class JobState:
     dead_id: str | None = None
     #: dead: when it died (the worker's clock)
     dead_at: datetime | None = None
+    #: cancelled: when it was cancelled (the server's clock)
+    ended_at: datetime | None = None
     #: unknown: False when jobs kept moving while it was looked for (ask again)
     settled: bool = True
     #: the entry's fields as stored (what the job summary is made from)
@@ -99,8 +110,8 @@ class JobLookup:
 
     async def job(self, type: str, job_id: str) -> JobState:
         """Where the job ``job_id`` of ``type`` is and what it is doing: ``scheduled``,
-        ``waiting``, ``running``, ``retrying``, ``dead``, or ``unknown`` (never seen, or
-        finished: finished jobs leave no record yet).
+        ``waiting``, ``running``, ``retrying``, ``dead``, ``cancelled`` (for a day), or
+        ``unknown`` (never seen, or finished: finished jobs leave no record yet).
 
         The server keeps no index from job ids to entries: this walks the type's streams, in
         calls of a bounded size (about 1.5 ms of the server's time for 1000 entries; a stream
@@ -164,7 +175,26 @@ class JobLookup:
                 dead_at=_utc(d.dead_at),
                 fields=d.fields,
             )
+        if isinstance(found, Ended):
+            return JobState(
+                "cancelled",
+                type,
+                job_id,
+                ended_at=_utc(found.at_ms / 1000) if found.at_ms else None,
+            )
         return JobState("unknown", type, job_id, settled=found.settled)
+
+    async def cancel(self, type: str, job_id: str) -> CancelResult:
+        """Cancel the job ``job_id`` of ``type`` (docs/control.md).
+
+        A scheduled or waiting job is removed at once (``state`` ``cancelled``): its unique key
+        is released, it is counted ``cancelled`` and ``job()`` answers ``cancelled`` for a day.
+        For a running job (``cancelling``, with its ``consumer``) a cancel request is recorded
+        for its worker, but workers of this version do not act on it yet: the job runs to its
+        end (docs/control.md). A dead job (``dead``) or one the backend has no trace of
+        (``unknown``: never enqueued, finished, or its record expired) is left as it is.
+        """
+        return await self.backend.cancel(type, job_id)
 
     async def _step_of(
         self, type: str, job_id: str, entry_id: str | None = None

@@ -230,6 +230,7 @@ def job_state_json(state: JobState) -> dict[str, Any]:
         "reason": state.reason,
         "dead_id": state.dead_id,
         "dead_at": _timestamp(state.dead_at),
+        "ended_at": _timestamp(state.ended_at),
         "settled": state.settled,
         "job": job_summary(state.fields) if state.fields else None,
     }
@@ -242,6 +243,7 @@ JOB_STATE_LINES: dict[str, tuple[str, ...]] = {
     "running": ("consumer", "idle_s", "deliveries", "step", "entry_id", "enqueued_at"),
     "retrying": ("due_at", "due_in_s", "deliveries", "step", "last_error", "enqueued_at"),
     "dead": ("reason", "last_error", "deliveries", "dead_at", "dead_id", "entry_id", "enqueued_at"),
+    "cancelled": ("ended_at",),
     "unknown": (),
 }
 
@@ -271,7 +273,7 @@ def _state_value(key: str, value: Any) -> str:
         return age(value) if value >= 0 else "now (due)"
     if key.endswith("_s"):
         return age(value)
-    if key in ("enqueued_at", "dead_at", "due_at"):
+    if key in ("enqueued_at", "dead_at", "due_at", "ended_at"):
         at = (
             datetime.fromisoformat(value) if key == "due_at" else datetime.fromtimestamp(value, UTC)
         )

@@ -1,4 +1,5 @@
-"""``job TYPE ID``: where one job is and what it is doing (docs/job-state.md)."""
+"""``job TYPE ID``: where one job is and what it is doing (docs/job-state.md); ``cancel TYPE ID``
+(docs/control.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamq._cli._app import JsonOpt, Prefix, Url, app, emit_json, open_queue, run
+from streamq._cli._app import JsonOpt, Prefix, Url, app, emit_json, fail, open_queue, run
 from streamq._views import job_state_json, job_state_text
 
 
@@ -38,3 +39,44 @@ def job(
         emit_json(doc)
     else:
         typer.echo(job_state_text(doc))
+
+
+@app.command()
+def cancel(
+    type: Annotated[str, typer.Argument(help="Job type.", show_default=False)],
+    job_id: Annotated[str, typer.Argument(help="The job's id.", show_default=False)],
+    url: Url = None,
+    prefix: Prefix = "streamq",
+) -> None:
+    """Cancel the job JOB_ID of TYPE. A scheduled or waiting job is removed now (its unique key
+    released; `streamq job` answers cancelled for a day). For a running job a cancel request
+    is recorded, but workers of this version do not act on it yet: the job runs to its end
+    (docs/control.md). Prints one line.
+
+    Exits 0 when the job was cancelled (or was already), 1 when it was not: it is running (the
+    request recorded), dead, or unknown (never enqueued, or finished).
+
+    Example: streamq cancel launch 5f0c...-...
+    """
+
+    async def main() -> Any:
+        async with open_queue(url, prefix) as q:
+            return await q.cancel(type, job_id)
+
+    result = run(main())
+    if result.state == "cancelled":
+        typer.echo(f"{job_id} was cancelled already" if result.already else f"cancelled {job_id}")
+    elif result.state == "cancelling":
+        fail(
+            f"{job_id} is running on {result.consumer}: cancel request recorded, but stopping a "
+            "running job is not built yet (it runs to its end; docs/control.md)",
+            1,
+        )
+    elif result.state == "dead":
+        fail(f"{job_id} is dead (nothing to cancel; `streamq dead retry` or purge it)", 1)
+    else:
+        fail(
+            f"no job {job_id} of {type} to cancel (never enqueued, or finished: finished jobs "
+            "leave no record yet)",
+            1,
+        )

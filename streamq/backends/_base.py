@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from streamq.backends._records import (
+    CANCEL_KEEP_MS,
     COUNTERS,
+    ENDED_KEEP_MS,
     F_BODY,
     F_DELIVERIES,
     F_ERROR,
@@ -25,10 +27,12 @@ from streamq.backends._records import (
     FRESH_START_DROPS,
     HANDED_BACK,
     AckedRead,
+    CancelResult,
     Claimed,
     DeadEntry,
     DeadLetter,
     Delivery,
+    Ended,
     Fields,
     InDead,
     InSchedule,
@@ -49,8 +53,12 @@ from streamq.backends._records import (
 
 __all__ = [
     "AckedRead",
+    "CANCEL_KEEP_MS",
     "COUNTERS",
+    "CancelResult",
     "Claimed",
+    "ENDED_KEEP_MS",
+    "Ended",
     "DeadEntry",
     "DeadLetter",
     "Delivery",
@@ -344,6 +352,28 @@ class Backend(Protocol):
     async def paused(self, types: Sequence[str]) -> dict[str, PauseRecord]:
         """The paused ones of ``types``, with their records, in one round trip (on a cluster,
         one per node, all at once): what every worker polls."""
+        ...
+
+    async def cancel(self, type: str, job_id: str) -> CancelResult:
+        """Cancel the job ``job_id`` of ``type`` (docs/control.md): a scheduled or waiting job
+        is removed, its unique key released and its step progress deleted, counted
+        ``cancelled`` and recorded as cancelled for :data:`ENDED_KEEP_MS`, all in one atomic
+        step; for a running job a cancel request is left for the worker that runs it (see
+        :meth:`cancel_requests`, :meth:`end_cancelled`)."""
+        ...
+
+    async def cancel_requests(self, type: str) -> set[str]:
+        """The job ids of ``type`` with a cancel request waiting (requests older than
+        :data:`CANCEL_KEEP_MS` are dropped): what a worker running jobs of the type polls."""
+        ...
+
+    async def end_cancelled(
+        self, type: str, consumer: str, entry_id: str, fields: Fields, end: JobEnd | None = None
+    ) -> bool:
+        """End a running job that was cancelled, if ``consumer`` still owns its entry: ack and
+        delete it, release its unique key, do its end-of-job clean-up, clear its cancel
+        request, count it ``cancelled`` and record it as cancelled; False (nothing changed)
+        when the entry is not this consumer's."""
         ...
 
     async def eviction_policy(self) -> str | None:

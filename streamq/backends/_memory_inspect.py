@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from streamq.backends._base import (
     FRESH_START_DROPS,
     DeadEntry,
+    Ended,
     Fields,
     InDead,
     InSchedule,
@@ -55,6 +56,10 @@ class MemoryInspection:
         self._paused: dict[str, PauseRecord] = {}
         #: per (type, job id), the step progress and when it expires (monotonic seconds)
         self._progress: dict[tuple[str, str], tuple[StepProgress, float]] = {}
+        #: per (type, job id), a cancelled job's record and when it expires (monotonic seconds)
+        self._ended: dict[tuple[str, str], tuple[Ended, float]] = {}
+        #: per type, the cancel requests of running jobs: job id -> when asked (monotonic s)
+        self._cancels: dict[str, dict[str, float]] = {}
 
     def _stream(self, type: str) -> MemoryStream:
         # Created on first use (caller holds the lock): Redis' XADD creates the stream, and
@@ -202,6 +207,11 @@ class MemoryInspection:
             for dead in stream.dead.values():
                 if dead.job_id == job_id:
                     return InDead(dead)
+            ended = self._ended.get((type, job_id))
+            if ended is not None:
+                if ended[1] > time.monotonic():
+                    return ended[0]
+                del self._ended[(type, job_id)]
         return NotFound()
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:

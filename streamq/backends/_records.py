@@ -208,6 +208,10 @@ class InSchedule:
     """:meth:`Backend.find_job`: the job waits in a schedule (delayed, or a retry's backoff)."""
 
     entry: ScheduledEntry
+    #: the schedule member as stored (what a cancel removes); b"" where the store has none
+    member: bytes = field(default=b"", repr=False)
+    #: the partition whose schedule holds it (None: the type is not partitioned)
+    part: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +241,44 @@ class NotFound:
     settled: bool = True
 
 
-#: Where :meth:`Backend.find_job` found a job. (Finished jobs' records, when they come, add a
-#: place of their own.)
-JobLocation = InSchedule | InStream | InDead | NotFound
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """:meth:`Backend.find_job`: the job is over and left a record (a cancelled job's, kept
+    :data:`ENDED_KEEP_MS`)."""
+
+    #: ``cancelled``
+    state: str
+    #: when it ended, in ms since the epoch (by the server's clock)
+    at_ms: int
+
+
+#: Where :meth:`Backend.find_job` found a job.
+JobLocation = InSchedule | InStream | InDead | Ended | NotFound
+
+#: How long a cancelled job's record is kept (a day): ``streamq job`` answers ``cancelled``
+#: rather than ``unknown`` for that long.
+ENDED_KEEP_MS = 24 * 3600 * 1000
+
+#: How long a cancel request for a running job waits for the worker that runs it to act on it
+#: (a week: a job failing after the cancel may wait in the schedule as a retry meanwhile).
+CANCEL_KEEP_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What :meth:`Backend.cancel` did.
+
+    ``state``: ``cancelled`` (it was scheduled or waiting: removed now, recorded as
+    cancelled; ``already`` when an earlier cancel did it), ``cancelling`` (it is running on
+    ``consumer``: a cancel request is recorded for it, which workers of this version do
+    not act on yet), ``dead`` (it is in
+    the dead stream: nothing to cancel) or ``unknown`` (no such job: never enqueued, or it
+    finished, or its record expired).
+    """
+
+    state: str
+    consumer: str = ""
+    already: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,19 +26,20 @@ from streamq.backends._base import (
     job_id_of,
     split_count,
 )
+from streamq.backends._memory_cancel import MemoryCancel
 from streamq.backends._memory_inspect import Waiter
-from streamq.backends._memory_progress import MemoryProgress
 from streamq.backends._memory_schedule import MemorySchedule
 from streamq.backends._memory_stream import PendingRecord, parse_id
 
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(MemorySchedule, MemoryProgress):
+class MemoryBackend(MemorySchedule, MemoryCancel):
     """The Backend protocol in process memory, with Redis consumer-group semantics.
 
     Its state and the inspection half live in ``_memory_inspect``, the schedule of delayed jobs
-    in ``_memory_schedule``, the step progress in ``_memory_progress`` (this file holds
+    in ``_memory_schedule``, the step progress in ``_memory_progress``, cancelling in
+    ``_memory_cancel`` (this file holds
     producing, reading, acking and the PEL calls).
     """
 

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._memory_inspect",
             "backends._memory_schedule",
             "backends._memory_progress",
+            "backends._memory_cancel",
             "backends.redis",
         ),
     ),

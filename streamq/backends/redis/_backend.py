@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from streamq._urls import cluster_flag, redact_url
 from streamq.backends._base import (
     AckedRead,
+    CancelResult,
     Claimed,
     DeadEntry,
     DeadLetter,
@@ -42,6 +43,7 @@ from streamq.backends._base import (
     StepProgress,
 )
 from streamq.backends._partitions import Partitions
+from streamq.backends.redis._cancel import Canceller
 from streamq.backends.redis._find import Finder
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
@@ -120,6 +122,7 @@ class RedisBackend:
         self._ticks = Ticks(shared, groups, self._producer)
         self._unique = UniqueJobs(shared, groups, self._producer)
         self._finder = Finder(shared, groups)
+        self._canceller = Canceller(shared, self._finder)
         self._pauses = Pauses(shared)
         self._progress = Progress(shared, groups)
 
@@ -391,6 +394,20 @@ class RedisBackend:
     async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
         """See :meth:`Backend.last_ticks` (``_ticks``)."""
         return await self._ticks.last_ticks(type, schedules)
+
+    async def cancel(self, type: str, job_id: str) -> CancelResult:
+        """See :meth:`Backend.cancel` (``_cancel``: ``cancel.lua``)."""
+        return await self._canceller.cancel(type, job_id)
+
+    async def cancel_requests(self, type: str) -> set[str]:
+        """See :meth:`Backend.cancel_requests` (``_cancel``)."""
+        return await self._canceller.cancel_requests(type)
+
+    async def end_cancelled(
+        self, type: str, consumer: str, entry_id: str, fields: Fields, end: JobEnd | None = None
+    ) -> bool:
+        """See :meth:`Backend.end_cancelled` (``_cancel``)."""
+        return await self._canceller.end_cancelled(type, consumer, entry_id, fields, end)
 
     async def pause(self, type: str, reason: str) -> bool:
         """See :meth:`Backend.pause` (``_pauses``: ``pause.lua``)."""

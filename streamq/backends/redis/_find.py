@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamq.backends._base import (
+    Ended,
     InDead,
     InSchedule,
     InStream,
@@ -85,6 +86,8 @@ class Finder:
 
     def __init__(self, shared: Shared, groups: StreamGroups) -> None:
         self._call = shared.scripts.call
+        self._send = shared.router.send_to_owners
+        self._wire = shared.wire
         self._keys = shared.keys
         self._refresh = groups.refresh_partition_counts
         self.group = shared.group
@@ -101,7 +104,25 @@ class Finder:
         for answer in answers:
             if not isinstance(answer, NotFound):
                 return answer
+        ended = await self.ended(type, job_id)
+        if ended is not None:
+            return ended
         return NotFound(settled=all(isinstance(a, NotFound) and a.settled for a in answers))
+
+    async def ended(self, type: str, job_id: str) -> Ended | None:
+        """The record a cancelled job left, in any of the type's streams; None for none."""
+        keys = [s.ended(job_id) for s in self._keys.streams(type)]
+        replies = await self._send("ended", [(k, ("GET", k)) for k in keys])
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise self._wire.backend_error(reply)
+            if reply:
+                state, _, at = text(reply).partition(" ")
+                try:
+                    return Ended(state, int(at))
+                except ValueError:
+                    return Ended(state, 0)
+        return None
 
     async def _find_in(self, s: StreamKeys, search: _Search) -> JobLocation:
         """Steps 1 to 4 of the module's docstring, in one stream's keys."""
@@ -167,7 +188,8 @@ class Finder:
                 fields = unpack_fields(member)
                 if job_id_of(fields) == search.job_id:
                     search.found = True
-                    return InSchedule(ScheduledEntry.of(fields, int(float(score)), now_ms))
+                    entry = ScheduledEntry.of(fields, int(float(score)), now_ms)
+                    return InSchedule(entry, bytes(member), s.part)
             if cursor in (b"0", "0"):
                 return None
 

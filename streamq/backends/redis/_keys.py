@@ -1,7 +1,8 @@
 """The key layout: which streams a type has, their keys, and which stream an id names.
 
 Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
-``:scheduled``, and ``:progress:{JOB_ID}`` per multi-step job), so every multi-key script stays
+``:scheduled``, ``:cancels``, ``:progress:{JOB_ID}`` per multi-step job and ``:ended:{JOB_ID}``
+per cancelled job), so every multi-key script stays
 in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
@@ -52,6 +53,14 @@ class StreamKeys:
         """The hash of the step progress of job ``job_id`` (one of this stream's jobs: a job's
         retries and redeliveries stay in its stream)."""
         return f"{self.jobs.removesuffix(':jobs')}:progress:{job_id}"
+
+    def cancels(self) -> str:
+        """The hash of the cancel requests of this stream's running jobs (see ``_cancel``)."""
+        return f"{self.jobs.removesuffix(':jobs')}:cancels"
+
+    def ended(self, job_id: str) -> str:
+        """The record a cancelled job of this stream leaves (see ``_cancel``)."""
+        return f"{self.jobs.removesuffix(':jobs')}:ended:{job_id}"
 
     def end_keys(self, end: JobEnd) -> list[str]:
         """The keys the end of ``end``'s job deletes (its end-of-job clean-up)."""

@@ -1,0 +1,47 @@
+"""``streamq cancel TYPE ID``, run as operators run it: a delayed job cancelled, then looked up
+and cancelled again; an unknown id is one error line and exit 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from cli_helpers import Cli, error_lines
+
+
+@pytest.fixture
+def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
+    """Commands on the session server under this test's prefix."""
+    c = Cli(redis_url, prefix, embedded_state, tmp_path)
+    yield c
+    c.stop_all()
+
+
+def test_a_delayed_job_cancelled_is_gone_and_looked_up_as_cancelled(cli: Cli) -> None:
+    enqueued = cli.run("enqueue", "noop", "--delay", "1h")
+    assert enqueued.returncode == 0, enqueued.stderr
+    job_id = enqueued.stdout.strip()
+    done = cli.run("cancel", "noop", job_id)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"cancelled {job_id}"
+    assert cli.stats("noop")["scheduled"] == 0
+    looked = cli.run("job", "noop", job_id, "--json")
+    assert looked.returncode == 0, looked.stderr
+    doc = json.loads(looked.stdout)
+    assert doc["state"] == "cancelled"
+    assert isinstance(doc["ended_at"], float)
+    again = cli.run("cancel", "noop", job_id)
+    assert again.returncode == 0, again.stderr
+    assert "cancelled already" in again.stdout
+
+
+def test_cancelling_an_unknown_job_is_one_line_and_exit_1(cli: Cli) -> None:
+    done = cli.run("cancel", "noop", str(uuid4()))
+    assert done.returncode == 1
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1, lines
+    assert "to cancel" in lines[0]
+    assert done.stdout == ""
