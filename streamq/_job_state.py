@@ -189,10 +189,12 @@ class JobLookup:
 
         A scheduled or waiting job is removed at once (``state`` ``cancelled``): its unique key
         is released, it is counted ``cancelled`` and ``job()`` answers ``cancelled`` for a day.
-        For a running job (``cancelling``, with its ``consumer``) a cancel request is recorded
-        for its worker, but workers of this version do not act on it yet: the job runs to its
-        end (docs/control.md). A dead job (``dead``) or one the backend has no trace of
-        (``unknown``: never enqueued, finished, or its record expired) is left as it is.
+        A running job (``cancelling``, with its ``consumer``) is cancelled by the worker running
+        it within about a second: its task is cancelled at its next ``await``, and a step that
+        takes a JobContext sees ``ctx.cancelled`` set (what a sync step polls); it is then
+        acknowledged (not retried, not dead-lettered) and recorded as cancelled. A dead job
+        (``dead``) or one the backend has no trace of (``unknown``: never enqueued, finished,
+        or its record expired) is left as it is.
         """
         return await self.backend.cancel(type, job_id)
 

@@ -49,12 +49,13 @@ def cancel(
     prefix: Prefix = "streamq",
 ) -> None:
     """Cancel the job JOB_ID of TYPE. A scheduled or waiting job is removed now (its unique key
-    released; `streamq job` answers cancelled for a day). For a running job a cancel request
-    is recorded, but workers of this version do not act on it yet: the job runs to its end
-    (docs/control.md). Prints one line.
+    released; `streamq job` answers cancelled for a day). A running job is cancelled by the
+    worker running it within about a second (its task is cancelled at its next await; a sync
+    step sees ctx.cancelled set), then acknowledged and recorded as cancelled: not retried,
+    not dead-lettered. Prints one line.
 
-    Exits 0 when the job was cancelled (or was already), 1 when it was not: it is running (the
-    request recorded), dead, or unknown (never enqueued, or finished).
+    Exits 0 when the job was cancelled, is being cancelled, or was already; 1 when there was
+    nothing to cancel: the job is dead, or unknown (never enqueued, or finished).
 
     Example: streamq cancel launch 5f0c...-...
     """
@@ -67,10 +68,9 @@ def cancel(
     if result.state == "cancelled":
         typer.echo(f"{job_id} was cancelled already" if result.already else f"cancelled {job_id}")
     elif result.state == "cancelling":
-        fail(
-            f"{job_id} is running on {result.consumer}: cancel request recorded, but stopping a "
-            "running job is not built yet (it runs to its end; docs/control.md)",
-            1,
+        typer.echo(
+            f"cancelling {job_id}: running on {result.consumer}, which stops it within about "
+            "a second"
         )
     elif result.state == "dead":
         fail(f"{job_id} is dead (nothing to cancel; `streamq dead retry` or purge it)", 1)

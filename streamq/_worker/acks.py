@@ -88,6 +88,7 @@ class AckBatcher:
 
     async def run_delivery(self, held: Held, lane: Lane) -> None:
         """Run one delivery (what a lane does for each) and act on its outcome."""
+        held.lane = lane
         outcome = await self._runner.run(held.delivery, lane)
         held.outcome = outcome
         if outcome.kind == "done" and F_UNIQUE in held.delivery.fields and not held.lost:
@@ -98,6 +99,8 @@ class AckBatcher:
             self.pending += 1
             self.wake.set()
             self._slot_freed.set()
+        elif outcome.kind == "cancelled" and not held.lost:
+            await self._end_cancelled(held)
         elif outcome.kind == "lost":
             # Found between two steps: the entry's new holder runs the job on from there.
             logger.warning("streamq.job.lease_lost", stage="step")
@@ -116,6 +119,28 @@ class AckBatcher:
                 logger.error("streamq.job.failed", error=outcome.error, final=True)
                 _tracing.count(_tracing.FAILED, held.delivery.type)
             await self._retries.dead_letter(held, outcome.letter)
+
+    async def _end_cancelled(self, held: Held) -> None:
+        """End a job a cancel request stopped: acked, its key released, recorded cancelled. A
+        failed call leaves the entry pending (logged): once its lease runs out another worker
+        claims it, and cancels it on its request again."""
+        d = held.delivery
+        end = None
+        if d.type in self.ending and (job_id := job_id_of(d.fields)) is not None:
+            end = JobEnd(d.entry_id, job_id, progress=True)
+        try:
+            async with self._pel_lock:
+                owned = await self._backend.end_cancelled(
+                    d.type, self._consumer, d.entry_id, d.fields, end
+                )
+        except BackendError as exc:
+            logger.warning("streamq.job.cancel_not_recorded", error=str(exc), **held.log())
+        else:
+            if owned:
+                logger.info("streamq.job.ended_cancelled", **held.log())
+            else:
+                logger.warning("streamq.job.lease_lost", stage="cancel", **held.log())
+        self._state.forget(held)
 
     async def flush_finishes(self) -> None:
         """Ack the finished unique jobs (``Backend.finish``: each key released with its ack),

@@ -43,7 +43,17 @@ T = TypeVar("T")
 class Lane:
     """One lane: its task, and the time limit of the job it runs."""
 
-    __slots__ = ("_baseline", "_pool", "context", "deadline", "fired", "started_in", "task")
+    __slots__ = (
+        "_baseline",
+        "_pool",
+        "cancelling",
+        "context",
+        "deadline",
+        "fired",
+        "job_context",
+        "started_in",
+        "task",
+    )
 
     def __init__(self, pool: Lanes[Any]) -> None:
         self._pool = pool
@@ -55,6 +65,10 @@ class Lane:
         # when its own code started (see the module's docstring).
         self.context = pool.base
         self.started_in: contextvars.Context | None = None
+        #: a cancel request stopped the job it runs (see :meth:`cancel_job`)
+        self.cancelling = False
+        #: the running job's JobContext, when its steps take one (its ``cancelled`` flag)
+        self.job_context: Any = None
 
     def start(self, seconds: float) -> None:
         """Arm the time limit of the job this lane starts now (its own code runs next)."""
@@ -65,6 +79,20 @@ class Lane:
         self.deadline = at = pool.time() + seconds
         if at < pool.timer_at:
             pool.watch(at)
+
+    def cancel_job(self) -> bool:
+        """A cancel request for the job running now: set its context's ``cancelled`` flag and
+        cancel its task at its next await, as its time limit would (the runner tells the two
+        apart by :attr:`cancelling`). False when no job's code is running (its time limit is
+        not armed: it has not started, or a sync step waits for a thread): ask again later."""
+        if self.deadline is None or self.task is None or self.fired:
+            return False
+        if self.job_context is not None:
+            self.job_context.cancelled.set()
+        self.cancelling = True
+        self.fired = True
+        self.task.cancel()
+        return True
 
     def stop(self) -> bool:
         """Disarm it; True when it fired (its cancel withdrawn) and nothing else cancelled."""
@@ -235,6 +263,8 @@ class Lanes(Generic[T]):
             finally:
                 self._busy -= 1
                 lane.deadline = None
+                lane.cancelling = False
+                lane.job_context = None
                 # Reused only if nothing changed in the context since the job's code started.
                 started_in, lane.started_in = lane.started_in, None
                 lane.context = started_in if started_in == ctx else self.base

@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TimeLimitReached(Exception):
     """The job's own time limit ran out (a TimeoutError of the handler's is just an error)."""
 
 
+class JobCancelled(Exception):
+    """A cancel request stopped the job (``Queue.cancel``; docs/control.md)."""
+
+
 class Pausable(Protocol):
-    """A running time limit that can be held while a step waits for a thread."""
+    """A running time limit that can be held while a step waits for a thread. It also holds
+    the running job's JobContext (``job_context``, when its steps take one), for a cancel
+    request to set its ``cancelled`` flag (``_worker.cancelling``)."""
+
+    job_context: Any
 
     def pause(self) -> float:
         """Hold it; the seconds it had left (``inf`` when it is not armed)."""
@@ -34,6 +42,9 @@ class Limit(Pausable, Protocol):
     run, not the time they wait to start.
     """
 
+    #: the cancel that fired was a cancel request's, not the time limit (read before ``stop``)
+    cancelling: bool
+
     def start(self, seconds: float) -> None: ...
 
     def stop(self) -> bool: ...
@@ -42,10 +53,11 @@ class Limit(Pausable, Protocol):
 class HeldTimeout:
     """:class:`Pausable` over an ``asyncio.timeout`` (a runner used without lanes)."""
 
-    __slots__ = ("_timeout",)
+    __slots__ = ("_timeout", "job_context")
 
     def __init__(self, timeout: asyncio.Timeout) -> None:
         self._timeout = timeout
+        self.job_context: Any = None
 
     def pause(self) -> float:
         when = self._timeout.when()

@@ -19,6 +19,7 @@ class DeliveryOutcome:
     ``retry_in`` seconds (a step's :class:`~streamq.Retry`) or, when None, its backoff.
     ``dead``: dead-letter it with ``letter`` (poison, a final failure, or too many deliveries).
     ``lost``: the entry is another consumer's now (found between two steps): leave it to that one.
+    ``cancelled``: a cancel request stopped it: end it as cancelled (``Backend.end_cancelled``).
     :meth:`log` gives the job's log fields (bound for the rest of the delivery already), for
     lines logged outside it.
 
@@ -31,7 +32,7 @@ class DeliveryOutcome:
 
     def __init__(
         self,
-        kind: Literal["done", "retry", "dead", "lost"],
+        kind: Literal["done", "retry", "dead", "lost", "cancelled"],
         job: Job[Any] | None = None,
         *,
         error: str = "",

@@ -22,7 +22,7 @@ from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, logger, resolved
 from streamq._registry import JobType, Registry
-from streamq._worker.limits import HeldTimeout, Limit, TimeLimitReached
+from streamq._worker.limits import HeldTimeout, JobCancelled, Limit, TimeLimitReached
 from streamq._worker.outcome import DONE, DeliveryOutcome, log_fields
 from streamq._worker.progress import ProgressKeeper, StepLeaseLost
 from streamq._worker.steps import COROUTINE, StepCaller
@@ -282,9 +282,17 @@ class Runner:
                     else:
                         await self._run_steps(d, job_type, job, span, limit)
                 finally:
+                    by_request = limit.cancelling
                     if limit.stop():
-                        # The time limit cancelled the steps (or they swallowed its cancel).
+                        # The time limit or a cancel request cancelled the steps (or they
+                        # swallowed its cancel).
+                        if by_request:
+                            raise JobCancelled from None
                         raise TimeLimitReached
+        except JobCancelled:
+            # Queue.cancel asked for it (_worker.cancelling): ended as cancelled, not retried.
+            self._log.info("streamq.job.cancelled_by_request")
+            return DeliveryOutcome("cancelled", job, extra=trace_ids)
         except StepLeaseLost:
             # Another consumer holds the entry now (a step's record found it): it runs the job
             # on from the steps recorded; nothing is acked, retried or dead-lettered here.

@@ -27,6 +27,10 @@ class Held:
     delivery: Delivery
     lost: bool = False
     outcome: DeliveryOutcome | None = None
+    #: the lane running it (set when it starts), for a cancel request to reach it
+    lane: Any = None
+    #: a cancel request reached it (its lane was told once)
+    cancel_asked: bool = False
 
     def log(self) -> dict[str, Any]:
         """Its log fields, for lines logged outside the delivery's own context."""

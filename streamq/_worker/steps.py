@@ -87,6 +87,7 @@ class StepCaller:
             deliveries=d.deliveries,
             steps=n,
         )
+        limit.job_context = ctx  # a cancel request sets its flag (_worker.cancelling)
         progress = self._progress if n > 1 else None
         start = 0
         if progress is not None and (d.deliveries > 1 or d.claimed):

@@ -11,6 +11,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
 - :mod:`~streamq._worker.periodic`: the ticker that fires the served types' periodic jobs;
 - :mod:`~streamq._worker.pausing`: polls the served types' paused marks (docs/control.md);
+- :mod:`~streamq._worker.cancelling`: polls the cancel requests of the types it runs jobs of;
 - :mod:`~streamq._worker.state`: what they share (the deliveries held, the events of a stop);
 - :mod:`~streamq._worker.lanes`: the long-lived tasks deliveries run on, and their time limits;
 - :mod:`~streamq._worker.runner`: one delivery, decoded, checked and run to its
@@ -45,6 +46,7 @@ from streamq._registry import (
     seconds,
 )
 from streamq._worker.acks import AckBatcher
+from streamq._worker.cancelling import CancelWatcher
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
 from streamq._worker.pausing import PauseWatcher
@@ -198,6 +200,7 @@ class Worker:
         )
         self._due_mover = DueMover(state, backend, types=self._types)
         self._pauses = PauseWatcher(state, backend, types=self._types, consumer=self.consumer)
+        self._cancels = CancelWatcher(state, backend)
         self._leases = LeaseKeeper(
             state,
             backend,
@@ -293,6 +296,7 @@ class Worker:
             asyncio.create_task(self._guard("recover", self._recovery.loop())),
             asyncio.create_task(self._guard("move_due", self._due_mover.loop())),
             asyncio.create_task(self._guard("pause", self._pauses.loop())),
+            asyncio.create_task(self._guard("cancel", self._cancels.loop())),
         ]
         if self._ticker is not None:
             feeders.append(asyncio.create_task(self._guard("tick", self._ticker.loop())))

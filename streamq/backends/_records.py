@@ -270,8 +270,8 @@ class CancelResult:
 
     ``state``: ``cancelled`` (it was scheduled or waiting: removed now, recorded as
     cancelled; ``already`` when an earlier cancel did it), ``cancelling`` (it is running on
-    ``consumer``: a cancel request is recorded for it, which workers of this version do
-    not act on yet), ``dead`` (it is in
+    ``consumer``: a cancel request is recorded, and that worker cancels it within about a
+    second), ``dead`` (it is in
     the dead stream: nothing to cancel) or ``unknown`` (no such job: never enqueued, or it
     finished, or its record expired).
     """

@@ -5,13 +5,15 @@ job gets a cancel request for its worker; a dead or unknown job is left alone an
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from dataclasses import dataclass
 from uuid import uuid4
 
 from test_contract import TIMEOUT, MakeWorker, serving
 from waiting import eventually
 
-from streamq import Backend, Job, Principal, Queue, Registry
+from streamq import Backend, Job, JobContext, Principal, Queue, Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +94,63 @@ async def _is(queue: Queue, job_id: str, state: str) -> bool:
     return (await queue.job("t", job_id)).state == state
 
 
-async def test_a_running_job_gets_a_cancel_request_for_its_worker(
+async def test_a_running_async_job_is_cancelled_at_its_next_await_and_acked(
     backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker
 ) -> None:
+    """Cancelled within about a second (the watcher polls every 0.5 s), not retried, not
+    dead; its unique key freed; ``job`` answers cancelled; the worker goes on with others."""
     started = asyncio.Event()
-    go = asyncio.Event()
+    finished: list[int] = []
+    stopped: list[int] = []
 
-    @registry.job("t", Item)
+    @registry.job("t", Item, max_deliveries=5)
     async def handle(j: Job[Item]) -> None:
-        started.set()
-        await go.wait()
+        if j.args.n == 1:
+            started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                stopped.append(j.args.n)
+                raise
+        finished.append(j.args.n)
 
-    job_id = await queue.enqueue(job(1))
-    assert await backend.cancel_requests("t") == set()
-    worker = make_worker("t")
+    job_id = await queue.enqueue(job(1), unique_key="reservation:7")
+    worker = make_worker("t", retry_base=0.05)
     async with serving(worker):
         await asyncio.wait_for(started.wait(), TIMEOUT)
+        assert await backend.cancel_requests("t") == set()
         result = await queue.cancel("t", job_id)
         assert (result.state, result.consumer) == ("cancelling", worker.consumer)
-        assert await backend.cancel_requests("t") == {job_id}
-        go.set()
-        await eventually(lambda: _is(queue, job_id, "unknown"), TIMEOUT)
+        asked = time.monotonic()
+        await eventually(lambda: _is(queue, job_id, "cancelled"), TIMEOUT)
+        took = time.monotonic() - asked
+        assert stopped == [1]
+        assert await backend.cancel_requests("t") == set()
+        # The same key is free, and the worker runs the next job.
+        second = await queue.enqueue(job(2), unique_key="reservation:7")
+        assert not second.duplicate
+        await eventually(lambda: finished == [2], TIMEOUT)
+    assert took < TIMEOUT
+    stats = (await queue.stats(["t"]))[0]
+    assert (stats.dead, stats.retried, stats.in_flight) == (0, 0, 0)
+    assert (await queue.cancel("t", job_id)).already
+
+
+async def test_a_sync_step_sees_ctx_cancelled(
+    registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """A sync step polling ``ctx.cancelled`` is told; the job ends cancelled."""
+    started = threading.Event()
+    saw: list[bool] = []
+
+    @registry.job("t", Item)
+    def handle(j: Job[Item], ctx: JobContext[None]) -> None:
+        started.set()
+        saw.append(ctx.cancelled.wait(TIMEOUT))
+
+    job_id = await queue.enqueue(job(1))
+    async with serving(make_worker("t")):
+        assert await asyncio.to_thread(started.wait, TIMEOUT)
+        assert (await queue.cancel("t", job_id)).state == "cancelling"
+        await eventually(lambda: _is(queue, job_id, "cancelled"), TIMEOUT)
+        await eventually(lambda: saw == [True], TIMEOUT)
