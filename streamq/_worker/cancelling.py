@@ -10,13 +10,9 @@ A worker running nothing polls nothing; one call per type it runs jobs of, per p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from streamq._logging import logger
 from streamq._worker.state import WorkerState
 from streamq.backends._base import Backend, job_id_of
-from streamq.exceptions import BackendError
 
 #: Seconds between two reads of the cancel requests: a running job is cancelled within about
 #: this long after ``Queue.cancel`` (plus the time its code takes to reach its next await).
@@ -49,19 +45,6 @@ class CancelWatcher:
         return cancelled
 
     async def loop(self) -> None:
-        """Poll every :data:`POLL_EVERY` until the worker stops; on a server error try again
-        after a backoff."""
-        stopping = self._state.stopping
-        failures = 0
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), POLL_EVERY)
-            if stopping.is_set():
-                return
-            try:
-                await self.check()
-            except BackendError as exc:
-                failures += 1
-                await self._state.pause_after_error("cancel_check", exc, failures)
-                continue
-            failures = 0
+        """Poll every :data:`POLL_EVERY` until the worker stops; on a server error keep what
+        was last read and try again after a backoff."""
+        await self._state.poll(POLL_EVERY, self.check, "cancel_check")

@@ -8,15 +8,12 @@ never one per job: the read path only tests whether the set of paused types is e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping
 
 from streamq._logging import logger
 from streamq._registry import JobType
 from streamq._worker.state import WorkerState
 from streamq.backends._base import Backend, PauseRecord
-from streamq.exceptions import BackendError
 
 #: Seconds between two reads of the paused marks. While some served type is paused, a read
 #: blocks at most this long too, so a resume is seen and acted on within about a second.
@@ -45,21 +42,8 @@ class PauseWatcher:
 
     async def loop(self) -> None:
         """Poll every :data:`POLL_EVERY` until the worker stops; on a server error keep what
-        was last read (the reads fail too, meanwhile) and try again after a backoff."""
-        stopping = self._state.stopping
-        failures = 0
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), POLL_EVERY)
-            if stopping.is_set():
-                return
-            try:
-                await self.check()
-            except BackendError as exc:
-                failures += 1
-                await self._state.pause_after_error("pause_check", exc, failures)
-                continue
-            failures = 0
+        was last read and try again after a backoff."""
+        await self._state.poll(POLL_EVERY, self.check, "pause_check")
 
     def _apply(self, found: Mapping[str, PauseRecord]) -> None:
         """Take ``found`` as the paused types: log each change once, wake the read loop."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamq._logging import logger
@@ -112,3 +113,20 @@ class WorkerState:
         logger.warning(f"streamq.worker.{what}_failed", error=str(exc), retry_in=round(delay, 2))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), delay)
+
+    async def poll(self, every: float, check: Callable[[], Awaitable[object]], what: str) -> None:
+        """Call ``check`` every ``every`` seconds until the worker stops; after a server error,
+        say so and wait a backoff (``what`` names the loop in the log line)."""
+        failures = 0
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), every)
+            if self.stopping.is_set():
+                return
+            try:
+                await check()
+            except BackendError as exc:
+                failures += 1
+                await self.pause_after_error(what, exc, failures)
+                continue
+            failures = 0
