@@ -15,6 +15,7 @@ from streamq._sync import SyncQueue
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry
 from streamq.backends._partitions import Partitions
+from streamq.backends._records import CancelResult
 from streamq.backends.memory import MemoryBackend
 from streamq.backends.redis import RedisBackend
 from streamq.exceptions import (
@@ -40,6 +41,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
 __all__ = [
     "Backend",
     "BackendError",
+    "CancelResult",
     "CheckpointError",
     "ConfigError",
     "ConsumerStats",
