@@ -165,7 +165,7 @@ class JobContext(Generic[C]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
-        unique_key: str | None | Literal[_Derived.DERIVED] = DERIVED,
+        unique_key: str | Literal[_Derived.DERIVED] | None = DERIVED,
         unique_for: float | timedelta | None = CHAIN_UNIQUE_FOR,
     ) -> JobId:
         """Enqueue a follow-up job; returns its id (``duplicate`` True when an earlier delivery
@@ -200,7 +200,7 @@ class JobContext(Generic[C]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
-        unique_key: str | None | Literal[_Derived.DERIVED] = DERIVED,
+        unique_key: str | Literal[_Derived.DERIVED] | None = DERIVED,
         unique_for: float | timedelta | None = CHAIN_UNIQUE_FOR,
         timeout: float | None = 30.0,
     ) -> JobId:
@@ -236,7 +236,7 @@ class JobContext(Generic[C]):
         return future.result(timeout)
 
     def _follow_up(
-        self, job: Job[Any], unique_key: str | None | Literal[_Derived.DERIVED]
+        self, job: Job[Any], unique_key: str | Literal[_Derived.DERIVED] | None
     ) -> tuple[Enqueuer, Job[Any], str | None]:
         """The enqueuer, the follow-up with what it inherits, and its unique key."""
         if self._enqueuer is None or self._job is None:

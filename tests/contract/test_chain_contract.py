@@ -14,8 +14,9 @@ from waiting import eventually
 
 from streamq import Job, JobContext, Principal, Queue, Registry, Retry
 
+# The one SDK install of the process is tests/unit/test_tracing.py's (it refuses a second).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_tracing import install_sdk  # noqa: E402  (the one SDK install of the process)
+from test_tracing import install_sdk
 
 IDENTITY = Principal(account_number="acct-9", org_id="org-3", user="someone")
 
@@ -61,7 +62,7 @@ async def _chain_once(
         Job(type="parent", args=Item(7), identity=IDENTITY, request_id="req-1")
     )
     async with serving(make_worker("parent", "child")):
-        await eventually(lambda: len(returned) == 2 and len(children) == 1, TIMEOUT)
+        await eventually(lambda: len(returned) == 2 and len(children) >= 1, TIMEOUT)
     first, second = returned
     assert (first.duplicate, second.duplicate, second) == (False, True, first)
     (ran,) = children
@@ -75,7 +76,8 @@ async def _chain_once(
     # The follow-up's send span sits under the parent's step span.
     step_ids = {s.context.span_id for s in spans if s.name.startswith("parent.")}
     sends = [s for s in spans if s.name == "send child"]
-    assert sends and all(s.parent is not None and s.parent.span_id in step_ids for s in sends)
+    assert sends
+    assert all(s.parent is not None and s.parent.span_id in step_ids for s in sends)
     assert parent_id != first
 
 
