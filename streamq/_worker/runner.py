@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamq import _codec, _tracing
+from streamq._enqueue import Enqueuer
 from streamq._job import Job
 from streamq._logging import bind_job, bind_only, logger, resolved
 from streamq._registry import JobType, Registry
@@ -84,6 +85,7 @@ class Runner:
         consumer: str = "",
         stream: Callable[[str], str] = str,
         progress: ProgressKeeper | None = None,
+        enqueuer: Enqueuer | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -113,7 +115,7 @@ class Runner:
         self._debug = True
         self._sdk = _tracing.state()
         # One thread for each lane for the sync steps (and stand-ins for stuck ones).
-        self._steps = StepCaller(threads, progress)
+        self._steps = StepCaller(threads, progress, enqueuer)
         # Bound once: the multi-step and sync paths call these per job.
         self._run_steps = self._steps.run_steps
         self._awaitable = self._steps.awaitable

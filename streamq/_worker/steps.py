@@ -17,6 +17,7 @@ from typing import Any
 
 from streamq import _tracing
 from streamq._context import JobContext
+from streamq._enqueue import Enqueuer
 from streamq._job import Job
 from streamq._logging import bind, logger
 from streamq._registry import JobType, Step, step_name
@@ -43,8 +44,15 @@ class StepCaller:
             :mod:`streamq._worker.threads`).
     """
 
-    def __init__(self, threads: int, progress: ProgressKeeper | None = None) -> None:
+    def __init__(
+        self,
+        threads: int,
+        progress: ProgressKeeper | None = None,
+        enqueuer: Enqueuer | None = None,
+    ) -> None:
         self._threads = Threads(threads, 2 * threads)
+        #: what the steps' contexts enqueue follow-ups with (None: they cannot)
+        self._enqueuer = enqueuer
         #: reads and records the step progress (None: steps are neither recorded nor skipped)
         self._progress = progress
         #: The logger of the per-job lines (the runner resolves it when the worker starts).
@@ -86,8 +94,11 @@ class StepCaller:
             job_type=d.type,
             deliveries=d.deliveries,
             steps=n,
+            job=job,
+            enqueuer=self._enqueuer,
         )
         limit.job_context = ctx  # a cancel request sets its flag (_worker.cancelling)
+        ctx.attach(asyncio.get_running_loop())
         progress = self._progress if n > 1 else None
         start = 0
         if progress is not None and (d.deliveries > 1 or d.claimed):

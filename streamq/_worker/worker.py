@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from streamq import _tracing
+from streamq._enqueue import Enqueuer
 from streamq._logging import logger
 from streamq._registry import (
     DEFAULT_JOB_TIMEOUT,
@@ -165,6 +166,8 @@ class Worker:
             stream=getattr(backend, "jobs_key", str),
             consumer=self.consumer,
             progress=ProgressKeeper(backend, self.consumer),
+            # Follow-ups a step enqueues (JobContext.enqueue) are checked against the registry.
+            enqueuer=Enqueuer(backend, registry=registry),
         )
         self._state = state = WorkerState()
         retries = Retries(

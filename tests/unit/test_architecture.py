@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "_codec",
             "_context",
+            "_enqueue",
             "_tracing",
             "_logging",
             "_registry",
