@@ -14,6 +14,10 @@ that records step progress (docs/steps.md), each job of it costs N - 1 records m
 tree that does not, and this shows what that comes to beside the same job before. ``--sleep S``
 makes each of those steps await ``asyncio.sleep(S)`` first (a step that waits on I/O, as real
 steps do).
+
+``--setting-a NAME=NUMBER`` / ``--setting-b NAME=NUMBER`` (repeatable) give one tree's
+``Worker`` a setting the other may not have, e.g. ``--setting-b keep_done=0``: the plain ack of
+a tree that keeps finished-job records by default, beside a tree from before them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Empty:
     pass
 
 SLEEP = float(sys.argv[5])
+SETTINGS = json.loads(sys.argv[6])
 
 async def step(job):
     if SLEEP:
@@ -60,7 +65,9 @@ async def main() -> None:
         await queue.enqueue_many([job] * 1000)
     enq = time.perf_counter() - enq
     await backend.ensure_groups([type_])
-    worker = Worker(backend, registry, [type_], concurrency=concurrency, block=0.05)
+    worker = Worker(
+        backend, registry, [type_], concurrency=concurrency, block=0.05, **SETTINGS
+    )
     cpu, wall = time.process_time(), time.perf_counter()
     await worker.run(stop_when_empty=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -77,11 +84,18 @@ asyncio.run(main())
 
 
 def _run(
-    tree: Path, url: str, jobs: int, concurrency: int, steps: int, sleep: float
+    tree: Path,
+    url: str,
+    jobs: int,
+    concurrency: int,
+    steps: int,
+    sleep: float,
+    settings: dict[str, float],
 ) -> dict[str, float]:
     env = os.environ | {"PYTHONPATH": str(tree), "STREAMQ_UVLOOP": "0"}
+    args = [url, str(jobs), str(concurrency), str(steps), str(sleep), json.dumps(settings)]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(jobs), str(concurrency), str(steps), str(sleep)],
+        [sys.executable, "-c", CHILD, *args],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -107,7 +121,19 @@ def main() -> None:
         "--steps", type=int, default=0, help="a type of this many no-op steps, not noop"
     )
     parser.add_argument("--sleep", type=float, default=0.0, help="each --steps step sleeps first")
+    for side in ("a", "b"):
+        parser.add_argument(
+            f"--setting-{side}",
+            action="append",
+            default=[],
+            metavar="NAME=NUMBER",
+            help=f"a Worker setting for tree {side.upper()} only (repeatable)",
+        )
     opts = parser.parse_args()
+    settings = {
+        "A": _settings(opts.setting_a, parser),
+        "B": _settings(opts.setting_b, parser),
+    }
 
     from streamq._server import PrivateServer
 
@@ -120,7 +146,9 @@ def main() -> None:
             for r in range(opts.rounds):
                 order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
                 for side in order:
-                    got = _run(trees[side], srv.url, opts.jobs, c, opts.steps, opts.sleep)
+                    got = _run(
+                        trees[side], srv.url, opts.jobs, c, opts.steps, opts.sleep, settings[side]
+                    )
                     rates[side].append(got["jobs_per_s"])
                     cpus[side].append(got["cpu_us_per_job"])
                     enqs[side].append(got["enqueued_per_s"])
@@ -142,6 +170,19 @@ def main() -> None:
                 f"enqueue_many (1000 a call): A {ea:.0f} jobs/s, B {eb:.0f} jobs/s, "
                 f"B/A {eb / ea:.3f}"
             )
+
+
+def _settings(given: list[str], parser: argparse.ArgumentParser) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            parser.error(f"a setting is NAME=NUMBER, not {item!r}")
+    return out
 
 
 if __name__ == "__main__":

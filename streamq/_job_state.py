@@ -21,9 +21,8 @@ from streamq.backends._base import (
     prior_deliveries,
 )
 
-#: The states :meth:`JobLookup.job` answers with. ``done`` needs the record a finished job
-#: will leave (not written yet: docs/job-state.md), so no answer has it in this version; a
-#: cancelled job's record is kept a day.
+#: The states :meth:`JobLookup.job` answers with. ``done`` and ``cancelled`` come from the
+#: records finished and cancelled jobs leave (docs/job-state.md).
 JobStateName = Literal[
     "scheduled", "waiting", "running", "retrying", "dead", "done", "cancelled", "unknown"
 ]
@@ -55,7 +54,7 @@ class JobState:
     due_at: datetime | None = None
     #: seconds until ``due_at`` (negative once due, until a worker moves it)
     due_in_s: float | None = None
-    #: running: the consumer (worker) that holds it
+    #: running: the consumer (worker) that holds it; done: the one that acked it
     consumer: str | None = None
     #: running: seconds since it was delivered or its lease last refreshed
     idle_s: float | None = None
@@ -72,8 +71,11 @@ class JobState:
     dead_id: str | None = None
     #: dead: when it died (the worker's clock)
     dead_at: datetime | None = None
-    #: cancelled: when it was cancelled (the server's clock)
+    #: done: when it finished (acked); cancelled: when it was cancelled (the server's clock)
     ended_at: datetime | None = None
+    #: done: how long its last delivery ran, in seconds (from its start to its outcome, by
+    #: the worker's clock)
+    duration_s: float | None = None
     #: unknown: False when jobs kept moving while it was looked for (ask again)
     settled: bool = True
     #: the entry's fields as stored (what the job summary is made from)
@@ -110,8 +112,9 @@ class JobLookup:
 
     async def job(self, type: str, job_id: str) -> JobState:
         """Where the job ``job_id`` of ``type`` is and what it is doing: ``scheduled``,
-        ``waiting``, ``running``, ``retrying``, ``dead``, ``cancelled`` (for a day), or
-        ``unknown`` (never seen, or finished: finished jobs leave no record yet).
+        ``waiting``, ``running``, ``retrying``, ``dead``, ``done`` (finished: its record is kept
+        as long as its worker's ``keep_done`` says, 24 h by default), ``cancelled`` (for a
+        day), or ``unknown`` (never seen, or its record expired).
 
         The server keeps no index from job ids to entries: this walks the type's streams, in
         calls of a bounded size (about 1.5 ms of the server's time for 1000 entries; a stream
@@ -176,12 +179,18 @@ class JobLookup:
                 fields=d.fields,
             )
         if isinstance(found, Ended):
-            return JobState(
-                "cancelled",
-                type,
-                job_id,
-                ended_at=_utc(found.at_ms / 1000) if found.at_ms else None,
-            )
+            ended_at = _utc(found.at_ms / 1000) if found.at_ms else None
+            if found.state == "done":
+                return JobState(
+                    "done",
+                    type,
+                    job_id,
+                    ended_at=ended_at,
+                    duration_s=None if found.took_ms is None else found.took_ms / 1000,
+                    deliveries=found.deliveries,
+                    consumer=found.consumer,
+                )
+            return JobState("cancelled", type, job_id, ended_at=ended_at)
         return JobState("unknown", type, job_id, settled=found.settled)
 
     async def cancel(self, type: str, job_id: str) -> CancelResult:
@@ -193,8 +202,8 @@ class JobLookup:
         it within about a second: its task is cancelled at its next ``await``, and a step that
         takes a JobContext sees ``ctx.cancelled`` set (what a sync step polls); it is then
         acknowledged (not retried, not dead-lettered) and recorded as cancelled. A dead job
-        (``dead``) or one the backend has no trace of (``unknown``: never enqueued, finished,
-        or its record expired) is left as it is.
+        (``dead``), a finished one (``done``: its record says so) or one the backend has no
+        trace of (``unknown``: never enqueued, or its record expired) is left as it is.
         """
         return await self.backend.cancel(type, job_id)
 

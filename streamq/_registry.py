@@ -127,6 +127,13 @@ class JobType:
         check_type_name(self.name)
         if not self.steps:
             raise ConfigError(f"job type {self.name!r} has no steps")
+        for i, step in enumerate(self.steps):
+            if not callable(step):
+                # e.g. register("t", Args, [a, b]): the steps go one by one, not in a list
+                raise ConfigError(
+                    f"job type {self.name!r}: step {i} is a {type(step).__name__}, not a "
+                    "function (give the steps one by one: register(name, args, a, b))"
+                )
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"job type {self.name!r}: timeout must be positive")
         for setting in ("retry_base", "retry_max"):

@@ -231,6 +231,7 @@ def job_state_json(state: JobState) -> dict[str, Any]:
         "dead_id": state.dead_id,
         "dead_at": _timestamp(state.dead_at),
         "ended_at": _timestamp(state.ended_at),
+        "duration_s": state.duration_s,
         "settled": state.settled,
         "job": job_summary(state.fields) if state.fields else None,
     }
@@ -243,6 +244,7 @@ JOB_STATE_LINES: dict[str, tuple[str, ...]] = {
     "running": ("consumer", "idle_s", "deliveries", "step", "entry_id", "enqueued_at"),
     "retrying": ("due_at", "due_in_s", "deliveries", "step", "last_error", "enqueued_at"),
     "dead": ("reason", "last_error", "deliveries", "dead_at", "dead_id", "entry_id", "enqueued_at"),
+    "done": ("ended_at", "duration_s", "deliveries", "consumer"),
     "cancelled": ("ended_at",),
     "unknown": (),
 }

@@ -20,9 +20,9 @@ def job(
     prefix: Prefix = "streamq",
 ) -> None:
     """Where the job JOB_ID of TYPE is: scheduled (due at), waiting, running (consumer, idle,
-    deliveries), retrying (next attempt, last error), dead (reason, last error) or unknown
-    (never seen, or finished: finished jobs leave no record yet). Then the job itself, its
-    identity's user masked.
+    deliveries), retrying (next attempt, last error), dead (reason, last error), done (finished:
+    when, how long, deliveries), cancelled, or unknown (never seen, or its record expired).
+    Then the job itself (while it is in the type's keys), its identity's user masked.
 
     Exits 0 whatever the state, unknown included. The lookup walks the type's streams in
     calls of 1000 entries (about 1.5 ms of the server's time each; docs/job-state.md).
@@ -55,7 +55,8 @@ def cancel(
     not dead-lettered. Prints one line.
 
     Exits 0 when the job was cancelled, is being cancelled, or was already; 1 when there was
-    nothing to cancel: the job is dead, or unknown (never enqueued, or finished).
+    nothing to cancel: the job is dead, done (finished), or unknown (never enqueued, or its
+    record expired).
 
     Example: streamq cancel launch 5f0c...-...
     """
@@ -74,9 +75,11 @@ def cancel(
         )
     elif result.state == "dead":
         fail(f"{job_id} is dead (nothing to cancel; `streamq dead retry` or purge it)", 1)
+    elif result.state == "done":
+        fail(f"{job_id} is done (it finished: nothing to cancel)", 1)
     else:
         fail(
-            f"no job {job_id} of {type} to cancel (never enqueued, or finished: finished jobs "
-            "leave no record yet)",
+            f"no job {job_id} of {type} to cancel (never enqueued, or finished and its record "
+            "expired)",
             1,
         )

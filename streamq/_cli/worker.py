@@ -22,6 +22,7 @@ from streamq._cli._app import (
 )
 from streamq._settings import connect, redact_url
 from streamq._worker import Worker
+from streamq.backends._base import KEEP_DONE_MAX
 from streamq.exceptions import ConfigError
 
 
@@ -60,6 +61,16 @@ def consume(
     retry_max: Annotated[
         str, typer.Option(metavar="DURATION", help="The longest retry backoff.")
     ] = "1h",
+    keep_done: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="How long a finished job's record is kept (streamq job says done); 0: none.",
+        ),
+    ] = "24h",
+    keep_done_max: Annotated[
+        int, typer.Option(min=1, help="The most finished-job records kept per type.")
+    ] = KEEP_DONE_MAX,
     log_format: Annotated[
         str, typer.Option(help="console or json (default: console on a terminal, else json).")
     ] = "",
@@ -84,7 +95,8 @@ def consume(
     if missing:
         fail(f"no handler registered for {', '.join(missing)} in module {handlers!r}", 2)
     durations = [
-        parse_duration(d) for d in (claim_after, job_timeout, shutdown_grace, retry_base, retry_max)
+        parse_duration(d)
+        for d in (claim_after, job_timeout, shutdown_grace, retry_base, retry_max, keep_done)
     ]
     beat = None if heartbeat is None else parse_duration(heartbeat)
     if beat is not None and beat * 2 > durations[0]:
@@ -109,9 +121,17 @@ def consume(
             shutdown_grace=durations[2],
             retry_base=durations[3],
             retry_max=durations[4],
+            keep_done=durations[5],
+            keep_done_max=keep_done_max,
         )
     except ConfigError as exc:  # the options contradict each other: a usage error
         fail(str(exc), 2)
+
+    kept = (
+        f"done jobs kept {keep_done}, at most {keep_done_max} per type"
+        if worker.keep_done > 0
+        else "no done-job records"
+    )
 
     async def main() -> None:
         try:
@@ -120,7 +140,7 @@ def consume(
             await backend.ensure_groups(types)
             typer.echo(
                 f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
-                f"(concurrency {concurrency}, consumer {worker.consumer})",
+                f"(concurrency {concurrency}, {kept}, consumer {worker.consumer})",
                 err=True,
             )
             await worker.run(handle_signals=True)

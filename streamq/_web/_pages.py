@@ -332,8 +332,9 @@ def job(type: str, job_id: str, doc: Mapping[str, Any] | None, *, types: Sequenc
     if doc is None:
         body = (
             "<h1>Find a job</h1>" + form + '<p class="hint">Where a job is by its id: scheduled, '
-            "waiting, running, retrying, dead, or unknown (never seen, or finished: finished "
-            "jobs leave no record yet). The lookup walks the type's streams; on a long backlog "
+            "waiting, running, retrying, dead, done (finished: its record is kept a day by "
+            "default), cancelled, or unknown (never seen, or its record expired). The lookup "
+            "walks the type's streams; on a long backlog "
             "it takes a moment.</p>"
         )
         return layout("Find a job", body)

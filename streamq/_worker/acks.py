@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from streamq import _tracing
 from streamq._logging import logger
@@ -27,7 +27,13 @@ from streamq._worker.lanes import Lane
 from streamq._worker.recovery import Retries
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
-from streamq.backends._base import F_UNIQUE, Backend, JobEnd, job_id_of
+from streamq.backends._base import (
+    F_UNIQUE,
+    Backend,
+    JobEnd,
+    KeepDone,
+    job_id_of,
+)
 from streamq.exceptions import BackendError
 
 
@@ -43,6 +49,7 @@ class AckBatcher:
         *,
         consumer: str,
         types: Mapping[str, JobType] | None = None,
+        keep: KeepDone | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -69,6 +76,11 @@ class AckBatcher:
         #: The served types whose acks carry an end-of-job clean-up (their step progress):
         #: those with several steps. Empty: every ack is a plain one.
         self.ending = frozenset(t for t, jt in (types or {}).items() if jt.records_steps)
+        #: How finished jobs' records are kept (None: no records, the plain ack): with it,
+        #: every ack carries one JobEnd per job, with its figures.
+        self.keep = keep
+        #: Whether an ack may carry ends at all (some type's step progress, or the records).
+        self.ends_any = bool(self.ending) or keep is not None
         # Finished unique jobs awaiting their ack (Backend.finish), per type; after a failed
         # call, not sent again before _finish_at.
         self._to_finish: dict[str, list[Held]] = {}
@@ -89,7 +101,12 @@ class AckBatcher:
     async def run_delivery(self, held: Held, lane: Lane) -> None:
         """Run one delivery (what a lane does for each) and act on its outcome."""
         held.lane = lane
-        outcome = await self._runner.run(held.delivery, lane)
+        if self.keep is None:
+            outcome = await self._runner.run(held.delivery, lane)
+        else:  # the record says how long it ran
+            started = time.monotonic()
+            outcome = await self._runner.run(held.delivery, lane)
+            held.took_ms = int((time.monotonic() - started) * 1000)
         held.outcome = outcome
         if outcome.kind == "done" and F_UNIQUE in held.delivery.fields and not held.lost:
             self._to_finish.setdefault(held.delivery.type, []).append(held)
@@ -153,9 +170,16 @@ class AckBatcher:
         async with self._pel_lock:
             for type_, runs in batch.items():
                 jobs = [(r.delivery.entry_id, r.delivery.fields) for r in runs]
-                ends = _ends_of(runs) if type_ in self.ending else None
+                keep = self.keep
+                ends = self._ends_of(runs, type_ in self.ending) if self.ends_any else None
                 try:
-                    if ends:
+                    if keep is not None:
+                        lost = set(
+                            await self._backend.finish(
+                                type_, self._consumer, jobs, ends or (), keep
+                            )
+                        )
+                    elif ends:
                         lost = set(await self._backend.finish(type_, self._consumer, jobs, ends))
                     else:
                         lost = set(await self._backend.finish(type_, self._consumer, jobs))
@@ -208,16 +232,41 @@ class AckBatcher:
 
     def ends(self, batch: dict[str, list[Held]]) -> dict[str, list[JobEnd]] | None:
         """The end-of-job clean-up of the batch's jobs that have one (types with several steps:
-        their step progress), per type; None when none has (a batch of plain jobs)."""
-        ending = self.ending.intersection(batch) if self.ending else None
-        if not ending:
-            return None
+        their step progress), per type, and with :attr:`keep` every job's record figures; None
+        when none has (a batch of plain jobs)."""
+        ending: Iterable[str] = batch
+        if self.keep is None:
+            ending = self.ending.intersection(batch) if self.ending else ()
+            if not ending:
+                return None
         out: dict[str, list[JobEnd]] = {}
         for type_ in ending:
-            ends = _ends_of(batch[type_])
+            ends = self._ends_of(batch[type_], type_ in self.ending)
             if ends:
                 out[type_] = ends
         return out
+
+    def _ends_of(self, runs: list[Held], progress: bool) -> list[JobEnd]:
+        """The ends of finished jobs of one type: their step progress (``progress``: a type
+        with several steps) and, with :attr:`keep`, their record's figures. None for those
+        whose lease was lost (the new holder ends them)."""
+        if self.keep is None:
+            return [
+                JobEnd(r.delivery.entry_id, job_id, progress=True)
+                for r in runs
+                if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
+            ]
+        return [
+            JobEnd(
+                d.entry_id,
+                job_id,
+                progress,
+                r.took_ms,
+                d.deliveries,  # the runner added the deliveries before its retries
+            )
+            for r in runs
+            if not r.lost and (job_id := job_id_of((d := r.delivery).fields)) is not None
+        ]
 
     def settle(
         self,
@@ -311,10 +360,15 @@ class AckBatcher:
         lost: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
         ends = self.ends(batch) or {}
+        keep = self.keep
         async with self._pel_lock:
             for type_, ids in self.ids(batch).items():
                 try:
-                    if type_ in ends:
+                    if keep is not None:
+                        lost[type_] = await self._backend.ack(
+                            type_, self._consumer, ids, ends.get(type_, ()), keep
+                        )
+                    elif type_ in ends:
                         lost[type_] = await self._backend.ack(
                             type_, self._consumer, ids, ends[type_]
                         )
@@ -337,13 +391,3 @@ class AckBatcher:
                 await self.flush_finishes()
             if not self._failed and not self._to_finish:
                 return
-
-
-def _ends_of(runs: list[Held]) -> list[JobEnd]:
-    """The end-of-job clean-up of finished jobs of a type with several steps: their step
-    progress (not for those whose lease was lost: the new holder ends them)."""
-    return [
-        JobEnd(r.delivery.entry_id, job_id, progress=True)
-        for r in runs
-        if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
-    ]

@@ -90,9 +90,13 @@ class Reader:
                     ids = acks.ids(finished)
                     # The end-of-job clean-up of the jobs that have one; plain jobs have none,
                     # and their call is the one it always was.
-                    ends = acks.ends(finished) if acks.ending else None
+                    ends = acks.ends(finished) if acks.ends_any else None
                     async with pel_lock:
-                        if ends:
+                        if acks.keep is not None:
+                            answer = await backend.ack_and_read(
+                                ids, read_types, consumer, count, ends, acks.keep
+                            )
+                        elif ends:
                             answer = await backend.ack_and_read(
                                 ids, read_types, consumer, count, ends
                             )

@@ -32,6 +32,8 @@ class Held:
     lane: Any = None
     #: a cancel request reached it (its lane was told once)
     cancel_asked: bool = False
+    #: how long its run took, in ms (measured only when finished jobs' records are kept)
+    took_ms: int = 0
 
     def log(self) -> dict[str, Any]:
         """Its log fields, for lines logged outside the delivery's own context."""

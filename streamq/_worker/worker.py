@@ -60,8 +60,11 @@ from streamq._worker.runner import Runner
 from streamq._worker.scheduling import DueMover
 from streamq._worker.shutdown import HARD_STOP_CLEANUP, Shutdown
 from streamq._worker.state import WorkerState
-from streamq.backends._base import Backend
+from streamq.backends._base import KEEP_DONE_MAX, KEEP_DONE_MS, Backend, KeepDone
 from streamq.exceptions import ConfigError
+
+#: How long a finished job's record is kept by default (``keep_done``), in seconds.
+KEEP_DONE = KEEP_DONE_MS / 1000
 
 __all__ = ["HARD_STOP_CLEANUP", "Worker", "default_consumer_name"]
 
@@ -96,6 +99,11 @@ class Worker:
             ``retry_max`` take precedence.
         block: how long one read waits for new jobs (bounds how fast a stop is noticed).
         max_dead: cap of each type's dead stream.
+        keep_done: how long a finished job's record is kept (``Queue.job`` answers ``done``,
+            with when it finished, how long it ran and its deliveries): written with its ack,
+            in the same atomic call. Default 24 h; 0 writes none (the fastest ack).
+        keep_done_max: the most records kept per type (the oldest go first): bounds the
+            server's memory whatever the throughput (docs/job-state.md, about 200 bytes each).
     """
 
     def __init__(
@@ -115,6 +123,8 @@ class Worker:
         retry_max: float | timedelta = DEFAULT_RETRY_MAX,
         block: float | timedelta = 1.0,
         max_dead: int = 10_000,
+        keep_done: float | timedelta = KEEP_DONE,
+        keep_done_max: int = KEEP_DONE_MAX,
         consumer: str | None = None,
     ) -> None:
         if not types:
@@ -145,6 +155,14 @@ class Worker:
             raise ConfigError("retry_base and retry_max must not be negative")
         if max_dead < 1:
             raise ConfigError("max_dead must be at least 1 (the dead stream keeps that many)")
+        self.keep_done = seconds(keep_done)
+        self.keep_done_max = keep_done_max
+        if self.keep_done < 0:
+            raise ConfigError("keep_done must not be negative (0 keeps no records)")
+        if keep_done_max < 1:
+            raise ConfigError("keep_done_max must be at least 1 (set keep_done=0 for none)")
+        keep_ms = int(self.keep_done * 1000)
+        keep = KeepDone(keep_ms, keep_done_max) if keep_ms > 0 else None
         if self.claim_after <= 0 or self.heartbeat <= 0:
             # A zero claim_after would take every running job over at once (and derive a
             # heartbeat of 0 from it).
@@ -180,7 +198,13 @@ class Worker:
             max_dead=max_dead,
         )
         self._acks = AckBatcher(
-            state, backend, self._runner, retries, consumer=self.consumer, types=self._types
+            state,
+            backend,
+            self._runner,
+            retries,
+            consumer=self.consumer,
+            types=self._types,
+            keep=keep,
         )
         self._reader = Reader(
             state,

@@ -26,6 +26,8 @@ from streamq.backends._records import (
     F_VERSION,
     FRESH_START_DROPS,
     HANDED_BACK,
+    KEEP_DONE_MAX,
+    KEEP_DONE_MS,
     AckedRead,
     CancelResult,
     Claimed,
@@ -39,6 +41,7 @@ from streamq.backends._records import (
     InStream,
     JobEnd,
     JobLocation,
+    KeepDone,
     NotFound,
     PauseRecord,
     PendingEntry,
@@ -78,6 +81,9 @@ __all__ = [
     "InStream",
     "JobEnd",
     "JobLocation",
+    "KEEP_DONE_MAX",
+    "KEEP_DONE_MS",
+    "KeepDone",
     "NotFound",
     "PauseRecord",
     "PendingEntry",
@@ -126,12 +132,13 @@ class Backend(Protocol):
         consumer: str,
         jobs: Sequence[tuple[str, Fields]],
         ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """:meth:`ack` for entries that need more at their end, given as (entry id, fields): a
         unique job's key is released (or kept ``unique_for`` more) if it still names the job,
         in the same atomic step as its ack. ``ends``: the end-of-job clean-up of those that
-        have one (all of them, or none), as :meth:`ack` does it. Returns the ids not owned
-        (left unchanged)."""
+        have one (all of them, or none), and with ``keep`` their records, as :meth:`ack` does
+        it. Returns the ids not owned (left unchanged)."""
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append the due jobs of each type's schedules to their streams, at most ``limit`` per
@@ -158,11 +165,18 @@ class Backend(Protocol):
         """
 
     async def ack(
-        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+        self,
+        type: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed.
         With ``ends`` (some of those entries), their end-of-job clean-up goes with the ack,
-        in the same atomic call, for the entries really acked (:class:`JobEnd`).
+        in the same atomic call, for the entries really acked (:class:`JobEnd`). With ``keep``
+        (and then one end per entry, its record's figures in it), each acked job's finished-job
+        record is written in that call too, and the records past ``keep`` dropped.
 
         Returns the ids that were *not* acknowledged because another consumer owns them now.
         """
@@ -174,9 +188,10 @@ class Backend(Protocol):
         consumer: str,
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
+        keep: KeepDone | None = None,
     ) -> AckedRead:
-        """:meth:`ack` the ids of each type (with the ``ends`` of that type), then :meth:`read`
-        without blocking.
+        """:meth:`ack` the ids of each type (with the ``ends`` of that type, and ``keep``), then
+        :meth:`read` without blocking.
 
         What the worker's read loop does once its finished jobs free their slots: a backend
         that can do both in one round trip should. A failed ack of one type does not lose the

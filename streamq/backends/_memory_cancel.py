@@ -55,6 +55,9 @@ class MemoryCancel(MemoryProgress):
         ended = self._ended.get((type, job_id))
         if ended is not None and ended[1] > time.monotonic():
             return CancelResult("cancelled", already=True)
+        stream = self._streams.get(type)
+        if stream is not None and stream.done_record(job_id) is not None:
+            return CancelResult("done")
         return CancelResult("unknown")
 
     def _cancelled(self, type: str, stream: MemoryStream, job_id: str, fields: Fields) -> None:

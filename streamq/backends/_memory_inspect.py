@@ -212,6 +212,9 @@ class MemoryInspection:
                 if ended[1] > time.monotonic():
                     return ended[0]
                 del self._ended[(type, job_id)]
+            done = stream.done_record(job_id)
+            if done is not None:
+                return done
         return NotFound()
 
     async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:

@@ -9,7 +9,17 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamq.backends._base import COUNTERS, F_ID, F_UNIQUE, F_UNIQUE_FOR, DeadEntry, Fields
+from streamq.backends._base import (
+    COUNTERS,
+    F_ID,
+    F_UNIQUE,
+    F_UNIQUE_FOR,
+    DeadEntry,
+    Ended,
+    Fields,
+    JobEnd,
+    KeepDone,
+)
 from streamq.exceptions import BackendError
 
 _ParsedId = tuple[int, int]
@@ -55,6 +65,9 @@ class MemoryStream:
     scheduled: list[tuple[int, int, Fields]] = field(default_factory=list)
     # Unique keys: key -> (the job id holding it, when it expires, monotonic seconds).
     unique: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Finished jobs' records (KeepDone): job id -> (record, when it expires, monotonic
+    # seconds), oldest first (a record written again moves to the end, as ZADD moves it).
+    done: dict[str, tuple[Ended, float]] = field(default_factory=dict)
     last_id: _ParsedId = (0, 0)
     last_dead_id: _ParsedId = (0, 0)
 
@@ -99,6 +112,30 @@ class MemoryStream:
             self.unique[key] = (job_id, time.monotonic() + keep_ms / 1000)
         else:
             del self.unique[key]
+
+    def record_done(self, end: JobEnd, consumer: str, keep: KeepDone) -> None:
+        """Write a finished job's record and drop those expired or beyond ``keep.most`` (as
+        ``done_record.lua``)."""
+        now = time.monotonic()
+        done = self.done
+        done.pop(end.job_id, None)
+        at_ms = time.time_ns() // 1_000_000
+        done[end.job_id] = (
+            Ended("done", at_ms, end.took_ms, end.deliveries, consumer),
+            now + keep.ms / 1000,
+        )
+        while done:
+            oldest = next(iter(done))
+            if len(done) <= keep.most and done[oldest][1] > now:
+                break
+            del done[oldest]
+
+    def done_record(self, job_id: str) -> Ended | None:
+        """A finished job's record, unless it expired."""
+        found = self.done.get(job_id)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
 
     def owned(self, entry_id: str, consumer: str) -> PendingRecord | None:
         """The PEL record of ``entry_id`` if ``consumer`` holds it."""

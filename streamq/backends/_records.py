@@ -102,6 +102,29 @@ class JobEnd:
     job_id: str
     #: the job's step progress (a type with more than one step)
     progress: bool = False
+    #: what the job's finished-job record says (an ack with :class:`KeepDone`): how long its
+    #: last delivery ran, in ms, and its deliveries
+    took_ms: int = 0
+    deliveries: int = 0
+
+
+#: How long a finished job's record is kept by default (``Worker(keep_done=)``): a day.
+KEEP_DONE_MS = 24 * 3600 * 1000
+
+#: The most finished jobs' records kept per type by default (``Worker(keep_done_max=)``).
+KEEP_DONE_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeepDone:
+    """How finished jobs' records are kept (``Worker(keep_done=, keep_done_max=)``): an ack
+    given one writes each acked job's record (:class:`Ended` ``done``) in the same atomic call,
+    and drops the records older than ``ms`` or beyond the ``most`` newest of the type."""
+
+    #: how long a record is kept, in ms (positive: no KeepDone at all means no records)
+    ms: int
+    #: the most records kept per type (the oldest go first)
+    most: int
 
 
 @dataclass(slots=True)
@@ -243,13 +266,27 @@ class NotFound:
 
 @dataclass(frozen=True, slots=True)
 class Ended:
-    """:meth:`Backend.find_job`: the job is over and left a record (a cancelled job's, kept
-    :data:`ENDED_KEEP_MS`)."""
+    """:meth:`Backend.find_job`: the job is over and left a record: a cancelled job's (kept
+    :data:`ENDED_KEEP_MS`) or a finished one's (``done``, kept as its worker's
+    :class:`KeepDone` says)."""
 
-    #: ``cancelled``
+    #: ``cancelled`` or ``done``
     state: str
     #: when it ended, in ms since the epoch (by the server's clock)
     at_ms: int
+    #: done: how long its last delivery ran (ms), its deliveries, the consumer that acked it
+    took_ms: int | None = None
+    deliveries: int | None = None
+    consumer: str | None = None
+
+    @classmethod
+    def done_of(cls, record: str) -> Ended:
+        """A finished job's record as stored (``AT_MS TOOK_MS DELIVERIES CONSUMER``)."""
+        at, took, deliveries, consumer = [*record.split(" ", 3), "", "", ""][:4]
+        try:
+            return cls("done", int(at), int(took), int(deliveries), consumer or None)
+        except ValueError:
+            return cls("done", 0)
 
 
 #: Where :meth:`Backend.find_job` found a job.
@@ -271,9 +308,9 @@ class CancelResult:
     ``state``: ``cancelled`` (it was scheduled or waiting: removed now, recorded as
     cancelled; ``already`` when an earlier cancel did it), ``cancelling`` (it is running on
     ``consumer``: a cancel request is recorded, and that worker cancels it within about a
-    second), ``dead`` (it is in
-    the dead stream: nothing to cancel) or ``unknown`` (no such job: never enqueued, or it
-    finished, or its record expired).
+    second), ``dead`` (it is in the dead stream: nothing to cancel), ``done`` (it finished:
+    its record says so; nothing to cancel) or ``unknown`` (no such job: never enqueued, or it
+    finished and left no record, or its record expired).
     """
 
     state: str

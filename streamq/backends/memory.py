@@ -23,6 +23,7 @@ from streamq.backends._base import (
     Delivery,
     Fields,
     JobEnd,
+    KeepDone,
     job_id_of,
     split_count,
 )
@@ -203,9 +204,11 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
         consumer: str,
         jobs: Sequence[tuple[str, Fields]],
         ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """Ack owned entries and release their unique keys (and do the end-of-job clean-up of
-        ``ends``); count them processed. Returns the ids not owned."""
+        ``ends``, with ``keep`` their records); count them processed. Returns the ids not
+        owned."""
         lost: list[str] = []
         end_of = {e.entry_id: e for e in ends}
         with self._lock:
@@ -221,6 +224,8 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
                     stream.release_unique(stored)
                 if entry_id in end_of:
                     self._end_job(type, end_of[entry_id])
+                    if keep is not None:
+                        stream.record_done(end_of[entry_id], consumer, keep)
         return lost
 
     async def ack_and_read(
@@ -230,17 +235,26 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
         consumer: str,
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
+        keep: KeepDone | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block."""
         ends = ends or {}
-        lost = {t: await self.ack(t, consumer, ids, ends.get(t, ())) for t, ids in acks.items()}
+        lost = {
+            t: await self.ack(t, consumer, ids, ends.get(t, ()), keep) for t, ids in acks.items()
+        }
         return AckedRead(lost, {}, await self.read(types, consumer, count, 0))
 
     async def ack(
-        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+        self,
+        type: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """Acknowledge and delete the entries ``consumer`` still owns; count them processed,
-        and do the end-of-job clean-up of ``ends`` for those acked.
+        and do the end-of-job clean-up of ``ends`` for those acked (with ``keep``, write their
+        records).
 
         Returns the ids it could not acknowledge: owned by another consumer, or no longer pending.
         """
@@ -257,6 +271,8 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
                 stream.counters["processed"] += 1
                 if end_of and entry_id in end_of:
                     self._end_job(type, end_of[entry_id])
+                    if keep is not None:
+                        stream.record_done(end_of[entry_id], consumer, keep)
         return lost
 
     async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:

@@ -36,6 +36,7 @@ from streamq.backends._base import (
     Fields,
     JobEnd,
     JobLocation,
+    KeepDone,
     PauseRecord,
     PendingEntry,
     RawStats,
@@ -205,10 +206,11 @@ class RedisBackend:
         consumer: str,
         jobs: Sequence[tuple[str, Fields]],
         ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """Ack owned unique jobs and release their keys (see ``_unique``), with the end-of-job
-        keys of ``ends``; the ids lost."""
-        return await self._unique.finish(type, consumer, jobs, ends)
+        keys of ``ends`` (and with ``keep`` their records); the ids lost."""
+        return await self._unique.finish(type, consumer, jobs, ends, keep)
 
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Move the due jobs of the types' schedules into their streams; how many moved."""
@@ -233,17 +235,23 @@ class RedisBackend:
         consumer: str,
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
+        keep: KeepDone | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
-        return await self._reader.ack_and_read(acks, types, consumer, count, ends)
+        return await self._reader.ack_and_read(acks, types, consumer, count, ends, keep)
 
     async def ack(
-        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+        self,
+        type: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
-        """Ack + delete owned entries (and the end-of-job keys of ``ends``); returns the ids
-        owned by others."""
-        return await self._reader.ack(type, consumer, entry_ids, ends)
+        """Ack + delete owned entries (and the end-of-job keys of ``ends``, with ``keep`` their
+        records); returns the ids owned by others."""
+        return await self._reader.ack(type, consumer, entry_ids, ends, keep)
 
     # leases, retries, recovery ------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class Canceller:
         for _ in range(ATTEMPTS):
             found = await self._finder.find_job(type, job_id)
             if isinstance(found, Ended):
+                if found.state == "done":
+                    return CancelResult("done")
                 return CancelResult("cancelled", already=True)
             if isinstance(found, InDead):
                 return CancelResult("dead")

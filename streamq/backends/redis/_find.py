@@ -54,6 +54,7 @@ from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._replies import as_fields, text
 from streamq.backends.redis._schedule import unpack_fields
 from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._wire import Command
 
 #: Entries (or schedule members) one call looks at: about 1.5 ms of the server's time for the
 #: stream's entries of about 300 bytes (benchmarks/README.md, "Finding a job").
@@ -110,19 +111,29 @@ class Finder:
         return NotFound(settled=all(isinstance(a, NotFound) and a.settled for a in answers))
 
     async def ended(self, type: str, job_id: str) -> Ended | None:
-        """The record a cancelled job left, in any of the type's streams; None for none."""
-        keys = [s.ended(job_id) for s in self._keys.streams(type)]
-        replies = await self._send("ended", [(k, ("GET", k)) for k in keys])
-        for reply in replies:
+        """The record a cancelled or finished job left, in any of the type's streams (a
+        cancelled one's first; of two finished ones, the newest); None for none."""
+        streams = self._keys.streams(type)
+        work: list[tuple[str, Command]] = [
+            (s.ended(job_id), ("GET", s.ended(job_id))) for s in streams
+        ]
+        work += [(b, ("HGET", b, job_id)) for s in streams for b in s.done_buckets()]
+        replies = await self._send("ended", work)
+        done: list[Ended] = []
+        for i, reply in enumerate(replies):
             if isinstance(reply, BaseException):
                 raise self._wire.backend_error(reply)
-            if reply:
-                state, _, at = text(reply).partition(" ")
-                try:
-                    return Ended(state, int(at))
-                except ValueError:
-                    return Ended(state, 0)
-        return None
+            if not reply:
+                continue
+            if i >= len(streams):
+                done.append(Ended.done_of(text(reply)))
+                continue
+            state, _, at = text(reply).partition(" ")
+            try:
+                return Ended(state, int(at))
+            except ValueError:
+                return Ended(state, 0)
+        return max(done, key=lambda e: e.at_ms) if done else None
 
     async def _find_in(self, s: StreamKeys, search: _Search) -> JobLocation:
         """Steps 1 to 4 of the module's docstring, in one stream's keys."""

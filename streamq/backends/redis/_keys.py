@@ -1,9 +1,9 @@
 """The key layout: which streams a type has, their keys, and which stream an id names.
 
 Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
-``:scheduled``, ``:cancels``, ``:progress:{JOB_ID}`` per multi-step job and ``:ended:{JOB_ID}``
-per cancelled job), so every multi-key script stays
-in one cluster slot. A partitioned type has one such set of keys per
+``:scheduled``, ``:cancels``, ``:progress:{JOB_ID}`` per multi-step job, ``:ended:{JOB_ID}``
+per cancelled job, ``:done`` and ``:done:1`` to ``:done:9``: finished jobs' records), so every
+multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
 """
@@ -21,6 +21,11 @@ from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
+
+#: How many hashes a stream's finished-job records are kept in (``done_record.lua``): the
+#: oldest is emptied a ring step at a time, so at least 8/9 of the records within the cap and
+#: the retention stay.
+DONE_RING = 9
 
 
 @dataclass(eq=False, slots=True)
@@ -61,6 +66,17 @@ class StreamKeys:
     def ended(self, job_id: str) -> str:
         """The record a cancelled job of this stream leaves (see ``_cancel``)."""
         return f"{self.jobs.removesuffix(':jobs')}:ended:{job_id}"
+
+    def done(self) -> str:
+        """The small hash that says which of :meth:`done_buckets` is written now, since when,
+        and how many records each holds (``done_record.lua``)."""
+        return f"{self.jobs.removesuffix(':jobs')}:done"
+
+    def done_buckets(self) -> list[str]:
+        """The ring of hashes of this stream's finished-job records: job id -> ``AT_MS
+        TOOK_MS DELIVERIES CONSUMER`` (``done_record.lua``)."""
+        base = self.jobs.removesuffix(":jobs")
+        return [f"{base}:done:{i}" for i in range(1, DONE_RING + 1)]
 
     def end_keys(self, end: JobEnd) -> list[str]:
         """The keys the end of ``end``'s job deletes (its end-of-job clean-up)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from streamq.backends._base import AckedRead, Delivery, JobEnd, split_count
+from streamq.backends._base import AckedRead, Delivery, JobEnd, KeepDone, split_count
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import IdsByStream, StreamKeys
 from streamq.backends.redis._replies import as_fields, text
@@ -141,6 +141,7 @@ class Reader:
         consumer: str,
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
+        keep: KeepDone | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
@@ -152,12 +153,15 @@ class Reader:
             located = self._ids_by_stream(t, refs)
             if located.bad:
                 lost[t] = list(located.bad)
-            end_keys = self._end_keys_by_stream(t, ends[t]) if ends and t in ends else None
+            of_type = ends.get(t, ()) if ends else ()
+            end_keys = self._end_keys_by_stream(t, of_type) if of_type else None
             for s, ids in located.items():
                 owners.append((t, s, located))
-                work.append(
-                    self._ack_command(s, consumer, ids, end_keys.get(s) if end_keys else None)
-                )
+                found = end_keys.get(s) if end_keys else None
+                if keep is None:
+                    work.append(self._ack_command(s, consumer, ids, found))
+                else:
+                    work.append(self._ack_done_command(s, consumer, ids, located, of_type, keep))
         plan, _ = self._read_plan(types, count)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._send("reader", work, whole=True)
@@ -172,14 +176,25 @@ class Reader:
         return AckedRead(lost, failed, deliveries)
 
     async def ack(
-        self, type: str, consumer: str, entry_ids: Sequence[str], ends: Sequence[JobEnd] = ()
+        self,
+        type: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
-        """Ack + delete owned entries (with the end-of-job clean-up of ``ends``), one script
-        call per stream (all in one exchange per node); returns the ids owned by others."""
+        """Ack + delete owned entries (with the end-of-job clean-up of ``ends``, and with
+        ``keep`` their records), one script call per stream (all in one exchange per node);
+        returns the ids owned by others."""
         located = self._ids_by_stream(type, entry_ids)
         streams = [(s, ids) for s, ids in located.items() if ids]
-        end_keys = self._end_keys_by_stream(type, ends) if ends else {}
-        work = [self._ack_command(s, consumer, ids, end_keys.get(s)) for s, ids in streams]
+        if keep is not None:
+            work = [
+                self._ack_done_command(s, consumer, ids, located, ends, keep) for s, ids in streams
+            ]
+        else:
+            end_keys = self._end_keys_by_stream(type, ends) if ends else {}
+            work = [self._ack_command(s, consumer, ids, end_keys.get(s)) for s, ids in streams]
         lost = list(located.bad)
         for (s, _), gone in zip(streams, await self._send("acker", work), strict=True):
             if isinstance(gone, BaseException):
@@ -202,6 +217,33 @@ class Reader:
         return s.jobs, (
             "EVALSHA", sha, 2 + len(end_keys), s.jobs, s.stats, *(k for _, k in end_keys),
             self.group, consumer, *ids, *(i for i, _ in end_keys),
+        )  # fmt: skip
+
+    def _ack_done_command(
+        self,
+        s: StreamKeys,
+        consumer: str,
+        ids: Sequence[str],
+        located: IdsByStream,
+        ends: Sequence[JobEnd],
+        keep: KeepDone,
+    ) -> tuple[str, Command]:
+        """The ``ack_done.lua`` call for ids of one stream: the ack with each acked job's
+        record (its figures from ``ends``, one per id; an id without one gets no record) and
+        the end-of-job keys of those that have one."""
+        by_ref = {e.entry_id: e for e in ends}
+        of = [by_ref.get(located.ref(s, i)) for i in ids]
+        # ``most`` is the type's: each partition keeps its share.
+        most = -(-keep.most // len(self._streams(s.type)))
+        end_keys = [(i, k) for i, e in zip(ids, of, strict=True) if e for k in s.end_keys(e)]
+        buckets = s.done_buckets()
+        return s.jobs, (
+            "EVALSHA", self._scripts.sha("ack_done"), 3 + len(buckets) + len(end_keys),
+            s.jobs, s.stats, s.done(), *buckets, *(k for _, k in end_keys),
+            self.group, consumer, keep.ms, most, len(ids), len(buckets), *ids,
+            *(e.job_id if e else "" for e in of),
+            *(f"{e.took_ms} {e.deliveries}" if e else "" for e in of),
+            *(i for i, _ in end_keys),
         )  # fmt: skip
 
     def _xreadgroup(

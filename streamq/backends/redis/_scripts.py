@@ -4,7 +4,8 @@ Multi-step changes run as the ``.lua`` files beside this module, one round trip 
 of a call in one hash tag. A script that uses ``owned_split`` gets ``owned.lua`` (the shared
 "which of these ids does this consumer still own?") in front of its body, one that calls
 ``release_unique`` gets ``unique_release.lua``, one that writes a schedule member itself
-(``packed``, ``server_ms``) gets ``member.lua``.
+(``packed``, ``server_ms``) gets ``member.lua``, one that writes finished-job records
+(``record_done``) gets ``done_record.lua``.
 
 Two ways to call: :meth:`ScriptRegistry.call` through redis-py (one call on the pool; it loads
 the script itself on NOSCRIPT), or an ``EVALSHA`` (``EVAL`` inside MULTI) that a hot path builds
@@ -27,6 +28,7 @@ _HERE = resources.files(__package__)
 _OWNED = _HERE.joinpath("owned.lua").read_text()
 _RELEASE_UNIQUE = _HERE.joinpath("unique_release.lua").read_text()
 _MEMBER = _HERE.joinpath("member.lua").read_text()
+_DONE_RECORD = _HERE.joinpath("done_record.lua").read_text()
 
 
 class ScriptRegistry:
@@ -47,6 +49,8 @@ class ScriptRegistry:
                 body = _RELEASE_UNIQUE + body
             if "packed(" in body or "server_ms(" in body:
                 body = _MEMBER + body
+            if "record_done(" in body:
+                body = _DONE_RECORD + body
             script = self._scripts[name] = self._wire.client.register_script(body)
         return script
 

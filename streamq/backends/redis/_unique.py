@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streamq.backends._base import F_ID, F_UNIQUE, Fields, JobEnd
+from streamq.backends._base import F_ID, F_UNIQUE, Fields, JobEnd, KeepDone
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._producer import Producer
@@ -75,28 +75,40 @@ class UniqueJobs:
         consumer: str,
         jobs: Sequence[tuple[str, Fields]],
         ends: Sequence[JobEnd] = (),
+        keep: KeepDone | None = None,
     ) -> list[str]:
         """Ack owned unique jobs and release their keys: one ``finish.lua`` call per stream,
-        with the end-of-job keys of ``ends`` (one per job, or none). Returns the entry ids no
-        longer owned."""
+        with the end-of-job keys of ``ends`` (one per job, or none) and, with ``keep``, their
+        records. Returns the entry ids no longer owned."""
         by_id = dict(jobs)
         end_of = {e.entry_id: e for e in ends}
         located = self._keys.ids_by_stream(type, list(by_id))
         lost = list(located.bad)
+        streams = self._keys.streams(type)
         for s, ids in located.items():
             if not ids:
                 continue
             keys = [s.jobs, s.stats]
+            args: list[str | int] = [self.group, consumer, 0, 0, 0, *ids]
+            if keep is not None:
+                buckets = s.done_buckets()
+                keys += [s.done(), *buckets]
+                args[4] = len(buckets)
+                # ``most`` is the type's: each partition keeps its share.
+                args[2:4] = [keep.ms, -(-keep.most // len(streams))]
+                of = [end_of.get(located.ref(s, i)) for i in ids]
+                args += [e.job_id if e else "" for e in of]
+                args += [f"{e.took_ms} {e.deliveries}" if e else "" for e in of]
             for plain in ids:
                 key = unique_key_of(s, by_id[located.ref(s, plain)])
                 keys.append(key if key is not None else s.unique(""))
-            if end_of:
+            if any(e.progress for e in ends):
                 # One end-of-job key per id, in the same order (a job without one gets a key
                 # that does not exist, in the same slot: its DEL does nothing).
                 for plain in ids:
                     end = end_of.get(located.ref(s, plain))
                     found = s.end_keys(end) if end is not None else []
                     keys.append(found[0] if found else s.progress(""))
-            gone = await self._scripts.call("finish", keys, [self.group, consumer, *ids])
+            gone = await self._scripts.call("finish", keys, args)
             lost += (located.ref(s, text(x)) for x in gone)
         return lost

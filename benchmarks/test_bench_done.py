@@ -1,0 +1,93 @@
+"""Benchmarks of finished-job records (not tests; see conftest.py), beside the plain ack
+measured in the same run.
+
+Group ``consume records c32``: a Worker (concurrency 32) draining 5 000 noop jobs,
+
+- ``plain``: ``keep_done=0``, no records: the ack is ``ack.lua``, the reference;
+- ``records``: the default (``keep_done`` 24 h): each ack batch writes its jobs' records in
+  the same call (``ack_done.lua``: one ``HSET`` per batch into the current bucket);
+- ``unique``: the jobs each hold a unique key, ``keep_done=0`` (``finish.lua``);
+- ``unique+records``: unique keys and records (``finish.lua`` writing records).
+
+Each figure carries the server's CPU per job (``INFO cpu``, user + system, over the drains;
+the fill is not counted) in ``extra_info["server_us_per_job"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+import redis.asyncio as aioredis
+from pytest_benchmark.fixture import BenchmarkFixture
+
+import handlers
+from benchmarks.test_bench_core import NOOP, WORKER_BLOCK_S, _record
+from streamq import Queue, Worker
+from streamq.backends.redis import RedisBackend
+
+JOBS = 5000
+ROUNDS = 5
+CONCURRENCY = 32
+
+_keys = itertools.count()
+
+
+async def _server_cpu(raw: aioredis.Redis) -> float:
+    info = await raw.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+@pytest.mark.parametrize("side", ["plain", "records", "unique", "unique+records"])
+def test_consume_records(
+    benchmark: BenchmarkFixture,
+    loop: asyncio.AbstractEventLoop,
+    queue: Queue,
+    raw: aioredis.Redis,
+    backend: RedisBackend,
+    side: str,
+) -> None:
+    """A Worker at c32 drains 5 000 noop jobs, with or without records and unique keys."""
+    benchmark.group = f"consume records c{CONCURRENCY}"
+    key = backend.jobs_key("noop")
+    unique = side.startswith("unique")
+    keep_done = 24 * 3600.0 if side.endswith("records") else 0.0
+    drained: list[int] = []
+    server_s: list[float] = []
+
+    async def fill() -> None:
+        assert await raw.xlen(key) == 0
+        if unique:
+            for _ in range(JOBS):
+                await queue.enqueue(NOOP, unique_key=f"d{next(_keys)}")
+        else:
+            for i in range(0, JOBS, 1000):
+                await queue.enqueue_many([NOOP] * min(1000, JOBS - i))
+        await backend.ensure_groups(["noop"])
+
+    def setup() -> tuple[tuple[Worker], dict[str, object]]:
+        loop.run_until_complete(fill())
+        worker = Worker(
+            backend,
+            handlers.registry,
+            ["noop"],
+            concurrency=CONCURRENCY,
+            block=WORKER_BLOCK_S,
+            keep_done=keep_done,
+        )
+        return (worker,), {}
+
+    def drain(worker: Worker) -> None:
+        before = loop.run_until_complete(_server_cpu(raw))
+        loop.run_until_complete(worker.run(stop_when_empty=True))
+        server_s.append(loop.run_until_complete(_server_cpu(raw)) - before)
+        drained.append(worker.processed)
+
+    benchmark.pedantic(drain, setup=setup, rounds=ROUNDS, iterations=1)
+    _record(benchmark, per_round=JOBS, unit="jobs", reference=side == "plain")
+    benchmark.extra_info["server_us_per_job"] = round(1e6 * sum(server_s) / sum(drained), 2)
+    assert drained == [JOBS] * ROUNDS
+    assert loop.run_until_complete(raw.xlen(key)) == 0
+    kept = loop.run_until_complete(raw.keys(f"{backend.prefix}:{{noop}}:done:*"))
+    assert bool(kept) == bool(keep_done)  # records written only when kept
