@@ -38,6 +38,7 @@ def test_a_delayed_job_cancelled_is_gone_and_looked_up_as_cancelled(cli: Cli) ->
     again = cli.run("cancel", "noop", job_id)
     assert again.returncode == 0, again.stderr
     assert "cancelled already" in again.stdout
+    assert cli.stats("noop")["cancelled"] == 1
 
 
 def test_cancelling_an_unknown_job_is_one_line_and_exit_1(cli: Cli) -> None:
@@ -67,4 +68,5 @@ def test_a_running_job_cancelled_from_another_process_stops_within_2_s(cli: Cli)
     assert took < 2.0, took
     stats = cli.stats("noop")
     assert (stats["in_flight"], stats["dead"], stats["retried"]) == (0, 0, 0)
+    assert stats["cancelled"] == 1
     wait_until(lambda: "streamq.job.ended_cancelled" in cli.log_of(worker), 10, "logged")
