@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import uuid4
 
-import pytest
 from cli_helpers import Cli, error_lines
 from worker_procs import wait_until
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
 
 
 def test_a_delayed_job_cancelled_is_gone_and_looked_up_as_cancelled(cli: Cli) -> None:
