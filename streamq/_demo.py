@@ -100,4 +100,5 @@ def _delta(now: TypeStats, then: TypeStats) -> TypeStats:
         paused=now.paused,
         paused_since=now.paused_since,
         pause_reason=now.pause_reason,
+        cancelled=now.cancelled - then.cancelled,
     )

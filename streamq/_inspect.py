@@ -65,6 +65,9 @@ class TypeStats:
     paused_since: float | None = None
     #: the reason the pause gave ("" for none)
     pause_reason: str = ""
+    #: jobs ever cancelled (:meth:`~streamq.Queue.cancel`): removed while scheduled or
+    #: waiting, or ended by their worker while running
+    cancelled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ class QueueInspector(JobLookup):
                     paused=pause is not None,
                     paused_since=None if pause is None else pause.since_ms / 1000,
                     pause_reason="" if pause is None else pause.reason,
+                    cancelled=counters["cancelled"],
                 )
             )
         return out

@@ -70,7 +70,7 @@ def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
     long a paused type has been paused."""
     now = time.time() if now is None else now
     headers = ["type", "waiting", "scheduled", "in flight", "oldest", "dead", "processed"]
-    headers += ["failed", "retried", "consumers", "paused"]
+    headers += ["failed", "retried", "cancelled", "consumers", "paused"]
     rows = [
         [
             s.type,
@@ -82,6 +82,7 @@ def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
             str(s.processed),
             str(s.failed),
             str(s.retried),
+            str(s.cancelled),
             str(len(s.consumers)),
             paused_cell(s, now),
         ]
@@ -105,6 +106,7 @@ def stats_json(stats: TypeStats) -> dict[str, Any]:
         "processed": stats.processed,
         "failed": stats.failed,
         "retried": stats.retried,
+        "cancelled": stats.cancelled,
         "dead_lettered": stats.dead_lettered,
         "consumers": {
             name: {"in_flight": c.in_flight, "idle_s": c.idle_s}

@@ -201,8 +201,8 @@ def stats(
     prefix: Prefix = "streamq",
 ) -> None:
     """One row per type: waiting, scheduled (delayed, not due yet), in flight (the PEL, across
-    all workers), oldest in flight, dead, processed, failed, retried, consumers, and paused
-    (for how long, when `streamq pause` paused it).
+    all workers), oldest in flight, dead, processed, failed, retried, cancelled, consumers,
+    and paused (for how long, when `streamq pause` paused it).
 
     Example: streamq stats launch --watch 2
     """

@@ -69,6 +69,7 @@ OVERVIEW_FIELDS = [
     ("processed", "processed"),
     ("failed", "failed"),
     ("retried", "retried"),
+    ("cancelled", "cancelled"),
     ("consumers", "consumers"),
 ]
 

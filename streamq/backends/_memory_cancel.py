@@ -66,7 +66,7 @@ class MemoryCancel(MemoryProgress):
         stream.release_unique({k: v for k, v in fields.items() if k != F_UNIQUE_FOR})
         self._progress.pop((type, job_id), None)
         self._cancels.get(type, {}).pop(job_id, None)
-        stream.counters["cancelled"] = stream.counters.get("cancelled", 0) + 1
+        stream.counters["cancelled"] += 1
         ended = Ended("cancelled", time.time_ns() // 1_000_000)
         self._ended[(type, job_id)] = (ended, time.monotonic() + ENDED_KEEP_MS / 1000)
 

@@ -41,7 +41,7 @@ def job_id_of(fields: Mapping[bytes, bytes]) -> str | None:
 
 
 #: Counter names kept per type.
-COUNTERS = ("enqueued", "processed", "failed", "retried", "dead")
+COUNTERS = ("enqueued", "processed", "failed", "retried", "dead", "cancelled")
 
 #: The consumer that holds what a leaving worker handed back, until another worker claims it
 #: (so the leaving worker's own name can be removed from the group at once).

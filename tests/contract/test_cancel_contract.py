@@ -53,6 +53,9 @@ async def test_a_scheduled_job_cancelled_never_runs_and_is_recorded_cancelled(
         await asyncio.sleep(0.3)
     assert runs == [2]
     assert (await queue.job("t", kept)).state == "done"  # finished: its record says so
+    # Counted once, though cancelled twice.
+    stats = (await queue.stats(["t"]))[0]
+    assert (stats.cancelled, stats.processed) == (1, 1)
 
 
 async def test_a_waiting_job_cancelled_is_removed_and_its_unique_key_freed(
@@ -71,7 +74,7 @@ async def test_a_waiting_job_cancelled_is_removed_and_its_unique_key_freed(
     async with serving(make_worker("t")):
         await eventually(lambda: runs == [2], TIMEOUT)
     stats = (await queue.stats(["t"]))[0]
-    assert stats.processed == 1
+    assert (stats.processed, stats.cancelled) == (1, 1)
 
 
 async def test_dead_and_unknown_jobs_are_not_cancelled(
@@ -88,6 +91,7 @@ async def test_dead_and_unknown_jobs_are_not_cancelled(
     assert (await queue.job("t", job_id)).state == "dead"
     assert (await queue.cancel("t", str(uuid4()))).state == "unknown"
     assert (await queue.cancel("no-such-type", str(uuid4()))).state == "unknown"
+    assert (await queue.stats(["t"]))[0].cancelled == 0
 
 
 async def _is(queue: Queue, job_id: str, state: str) -> bool:
@@ -133,6 +137,7 @@ async def test_a_running_async_job_is_cancelled_at_its_next_await_and_acked(
     assert took < TIMEOUT
     stats = (await queue.stats(["t"]))[0]
     assert (stats.dead, stats.retried, stats.in_flight) == (0, 0, 0)
+    assert (stats.cancelled, stats.processed) == (1, 1)
     assert (await queue.cancel("t", job_id)).already
 
 

@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import uuid4
 
-import pytest
 from cli_helpers import Cli, error_lines
 from worker_procs import wait_until
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
 
 
 def test_a_delayed_job_cancelled_is_gone_and_looked_up_as_cancelled(cli: Cli) -> None:
@@ -38,6 +27,7 @@ def test_a_delayed_job_cancelled_is_gone_and_looked_up_as_cancelled(cli: Cli) ->
     again = cli.run("cancel", "noop", job_id)
     assert again.returncode == 0, again.stderr
     assert "cancelled already" in again.stdout
+    assert cli.stats("noop")["cancelled"] == 1
 
 
 def test_cancelling_an_unknown_job_is_one_line_and_exit_1(cli: Cli) -> None:
@@ -67,4 +57,5 @@ def test_a_running_job_cancelled_from_another_process_stops_within_2_s(cli: Cli)
     assert took < 2.0, took
     stats = cli.stats("noop")
     assert (stats["in_flight"], stats["dead"], stats["retried"]) == (0, 0, 0)
+    assert stats["cancelled"] == 1
     wait_until(lambda: "streamq.job.ended_cancelled" in cli.log_of(worker), 10, "logged")

@@ -20,14 +20,6 @@ from streamq._server import PrivateServer, _free_port
 
 
 @pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix; consumers killed at teardown."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
-
-
-@pytest.fixture
 def queue(redis_url: str, prefix: str) -> Iterator[SyncQueue]:
     """The API on the same server and prefix, to poll cheaply while a command's effect lands."""
     q = SyncQueue.from_url(redis_url, prefix=prefix)

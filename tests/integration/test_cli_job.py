@@ -4,20 +4,11 @@ running, retrying, dead), unknown ids, exit codes, and the identity never printe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cli_helpers import Cli, error_lines, wait_for
 
 from streamq import Job, Principal, SyncQueue
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix; consumers killed at teardown."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
 
 
 @pytest.fixture

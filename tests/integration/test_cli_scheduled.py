@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from cli_helpers import Cli, error_lines
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
 
 
 def test_enqueue_with_a_delay_is_listed_by_scheduled(cli: Cli) -> None:

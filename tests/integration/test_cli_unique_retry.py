@@ -4,20 +4,10 @@ run as operators run them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cli_helpers import Cli, error_lines
 from worker_procs import wait_until
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, embedded_state: Path, tmp_path: Path) -> Iterator[Cli]:
-    """Commands on the session server under this test's prefix."""
-    c = Cli(redis_url, prefix, embedded_state, tmp_path)
-    yield c
-    c.stop_all()
 
 
 def test_a_second_enqueue_of_a_unique_key_prints_the_first_id_and_says_duplicate(

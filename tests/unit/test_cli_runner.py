@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from typing import Any
 
@@ -22,7 +23,8 @@ from streamq.exceptions import StreamqError
 
 # The documented schemas (docs/cli-json.md), keys in the order they are printed.
 STATS_KEYS = ["type", "waiting", "in_flight", "oldest_in_flight_s", "dead", "enqueued"]
-STATS_KEYS += ["processed", "failed", "retried", "dead_lettered", "consumers", "scheduled"]
+STATS_KEYS += ["processed", "failed", "retried", "cancelled", "dead_lettered", "consumers"]
+STATS_KEYS += ["scheduled"]
 STATS_KEYS += ["paused", "paused_since", "pause_reason"]
 PENDING_KEYS = ["job_id", "entry_id", "consumer", "idle_s", "deliveries"]
 DEAD_KEYS = ["job_id", "dead_id", "entry_id", "reason", "error", "deliveries", "dead_at"]
@@ -157,6 +159,19 @@ def test_enqueue_prints_ids_and_stats_json_schema(env: dict[str, str]) -> None:
     assert row["oldest_in_flight_s"] is None
     assert row["consumers"] == {}
     assert json.loads(ok("stats", "noop", "--json", env=env)) == rows
+
+
+def test_stats_show_a_cancelled_job(env: dict[str, str]) -> None:
+    """A waiting job cancelled counts 1 in stats' ``cancelled``, in --json and in the table;
+    cancelling it again counts nothing more."""
+    first, _kept = ok("enqueue", "noop", "--count", "2", env=env).split()
+    assert ok("cancel", "noop", first, env=env).strip() == f"cancelled {first}"
+    ok("cancel", "noop", first, env=env)
+    (row,) = json.loads(ok("stats", "noop", "--json", env=env))
+    assert (row["cancelled"], row["waiting"], row["enqueued"]) == (1, 1, 2)
+    header, line = ok("stats", "noop", env=env).splitlines()
+    cells = dict(zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", line), strict=True))
+    assert (cells["cancelled"], cells["waiting"], cells["processed"]) == ("1", "1", "0")
 
 
 def test_enqueue_bad_args_enqueue_nothing(env: dict[str, str]) -> None:

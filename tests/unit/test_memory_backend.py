@@ -156,7 +156,14 @@ async def test_dead_letter_copies_fields_and_reason() -> None:
     assert (dead.entry_id, dead.fields) == (ids[0], job(0))
     stats = await backend.stats(T)
     assert (stats.length, stats.pending, stats.dead) == (0, 0, 1)
-    assert stats.counters == {"enqueued": 1, "processed": 0, "failed": 1, "retried": 0, "dead": 1}
+    assert stats.counters == {
+        "enqueued": 1,
+        "processed": 0,
+        "failed": 1,
+        "retried": 0,
+        "dead": 1,
+        "cancelled": 0,
+    }
 
 
 async def test_dead_stream_is_capped_oldest_first() -> None:

@@ -9,7 +9,7 @@
   const charts = document.getElementById("charts");
   const every = Math.max(0.2, parseFloat(status.dataset.refresh) || 2) * 1000;
   const FIELDS = ["waiting", "scheduled", "in_flight", "oldest_in_flight_s", "dead", "processed",
-    "failed", "retried", "consumers"];
+    "failed", "retried", "cancelled", "consumers"];
   const SVG = "http://www.w3.org/2000/svg";
 
   function age(s) {
