@@ -13,7 +13,9 @@ One stream per job type (or per partition), read through one consumer group. Whe
   read and ack. ``_leases``: refresh, retry (into the schedule), hand back, dead-letter, claim
   idle entries. ``_progress``: the step progress of jobs with several steps.
   ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
-  ``_ticks``: periodic jobs. ``_pauses``: the paused types' marks.
+  ``_ticks``: periodic jobs. ``_pauses``: the paused types' marks. ``_cancel``: cancelling.
+- ``_operations``: the facade's calls that inspect and control (stats, dead letters, a job's
+  lookup, workers, ticks, cancel, pause), as a base class of this one.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
@@ -28,18 +30,12 @@ from collections.abc import Mapping, Sequence
 from streamq._urls import cluster_flag, redact_url
 from streamq.backends._base import (
     AckedRead,
-    CancelResult,
     Claimed,
-    DeadEntry,
     DeadLetter,
     Delivery,
     Fields,
     JobEnd,
-    JobLocation,
     KeepDone,
-    PauseRecord,
-    PendingEntry,
-    RawStats,
     ScheduledEntry,
     StepProgress,
 )
@@ -50,6 +46,7 @@ from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
 from streamq.backends.redis._leases import Leases
+from streamq.backends.redis._operations import Operations
 from streamq.backends.redis._pauses import Pauses
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._progress import Progress
@@ -64,7 +61,7 @@ from streamq.backends.redis._wire import Wire
 from streamq.exceptions import ConfigError
 
 
-class RedisBackend:
+class RedisBackend(Operations):
     """Backend on a Redis (or Valkey) server, or on a Redis Cluster.
 
     On a Redis Cluster (``?cluster=true`` in the URL) the same calls go to the node that owns
@@ -340,98 +337,6 @@ class RedisBackend:
     ) -> Claimed:
         """XAUTOCLAIM with the delivery counts of what it claimed."""
         return await self._leases.claim_idle(type, consumer, min_idle_ms, count, cursor)
-
-    # inspecting ---------------------------------------------------------------------------
-
-    async def stats(self, type: str) -> RawStats:
-        """Lengths, PEL summary, consumers and counters, summed over the partitions."""
-        return await self._inspector.stats(type)
-
-    async def pending(
-        self, type: str, *, consumer: str | None, min_idle_ms: int, limit: int
-    ) -> list[PendingEntry]:
-        """The PEL, oldest entries first, over all partitions."""
-        return await self._inspector.pending(
-            type, consumer=consumer, min_idle_ms=min_idle_ms, limit=limit
-        )
-
-    async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:
-        """Fields of live entries."""
-        return await self._inspector.fetch(type, entry_ids)
-
-    async def requeue(self, type: str, entry_ids: Sequence[str], min_idle_ms: int) -> list[str]:
-        """Move stuck entries to the end of the stream as new ones."""
-        return await self._inspector.requeue(type, entry_ids, min_idle_ms)
-
-    async def types(self) -> list[str]:
-        """The job types that have keys under this prefix."""
-        return await self._inspector.types()
-
-    async def dead_list(self, type: str, limit: int) -> list[DeadEntry]:
-        """The oldest ``limit`` dead letters (over all partitions)."""
-        return await self._inspector.dead_list(type, limit)
-
-    async def dead_retry(self, type: str, dead_ids: Sequence[str]) -> list[str]:
-        """Re-drive dead letters as new entries; returns the dead ids re-driven."""
-        return await self._inspector.dead_retry(type, dead_ids)
-
-    async def dead_purge(self, type: str) -> int:
-        """Drop the dead stream(s); returns how many entries they held."""
-        return await self._inspector.dead_purge(type)
-
-    async def find_job(self, type: str, job_id: str) -> JobLocation:
-        """Where the job is, chunk by chunk (see ``_find``)."""
-        return await self._finder.find_job(type, job_id)
-
-    async def heartbeat(self, worker_id: str, info: Mapping[str, str], ttl_s: float) -> None:
-        """Write the worker's record with a TTL and list it in the workers set."""
-        await self._inspector.heartbeat(worker_id, info, ttl_s)
-
-    async def remove_worker(self, worker_id: str) -> None:
-        """Delete the worker's record."""
-        await self._inspector.remove_worker(worker_id)
-
-    async def workers(self) -> list[dict[str, str]]:
-        """Records of workers whose heartbeat has not expired."""
-        return await self._inspector.workers()
-
-    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
-        """See :meth:`Backend.fire_tick` (``_ticks``)."""
-        return await self._ticks.fire_tick(type, schedule, tick_ms, fields)
-
-    async def last_ticks(self, type: str, schedules: Sequence[str]) -> dict[str, int | None]:
-        """See :meth:`Backend.last_ticks` (``_ticks``)."""
-        return await self._ticks.last_ticks(type, schedules)
-
-    async def cancel(self, type: str, job_id: str) -> CancelResult:
-        """See :meth:`Backend.cancel` (``_cancel``: ``cancel.lua``)."""
-        return await self._canceller.cancel(type, job_id)
-
-    async def cancel_requests(self, type: str) -> set[str]:
-        """See :meth:`Backend.cancel_requests` (``_cancel``)."""
-        return await self._canceller.cancel_requests(type)
-
-    async def end_cancelled(
-        self, type: str, consumer: str, entry_id: str, fields: Fields, end: JobEnd | None = None
-    ) -> bool:
-        """See :meth:`Backend.end_cancelled` (``_cancel``)."""
-        return await self._canceller.end_cancelled(type, consumer, entry_id, fields, end)
-
-    async def pause(self, type: str, reason: str) -> bool:
-        """See :meth:`Backend.pause` (``_pauses``: ``pause.lua``)."""
-        return await self._pauses.pause(type, reason)
-
-    async def resume(self, type: str) -> bool:
-        """See :meth:`Backend.resume` (``_pauses``)."""
-        return await self._pauses.resume(type)
-
-    async def paused(self, types: Sequence[str]) -> dict[str, PauseRecord]:
-        """See :meth:`Backend.paused` (``_pauses``)."""
-        return await self._pauses.paused(types)
-
-    async def eviction_policy(self) -> str | None:
-        """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""
-        return await self._inspector.eviction_policy()
 
     async def aclose(self) -> None:
         """Close the connections (the held ones included)."""
