@@ -174,12 +174,14 @@ async def test_the_worker_has_a_read_in_flight_while_its_lanes_run(
     registry.register("t", _NoArgs, handler)
 
     def tracked(call: Any) -> Any:
-        async def wrapper(*args: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
             nonlocal in_flight
-            asked.append(args[-1] if call.__name__ == "ack_and_read" else args[-2])
+            # The count: read(types, consumer, count, block_ms), and ack_and_read(acks, types,
+            # consumer, count, ...) (its ends and the finished-job records' setting after it).
+            asked.append(args[3] if call.__name__ == "ack_and_read" else args[2])
             in_flight += 1
             try:
-                return await call(*args)
+                return await call(*args, **kwargs)
             finally:
                 in_flight -= 1
 
