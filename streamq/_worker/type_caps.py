@@ -16,6 +16,7 @@ not per job).
 from __future__ import annotations
 
 import collections
+import operator
 from collections.abc import Mapping, Sequence
 
 from streamq.backends._base import split_count
@@ -23,6 +24,8 @@ from streamq.exceptions import ConfigError
 
 #: The total concurrency when it is not given and some served type has no cap.
 DEFAULT_CONCURRENCY = 32
+
+_type_of = operator.itemgetter(0)
 
 
 def resolve_caps(
@@ -83,7 +86,7 @@ class TypeCaps:
 
     def held(self) -> collections.Counter[str]:
         """Deliveries held per type right now."""
-        return collections.Counter(t for t, _ in self._held)
+        return collections.Counter(map(_type_of, self._held))
 
     def room(self, type_: str) -> int | None:
         """How many more of ``type_`` may be held now (None: it has no cap)."""
@@ -113,7 +116,7 @@ class TypeCaps:
         out = dict.fromkeys(rooms, 0)
         open_ = list(rooms)
         at = self._rotation % len(open_)
-        self._rotation = at + free
+        self._rotation = (at + free) % len(open_)
         open_ = open_[at:] + open_[:at]
         left = free
         # Each round shares what is left among the types with room; a round either shares all

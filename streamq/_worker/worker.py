@@ -85,7 +85,7 @@ class Worker:
             32; with ``type_concurrency`` for every type served, the sum of the caps; with caps
             for some, 32 or the sum of the caps, whichever is more.
         type_concurrency: type -> the most jobs of that type held at once (running or awaiting
-            their ack), so that one slow type cannot take every slot (docs/workers.md,
+            their ack), so that one slow type cannot take every slot (docs/life-of-a-job.md,
             "Per-type concurrency"). The types without a cap share the rest of
             ``concurrency``. A cap above a ``concurrency`` given, below 1, or of a type not
             served is a ConfigError.
