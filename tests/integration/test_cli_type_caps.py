@@ -62,6 +62,8 @@ def test_consume_with_every_type_capped_runs_the_sum_of_the_caps(cli: Cli) -> No
     proc = cli.consume("noop=3", "launch=4")
     line = cli.startup_line(proc)
     assert "(concurrency 7, at most noop=3,launch=4, consumer " in line, line
+    # The start-up line comes before the signal handlers: wait for the worker to run.
+    wait_for(lambda: "streamq.worker.started" in cli.log_of(proc), "the worker started")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, cli.log_of(proc)
 
