@@ -4,6 +4,7 @@ leases, recovers and retries, and stops within its deadlines.
 :class:`Worker` holds the settings and composes the parts, one module each:
 
 - :mod:`~streamq._worker.reading`: the read loop (reads for the free slots, acks go with reads);
+- :mod:`~streamq._worker.type_caps`: per-type caps, the read's share of each type and its room;
 - :mod:`~streamq._worker.acks`: runs each delivery, batches the acks, sends those the reads do not;
 - :mod:`~streamq._worker.leases`: lease refresh, the heartbeat record, the queue gauges;
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
