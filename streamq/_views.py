@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -314,7 +314,27 @@ def worker_json(record: dict[str, str], now: float) -> dict[str, Any]:
         "processed": int(record.get("processed", "0") or 0),
         "heartbeat_age_s": round(max(0.0, now - beat), 3),
         "paused": [name for name in record.get("paused", "").split(",") if name],
+        "type_concurrency": _caps(record.get("type_concurrency", "")),
     }
+
+
+def _caps(text: str) -> dict[str, int]:
+    """``launch=8,noop=64`` (a heartbeat record's per-type caps) as {type: cap}."""
+    caps: dict[str, int] = {}
+    for item in text.split(","):
+        name, _, n = item.partition("=")
+        if name and n.isdigit():
+            caps[name] = int(n)
+    return caps
+
+
+def concurrency_text(worker: Mapping[str, Any]) -> str:
+    """A worker's concurrency as the table and the dashboard show it: ``16`` or, with per-type
+    caps, ``16 (launch≤2)``."""
+    caps = worker.get("type_concurrency") or {}
+    if not caps:
+        return str(worker["concurrency"])
+    return f"{worker['concurrency']} ({', '.join(f'{t}≤{n}' for t, n in caps.items())})"
 
 
 def workers_doc(

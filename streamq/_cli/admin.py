@@ -9,7 +9,7 @@ import typer
 
 from streamq import _server
 from streamq._cli._app import JsonOpt, Prefix, Url, app, emit_json, open_queue, run
-from streamq._views import age, table, workers_doc
+from streamq._views import age, concurrency_text, table, workers_doc
 
 server_app = typer.Typer(
     help="The embedded server (used when STREAMQ_REDIS_URL is not set).", no_args_is_help=True
@@ -51,7 +51,7 @@ def workers(
                 r["host"],
                 str(r["pid"]),
                 ",".join(r["types"]),
-                str(r["concurrency"]),
+                concurrency_text(r),
                 str(r["in_flight"]),
                 str(r["processed"]),
                 age(r["heartbeat_age_s"]),

@@ -22,16 +22,32 @@ from streamq._cli._app import (
 )
 from streamq._settings import connect, redact_url
 from streamq._worker import Worker
+from streamq._worker.type_caps import describe
 from streamq.backends._base import KEEP_DONE_MAX
 from streamq.exceptions import ConfigError
 
 
 @app.command()
 def consume(
-    types: Annotated[list[str], typer.Argument(help="Job types to serve.", show_default=False)],
+    types: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TYPE[=N]",
+            help="Job types to serve; TYPE=N: at most N jobs of that type at once.",
+            show_default=False,
+        ),
+    ],
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.")
-    ] = 32,
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Jobs run at once in all. Default: 32; the sum of the caps when every type "
+            "has one; with caps for some, 32 or their sum, whichever is more.",
+            show_default=False,
+        ),
+    ] = None,
     handlers: HandlersOpt = "handlers",
     claim_after: Annotated[
         str,
@@ -83,13 +99,19 @@ def consume(
     On a signal it stops reading, lets running jobs finish within --shutdown-grace, then
     cancels the rest and hands them back to other workers.
 
-    Example: streamq consume launch noop -c 64 --claim-after 2m
+    With TYPE=N a type holds at most N of the worker's slots (running or awaiting their
+    ack), so that one slow type cannot take them all; the types without a cap share the
+    rest.
+
+    Example: streamq consume launch=8 noop -c 64 --claim-after 2m
     """
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
     if fmt not in ("console", "json"):
         fail(f"--log-format must be console or json, not {fmt!r}", 2)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
+    caps = parse_caps(types)
+    types = list(dict.fromkeys(t.partition("=")[0] for t in types))
     registry = load_registry(handlers)
     missing = [t for t in types if t not in registry]
     if missing:
@@ -114,6 +136,7 @@ def consume(
             registry,
             types,
             concurrency=concurrency,
+            type_concurrency=caps,
             max_deliveries=max_deliveries,
             claim_after=durations[0],
             heartbeat=beat,
@@ -128,7 +151,7 @@ def consume(
         fail(str(exc), 2)
 
     kept = (
-        f"done jobs kept {keep_done}, at most {keep_done_max} per type"
+        f"done jobs kept {keep_done}, max {keep_done_max} per type"
         if worker.keep_done > 0
         else "no done-job records"
     )
@@ -138,9 +161,11 @@ def consume(
             # Reach the server before saying we consume from it: if it is down, the one line
             # the user sees is the error.
             await backend.ensure_groups(types)
+            per_type = f", at most {describe(caps)}" if caps else ""
             typer.echo(
                 f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
-                f"(concurrency {concurrency}, {kept}, consumer {worker.consumer})",
+                f"(concurrency {worker.concurrency}{per_type}, {kept}, "
+                f"consumer {worker.consumer})",
                 err=True,
             )
             await worker.run(handle_signals=True)
@@ -148,6 +173,26 @@ def consume(
             await backend.aclose()
 
     run(main())
+
+
+def parse_caps(args: list[str]) -> dict[str, int]:
+    """The ``TYPE=N`` arguments of ``consume`` as {type: N}; a bad one, or a type given twice,
+    is a usage error (exit 2)."""
+    caps: dict[str, int] = {}
+    seen: set[str] = set()
+    for arg in args:
+        name, eq, n = arg.partition("=")
+        if not name:
+            fail(f"{arg!r}: expected TYPE or TYPE=N", 2)
+        if name in seen:
+            fail(f"{name!r} is given twice", 2)
+        seen.add(name)
+        if not eq:
+            continue
+        if not (n.isascii() and n.isdigit()) or int(n) < 1:
+            fail(f"{arg!r}: the concurrency of {name} must be a whole number ≥ 1 ({name}=8)", 2)
+        caps[name] = int(n)
+    return caps
 
 
 @app.command()

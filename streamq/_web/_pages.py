@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from streamq._views import age, job_state_rows
+from streamq._views import age, concurrency_text, job_state_rows
 
 
 def esc(value: object) -> str:
@@ -297,7 +297,7 @@ def workers(
     rows = [
         f'<tr data-consumer="{esc(w["consumer"])}"><td>{esc(w["consumer"])}</td>'
         f"<td>{esc(w['host'])}</td><td>{esc(w['pid'])}</td><td>{esc(', '.join(w['types']))}</td>"
-        f"<td>{esc(w['concurrency'])}</td><td data-field=in_flight>{esc(w['in_flight'])}</td>"
+        f"<td>{esc(concurrency_text(w))}</td><td data-field=in_flight>{esc(w['in_flight'])}</td>"
         f"<td data-field=processed>{esc(w['processed'])}</td>"
         f"<td>{esc(age(w['heartbeat_age_s']))} ago</td></tr>"
         for w in live

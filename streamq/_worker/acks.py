@@ -221,6 +221,10 @@ class AckBatcher:
         batch, self._to_ack, self.pending = self._to_ack, {}, 0
         return batch
 
+    def acking(self) -> dict[str, int]:
+        """The batch so far, counted per type (what per-type caps free with the next read)."""
+        return {t: len(runs) for t, runs in self._to_ack.items()}
+
     def ids(self, batch: dict[str, list[Held]]) -> dict[str, list[str]]:
         """The entry ids to ack per type (not those whose lease this worker lost)."""
         ids: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ from streamq._logging import logger
 from streamq._registry import JobType
 from streamq._worker.acks import AckBatcher
 from streamq._worker.state import Held, WorkerState
+from streamq._worker.type_caps import describe
 from streamq.backends._base import Backend
 from streamq.exceptions import BackendError
 
@@ -31,6 +32,7 @@ class LeaseKeeper:
         types: Mapping[str, JobType],
         consumer: str,
         concurrency: int,
+        type_concurrency: Mapping[str, int] | None = None,
         heartbeat: float,
         started_at: float,
     ) -> None:
@@ -40,6 +42,7 @@ class LeaseKeeper:
         self._types = list(types)
         self._consumer = consumer
         self._concurrency = concurrency
+        self._type_concurrency = describe(type_concurrency or {})
         self._heartbeat = heartbeat
         self._started_at = started_at
         self._sampled: dict[str, tuple[int, int]] = {}
@@ -89,6 +92,7 @@ class LeaseKeeper:
             "pid": str(os.getpid()),
             "types": ",".join(self._types),
             "concurrency": str(self._concurrency),
+            "type_concurrency": self._type_concurrency,
             "in_flight": str(len(self._state.running)),
             "processed": str(self._acks.processed),
             "started_at": f"{self._started_at:.3f}",

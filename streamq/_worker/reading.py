@@ -18,8 +18,13 @@ from streamq._worker.lanes import Lanes
 from streamq._worker.pausing import POLL_EVERY
 from streamq._worker.runner import Runner
 from streamq._worker.state import Held, WorkerState
+from streamq._worker.type_caps import TypeCaps
 from streamq.backends._base import Backend, Delivery
 from streamq.exceptions import BackendError
+
+#: The longest a read blocks while a capped type is left out of it because it is full (its
+#: freed slots are read into within about this long).
+FULL_BLOCK_MS = 100
 
 
 class Reader:
@@ -29,6 +34,7 @@ class Reader:
         concurrency: deliveries held at once; a read asks for at most half of that (see
             ``read_max``) and never for more than the free slots.
         block: how long one read waits for new entries, in seconds.
+        caps: the per-type caps (None: no type has one, and reads share the slots evenly).
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class Reader:
         consumer: str,
         concurrency: int,
         block: float,
+        caps: TypeCaps | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -51,6 +58,7 @@ class Reader:
         self._consumer = consumer
         self._concurrency = concurrency
         self._block = block
+        self._caps = caps
         self._running = state.running
         # A read asks for at most half the slots, so that one read is on its way while the
         # lanes run what the other brought: the server works while this process does.
@@ -63,7 +71,7 @@ class Reader:
         """Read until the worker stops (or, with ``stop_when_empty``, until nothing is left)."""
         state, backend, acks, running = self._state, self._backend, self._acks, self._running
         stopping, slot_freed, pel_lock = state.stopping, state.slot_freed, state.pel_lock
-        types, consumer, paused = self._types, self._consumer, state.paused
+        types, consumer, paused, caps = self._types, self._consumer, state.paused, self._caps
         block_ms = max(1, int(self._block * 1000))
         # While a type is paused, a read blocks no longer than a poll of the marks, so that a
         # resume is acted on within about a second even when the other types are idle.
@@ -83,7 +91,15 @@ class Reader:
             if not readable:
                 await self._wait_while_all_paused(stop_when_empty)
                 continue
-            read_types, count = self._choose_types(readable, free)
+            shares = None
+            if caps is None:
+                read_types, count = self._choose_types(readable, free)
+            else:
+                shares = caps.shares(readable, free, acks.acking())
+                if not shares:  # every type it may read is at its cap
+                    await self._wait_for_room()
+                    continue
+                read_types, count = list(shares), sum(shares.values())
             finished = acks.take()
             try:
                 if finished or more:
@@ -92,9 +108,9 @@ class Reader:
                     # and their call is the one it always was.
                     ends = acks.ends(finished) if acks.ends_any else None
                     async with pel_lock:
-                        if acks.keep is not None:
+                        if acks.keep is not None or shares is not None:
                             answer = await backend.ack_and_read(
-                                ids, read_types, consumer, count, ends, acks.keep
+                                ids, read_types, consumer, count, ends, acks.keep, shares=shares
                             )
                         elif ends:
                             answer = await backend.ack_and_read(
@@ -107,9 +123,17 @@ class Reader:
                 else:
                     acks.read_blocked = True
                     try:
-                        batch = await backend.read(
-                            read_types, consumer, count, paused_block_ms if paused else block_ms
-                        )
+                        wait_ms = paused_block_ms if paused else block_ms
+                        if shares is None:
+                            batch = await backend.read(read_types, consumer, count, wait_ms)
+                        else:
+                            # A capped type left out (full) is not watched by this read: look
+                            # again soon, so that its freed slots are read into.
+                            if len(shares) < len(readable):
+                                wait_ms = min(wait_ms, FULL_BLOCK_MS)
+                            batch = await backend.read(
+                                read_types, consumer, count, wait_ms, shares=shares
+                            )
                     finally:
                         acks.read_blocked = False
             except BackendError as exc:
@@ -149,6 +173,18 @@ class Reader:
             return types, free
         self._rotation = (self._rotation + free) % len(types)
         return (types[self._rotation :] + types[: self._rotation])[:free], free
+
+    async def _wait_for_room(self) -> None:
+        """Every type it may read is at its cap: wait for a slot to free (a finished job's,
+        whose ack goes with the next read). While some type is paused, look again after a
+        poll of the marks, as a resume may make an uncapped type readable."""
+        state = self._state
+        state.slot_freed.clear()
+        if not state.paused:
+            await state.slot_freed.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.slot_freed.wait(), POLL_EVERY)
 
     async def _wait_while_all_paused(self, stop_when_empty: bool) -> None:
         """Every served type is paused: read nothing until a resume (or a stop) changes that.

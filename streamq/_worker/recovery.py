@@ -20,6 +20,7 @@ from streamq._logging import logger
 from streamq._registry import JobType
 from streamq._worker.backoff import backoff
 from streamq._worker.state import Held, WorkerState
+from streamq._worker.type_caps import TypeCaps
 from streamq.backends._base import (
     Backend,
     Claimed,
@@ -127,8 +128,8 @@ class Retries:
 
 class Recovery:
     """The recovery pass: every ``claim_after / 4``, claim what is idle past ``claim_after`` (a
-    dead worker's entries), as many as there are free slots, and start it (a paused type's are
-    left where they are)."""
+    dead worker's entries), as many as there are free slots (and, for a type with a cap, as
+    many as it has room for), and start it (a paused type's are left where they are)."""
 
     def __init__(
         self,
@@ -140,6 +141,7 @@ class Recovery:
         consumer: str,
         concurrency: int,
         claim_after: float,
+        caps: TypeCaps | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -148,6 +150,7 @@ class Recovery:
         self._consumer = consumer
         self._concurrency = concurrency
         self._claim_after = claim_after
+        self._caps = caps
 
     async def loop(self) -> None:
         """Pass after pass until the worker stops."""
@@ -155,6 +158,7 @@ class Recovery:
         interval = min(max(self._claim_after / 4, 0.05), 10.0)
         claim_ms = int(self._claim_after * 1000)
         cursors = dict.fromkeys(self._types, "0-0")
+        caps = self._caps
         failures = 0
         while not state.stopping.is_set():
             state.recover_wake.clear()
@@ -172,6 +176,12 @@ class Recovery:
                     free = self._concurrency - len(state.running)
                     if free <= 0:
                         break
+                    if caps is not None:
+                        room = caps.room(type_)
+                        if room is not None:
+                            if room <= 0:  # at its cap: its idle entries wait for a later pass
+                                continue
+                            free = min(free, room)
                     claimed = await self._backend.claim_idle(
                         type_, self._consumer, claim_ms, free, cursors[type_]
                     )

@@ -4,6 +4,7 @@ leases, recovers and retries, and stops within its deadlines.
 :class:`Worker` holds the settings and composes the parts, one module each:
 
 - :mod:`~streamq._worker.reading`: the read loop (reads for the free slots, acks go with reads);
+- :mod:`~streamq._worker.type_caps`: per-type caps, the read's share of each type and its room;
 - :mod:`~streamq._worker.acks`: runs each delivery, batches the acks, sends those the reads do not;
 - :mod:`~streamq._worker.leases`: lease refresh, the heartbeat record, the queue gauges;
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
@@ -32,7 +33,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -60,6 +61,7 @@ from streamq._worker.runner import Runner
 from streamq._worker.scheduling import DueMover
 from streamq._worker.shutdown import HARD_STOP_CLEANUP, Shutdown
 from streamq._worker.state import WorkerState
+from streamq._worker.type_caps import TypeCaps, resolve_caps
 from streamq.backends._base import KEEP_DONE_MAX, KEEP_DONE_MS, Backend, KeepDone
 from streamq.exceptions import ConfigError
 
@@ -75,14 +77,22 @@ def default_consumer_name() -> str:
 
 
 class Worker:
-    """Runs the handlers of ``types`` with at most ``concurrency`` jobs at once.
+    """Runs the handlers of ``types`` with at most ``concurrency`` jobs at once (and at most
+    ``type_concurrency[t]`` of a type ``t`` that has a cap).
 
     Args:
         backend: where the jobs are.
         registry: the job types this process knows.
         types: the types to serve (each must be registered).
         concurrency: jobs run at once; reads ask only for free slots, at most half of them per
-            read (the next read is on its way while the lanes run this one's jobs).
+            read (the next read is on its way while the lanes run this one's jobs). Default:
+            32; with ``type_concurrency`` for every type served, the sum of the caps; with caps
+            for some, 32 or the sum of the caps, whichever is more.
+        type_concurrency: type -> the most jobs of that type held at once (running or awaiting
+            their ack), so that one slow type cannot take every slot (docs/life-of-a-job.md,
+            "Per-type concurrency"). The types without a cap share the rest of
+            ``concurrency``. A cap above a ``concurrency`` given, below 1, or of a type not
+            served is a ConfigError.
         claim_after: an entry idle this long is taken over by a recovery pass (its worker died).
         heartbeat: how often leases of running jobs and the worker record are refreshed
             (default: ``min(10 s, claim_after / 3)``; at most ``claim_after / 2``).
@@ -112,7 +122,8 @@ class Worker:
         registry: Registry,
         types: Sequence[str],
         *,
-        concurrency: int = 32,
+        concurrency: int | None = None,
+        type_concurrency: Mapping[str, int] | None = None,
         claim_after: float | timedelta = 60.0,
         heartbeat: float | timedelta | None = None,
         max_deliveries: int = 5,
@@ -132,7 +143,9 @@ class Worker:
         self._types: dict[str, JobType] = {t: registry.get(t) for t in types}
         self._registry = registry
         self._backend = backend
-        self.concurrency = concurrency
+        #: the per-type caps (empty: none), and the total
+        self.type_concurrency, self.concurrency = resolve_caps(types, type_concurrency, concurrency)
+        concurrency = self.concurrency
         self.claim_after = seconds(claim_after)
         # A default follows the claim_after given: only an explicit pair can contradict.
         self.heartbeat = (
@@ -147,8 +160,6 @@ class Worker:
         self.block = seconds(block)
         self.max_dead = max_dead
         self.consumer = consumer or default_consumer_name()
-        if concurrency < 1:
-            raise ConfigError("concurrency must be at least 1")
         if max_deliveries < 1:
             raise ConfigError("max_deliveries must be at least 1")
         if self.retry_base < 0 or self.retry_max < 0:
@@ -188,6 +199,7 @@ class Worker:
             enqueuer=Enqueuer(backend, registry=registry),
         )
         self._state = state = WorkerState()
+        caps = TypeCaps(self.type_concurrency, state.running) if self.type_concurrency else None
         retries = Retries(
             state,
             backend,
@@ -215,6 +227,7 @@ class Worker:
             consumer=self.consumer,
             concurrency=concurrency,
             block=self.block,
+            caps=caps,
         )
         self._recovery = Recovery(
             state,
@@ -224,6 +237,7 @@ class Worker:
             consumer=self.consumer,
             concurrency=concurrency,
             claim_after=self.claim_after,
+            caps=caps,
         )
         self._due_mover = DueMover(state, backend, types=self._types)
         self._pauses = PauseWatcher(state, backend, types=self._types, consumer=self.consumer)
@@ -235,6 +249,7 @@ class Worker:
             types=self._types,
             consumer=self.consumer,
             concurrency=concurrency,
+            type_concurrency=self.type_concurrency,
             heartbeat=self.heartbeat,
             started_at=self.started_at,
         )

@@ -149,11 +149,21 @@ class Backend(Protocol):
         """The jobs in the type's schedules, the soonest due first (at most ``limit``)."""
 
     async def read(
-        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+        self,
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
         """Deliver up to ``count`` new entries in all, ``count`` shared among the types (see
         :func:`split_count`; XREADGROUP's own COUNT applies to each stream, so a backend splits it
-        itself); block up to ``block_ms`` when there are none."""
+        itself); block up to ``block_ms`` when there are none.
+
+        ``shares``: when given, how many to ask of each type instead (its counts add up to
+        ``count``; a type of ``types`` not in it gets none). A worker with per-type caps
+        shares out its free slots itself (``streamq._worker.type_caps``)."""
 
     async def claim_idle(
         self, type: str, consumer: str, min_idle_ms: int, count: int, cursor: str
@@ -189,9 +199,11 @@ class Backend(Protocol):
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
         keep: KeepDone | None = None,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> AckedRead:
         """:meth:`ack` the ids of each type (with the ``ends`` of that type, and ``keep``), then
-        :meth:`read` without blocking.
+        :meth:`read` without blocking (with its ``shares``).
 
         What the worker's read loop does once its finished jobs free their slots: a backend
         that can do both in one round trip should. A failed ack of one type does not lose the

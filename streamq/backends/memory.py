@@ -82,16 +82,25 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
         self._wake(waiters)
         return True
 
-    def _take(self, types: Sequence[str], consumer: str, count: int) -> list[Delivery]:
+    def _take(
+        self,
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        shares: Mapping[str, int] | None = None,
+    ) -> list[Delivery]:
         """XREADGROUP ``>``: up to ``count`` never-delivered entries in all, shared among the
-        types as the Redis backend shares them (lock held)."""
+        types as the Redis backend shares them, or as ``shares`` says (lock held)."""
         out: list[Delivery] = []
         if not types:
             return out
         now = time.monotonic()
-        shares = split_count(count, len(types), self._rotation)
-        self._rotation = (self._rotation + count % len(types)) % len(types)
-        for type, share in zip(types, shares, strict=True):
+        if shares is None:
+            counts = split_count(count, len(types), self._rotation)
+            self._rotation = (self._rotation + count % len(types)) % len(types)
+        else:
+            counts = [shares.get(t, 0) for t in types]
+        for type, share in zip(types, counts, strict=True):
             stream = self._stream(type)
             stream.consumers[consumer] = now
             taken = 0
@@ -106,16 +115,23 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
         return out
 
     async def read(
-        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+        self,
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """Deliver up to ``count`` new entries in all; block up to ``block_ms``.
+        """Deliver up to ``count`` new entries in all (each type at most its ``shares``, when
+        given); block up to ``block_ms``.
 
         ``count`` < 1 and ``block_ms`` < 1 return at once (no "unlimited", no "forever").
         """
         types = list(dict.fromkeys(types))
         waiter: Waiter | None = None
         with self._lock:
-            out = self._take(types, consumer, count)
+            out = self._take(types, consumer, count, shares)
             if not out and count > 0 and block_ms > 0:
                 waiter = Waiter(asyncio.get_running_loop(), asyncio.Event(), frozenset(types))
                 self._waiters.add(waiter)
@@ -134,7 +150,7 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
                     return []
                 with self._lock:
                     waiter.event.clear()
-                    out = self._take(types, consumer, count)
+                    out = self._take(types, consumer, count, shares)
                 # Woken but another consumer got there first: wait on, like Redis does.
                 if out or waiter.closed:
                     return out
@@ -236,13 +252,15 @@ class MemoryBackend(MemorySchedule, MemoryCancel):
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
         keep: KeepDone | None = None,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block."""
         ends = ends or {}
         lost = {
             t: await self.ack(t, consumer, ids, ends.get(t, ()), keep) for t, ids in acks.items()
         }
-        return AckedRead(lost, {}, await self.read(types, consumer, count, 0))
+        return AckedRead(lost, {}, await self.read(types, consumer, count, 0, shares=shares))
 
     async def ack(
         self,

@@ -53,7 +53,7 @@ def test_consume_drains_on_sigterm(cli: Cli, queue: SyncQueue, redis_url: str) -
     first = cli.log_of(proc).splitlines()[0]
     pattern = (
         rf"streamq: consuming noop from {re.escape(redis_url)} \(concurrency 2, "
-        r"done jobs kept 24h, at most 100000 per type, consumer .*\)"
+        r"done jobs kept 24h, max 100000 per type, consumer .*\)"
     )
     assert re.fullmatch(pattern, first), first
     assert f"-{proc.pid}-" in cli.consumer_of(proc)

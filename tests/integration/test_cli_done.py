@@ -14,7 +14,7 @@ def test_a_job_finished_by_streamq_consume_is_done(cli: Cli) -> None:
     (job_id,) = cli.enqueue("noop", '{"sleep": 0.3}')
     worker = cli.consume("noop")
     consumer = cli.consumer_of(worker)
-    assert "done jobs kept 24h, at most 100000 per type" in cli.startup_line(worker)
+    assert "done jobs kept 24h, max 100000 per type" in cli.startup_line(worker)
     wait_until(lambda: cli.json("job", "noop", job_id)["state"] == "done", 30, "it is done")
     doc = cli.json("job", "noop", job_id)
     assert doc["consumer"] == consumer

@@ -174,6 +174,7 @@ def _workers() -> list[dict[str, Any]]:
         "pid": "4321",
         "types": "launch,noop",
         "concurrency": "32",
+        "type_concurrency": "launch=8",
         "in_flight": "2",
         "processed": "17",
         "started_at": "1700000000.000",

@@ -220,10 +220,17 @@ class RedisBackend(Operations):
     # consuming ----------------------------------------------------------------------------
 
     async def read(
-        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+        self,
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all."""
-        return await self._reader.read(types, consumer, count, block_ms)
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all
+        (each type its ``shares``, when given)."""
+        return await self._reader.read(types, consumer, count, block_ms, shares=shares)
 
     async def ack_and_read(
         self,
@@ -233,10 +240,14 @@ class RedisBackend(Operations):
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
         keep: KeepDone | None = None,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
-        return await self._reader.ack_and_read(acks, types, consumer, count, ends, keep)
+        return await self._reader.ack_and_read(
+            acks, types, consumer, count, ends, keep, shares=shares
+        )
 
     async def ack(
         self,

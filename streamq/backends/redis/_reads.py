@@ -51,7 +51,9 @@ class Reader:
         self._ids_by_stream = shared.keys.ids_by_stream
         self._end_keys_by_stream = shared.keys.end_keys_by_stream
 
-    def _read_plan(self, types: Sequence[str], count: int) -> tuple[list[ReadGroup], bool]:
+    def _read_plan(
+        self, types: Sequence[str], count: int, shares: Mapping[str, int] | None = None
+    ) -> tuple[list[ReadGroup], bool]:
         """What to read: groups of streams with the COUNT for each stream of the group, never
         more than ``count`` in all; and whether some partition was left out.
 
@@ -59,12 +61,16 @@ class Reader:
         partitions, the remainders going to a few of them in turn (:func:`split_count`). With
         fewer than one per partition, a window of partitions gets one each, and the window moves
         on at each read. One XREADGROUP reads one group (on a cluster, the groups are also per
-        slot).
+        slot). With ``shares`` (a worker with per-type caps), each type's count is its share.
         """
         cluster = self._wire.cluster
         groups: dict[tuple[int, int], list[StreamKeys]] = {}
         partial = False
-        for t, share in zip(types, self._share_out(count, types, ""), strict=True):
+        if shares is None:
+            counts = self._share_out(count, types, "")
+        else:
+            counts = [shares.get(t, 0) for t in types]
+        for t, share in zip(types, counts, strict=True):
             streams = self._streams(t)
             partial = partial or share < len(streams)
             for s, n in zip(streams, self._share_out(share, streams, t), strict=True):
@@ -82,12 +88,19 @@ class Reader:
         return split_count(count, len(among), at)
 
     async def read(
-        self, types: Sequence[str], consumer: str, count: int, block_ms: int
+        self,
+        types: Sequence[str],
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all."""
+        """XREADGROUP ``>`` over all types at once, asking for at most ``count`` entries in all
+        (each type its ``shares``, when given)."""
         block_ms = max(1, min(block_ms, self._longest_block_ms))
         await self._refresh(types)
-        plan, partial = self._read_plan(types, count)
+        plan, partial = self._read_plan(types, count, shares)
         if not plan:  # nothing asked for
             return []
         if partial:
@@ -142,6 +155,8 @@ class Reader:
         count: int,
         ends: Mapping[str, Sequence[JobEnd]] | None = None,
         keep: KeepDone | None = None,
+        *,
+        shares: Mapping[str, int] | None = None,
     ) -> AckedRead:
         """:meth:`ack` per type, then a :meth:`read` that does not block: one round trip per
         node."""
@@ -162,7 +177,7 @@ class Reader:
                     work.append(self._ack_command(s, consumer, ids, found))
                 else:
                     work.append(self._ack_done_command(s, consumer, ids, located, of_type, keep))
-        plan, _ = self._read_plan(types, count)
+        plan, _ = self._read_plan(types, count, shares)
         work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
         replies = await self._send("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
