@@ -88,14 +88,16 @@ class StepProgress:
     recorded_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobEnd:
     """End-of-job clean-up of one entry: what the ack or the dead letter that ends its job
     deletes in the same atomic call, only when the consumer still owned the entry (an entry
     another consumer holds now is that consumer's to end).
 
     Given only for deliveries that have something to clean up; a plain job's ack carries none
-    and costs what it did. Each flag names one thing kept per job until its end.
+    and costs what it did. Each flag names one thing kept per job until its end. Not frozen:
+    with finished-job records one is made per job (see :class:`Delivery`); nothing changes one
+    after it is made.
     """
 
     entry_id: str

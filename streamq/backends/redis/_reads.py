@@ -169,7 +169,8 @@ class Reader:
             if located.bad:
                 lost[t] = list(located.bad)
             of_type = ends.get(t, ()) if ends else ()
-            end_keys = self._end_keys_by_stream(t, of_type) if of_type else None
+            # (ack_done.lua's command finds its own end-of-job keys)
+            end_keys = self._end_keys_by_stream(t, of_type) if of_type and keep is None else None
             for s, ids in located.items():
                 owners.append((t, s, located))
                 found = end_keys.get(s) if end_keys else None

@@ -1,15 +1,17 @@
 -- Shared head of the scripts that ack finished jobs with their records (ack_done.lua,
 -- finish.lua): put in front of those that call record_done (ScriptRegistry.get, _scripts.py).
 --
--- The records live in a ring of RING hashes (job id -> "AT_MS TOOK_MS DELIVERIES CONSUMER"),
--- all in the stream's slot: `buckets` (their keys, in ring order) and `index` (a small hash:
--- `cur`, the bucket written now; `at`, when it was started; `b<i>`, "LAST_WRITE_MS COUNT" of
--- each bucket). Writing costs one HSET per call for all its records: no per-record index.
+-- The records live in a ring of hashes (job id -> "AT_MS TOOK_MS DELIVERIES CONSUMER"), all in
+-- the stream's slot: `buckets` (their keys, in ring order) and `index` (a small hash: `cur`,
+-- the bucket written now; `at`, when it was started; `n<i>`, how many records bucket i got;
+-- `total`, their sum). A call reads the index once (HMGET), writes all its records with one
+-- HSET and the index with another, and refreshes two expiries: no per-record index.
 -- The current bucket is left for the next one (which is emptied first) once it is older than
--- keep_ms / (RING - 1) or holds most / (RING - 1) records. Then the oldest buckets are deleted
--- while the records kept number more than `most`. A bucket expires keep_ms after its last
--- write, so a record is kept at least keep_ms (unless the cap drops it), and a type no one
--- serves any more keeps nothing for longer than that.
+-- keep_ms / (RING - 1) or holds most / (RING - 1) records. Once the total passes `most`, the
+-- oldest buckets are deleted until it does not. A bucket expires keep_ms after its last write
+-- (the total may then count records already gone: the deletion walks past those buckets, which
+-- corrects it), so a record is kept at least keep_ms unless the cap drops it, and a type no
+-- one serves any more keeps nothing for longer than that.
 -- `jobs` holds the job ids, `figures` the "TOOK_MS DELIVERIES" of each.
 local function record_done(index, buckets, keep_ms, most, consumer, jobs, figures)
   local n = #jobs
@@ -19,38 +21,35 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
   local ring = #buckets
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local rows = redis.call('HGETALL', index)
-  local meta = {}
-  for i = 1, #rows, 2 do
-    meta[rows[i]] = rows[i + 1]
+  local fields = {'cur', 'at', 'total'}
+  for i = 1, ring do
+    fields[3 + i] = 'n' .. i
   end
+  local m = redis.call('HMGET', index, unpack(fields))
+  local cur = tonumber(m[1]) or 1
+  local at = tonumber(m[2])
+  local total = tonumber(m[3]) or 0
   local counts = {}
   for i = 1, ring do
-    counts[i] = 0
-    local b = meta['b' .. i]
-    if b then
-      local last, count = string.match(b, '^(%d+) (%d+)$')
-      if last and tonumber(last) + keep_ms > now then
-        counts[i] = tonumber(count)
-      end
-    end
+    counts[i] = tonumber(m[3 + i]) or 0
   end
-  local cur = tonumber(meta['cur'] or '1') or 1
-  local at = tonumber(meta['at'] or '')
-  local width = math.max(1, math.floor(keep_ms / (ring - 1)))
-  local share = math.max(1, math.ceil(most / (ring - 1)))
-  if at == nil then
+  local out = {}
+  if at == nil or now - at >= math.max(1, math.floor(keep_ms / (ring - 1)))
+      or counts[cur] >= math.max(1, math.ceil(most / (ring - 1))) then
+    if at ~= nil then
+      cur = cur % ring + 1
+      redis.call('DEL', buckets[cur])
+      total = total - counts[cur]
+      counts[cur] = 0
+    end
     at = now
-  elseif counts[cur] >= share or now - at >= width then
-    cur = cur % ring + 1
-    redis.call('DEL', buckets[cur])
-    counts[cur] = 0
-    at = now
+    out = {'cur', cur, 'at', at}
   end
   local h = {}
+  local head, tail = now .. ' ', ' ' .. consumer
   for i = 1, n do
     h[2 * i - 1] = jobs[i]
-    h[2 * i] = now .. ' ' .. figures[i] .. ' ' .. consumer
+    h[2 * i] = head .. figures[i] .. tail
   end
   -- unpack() fails above about 8000 values (Lua's C stack): 1000 records to a call.
   for i = 1, 2 * n, 2000 do
@@ -58,30 +57,24 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
   end
   redis.call('PEXPIRE', buckets[cur], keep_ms)
   counts[cur] = counts[cur] + n
-  local total = 0
-  for i = 1, ring do
-    total = total + counts[i]
-  end
-  local j = cur % ring + 1
-  while total > most and j ~= cur do
-    if counts[j] > 0 then
-      redis.call('DEL', buckets[j])
-      total = total - counts[j]
-      counts[j] = 0
+  total = total + n
+  out[#out + 1] = 'n' .. cur
+  out[#out + 1] = counts[cur]
+  if total > most then
+    local j = cur % ring + 1
+    while total > most and j ~= cur do
+      if counts[j] > 0 then
+        redis.call('DEL', buckets[j])
+        out[#out + 1] = 'n' .. j
+        out[#out + 1] = 0
+        total = total - counts[j]
+        counts[j] = 0
+      end
+      j = j % ring + 1
     end
-    j = j % ring + 1
   end
-  local out = {'cur', cur, 'at', at}
-  for i = 1, ring do
-    local last = 0
-    if i == cur then
-      last = now
-    elseif counts[i] > 0 then
-      last = string.match(meta['b' .. i], '^(%d+)')
-    end
-    out[#out + 1] = 'b' .. i
-    out[#out + 1] = last .. ' ' .. counts[i]
-  end
+  out[#out + 1] = 'total'
+  out[#out + 1] = math.max(0, total)
   redis.call('HSET', index, unpack(out))
   redis.call('PEXPIRE', index, keep_ms)
 end
