@@ -22,8 +22,20 @@ for _, id in ipairs(mine) do
   owned[id] = true
 end
 local ends = #KEYS - k - n > 0
+if keep_ms > 0 and #mine > 0 then
+  -- The records first: a script's writes before an error stay, so a failing write here must
+  -- fail the call before anything is acked (the ack is sent again).
+  local jobs, figures = {}, {}
+  for i = 1, n do
+    if owned[ARGV[5 + i]] and ARGV[5 + n + i] ~= '' then
+      jobs[#jobs + 1] = ARGV[5 + n + i]
+      figures[#figures + 1] = ARGV[5 + 2 * n + i]
+    end
+  end
+  local buckets = {unpack(KEYS, 4, 3 + ring)}
+  record_done(KEYS[3], buckets, keep_ms, tonumber(ARGV[4]), ARGV[2], jobs, figures)
+end
 local acked = 0
-local jobs, figures = {}, {}
 for i = 1, n do
   local id = ARGV[5 + i]
   if owned[id] then
@@ -37,17 +49,9 @@ for i = 1, n do
     if ends then
       redis.call('DEL', KEYS[k + n + i])
     end
-    if keep_ms > 0 and ARGV[5 + n + i] ~= '' then
-      jobs[#jobs + 1] = ARGV[5 + n + i]
-      figures[#figures + 1] = ARGV[5 + 2 * n + i]
-    end
   end
 end
 if acked > 0 then
   redis.call('HINCRBY', KEYS[2], 'processed', acked)
-  if keep_ms > 0 then
-    local buckets = {unpack(KEYS, 4, 3 + ring)}
-    record_done(KEYS[3], buckets, keep_ms, tonumber(ARGV[4]), ARGV[2], jobs, figures)
-  end
 end
 return lost
