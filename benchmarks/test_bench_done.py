@@ -16,22 +16,16 @@ the fill is not counted) in ``extra_info["server_us_per_job"]``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 import redis.asyncio as aioredis
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import handlers
-from benchmarks.test_bench_core import NOOP, WORKER_BLOCK_S, _record
+from benchmarks.test_bench_core import WORKER_BLOCK_S, _record
+from benchmarks.test_bench_unique import CONCURRENCY, JOBS, ROUNDS, fill_noop
 from streamq import Queue, Worker
 from streamq.backends.redis import RedisBackend
-
-JOBS = 5000
-ROUNDS = 5
-CONCURRENCY = 32
-
-_keys = itertools.count()
 
 
 async def _server_cpu(raw: aioredis.Redis) -> float:
@@ -56,18 +50,8 @@ def test_consume_records(
     drained: list[int] = []
     server_s: list[float] = []
 
-    async def fill() -> None:
-        assert await raw.xlen(key) == 0
-        if unique:
-            for _ in range(JOBS):
-                await queue.enqueue(NOOP, unique_key=f"d{next(_keys)}")
-        else:
-            for i in range(0, JOBS, 1000):
-                await queue.enqueue_many([NOOP] * min(1000, JOBS - i))
-        await backend.ensure_groups(["noop"])
-
     def setup() -> tuple[tuple[Worker], dict[str, object]]:
-        loop.run_until_complete(fill())
+        loop.run_until_complete(fill_noop(queue, raw, backend, unique=unique))
         worker = Worker(
             backend,
             handlers.registry,

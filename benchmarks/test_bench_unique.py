@@ -34,6 +34,21 @@ CONCURRENCY = 32
 _keys = itertools.count()
 
 
+async def fill_noop(
+    queue: Queue, raw: aioredis.Redis, backend: RedisBackend, *, unique: bool
+) -> None:
+    """JOBS noop jobs into an empty stream (untimed): each with its own unique key, or in
+    ``enqueue_many`` calls of 1000; then the group."""
+    assert await raw.xlen(backend.jobs_key("noop")) == 0
+    if unique:
+        for _ in range(JOBS):
+            await queue.enqueue(NOOP, unique_key=f"c{next(_keys)}")
+    else:
+        for i in range(0, JOBS, 1000):
+            await queue.enqueue_many([NOOP] * min(1000, JOBS - i))
+    await backend.ensure_groups(["noop"])
+
+
 @pytest.mark.parametrize("side", ["unique", "plain"])
 def test_enqueue_unique(
     benchmark: BenchmarkFixture,
@@ -76,18 +91,8 @@ def test_consume_unique(
     key = backend.jobs_key("noop")
     drained: list[int] = []
 
-    async def fill() -> None:
-        assert await raw.xlen(key) == 0
-        if side == "unique":
-            for _ in range(JOBS):
-                await queue.enqueue(NOOP, unique_key=f"c{next(_keys)}")
-        else:
-            for i in range(0, JOBS, 1000):
-                await queue.enqueue_many([NOOP] * min(1000, JOBS - i))
-        await backend.ensure_groups(["noop"])
-
     def setup() -> tuple[tuple[Worker], dict[str, object]]:
-        loop.run_until_complete(fill())
+        loop.run_until_complete(fill_noop(queue, raw, backend, unique=side == "unique"))
         # No finished-job records (test_bench_done.py measures them): the figure compares
         # the unique ack with the plain one, as it did before records existed.
         worker = Worker(
