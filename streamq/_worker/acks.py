@@ -170,19 +170,12 @@ class AckBatcher:
         async with self._pel_lock:
             for type_, runs in batch.items():
                 jobs = [(r.delivery.entry_id, r.delivery.fields) for r in runs]
-                keep = self.keep
-                ends = self._ends_of(runs, type_ in self.ending) if self.ends_any else None
+                progress = type_ in self.ending
+                ends = _ends_of(runs, progress) if progress or self.keep is not None else ()
                 try:
-                    if keep is not None:
-                        lost = set(
-                            await self._backend.finish(
-                                type_, self._consumer, jobs, ends or (), keep
-                            )
-                        )
-                    elif ends:
-                        lost = set(await self._backend.finish(type_, self._consumer, jobs, ends))
-                    else:
-                        lost = set(await self._backend.finish(type_, self._consumer, jobs))
+                    lost = set(
+                        await self._backend.finish(type_, self._consumer, jobs, ends, self.keep)
+                    )
                 except BackendError as exc:
                     failed[type_] = runs
                     self._finish_failures += 1
@@ -245,32 +238,10 @@ class AckBatcher:
                 return None
         out: dict[str, list[JobEnd]] = {}
         for type_ in ending:
-            ends = self._ends_of(batch[type_], type_ in self.ending)
+            ends = _ends_of(batch[type_], type_ in self.ending)
             if ends:
                 out[type_] = ends
         return out
-
-    def _ends_of(self, runs: list[Held], progress: bool) -> list[JobEnd]:
-        """The ends of finished jobs of one type: their step progress (``progress``: a type
-        with several steps) and, with :attr:`keep`, their record's figures. None for those
-        whose lease was lost (the new holder ends them)."""
-        if self.keep is None:
-            return [
-                JobEnd(r.delivery.entry_id, job_id, progress=True)
-                for r in runs
-                if not r.lost and (job_id := job_id_of(r.delivery.fields)) is not None
-            ]
-        return [
-            JobEnd(
-                d.entry_id,
-                job_id,
-                progress,
-                r.took_ms,
-                d.deliveries,  # the runner added the deliveries before its retries
-            )
-            for r in runs
-            if not r.lost and (job_id := job_id_of((d := r.delivery).fields)) is not None
-        ]
 
     def settle(
         self,
@@ -364,20 +335,12 @@ class AckBatcher:
         lost: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
         ends = self.ends(batch) or {}
-        keep = self.keep
         async with self._pel_lock:
             for type_, ids in self.ids(batch).items():
                 try:
-                    if keep is not None:
-                        lost[type_] = await self._backend.ack(
-                            type_, self._consumer, ids, ends.get(type_, ()), keep
-                        )
-                    elif type_ in ends:
-                        lost[type_] = await self._backend.ack(
-                            type_, self._consumer, ids, ends[type_]
-                        )
-                    else:
-                        lost[type_] = await self._backend.ack(type_, self._consumer, ids)
+                    lost[type_] = await self._backend.ack(
+                        type_, self._consumer, ids, ends.get(type_, ()), self.keep
+                    )
                 except BackendError as exc:
                     errors[type_] = str(exc)
         self.settle(batch, lost, errors)
@@ -395,3 +358,20 @@ class AckBatcher:
                 await self.flush_finishes()
             if not self._failed and not self._to_finish:
                 return
+
+
+def _ends_of(runs: list[Held], progress: bool) -> list[JobEnd]:
+    """The ends of finished jobs of one type: their step progress (``progress``: a type with
+    several steps) and their record's figures (read only when records are kept,
+    ``AckBatcher.keep``). None for those whose lease was lost (the new holder ends them)."""
+    return [
+        JobEnd(
+            d.entry_id,
+            job_id,
+            progress,
+            r.took_ms,
+            d.deliveries,  # the runner added the deliveries before its retries
+        )
+        for r in runs
+        if not r.lost and (job_id := job_id_of((d := r.delivery).fields)) is not None
+    ]

@@ -108,16 +108,9 @@ class Reader:
                     # and their call is the one it always was.
                     ends = acks.ends(finished) if acks.ends_any else None
                     async with pel_lock:
-                        if acks.keep is not None or shares is not None:
-                            answer = await backend.ack_and_read(
-                                ids, read_types, consumer, count, ends, acks.keep, shares=shares
-                            )
-                        elif ends:
-                            answer = await backend.ack_and_read(
-                                ids, read_types, consumer, count, ends
-                            )
-                        else:
-                            answer = await backend.ack_and_read(ids, read_types, consumer, count)
+                        answer = await backend.ack_and_read(
+                            ids, read_types, consumer, count, ends, acks.keep, shares=shares
+                        )
                     acks.settle(finished, answer.lost, answer.failed)
                     batch = answer.deliveries
                 else:

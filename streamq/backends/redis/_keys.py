@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd
+from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd, KeepDone
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
@@ -26,6 +26,19 @@ from streamq.exceptions import ConfigError
 #: oldest is emptied a ring step at a time, so at least 8/9 of the records within the cap and
 #: the retention stay.
 DONE_RING = 9
+
+
+def record_args(keep: KeepDone, streams: int, of: Sequence[JobEnd | None]) -> list[str | int]:
+    """What ``ack_done.lua`` and ``finish.lua`` take for the records of one stream's acked ids:
+    ``keep_ms`` and ``most`` (the type's cap shared among its ``streams``), then, in the ids'
+    order (``of``: each id's end, None for none: no record), the job ids and each one's
+    ``TOOK_MS DELIVERIES``."""
+    return [
+        keep.ms,
+        -(-keep.most // streams),
+        *(e.job_id if e else "" for e in of),
+        *(f"{e.took_ms} {e.deliveries}" if e else "" for e in of),
+    ]
 
 
 @dataclass(eq=False, slots=True)

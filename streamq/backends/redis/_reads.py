@@ -17,7 +17,7 @@ from redis import exceptions as rexc
 
 from streamq.backends._base import AckedRead, Delivery, JobEnd, KeepDone, split_count
 from streamq.backends.redis._groups import StreamGroups
-from streamq.backends.redis._keys import IdsByStream, StreamKeys
+from streamq.backends.redis._keys import IdsByStream, StreamKeys, record_args
 from streamq.backends.redis._replies import as_fields, text
 from streamq.backends.redis._routing import is_ask, is_redirect
 from streamq.backends.redis._shared import Shared
@@ -249,16 +249,13 @@ class Reader:
         the end-of-job keys of those that have one."""
         by_ref = {e.entry_id: e for e in ends}
         of = [by_ref.get(located.ref(s, i)) for i in ids]
-        # ``most`` is the type's: each partition keeps its share.
-        most = -(-keep.most // len(self._streams(s.type)))
+        keep_ms, most, *records = record_args(keep, len(self._streams(s.type)), of)
         end_keys = [(i, k) for i, e in zip(ids, of, strict=True) if e for k in s.end_keys(e)]
         buckets = s.done_buckets()
         return s.jobs, (
             "EVALSHA", self._scripts.sha("ack_done"), 3 + len(buckets) + len(end_keys),
             s.jobs, s.stats, s.done(), *buckets, *(k for _, k in end_keys),
-            self.group, consumer, keep.ms, most, len(ids), len(buckets), *ids,
-            *(e.job_id if e else "" for e in of),
-            *(f"{e.took_ms} {e.deliveries}" if e else "" for e in of),
+            self.group, consumer, keep_ms, most, len(ids), len(buckets), *ids, *records,
             *(i for i, _ in end_keys),
         )  # fmt: skip
 

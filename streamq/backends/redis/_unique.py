@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from streamq.backends._base import F_ID, F_UNIQUE, Fields, JobEnd, KeepDone
 from streamq.backends.redis._groups import StreamGroups
-from streamq.backends.redis._keys import StreamKeys
+from streamq.backends.redis._keys import StreamKeys, record_args
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._replies import text
 from streamq.backends.redis._shared import Shared
@@ -93,12 +93,10 @@ class UniqueJobs:
             if keep is not None:
                 buckets = s.done_buckets()
                 keys += [s.done(), *buckets]
-                args[4] = len(buckets)
-                # ``most`` is the type's: each partition keeps its share.
-                args[2:4] = [keep.ms, -(-keep.most // len(streams))]
                 of = [end_of.get(located.ref(s, i)) for i in ids]
-                args += [e.job_id if e else "" for e in of]
-                args += [f"{e.took_ms} {e.deliveries}" if e else "" for e in of]
+                keep_ms, most, *records = record_args(keep, len(streams), of)
+                args[2:5] = [keep_ms, most, len(buckets)]
+                args += records
             for plain in ids:
                 key = unique_key_of(s, by_id[located.ref(s, plain)])
                 keys.append(key if key is not None else s.unique(""))
