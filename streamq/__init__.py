@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from streamq._context import JobContext
+from streamq._flow import Limit, Rate
 from streamq._inspect import ConsumerStats, PendingJob, TypeStats
 from streamq._job import Job, Principal
 from streamq._job_state import JobState
@@ -39,6 +40,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
     __version__ = "0.0.0"
 
 __all__ = [
+    "Limit",
+    "Rate",
     "Backend",
     "BackendError",
     "CancelResult",

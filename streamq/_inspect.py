@@ -22,6 +22,7 @@ from streamq.backends._base import (
     DeadEntry,
     prior_deliveries,
 )
+from streamq.backends._flow_base import KeyLoad
 from streamq.exceptions import ConfigError
 
 #: The longest reason a pause may give (it is shown in stats and on the dashboard).
@@ -68,6 +69,9 @@ class TypeStats:
     #: jobs ever cancelled (:meth:`~streamq.Queue.cancel`): removed while scheduled or
     #: waiting, or ended by their worker while running
     cancelled: int = 0
+    #: held back by the type's flow control (docs/flow-control.md): waiting for a slot of
+    #: their key, or for their start under a rate; not counted in ``waiting``
+    held: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,11 @@ class QueueInspector(JobLookup):
         """Close the backend's connections."""
         await self.backend.aclose()
 
+    async def keys(self, job_type: str, limit: int = 10) -> list[KeyLoad]:
+        """The busiest key values of a type with a per-key limit (``JobType(limit=)``): its
+        jobs running and held per key, busiest first, at most ``limit``."""
+        return await self.backend.flow_keys(job_type, limit)
+
     async def stats(self, types: Sequence[str]) -> list[TypeStats]:
         """Stats of each type, read from the server (global across all workers)."""
         out = []
@@ -154,6 +163,7 @@ class QueueInspector(JobLookup):
                     paused_since=None if pause is None else pause.since_ms / 1000,
                     pause_reason="" if pause is None else pause.reason,
                     cancelled=counters["cancelled"],
+                    held=raw.held,
                 )
             )
         return out

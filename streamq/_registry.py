@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from streamq._codec import CheckpointCodec
 from streamq._context import JobContext, takes_context
+from streamq._flow import Limit, Rate
 from streamq._job import Job
 from streamq._schedules import Schedule
 from streamq.exceptions import ConfigError, NonRetryable, Retry, UnknownJobTypeError
@@ -116,6 +117,9 @@ class JobType:
     retry_on: tuple[type[BaseException], ...] | None = None
     fail_on: tuple[type[BaseException], ...] = ()
     checkpoint: type[Any] | None = None
+    #: per-key concurrency and rate limits (docs/flow-control.md)
+    limit: Limit | None = None
+    rate: Rate | None = None
     is_async: tuple[bool, ...] = field(init=False, repr=False)
     step_names: tuple[str, ...] = field(init=False, repr=False)
     #: which steps take a JobContext (a second positional parameter)
@@ -153,6 +157,10 @@ class JobType:
         object.__setattr__(self, "with_context", tuple(takes_context(s) for s in self.steps))
         codec = CheckpointCodec(self.checkpoint, job_type=self.name)
         object.__setattr__(self, "checkpoint_codec", codec)
+        if self.limit is not None and not isinstance(self.limit, Limit):
+            raise ConfigError(f"job type {self.name!r}: limit takes a Limit, not {self.limit!r}")
+        if self.rate is not None and not isinstance(self.rate, Rate):
+            raise ConfigError(f"job type {self.name!r}: rate takes a Rate, not {self.rate!r}")
 
     @property
     def records_steps(self) -> bool:
@@ -211,6 +219,8 @@ class Registry:
         retry_on: ErrorTypes | None = None,
         fail_on: ErrorTypes = (),
         checkpoint: type[Any] | None = None,
+        limit: Limit | None = None,
+        rate: Rate | None = None,
     ) -> JobType:
         """Register ``name`` with its args class and one or more steps run in order (the
         settings as :class:`JobType`'s)."""
@@ -226,6 +236,8 @@ class Registry:
                 retry_on=None if retry_on is None else error_types(name, "retry_on", retry_on),
                 fail_on=error_types(name, "fail_on", fail_on),
                 checkpoint=checkpoint,
+                limit=limit,
+                rate=rate,
             )
         )
 
@@ -240,6 +252,8 @@ class Registry:
         retry_max: float | timedelta | None = None,
         retry_on: ErrorTypes | None = None,
         fail_on: ErrorTypes = (),
+        limit: Limit | None = None,
+        rate: Rate | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`register` for a single-step job type."""
 
@@ -254,6 +268,8 @@ class Registry:
                 retry_max=retry_max,
                 retry_on=retry_on,
                 fail_on=fail_on,
+                limit=limit,
+                rate=rate,
             )
             return fn
 

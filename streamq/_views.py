@@ -19,6 +19,7 @@ from streamq._job import mask
 from streamq._job_state import JobState
 from streamq._schedules import Schedule, describe_tick
 from streamq.backends._base import DeadEntry, Fields
+from streamq.backends._flow_base import KeyLoad
 
 # formatting -------------------------------------------------------------------------------------
 
@@ -69,13 +70,15 @@ def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
     """The ``streamq stats`` table (the demo prints it too); ``now`` (Unix seconds) for how
     long a paused type has been paused."""
     now = time.time() if now is None else now
-    headers = ["type", "waiting", "scheduled", "in flight", "oldest", "dead", "processed"]
+    headers = ["type", "waiting", "scheduled", "held", "in flight", "oldest", "dead"]
+    headers += ["processed"]
     headers += ["failed", "retried", "cancelled", "consumers", "paused"]
     rows = [
         [
             s.type,
             str(s.waiting),
             str(s.scheduled),
+            str(s.held),
             str(s.in_flight),
             age(s.oldest_in_flight_s),
             str(s.dead),
@@ -91,7 +94,21 @@ def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
     return table(headers, rows)
 
 
+def keys_table(type_: str, loads: list[KeyLoad]) -> str:
+    """The ``streamq stats --keys TYPE`` table: the busiest key values of a type with a
+    per-key limit."""
+    if not loads:
+        return f"{type_}: no key has a job running or held"
+    rows = [[k.key or "(none)", str(k.running), str(k.held)] for k in loads]
+    return table(["key", "running", "held"], rows)
+
+
 # the documents of docs/cli-json.md --------------------------------------------------------------
+
+
+def keys_json(load: KeyLoad) -> dict[str, Any]:
+    """One key value's load in the documented JSON schema (``stats --keys --json``)."""
+    return {"key": load.key, "running": load.running, "held": load.held}
 
 
 def stats_json(stats: TypeStats) -> dict[str, Any]:
@@ -113,6 +130,7 @@ def stats_json(stats: TypeStats) -> dict[str, Any]:
             for name, c in stats.consumers.items()
         },
         "scheduled": stats.scheduled,
+        "held": stats.held,
         "paused": stats.paused,
         "paused_since": stats.paused_since,
         "pause_reason": stats.pause_reason or None,

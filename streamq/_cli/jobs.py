@@ -29,7 +29,16 @@ from streamq._cli._app import (
 )
 from streamq._inspect import PendingJob, TypeStats
 from streamq._job import Job, Principal
-from streamq._views import age, pending_json, recover_doc, stats_json, stats_table, table
+from streamq._views import (
+    age,
+    keys_json,
+    keys_table,
+    pending_json,
+    recover_doc,
+    stats_json,
+    stats_table,
+    table,
+)
 from streamq.exceptions import ConfigError, InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).
@@ -197,17 +206,45 @@ def stats(
         str | None,
         typer.Option(metavar="DURATION", help="Redraw every DURATION until Ctrl-C."),
     ] = None,
+    keys: Annotated[
+        str | None,
+        typer.Option(
+            "--keys",
+            metavar="TYPE",
+            help="Instead: the busiest key values of TYPE (a type with a per-key limit), with "
+            "their jobs running and held.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="With --keys: show at most this many.")] = 10,
     url: Url = None,
     prefix: Prefix = "streamq",
 ) -> None:
-    """One row per type: waiting, scheduled (delayed, not due yet), in flight (the PEL, across
-    all workers), oldest in flight, dead, processed, failed, retried, cancelled, consumers,
-    and paused (for how long, when `streamq pause` paused it).
+    """One row per type: waiting, scheduled (delayed, not due yet), held (by a per-key limit
+    or a rate), in flight (the PEL, across all workers), oldest in flight, dead, processed,
+    failed, retried, cancelled, consumers, and paused (for how long, when `streamq pause`
+    paused it).
 
     Example: streamq stats launch --watch 2
+
+    With --keys TYPE, instead: the busiest key values of a type with a per-key limit, with
+    their jobs running and held (e.g. streamq stats --keys launch).
     """
     every = None if watch is None else max(0.1, parse_duration(watch))
     queue = open_queue(url, prefix)
+    if keys is not None:
+        if types or every is not None:
+            fail("--keys TYPE takes no other types and no --watch", code=2)
+
+        async def busiest() -> None:
+            async with queue:
+                loads = await queue.keys(keys, limit)
+            if as_json:
+                emit_json([keys_json(k) for k in loads])
+            else:
+                typer.echo(keys_table(keys, loads))
+
+        run(busiest())
+        return
 
     async def snapshot() -> list[TypeStats]:
         return await queue.stats(types or await queue.types())

@@ -20,6 +20,7 @@ from streamq._cli._app import (
     resolve,
     run,
 )
+from streamq._flow import describe as describe_flow
 from streamq._settings import connect, redact_url
 from streamq._worker import Worker
 from streamq._worker.type_caps import describe
@@ -162,9 +163,15 @@ def consume(
             # the user sees is the error.
             await backend.ensure_groups(types)
             per_type = f", at most {describe(caps)}" if caps else ""
+            flows = [
+                f"{t} {describe_flow(jt.limit, jt.rate)}"
+                for t in types
+                if (jt := registry.get(t)).limit is not None or jt.rate is not None
+            ]
+            flow = f", flow control: {'; '.join(flows)}" if flows else ""
             typer.echo(
                 f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
-                f"(concurrency {worker.concurrency}{per_type}, {kept}, "
+                f"(concurrency {worker.concurrency}{per_type}{flow}, {kept}, "
                 f"consumer {worker.consumer})",
                 err=True,
             )

@@ -63,6 +63,7 @@ def _table(headers: Sequence[str], rows: Sequence[str], *, id: str, empty: str) 
 OVERVIEW_FIELDS = [
     ("waiting", "waiting"),
     ("scheduled", "scheduled"),
+    ("held", "held"),
     ("in_flight", "in flight"),
     ("oldest_in_flight_s", "oldest in flight"),
     ("dead", "dead"),

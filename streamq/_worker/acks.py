@@ -58,6 +58,7 @@ class AckBatcher:
         self._consumer = consumer
         self._running = state.running
         self._slot_freed = state.slot_freed
+        self._ended = state.ended
         self._pel_lock = state.pel_lock
         # Finished jobs awaiting their ack, per type, and how many in all.
         self._to_ack: dict[str, list[Held]] = {}
@@ -206,6 +207,7 @@ class AckBatcher:
             self._finish_failures = 0
             self._finish_at = 0.0
         self._slot_freed.set()
+        self._ended.set()
 
     # the batch ------------------------------------------------------------------------------
 
@@ -292,6 +294,7 @@ class AckBatcher:
         elif batch:
             self._failures = 0
         self._slot_freed.set()
+        self._ended.set()
 
     # sending them off the read path ----------------------------------------------------------
 

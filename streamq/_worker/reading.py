@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from streamq._registry import JobType
 from streamq._worker.acks import AckBatcher
+from streamq._worker.flow import FlowGate
 from streamq._worker.lanes import Lanes
 from streamq._worker.pausing import POLL_EVERY
 from streamq._worker.runner import Runner
@@ -49,6 +50,7 @@ class Reader:
         concurrency: int,
         block: float,
         caps: TypeCaps | None = None,
+        gate: FlowGate | None = None,
     ) -> None:
         self._state = state
         self._backend = backend
@@ -59,6 +61,8 @@ class Reader:
         self._concurrency = concurrency
         self._block = block
         self._caps = caps
+        #: the flow gate, when a served type has flow control (None: every delivery runs)
+        self._gate = gate if gate is not None and gate.active else None
         self._running = state.running
         # A read asks for at most half the slots, so that one read is on its way while the
         # lanes run what the other brought: the server works while this process does.
@@ -142,9 +146,17 @@ class Reader:
                 continue
             failures = 0
             more = len(batch) >= count
+            if self._gate is not None and batch:
+                batch = await self._gate.admit(batch)
             self.start(batch)
             if not batch and stop_when_empty and not running and await self._all_empty():
                 state.stop(now=False)
+
+    async def admit_and_start(self, deliveries: list[Delivery]) -> None:
+        """:meth:`start` what the flow gate admits (claimed deliveries, by recovery)."""
+        if self._gate is not None and deliveries:
+            deliveries = await self._gate.admit(deliveries)
+        self.start(deliveries)
 
     def start(self, deliveries: list[Delivery]) -> None:
         """Hold ``deliveries`` and queue them on the lanes (read here, or claimed by recovery)."""
@@ -196,12 +208,13 @@ class Reader:
 
     async def _all_empty(self) -> bool:
         """Whether nothing is left for this worker: every served type that is not paused has
-        nothing waiting, running or scheduled (a paused type's jobs wait for its resume)."""
+        nothing waiting, running, scheduled or held by flow control (a paused type's jobs wait
+        for its resume)."""
         paused = self._state.paused
         for t in self._types:
             if t in paused:
                 continue
             raw = await self._backend.stats(t)
-            if raw.length or raw.scheduled:
+            if raw.length or raw.scheduled or raw.held:  # held: waiting for a slot or a rate
                 return False
         return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from streamq import _tracing
 from streamq._logging import logger
@@ -135,7 +135,7 @@ class Recovery:
         self,
         state: WorkerState,
         backend: Backend,
-        start: Callable[[list[Delivery]], None],
+        start: Callable[[list[Delivery]], Awaitable[None]],
         *,
         types: Mapping[str, JobType],
         consumer: str,
@@ -186,13 +186,13 @@ class Recovery:
                         type_, self._consumer, claim_ms, free, cursors[type_]
                     )
                     cursors[type_] = claimed.cursor
-                    self._start_claimed(type_, claimed)
+                    await self._start_claimed(type_, claimed)
                 failures = 0
             except BackendError as exc:
                 failures += 1
                 await state.pause_after_error("recover", exc, failures)
 
-    def _start_claimed(self, type_: str, claimed: Claimed) -> None:
+    async def _start_claimed(self, type_: str, claimed: Claimed) -> None:
         for entry_id in claimed.deleted:
             logger.warning("streamq.job.vanished", job_type=type_, entry_id=entry_id)
         unheld: list[Delivery] = []
@@ -206,4 +206,4 @@ class Recovery:
             # Marked as claimed: it may have run before even when its count says 1 (a hand-back
             # took its delivery back), so a job with several steps looks for its progress.
             unheld.append(Redelivery(d.type, d.entry_id, d.fields, d.deliveries))
-        self._start(unheld)
+        await self._start(unheld)

@@ -47,6 +47,7 @@ class WorkerState:
 
     __slots__ = (
         "closing",
+        "ended",
         "hard_at",
         "hard_stop",
         "pause_changed",
@@ -68,6 +69,9 @@ class WorkerState:
         # landing after a retry was scheduled would reset that retry's backoff.
         self.pel_lock = asyncio.Lock()
         self.slot_freed = asyncio.Event()
+        # A delivery left ``running`` (acked, retried, dead, lost): the flow gate gives its
+        # key's slot back (``_worker.flow``).
+        self.ended = asyncio.Event()
         self.recover_wake = asyncio.Event()
         # The served types that are paused (docs/control.md), as the pause watcher last read
         # them, and the event it sets when they change (a stop sets it too).
@@ -100,6 +104,7 @@ class WorkerState:
         """``held`` is no longer this worker's (retried, dead-lettered, lost, crashed)."""
         self.running.pop((held.delivery.type, held.delivery.entry_id), None)
         self.slot_freed.set()
+        self.ended.set()
 
     def by_type(self) -> dict[str, list[Held]]:
         """The deliveries held, grouped by job type."""

@@ -49,6 +49,7 @@ from streamq._registry import (
 )
 from streamq._worker.acks import AckBatcher
 from streamq._worker.cancelling import CancelWatcher
+from streamq._worker.flow import FlowGate
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
 from streamq._worker.pausing import PauseWatcher
@@ -218,6 +219,13 @@ class Worker:
             types=self._types,
             keep=keep,
         )
+        self._gate = FlowGate(
+            state,
+            backend,
+            types=self._types,
+            claim_after=self.claim_after,
+            heartbeat=self.heartbeat,
+        )
         self._reader = Reader(
             state,
             backend,
@@ -228,11 +236,12 @@ class Worker:
             concurrency=concurrency,
             block=self.block,
             caps=caps,
+            gate=self._gate,
         )
         self._recovery = Recovery(
             state,
             backend,
-            self._reader.start,
+            self._reader.admit_and_start,
             types=self._types,
             consumer=self.consumer,
             concurrency=concurrency,
@@ -346,6 +355,8 @@ class Worker:
             asyncio.create_task(self._guard("ack", self._acks.loop())),
             asyncio.create_task(self._guard("lease", self._leases.loop())),
         ]
+        if self._gate.active:
+            keepers.append(asyncio.create_task(self._guard("flow", self._gate.loop())))
         try:
             await self._state.stopping.wait()
             await shutdown.let_running_finish(feeders)

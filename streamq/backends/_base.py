@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from streamq.backends._flow_base import FlowControl
 from streamq.backends._records import (
     CANCEL_KEEP_MS,
     COUNTERS,
@@ -98,7 +99,7 @@ __all__ = [
 ]
 
 
-class Backend(Protocol):
+class Backend(FlowControl, Protocol):
     """Storage for streams of jobs; implemented by RedisBackend and MemoryBackend."""
 
     async def ensure_groups(self, types: Sequence[str]) -> None:

@@ -131,6 +131,7 @@ class MemoryInspection:
                 counters=dict(stream.counters),
                 consumers=len(stream.consumers),
                 scheduled=len(stream.scheduled),
+                held=len(stream.later) + sum(map(len, stream.held.values())),
             )
 
     async def pending(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from streamq.backends._base import F_DELIVERIES, F_ERROR, Fields, ScheduledEntry
+from streamq.backends._flow_base import F_RATED
 from streamq.backends._memory_inspect import MemoryInspection
 from streamq.backends._memory_stream import MemoryStream
 
@@ -48,11 +49,13 @@ class MemorySchedule(MemoryInspection):
                 stream = self._streams.get(type)
                 if stream is None:
                     continue
-                heap = stream.scheduled
                 n = 0
-                while heap and heap[0][0] <= now and n < limit:
-                    stream.add(heapq.heappop(heap)[2])
-                    n += 1
+                for heap in (stream.scheduled, stream.later):  # later: the rate queue
+                    k = 0
+                    while heap and heap[0][0] <= now and k < limit:
+                        stream.add(heapq.heappop(heap)[2])
+                        k += 1
+                    n += k
                 if n:
                     moved += [type] * n
             waiters = self._waiters_for(moved) if moved else []
@@ -89,6 +92,7 @@ class MemorySchedule(MemoryInspection):
             if fields is None:
                 return 0
             fields = dict(fields)
+            fields.pop(F_RATED, None)  # a retry counts against its rate again
             fields[F_DELIVERIES] = str(deliveries).encode()
             fields[F_ERROR] = error.encode()
             heapq.heappush(stream.scheduled, (due, next(self._schedule_order), fields))

@@ -68,6 +68,13 @@ class MemoryStream:
     # Finished jobs' records (KeepDone): job id -> (record, when it expires, monotonic
     # seconds), oldest first (a record written again moves to the end, as ZADD moves it).
     done: dict[str, tuple[Ended, float]] = field(default_factory=dict)
+    # Flow control (``_memory_flow``): the rate queue, a heap like ``scheduled``; per key
+    # value its slots (entry id -> lease expiry, ms since the epoch) and its held jobs; per
+    # rate (``""`` the type's, ``":VALUE"`` a key's) its next start (GCRA's TAT, ms).
+    later: list[tuple[int, int, Fields]] = field(default_factory=list)
+    slots: dict[str, dict[str, float]] = field(default_factory=dict)
+    held: dict[str, deque[Fields]] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
     last_id: _ParsedId = (0, 0)
     last_dead_id: _ParsedId = (0, 0)
 

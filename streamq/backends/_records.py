@@ -174,6 +174,8 @@ class RawStats:
     consumers: int
     #: jobs in the type's schedule, waiting for their due time
     scheduled: int = 0
+    #: jobs held back by the type's flow control (docs/flow-control.md)
+    held: int = 0
 
 
 @dataclass(frozen=True, slots=True)

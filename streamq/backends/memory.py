@@ -28,6 +28,7 @@ from streamq.backends._base import (
     split_count,
 )
 from streamq.backends._memory_cancel import MemoryCancel
+from streamq.backends._memory_flow import MemoryFlow
 from streamq.backends._memory_inspect import Waiter
 from streamq.backends._memory_schedule import MemorySchedule
 from streamq.backends._memory_stream import PendingRecord, parse_id
@@ -35,12 +36,12 @@ from streamq.backends._memory_stream import PendingRecord, parse_id
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(MemorySchedule, MemoryCancel):
+class MemoryBackend(MemorySchedule, MemoryCancel, MemoryFlow):
     """The Backend protocol in process memory, with Redis consumer-group semantics.
 
     Its state and the inspection half live in ``_memory_inspect``, the schedule of delayed jobs
     in ``_memory_schedule``, the step progress in ``_memory_progress``, cancelling in
-    ``_memory_cancel`` (this file holds
+    ``_memory_cancel``, flow control in ``_memory_flow`` (this file holds
     producing, reading, acking and the PEL calls).
     """
 

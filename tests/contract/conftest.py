@@ -35,10 +35,22 @@ def quiet_logs() -> Iterator[None]:
 
 
 class _ThreePerType(dict[str, Partitions]):
-    """A partitions setting that gives every type three partitions (round robin)."""
+    """A partitions setting that gives every type three partitions (round robin, or by
+    ``by``: a job field)."""
+
+    def __init__(self, by: str | None = None) -> None:
+        super().__init__()
+        self.by = by
 
     def get(self, key: str, default: object = None) -> Partitions:  # type: ignore[override]
-        return Partitions(3)
+        return Partitions(3, self.by)
+
+
+def partition_by(backend: Backend, field: str) -> None:
+    """On a backend with every type partitioned, pick the partitions by ``field`` from now on
+    (as ``Partitions(3, key=field)``); other backends are left as they are."""
+    if isinstance(backend, EveryTypePartitioned):
+        backend._keys.partitions = _ThreePerType(field)
 
 
 class EveryTypePartitioned(RedisBackend):

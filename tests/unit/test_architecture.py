@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._records",
             "backends._base",
             "backends._partitions",
+            "backends._flow_base",
         ),
     ),
     (
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._memory_schedule",
             "backends._memory_progress",
             "backends._memory_cancel",
+            "backends._memory_flow",
             "backends.redis",
         ),
     ),
@@ -49,6 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_worker",
             "_server",
             "_eventloop",
+            "_flow",
         ),
     ),
     (
@@ -70,7 +73,7 @@ LIBRARIES = {
     "opentelemetry": ("_tracing",),
     "msgspec": ("_codec",),
     "cronsim": ("_schedules",),
-    "orjson": ("_codec", "backends.redis._partitions"),
+    "orjson": ("_codec", "_flow", "backends.redis._partitions"),
 }
 
 

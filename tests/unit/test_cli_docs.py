@@ -33,12 +33,14 @@ from streamq._inspect import ScheduledJob
 from streamq._views import (
     dead_json,
     job_state_json,
+    keys_json,
     pending_json,
     schedule_json,
     scheduled_json,
     stats_json,
     worker_json,
 )
+from streamq.backends._flow_base import KeyLoad
 from streamq.backends.redis import RedisBackend
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -224,6 +226,10 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "stats --json": _stats,
     "stats --json: consumers values": lambda: [
         c for s in _stats() for c in s["consumers"].values()
+    ],
+    "stats --keys TYPE --json": lambda: [
+        keys_json(KeyLoad("7", 2, 8)),
+        keys_json(KeyLoad("", 0, 1)),
     ],
     "pending --json": _pending,
     "scheduled --json": lambda: [

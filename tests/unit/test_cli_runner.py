@@ -24,7 +24,7 @@ from streamq.exceptions import StreamqError
 # The documented schemas (docs/cli-json.md), keys in the order they are printed.
 STATS_KEYS = ["type", "waiting", "in_flight", "oldest_in_flight_s", "dead", "enqueued"]
 STATS_KEYS += ["processed", "failed", "retried", "cancelled", "dead_lettered", "consumers"]
-STATS_KEYS += ["scheduled"]
+STATS_KEYS += ["scheduled", "held"]
 STATS_KEYS += ["paused", "paused_since", "pause_reason"]
 PENDING_KEYS = ["job_id", "entry_id", "consumer", "idle_s", "deliveries"]
 DEAD_KEYS = ["job_id", "dead_id", "entry_id", "reason", "error", "deliveries", "dead_at"]

@@ -8,7 +8,7 @@
   const status = document.getElementById("status");
   const charts = document.getElementById("charts");
   const every = Math.max(0.2, parseFloat(status.dataset.refresh) || 2) * 1000;
-  const FIELDS = ["waiting", "scheduled", "in_flight", "oldest_in_flight_s", "dead", "processed",
+  const FIELDS = ["waiting", "scheduled", "held", "in_flight", "oldest_in_flight_s", "dead", "processed",
     "failed", "retried", "cancelled", "consumers"];
   const SVG = "http://www.w3.org/2000/svg";
 

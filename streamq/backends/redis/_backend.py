@@ -42,6 +42,7 @@ from streamq.backends._base import (
 from streamq.backends._partitions import Partitions
 from streamq.backends.redis._cancel import Canceller
 from streamq.backends.redis._find import Finder
+from streamq.backends.redis._flow import FlowCalls
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._keys import KeyLayout, StreamKeys
@@ -123,6 +124,7 @@ class RedisBackend(Operations):
         self._canceller = Canceller(shared, self._finder)
         self._pauses = Pauses(shared)
         self._progress = Progress(shared, groups)
+        self._flow = FlowCalls(shared, groups)
 
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""

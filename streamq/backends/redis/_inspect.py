@@ -74,6 +74,7 @@ class Inspector:
             counters=counters,
             consumers=len(detail),
             scheduled=sum(r.scheduled for r in parts),
+            held=sum(r.held for r in parts),
         )
 
     async def _stream_stats(self, s: StreamKeys) -> RawStats:
@@ -88,13 +89,14 @@ class Inspector:
                 pipe.execute_command("XPENDING", s.jobs, self.group)
                 pipe.execute_command("XINFO", "CONSUMERS", s.jobs, self.group)
                 pipe.zcard(s.scheduled)
+                pipe.zcard(s.flow("later"))
                 replies = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc
-        for r in (*replies[:4], replies[6]):
+        for r in (*replies[:4], *replies[6:]):
             if isinstance(r, rexc.RedisError):
                 raise wire.backend_error(r) from r
-        length, dead, counters_raw, (sec, usec), summary, consumers, scheduled = replies
+        length, dead, counters_raw, (sec, usec), summary, consumers, scheduled, later = replies
         if isinstance(summary, rexc.ResponseError) and "NOGROUP" in str(summary):
             # No group yet (nothing consumed so far): the PEL is empty, not an error.
             summary, consumers = None, []
@@ -105,6 +107,8 @@ class Inspector:
         counters = dict.fromkeys(COUNTERS, 0)
         for k, v in counters_raw.items():
             counters[text(k)] = int(v)
+        # Held for a key's slot (admit.lua counts them), or for a start in the rate queue.
+        held = max(0, counters.pop("held", 0)) + int(later)
         pending = 0
         oldest: int | None = None
         if summary and int(summary[0]) > 0:
@@ -125,6 +129,7 @@ class Inspector:
             counters=counters,
             consumers=len(detail),
             scheduled=int(scheduled),
+            held=held,
         )
 
     async def pending(

@@ -2,7 +2,8 @@
 
 Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
 ``:scheduled``, ``:cancels``, ``:progress:{JOB_ID}`` per multi-step job, ``:ended:{JOB_ID}``
-per cancelled job, ``:done`` and ``:done:1`` to ``:done:9``: finished jobs' records), so every
+per cancelled job, ``:done`` and ``:done:1`` to ``:done:9``: finished jobs' records,
+``:flow:*``: flow control's slots and held jobs), so every
 multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
@@ -90,6 +91,12 @@ class StreamKeys:
         TOOK_MS DELIVERIES CONSUMER`` (``done_record.lua``)."""
         base = self.jobs.removesuffix(":jobs")
         return [f"{base}:done:{i}" for i in range(1, DONE_RING + 1)]
+
+    def flow(self, what: str) -> str:
+        """A key of this stream's flow control (docs/flow-control.md): ``index`` (key value
+        -> its jobs running and held), ``later`` (the rate queue), ``run:VALUE`` (a key value's
+        slots), ``held:VALUE`` (its held jobs), ``rate`` / ``rate:VALUE`` (a rate's next start)."""
+        return f"{self.jobs.removesuffix(':jobs')}:flow:{what}"
 
     def end_keys(self, end: JobEnd) -> list[str]:
         """The keys the end of ``end``'s job deletes (its end-of-job clean-up)."""

@@ -17,8 +17,10 @@ from streamq.backends._base import (
     PendingEntry,
     RawStats,
 )
+from streamq.backends._flow_base import Admission, FlowRule, KeyLoad, Verdict
 from streamq.backends.redis._cancel import Canceller
 from streamq.backends.redis._find import Finder
+from streamq.backends.redis._flow import FlowCalls
 from streamq.backends.redis._inspect import Inspector
 from streamq.backends.redis._pauses import Pauses
 from streamq.backends.redis._ticks import Ticks
@@ -32,6 +34,7 @@ class Operations:
     _ticks: Ticks
     _canceller: Canceller
     _pauses: Pauses
+    _flow: FlowCalls
 
     # inspecting ---------------------------------------------------------------------------
 
@@ -124,3 +127,27 @@ class Operations:
     async def eviction_policy(self) -> str | None:
         """The servers' ``maxmemory-policy`` (see :meth:`Inspector.eviction_policy`)."""
         return await self._inspector.eviction_policy()
+
+    # flow control (docs/flow-control.md) ------------------------------------------------------
+
+    async def admit(self, type: str, asks: Sequence[Admission], rule: FlowRule) -> list[Verdict]:
+        """Slots for deliveries, or holds (``admit.lua``)."""
+        return await self._flow.admit(type, asks, rule)
+
+    async def free(self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule) -> int:
+        """Slots given back, held jobs woken (``flow_free.lua``)."""
+        return await self._flow.free(type, slots, rule)
+
+    async def refresh_slots(
+        self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule
+    ) -> None:
+        """Slots' leases renewed (``flow_refresh.lua``)."""
+        await self._flow.refresh_slots(type, slots, rule)
+
+    async def wake_held(self, type: str, rule: FlowRule) -> int:
+        """Expired slots dropped, held jobs woken where there is room."""
+        return await self._flow.wake_held(type, rule)
+
+    async def flow_keys(self, type: str, limit: int) -> list[KeyLoad]:
+        """The busiest key values of a type with a per-key limit."""
+        return await self._flow.flow_keys(type, limit)

@@ -93,7 +93,7 @@ class Scheduler:
         await self._groups.refresh_partition_counts(types)
         sha = self._scripts.sha("move_due")
         work = [
-            (s.jobs, ("EVALSHA", sha, 2, s.scheduled, s.jobs, limit))
+            (s.jobs, ("EVALSHA", sha, 3, s.scheduled, s.jobs, s.flow("later"), limit))
             for t in types
             for s in self._keys.streams(t)
         ]

@@ -5,7 +5,8 @@
 -- KEYS: jobs, scheduled, stats. ARGV: group, consumer, entry_id, delay_ms, deliveries, error.
 -- The member is packed as schedule.lua's (member.lua's packed): a tag (here 'r' and the entry
 -- id, unique in the stream), then every field and value as "<length>:<bytes>"; the fields
--- 'deliveries' and 'last_error' of an earlier retry are replaced.
+-- 'deliveries' and 'last_error' of an earlier retry are replaced; 'rated' (flow control's reserved
+-- start) is dropped: a retry counts against its rate again.
 -- Returns the due time in ms since the epoch, or 0 if the consumer no longer owns the entry
 -- (or the entry is gone).
 local id = ARGV[3]
@@ -20,7 +21,7 @@ end
 local parts = {packed('r' .. id)}
 local f = e[1][2]
 for i = 1, #f, 2 do
-  if f[i] ~= 'deliveries' and f[i] ~= 'last_error' then
+  if f[i] ~= 'deliveries' and f[i] ~= 'last_error' and f[i] ~= 'rated' then
     parts[#parts + 1] = packed(f[i])
     parts[#parts + 1] = packed(f[i + 1])
   end

@@ -1,0 +1,150 @@
+"""Flow control on Redis (docs/flow-control.md): ``admit.lua`` takes a slot of a job's key or
+holds the job, ``flow_free.lua`` gives slots back and wakes held jobs, ``flow_refresh.lua``
+renews the slots' leases. Every key of a call is in the stream's hash tag (``:flow:*``, see
+:meth:`StreamKeys.flow`): one script call per stream, atomic, cluster safe. A partitioned type
+keeps its flow-control state per partition: exact when the partition key is the limit's (or
+the rate's) key; a type-wide rate is shared out evenly among the partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streamq.backends._flow_base import Admission, FlowRule, KeyLoad, Verdict
+from streamq.backends.redis._errors import REDIS_ERRORS
+from streamq.backends.redis._groups import StreamGroups
+from streamq.backends.redis._keys import StreamKeys
+from streamq.backends.redis._replies import text
+from streamq.backends.redis._shared import Shared
+
+#: The most key values one :meth:`FlowCalls.wake_held` pass looks at per stream.
+WAKE_KEYS = 200
+
+
+def _mode(a: Admission) -> str:
+    rate = "" if a.rate is None else "ra" if a.rate == "" else "r"
+    return ("c" if a.key is not None else "") + rate
+
+
+class FlowCalls:
+    """The flow-control calls of the Redis backend, one script call per stream."""
+
+    def __init__(self, shared: Shared, groups: StreamGroups) -> None:
+        self._keys = shared.keys
+        self._groups = groups
+        self._group = shared.group
+        self._call = shared.scripts.call
+        self._wire = shared.wire
+
+    async def admit(self, type: str, asks: Sequence[Admission], rule: FlowRule) -> list[Verdict]:
+        """``admit.lua`` per stream: see :meth:`FlowControl.admit`."""
+        by_ref = {a.entry_id: a for a in asks}
+        located = self._keys.ids_by_stream(type, list(by_ref))
+        verdicts: dict[str, Verdict] = dict.fromkeys(located.bad, "gone")
+        for s, ids in located.items():
+            if not ids:
+                continue
+            keys = [s.jobs, s.stats, s.flow("index"), s.flow("later")]
+            # A type-wide rate is shared out among the partitions (each keeps its own):
+            # round robin spreads the jobs evenly, so the type's rate holds in sum.
+            share = len(self._keys.streams(type))
+            args: list[str | int | float] = [
+                self._group,
+                rule.lease_ms,
+                rule.concurrency,
+                rule.interval_ms,
+                rule.tolerance_ms,
+                rule.interval_ms * share,
+                rule.tolerance_ms * share,
+            ]
+            refs = [located.ref(s, i) for i in ids]
+            for ref, plain in zip(refs, ids, strict=True):
+                a = by_ref[ref]
+                kv = a.key or ""
+                keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}"), s.flow(f"rate{a.rate or ''}")]
+                args += [plain, kv, _mode(a), a.before]
+            answer = await self._call("admit", keys, args)
+            for ref, raw in zip(refs, answer, strict=True):
+                word = text(raw)
+                verdicts[ref] = word if word in ("run", "wait", "gone") else "later"  # type: ignore[assignment]
+        return [verdicts.get(a.entry_id, "gone") for a in asks]
+
+    async def free(self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule) -> int:
+        """``flow_free.lua`` per stream: see :meth:`FlowControl.free`."""
+        moved = 0
+        for s, by_key in self._by_stream_and_key(type, slots).items():
+            moved += await self._free(s, by_key, rule)
+        return moved
+
+    async def _free(self, s: StreamKeys, by_key: dict[str, list[str]], rule: FlowRule) -> int:
+        keys = [s.jobs, s.stats, s.flow("index")]
+        args: list[str | int] = [rule.lease_ms, rule.concurrency]
+        for kv, ids in by_key.items():
+            keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}")]
+            args += [kv, len(ids), *ids]
+        return int(await self._call("flow_free", keys, args))
+
+    async def refresh_slots(
+        self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule
+    ) -> None:
+        """``flow_refresh.lua`` per stream."""
+        for s, by_key in self._by_stream_and_key(type, slots).items():
+            keys, ids = [], []
+            for kv, entry_ids in by_key.items():
+                keys += [s.flow(f"run:{kv}")] * len(entry_ids)
+                ids += entry_ids
+            await self._call("flow_refresh", keys, [rule.lease_ms, *ids])
+
+    async def wake_held(self, type: str, rule: FlowRule) -> int:
+        """Per stream: the key values with jobs held or running (``index``, at most
+        :data:`WAKE_KEYS`, the busiest), then ``flow_free.lua`` with no slot to give back."""
+        await self._groups.refresh_partition_counts([type])
+        moved = 0
+        for s in self._keys.streams(type):
+            raw = await self._read("zrevrange", s.flow("index"), 0, WAKE_KEYS - 1)
+            if raw:
+                moved += await self._free(s, {text(kv): [] for kv in raw}, rule)
+        return moved
+
+    async def flow_keys(self, type: str, limit: int) -> list[KeyLoad]:
+        """The busiest key values over every stream of the type (running and held summed)."""
+        await self._groups.refresh_partition_counts([type])
+        loads: dict[str, list[int]] = {}
+        sec, usec = await self._read("time")
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        for s in self._keys.streams(type):
+            raw = await self._read("zrevrange", s.flow("index"), 0, limit - 1)
+            for kv in map(text, raw):
+                # Slots whose leases ran out (a dead worker's) are not running.
+                running = await self._read("zcount", s.flow(f"run:{kv}"), f"({now_ms}", "+inf")
+                waiting = await self._read("llen", s.flow(f"held:{kv}"))
+                load = loads.setdefault(kv, [0, 0])
+                load[0] += int(running)
+                load[1] += int(waiting)
+        ranked = sorted(loads.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+        return [KeyLoad(kv, r, w) for kv, (r, w) in ranked[: max(0, limit)]]
+
+    async def _read(self, command: str, *args: Any) -> Any:
+        """One read command (a redis-py method's name) on the pool; errors as BackendError."""
+        wire = self._wire
+        await wire.connect()
+        try:
+            return await getattr(wire.client, command)(*args)
+        except REDIS_ERRORS as exc:
+            raise wire.backend_error(exc) from exc
+
+    def _by_stream_and_key(
+        self, type: str, slots: Sequence[tuple[str, str]]
+    ) -> dict[StreamKeys, dict[str, list[str]]]:
+        """Slots ``(entry_id, key)`` grouped by stream, then key value (plain entry ids)."""
+        key_of = {}
+        for ref, kv in slots:
+            key_of[ref] = kv
+        located = self._keys.ids_by_stream(type, list(key_of))
+        out: dict[StreamKeys, dict[str, list[str]]] = {}
+        for s, ids in located.items():
+            for plain in ids:
+                kv = key_of[located.ref(s, plain)]
+                out.setdefault(s, {}).setdefault(kv, []).append(plain)
+        return out

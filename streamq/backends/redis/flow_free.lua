@@ -1,0 +1,53 @@
+-- Flow control: give back the slots of ended jobs and wake the held jobs of their keys,
+-- atomically for one stream.
+-- KEYS: jobs, stats, index, then per key value two: its slots, its held jobs.
+-- ARGV: lease_ms, concurrency, then per key value: the value, how many slots to give back,
+-- and those entry ids.
+-- For each key: its expired slots go (a worker that died), the ids' slots go, then held jobs
+-- move back to the stream while the key has room, each holding a slot already (its new entry
+-- id, a fresh lease): it runs when read, ahead of later jobs of its key. Returns how many moved.
+local lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = server_ms()
+local moved = 0
+local at = 3
+local k = 0
+while at <= #ARGV do
+  local kv, n = ARGV[at], tonumber(ARGV[at + 1])
+  local slots, held = KEYS[4 + 2 * k], KEYS[5 + 2 * k]
+  local gone = redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  for j = 1, n do
+    gone = gone + redis.call('ZREM', slots, ARGV[at + 1 + j])
+  end
+  local room = limit - redis.call('ZCARD', slots)
+  local woke = 0
+  while room > 0 do
+    local member = redis.call('LPOP', held)
+    if not member then
+      break
+    end
+    local fields, pos = {}, 1
+    while pos <= #member do
+      local colon = string.find(member, ':', pos, true)
+      local len = tonumber(string.sub(member, pos, colon - 1))
+      fields[#fields + 1] = string.sub(member, colon + 1, colon + len)
+      pos = colon + len + 1
+    end
+    local id = redis.call('XADD', KEYS[1], '*', unpack(fields, 2))
+    redis.call('ZADD', slots, now + lease, id)
+    woke = woke + 1
+    room = room - 1
+  end
+  if woke > 0 then
+    redis.call('HINCRBY', KEYS[2], 'held', -woke)
+  end
+  -- A woken job moves from held to running: its key's load changes only by what went.
+  if gone > 0 then
+    if tonumber(redis.call('ZINCRBY', KEYS[3], -gone, kv)) <= 0 then
+      redis.call('ZREM', KEYS[3], kv)
+    end
+  end
+  moved = moved + woke
+  at = at + 2 + n
+  k = k + 1
+end
+return moved
