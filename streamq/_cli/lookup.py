@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from streamq._cli._app import JsonOpt, Prefix, Url, app, emit_json, fail, open_queue, run
-from streamq._views import job_state_json, job_state_text
+from streamq._views_job import job_state_json, job_state_text
 
 
 @app.command()

@@ -14,7 +14,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from streamq._views import age, concurrency_text, job_state_rows
+from streamq._views import age, concurrency_text
+from streamq._views_job import job_state_rows
 
 
 def esc(value: object) -> str:

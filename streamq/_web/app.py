@@ -29,11 +29,11 @@ from streamq._registry import check_type_name
 from streamq._views import (
     dead_enqueued_at,
     dead_json,
-    job_state_json,
     pending_json,
     stats_json,
     workers_doc,
 )
+from streamq._views_job import job_state_json
 from streamq._web import _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
 from streamq._web._history import History

@@ -40,6 +40,22 @@ class MemorySchedule(MemoryInspection):
         due = _now_ms() + max(0, delay_ms)
         heapq.heappush(stream.scheduled, (due, next(self._schedule_order), dict(fields)))
 
+    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
+        """Append a schedule's tick unless it (or a later one) fired: marker and append under
+        the one lock, as the Redis backend does them in one script."""
+        with self._lock:
+            key = (type, schedule)
+            last = self._ticks.get(key)
+            if last is not None and last >= tick_ms:
+                return False
+            self._ticks[key] = tick_ms
+            stream = self._stream(type)
+            stream.add(fields)
+            stream.counters["enqueued"] += 1
+            waiters = self._waiters_for((type,))
+        self._wake(waiters)
+        return True
+
     async def move_due(self, types: Sequence[str], limit: int) -> int:
         """Append each type's due jobs (at most ``limit`` per type) to its stream."""
         now = _now_ms()

@@ -67,22 +67,6 @@ class MemoryBackend(MemorySchedule, MemoryCancel, MemoryFlow):
         self._wake(waiters)
         return ids
 
-    async def fire_tick(self, type: str, schedule: str, tick_ms: int, fields: Fields) -> bool:
-        """Append a schedule's tick unless it (or a later one) fired: marker and append under
-        the one lock, as the Redis backend does them in one script."""
-        with self._lock:
-            key = (type, schedule)
-            last = self._ticks.get(key)
-            if last is not None and last >= tick_ms:
-                return False
-            self._ticks[key] = tick_ms
-            stream = self._stream(type)
-            stream.add(fields)
-            stream.counters["enqueued"] += 1
-            waiters = self._waiters_for((type,))
-        self._wake(waiters)
-        return True
-
     def _take(
         self,
         types: Sequence[str],

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._base",
             "backends._partitions",
             "backends._flow_base",
+            "backends._control_base",
         ),
     ),
     (
@@ -58,7 +59,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "api",
         ("__init__", "_settings", "_producer", "_job_state", "_inspect", "_sync", "testing"),
     ),
-    ("views", ("_views", "_demo")),
+    ("views", ("_views", "_views_job", "_demo")),
     ("front", ("_cli", "_web", "__main__")),
 ]
 

@@ -32,7 +32,6 @@ from streamq._cli import app
 from streamq._inspect import ScheduledJob
 from streamq._views import (
     dead_json,
-    job_state_json,
     keys_json,
     pending_json,
     schedule_json,
@@ -40,6 +39,7 @@ from streamq._views import (
     stats_json,
     worker_json,
 )
+from streamq._views_job import job_state_json
 from streamq.backends._flow_base import KeyLoad
 from streamq.backends.redis import RedisBackend
 

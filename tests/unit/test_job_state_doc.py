@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streamq import Job, JobState, Principal, _codec
-from streamq._views import job_state_json, job_state_text
+from streamq._views_job import job_state_json, job_state_text
 
 AT = datetime(2026, 12, 24, 18, tzinfo=UTC)
 WHO = Principal(account_number="5678", org_id="1234", user="alice.secret")
