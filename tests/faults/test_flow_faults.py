@@ -1,10 +1,12 @@
 """Flow control under faults, with real worker processes (docs/flow-control.md): a worker
 SIGKILLed while it holds both slots of an account frees them by their leases (after about
 claim_after, not at once) and loses nothing held; several workers together never run more than
-the limit of one account at once, while other accounts run on beside it."""
+the limit of one account at once, while other accounts run on beside it; a key function that
+fails on one job does not take the worker down with it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -16,7 +18,7 @@ import flowjobs
 import pytest
 from worker_procs import Workers, wait_until
 
-from streamq import Job, Queue, RedisBackend, SyncQueue
+from streamq import Job, Limit, Queue, RedisBackend, Registry, SyncQueue, Worker
 
 CLAIM_AFTER, HEARTBEAT = 2.0, 0.3
 ARGS = ("--claim-after", f"{CLAIM_AFTER:g}s", "--heartbeat", f"{HEARTBEAT * 1000:g}ms")
@@ -173,3 +175,48 @@ def test_three_workers_run_at_most_two_of_one_account_and_more_of_the_others(
     wait_until(lambda: queue.stats(["flowed"])[0].in_flight == 0, 10, "every job acked")
     (stats,) = queue.stats(["flowed"])
     assert (stats.processed, stats.dead, stats.held, stats.waiting) == (60, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A job's region, or None."""
+
+    region: str | None = None
+
+
+class Opaque:
+    """A value JSON cannot encode."""
+
+
+async def test_a_key_function_that_fails_on_one_job_does_not_stop_the_worker(
+    redis_url: str, prefix: str
+) -> None:
+    """A Limit's key function that raises on one job (or returns what JSON cannot encode) gives
+    that job no key value (``""``, as a job that does not decode), so it runs under the key
+    ``""``: the worker does not crash on the batch (which would leave every job of it pending,
+    to crash the next worker that claims them), and every job runs once."""
+    ran: list[str | None] = []
+
+    def region(job: Job[Region]) -> object:
+        if job.args.region == "opaque":
+            return Opaque()
+        return job.args.region.upper()  # type: ignore[union-attr]  # None: AttributeError
+
+    async def handler(job: Job[Region]) -> None:
+        ran.append(job.args.region)
+
+    registry = Registry()
+    registry.register("keyed", Region, handler, limit=Limit(key=region, concurrency=1))
+    backend = RedisBackend(redis_url, prefix=prefix)
+    try:
+        queue = Queue(backend, registry=registry)
+        regions = ["eu", None, "opaque", "us"]
+        await queue.enqueue_many([Job(type="keyed", args=Region(r)) for r in regions])
+        worker = Worker(backend, registry, ["keyed"], claim_after=2.0, heartbeat=0.2, block=0.05)
+        await asyncio.wait_for(worker.run(stop_when_empty=True), 30)
+        (stats,) = await queue.stats(["keyed"])
+        assert await queue.keys("keyed") == []
+    finally:
+        await backend.aclose()
+    assert sorted(ran, key=str) == sorted(regions, key=str)
+    assert (stats.processed, stats.dead, stats.in_flight, stats.held) == (4, 0, 0, 0)

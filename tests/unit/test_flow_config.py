@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 
 from streamq import ConfigError, Job, JobType, Limit, Principal, Rate, Registry
 from streamq._codec import TypedDecoder, encode
@@ -278,3 +279,30 @@ def test_a_job_type_refuses_what_is_not_a_limit_or_a_rate(
         JobType(name="launch", args=Args, steps=(step,), **kwargs)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         Registry().register("launch", Args, step, **kwargs)
+
+
+class Opaque:
+    """A value JSON cannot encode."""
+
+
+def test_a_function_that_raises_or_gives_what_json_cannot_encode_gives_no_value() -> None:
+    """As a job that does not decode: key value ``""`` (the worker's admission of the whole
+    batch must not fail on one job's key)."""
+
+    def boom(job: Any) -> object:
+        raise AttributeError("'NoneType' object has no attribute 'upper'")
+
+    capture, saved = structlog.testing.LogCapture(), structlog.get_config()
+    structlog.configure(processors=[capture])
+    try:
+        assert key_value(boom, None, lambda: JOB) == ""
+        assert key_value(lambda job: Opaque(), None, lambda: JOB) == ""
+        assert key_value(lambda job: {"a": Opaque()}, None, lambda: JOB) == ""
+    finally:
+        structlog.configure(**saved)
+    said = [(e["event"], e["key"], e["error"]) for e in capture.entries]
+    assert said == [
+        ("streamq.flow.key_failed", "boom", "AttributeError"),
+        ("streamq.flow.key_failed", "<lambda>", "TypeError"),
+        ("streamq.flow.key_failed", "<lambda>", "TypeError"),
+    ]
