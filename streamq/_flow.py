@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from streamq._logging import logger
 from streamq.backends._records import F_BODY
 from streamq.exceptions import ConfigError
 
@@ -105,12 +106,17 @@ class Rate:
 def key_value(key: Key, body: bytes | None, decoded: Callable[[], Any]) -> str:
     """A job's value of ``key``: a path is looked up in the encoded body (``decoded`` is not
     called); a function gets the decoded job (``decoded()``; None when it does not decode).
-    A missing value is ``""``, a key like any other."""
+    A missing value is ``""``, a key like any other; so is the value of a function that
+    raises or returns what JSON cannot encode (logged): one job's key must not fail the
+    admission of its whole batch, and with it the worker, and then each worker that claims it."""
     if callable(key):
         job = decoded()
         if job is None:
             return ""
-        value = key(job)
+        try:
+            value = key(job)
+        except Exception as exc:
+            return _no_key(key, exc)
     else:
         try:
             value = orjson.loads(body) if body is not None else None
@@ -120,8 +126,17 @@ def key_value(key: Key, body: bytes | None, decoded: Callable[[], Any]) -> str:
             value = value.get(part) if isinstance(value, Mapping) else None
     if value is None:
         return ""
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    try:
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        return _no_key(key, exc)
     return text[:KEY_CAP]
+
+
+def _no_key(key: Key, exc: Exception) -> str:
+    # The error's type only: its message may hold the job's data.
+    logger.warning("streamq.flow.key_failed", key=_key_name(key), error=type(exc).__name__)
+    return ""
 
 
 def key_of(fields: Mapping[bytes, bytes], key: Key, decoded: Callable[[], Any]) -> str:
