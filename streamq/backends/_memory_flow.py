@@ -57,7 +57,8 @@ class MemoryFlow(MemoryInspection):
         if a.rate is not None:
             tat = max(stream.rates.get(a.rate, 0.0), now)
             due = tat - rule.tolerance_ms
-            if due > now:
+            later = due >= now + 1  # timed to the millisecond, as admit.lua
+            if later:
                 fields = self._hold(stream, a)
                 if fields is None:
                     return "gone"
@@ -65,7 +66,7 @@ class MemoryFlow(MemoryInspection):
                 entry = (int(due), next(self._later_order), fields)
                 heapq.heappush(stream.later, entry)
             stream.rates[a.rate] = tat + rule.interval_ms
-            if due > now:
+            if later:
                 return "later"
         if slots is not None:
             slots[a.entry_id] = now + rule.lease_ms

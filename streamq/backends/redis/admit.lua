@@ -15,8 +15,16 @@ local limit = tonumber(ARGV[3])
 local now = server_ms()
 local out = {}
 
+-- Per call, each key's expired slots are swept once and each rate's state read and written
+-- once (a batch is mostly of few keys): the rates' next starts, by key.
+local swept, rates = {}, {}
+
 -- Expired slots (a worker that died) go, and the index forgets them.
 local function sweep(slots, kv)
+  if swept[slots] then
+    return
+  end
+  swept[slots] = true
   local gone = redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
   if gone > 0 then
     if tonumber(redis.call('ZINCRBY', KEYS[3], -gone, kv)) <= 0 then
@@ -77,12 +85,17 @@ for i = 0, (#ARGV - 7) / 4 - 1 do
     if string.find(mode, 'a', 1, true) then
       interval, tolerance = tonumber(ARGV[6]), tonumber(ARGV[7])
     end
-    local tat = tonumber(redis.call('GET', rate) or '0')
+    local tat = rates[rate]
+    if tat == nil then
+      tat = tonumber(redis.call('GET', rate) or '0')
+    end
     if tat < now then
       tat = now
     end
     local due = tat - tolerance
-    if due > now then
+    -- Starts are timed to the millisecond (the clock of TIME here): one due within this
+    -- millisecond starts now.
+    if due >= now + 1 then
       local member = hold(id, before, 'rated')
       if member then
         redis.call('ZADD', KEYS[4], string.format('%d', due), member)
@@ -92,8 +105,7 @@ for i = 0, (#ARGV - 7) / 4 - 1 do
       end
     end
     if verdict ~= 'gone' then
-      local nxt = tat + interval
-      redis.call('SET', rate, string.format('%d', nxt), 'PX', math.max(1, math.ceil(nxt - now)))
+      rates[rate] = tat + interval
     end
   end
   if verdict == 'run' and limited and not has_slot then
@@ -103,5 +115,8 @@ for i = 0, (#ARGV - 7) / 4 - 1 do
     redis.call('ZADD', slots, 'XX', now + lease, id)
   end
   out[#out + 1] = verdict
+end
+for rate, nxt in pairs(rates) do
+  redis.call('SET', rate, string.format('%.3f', nxt), 'PX', math.max(1, math.ceil(nxt - now)))
 end
 return out
