@@ -194,3 +194,26 @@ async def test_a_held_job_is_not_a_delivery(
     assert meter.deliveries == [1] * 6
     assert meter.most[7] == 1
     assert (await queue.stats(["launch"]))[0].dead == 0
+
+
+async def test_a_rate_far_above_the_load_holds_nothing_and_a_burst_starts_at_once(
+    backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """Rate(100 000/s): 50 jobs read in batches are all admitted at once (starts are timed to
+    the millisecond: a batch's jobs within it start now). Rate(1/s per provider, burst=4): 4
+    start at once, the 5th a second after."""
+    partition_by(backend, "args.provider")
+    fast, slow = Meter(), Meter()
+    fast.release.set()
+    slow.release.set()
+    registry.register("launch", Item, fast.handler(), rate=Rate(100_000))
+    registry.register("report", Item, slow.handler(), rate=Rate(1, key="args.provider", burst=4))
+    await queue.enqueue_many([Job(type="launch", args=Item(i)) for i in range(50)])
+    await queue.enqueue_many([Job(type="report", args=Item(i)) for i in range(5)])
+    worker = make_worker("launch", "report", concurrency=16)
+    async with serving(worker):
+        await eventually(lambda: worker.processed == 55, within=10)
+    assert worker._gate.held_back == {"wait": 0, "later": 1}
+    starts = sorted(slow.starts)
+    assert starts[3] - starts[0] < 0.5
+    assert starts[4] - starts[0] >= 0.9

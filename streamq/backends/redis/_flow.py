@@ -22,6 +22,15 @@ from streamq.backends.redis._shared import Shared
 WAKE_KEYS = 200
 
 
+def _shared_tolerance(rule: FlowRule, share: int) -> float:
+    """A type-wide rate's burst shared out among ``share`` partitions, each spacing its
+    starts ``share`` times wider: each lets ``ceil(burst / share)`` start at once."""
+    if share == 1 or not rule.interval_ms:
+        return rule.tolerance_ms
+    burst = round(rule.tolerance_ms / rule.interval_ms) + 1
+    return (-(-burst // share) - 1) * rule.interval_ms * share
+
+
 def _mode(a: Admission) -> str:
     rate = "" if a.rate is None else "ra" if a.rate == "" else "r"
     return ("c" if a.key is not None else "") + rate
@@ -56,7 +65,7 @@ class FlowCalls:
                 rule.interval_ms,
                 rule.tolerance_ms,
                 rule.interval_ms * share,
-                rule.tolerance_ms * share,
+                _shared_tolerance(rule, share),
             ]
             refs = [located.ref(s, i) for i in ids]
             for ref, plain in zip(refs, ids, strict=True):
