@@ -8,7 +8,7 @@ as a blocking call.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -68,6 +68,9 @@ class TypeStats:
     #: jobs ever cancelled (:meth:`~streamq.Queue.cancel`): removed while scheduled or
     #: waiting, or ended by their worker while running
     cancelled: int = 0
+    #: per priority level (``high``, ``default``, ``low``), the jobs waiting; empty for a type
+    #: never given a priority (docs/flow-control.md, "Priorities")
+    waiting_by_priority: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,8 @@ class PendingJob:
     consumer: str
     idle_s: float
     deliveries: int
+    #: its priority level (``high``, ``default``, ``low``)
+    priority: str = "default"
 
 
 class QueueInspector(JobLookup):
@@ -154,6 +159,7 @@ class QueueInspector(JobLookup):
                     paused_since=None if pause is None else pause.since_ms / 1000,
                     pause_reason="" if pause is None else pause.reason,
                     cancelled=counters["cancelled"],
+                    waiting_by_priority=dict(raw.waiting_by_priority),
                 )
             )
         return out
@@ -220,6 +226,7 @@ class QueueInspector(JobLookup):
                 # A retry that waited in the schedule is a new entry: its earlier deliveries
                 # travel in its fields.
                 deliveries=r.deliveries + prior_deliveries(fields.get(r.entry_id, {})),
+                priority=r.priority,
             )
             for r in rows
         ]

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._records",
             "backends._base",
             "backends._partitions",
+            "backends._priority",
         ),
     ),
     (
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._memory_schedule",
             "backends._memory_progress",
             "backends._memory_cancel",
+            "backends._memory_levels",
             "backends.redis",
         ),
     ),
