@@ -155,7 +155,8 @@ async def test_job_state_stats_and_cancel_see_level_jobs(
         state = await queue.job("work", job_id)
         assert (state.state, state.priority) == ("waiting", level)
         if level != "default" and backend_kind != "memory":
-            assert state.entry_id is not None and state.entry_id.endswith(f"@{level}")
+            assert state.entry_id is not None
+            assert state.entry_id.endswith(f"@{level}")
     result = await queue.cancel("work", high[1])
     assert result.state == "cancelled"
     assert (await queue.job("work", high[1])).state == "cancelled"
