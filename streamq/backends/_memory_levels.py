@@ -42,31 +42,29 @@ def take_levels(
     now: float,
     out: list[Delivery],
 ) -> None:
-    """Take up to ``count`` from a type's levels as ``read_levels.lua`` does: the levels owed
-    a turn first, one entry each, then high, default and low in order (lock held)."""
+    """Take up to ``count`` from a type's levels as ``read_levels.lua`` does: what the lower
+    levels are owed first (low, then default), then high, default and low in order (lock
+    held)."""
     empty: deque[str] = deque()
     queues = [
         stream.levels.get(b"high", empty),
         stream.undelivered,
         stream.levels.get(b"low", empty),
     ]
-    asked, taken = [False, False, False], [0, 0, 0]
+    reset, owed_taken, taken = [False, False, False], [0, 0, 0], [0, 0, 0]
     left = count
-
-    def ask(i: int, n: int) -> None:
-        nonlocal left
-        if n <= 0:
-            return
-        asked[i] = True
-        got = take_from(type, stream, queues[i], consumer, n, now, out)
-        taken[i] += got
-        left -= got
-
-    owe_default, owe_low = turns.owed(consumer, type, count)
-    if owe_low:
-        ask(2, min(1, left))
-    if owe_default:
-        ask(1, min(1, left))
+    owed = (0, *turns.owed(consumer, type, count))
+    for i in (2, 1):
+        n = min(owed[i], left)
+        if n > 0:
+            got = take_from(type, stream, queues[i], consumer, n, now, out)
+            owed_taken[i] = taken[i] = got
+            reset[i] = got < n
+            left -= got
     for i in range(3):
-        ask(i, left)
-    turns.note(consumer, type, asked, taken)
+        if left > 0:
+            reset[i] = True
+            got = take_from(type, stream, queues[i], consumer, left, now, out)
+            taken[i] += got
+            left -= got
+    turns.note(consumer, type, reset, owed_taken, taken)

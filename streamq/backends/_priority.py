@@ -2,13 +2,18 @@
 
 A type given a priority has one stream per level (``high``, ``default``, ``low``; the default
 level is the type's plain stream). Each read of a consumer asks the levels in order, high first,
-for as many entries as it wants, so a waiting ``high`` job is taken before any ``default`` or
-``low`` one. So that a lower level is never starved, each consumer counts, per type, the slots
-its reads gave to the levels above a level since that level was last asked (``passed``): a read
-of ``count`` slots that could otherwise take ``passed + count`` > :data:`PASS_LIMIT` slots past
-it asks that level for one entry first. A level with jobs waiting thus gets at least one of
-every ``PASS_LIMIT + 1`` slots a worker fills for the type (1 in 10), whatever the load above
-it. The Redis backend runs the asking in ``read_levels.lua``, the memory backend under its lock;
+for what is left of its slots, so a waiting ``high`` job is taken before any ``default`` or
+``low`` one.
+
+So that a lower level is never starved, each consumer keeps, per type and lower level, the
+slots the levels above it took that the level has not been paid for (``passed``). A read of
+``count`` slots first asks the level for ``(passed + count) // (PASS_LIMIT + 1)`` entries (``low``
+before ``default``); then ``passed`` grows by the slots the levels above took and shrinks by
+``PASS_LIMIT`` for each entry the level gave to that first ask (never below 0); it is 0 again
+when the level ran out of jobs or was reached with room to spare. ``passed`` thus stays below
+``PASS_LIMIT + 1``: a level with jobs waiting gets one slot for every ``PASS_LIMIT`` (9) the
+levels above it take, at least 1 in 10, whatever the load above it and the size of the reads.
+The Redis backend runs the asking in ``read_levels.lua``, the memory backend under its lock;
 both keep the counts here.
 """
 
@@ -37,23 +42,35 @@ def check_priority(priority: object) -> str:
 
 
 class LevelTurns:
-    """Per (consumer, type), the slots given past ``default`` and past ``low`` since each was
-    last asked: what decides which lower levels a read asks first."""
+    """Per (consumer, type), the slots the levels above ``default`` and above ``low`` took that
+    those levels were not paid for: how many entries a read owes each first."""
 
     __slots__ = ("_passed",)
 
     def __init__(self) -> None:
         self._passed: dict[tuple[str, str], list[int]] = {}
 
-    def owed(self, consumer: str, type: str, count: int) -> tuple[bool, bool]:
-        """Whether this read of ``count`` asks ``default`` and ``low`` for one entry first."""
-        passed = self._passed.get((consumer, type))
-        if passed is None:
-            return False, False
-        return passed[0] + count > PASS_LIMIT, passed[1] + count > PASS_LIMIT
+    def owed(self, consumer: str, type: str, count: int) -> tuple[int, int]:
+        """How many entries this read of ``count`` asks ``default`` and ``low`` for first."""
+        passed = self._passed.get((consumer, type)) or (0, 0)
+        return (passed[0] + count) // (PASS_LIMIT + 1), (passed[1] + count) // (PASS_LIMIT + 1)
 
-    def note(self, consumer: str, type: str, asked: Sequence[bool], taken: Sequence[int]) -> None:
-        """After a read: which levels it asked and how many entries each gave (high first)."""
+    def note(
+        self,
+        consumer: str,
+        type: str,
+        reset: Sequence[bool],
+        owed_taken: Sequence[int],
+        taken: Sequence[int],
+    ) -> None:
+        """After a read, each level high first: whether it ran out or was reached with room to
+        spare (``reset``), what it gave to its owed ask, and what it gave in all."""
         passed = self._passed.setdefault((consumer, type), [0, 0])
-        passed[0] = 0 if asked[1] else passed[0] + taken[0]
-        passed[1] = 0 if asked[2] else passed[1] + taken[0] + taken[1]
+        if reset[1]:
+            passed[0] = 0
+        else:
+            passed[0] = max(0, passed[0] + taken[0] - PASS_LIMIT * owed_taken[1])
+        if reset[2]:
+            passed[1] = 0
+        else:
+            passed[1] = max(0, passed[1] + taken[0] + taken[1] - PASS_LIMIT * owed_taken[2])

@@ -278,7 +278,7 @@ class Reader:
         owe_default, owe_low = self._turns.owed(consumer, streams[0].type, count)
         return (
             "EVALSHA", self._scripts.sha("read_levels"), 3, *(s.jobs for s in streams),
-            self.group, consumer, count, int(owe_default), int(owe_low),
+            self.group, consumer, count, owe_default, owe_low,
         )  # fmt: skip
 
     def _xreadgroup(
@@ -294,8 +294,8 @@ class Reader:
         self, reads: Sequence[tuple[ReadGroup, Any]], consumer: str = ""
     ) -> list[Delivery]:
         """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries),
-        or from ``read_levels.lua`` (its first element: which levels it asked; noted for
-        ``consumer``'s next turns)."""
+        or from ``read_levels.lua`` (its first element: what its levels gave the owed asks;
+        noted for ``consumer``'s next reads)."""
         out: list[Delivery] = []
         errors: list[BaseException] = []
         for (streams, _), reply in reads:
@@ -332,13 +332,20 @@ class Reader:
         return out
 
     def _note_levels(self, streams: Sequence[StreamKeys], consumer: str, reply: list[Any]) -> Any:
-        """Note which levels a ``read_levels.lua`` call asked and what each gave; returns the
-        rest of its reply (as XREADGROUP's)."""
-        asked, rest = reply[0], reply[1:]
+        """Note what a ``read_levels.lua`` call says of its levels (``RRR:D:L``) and what each
+        gave; returns the rest of its reply (as XREADGROUP's)."""
+        head, rest = reply[0], reply[1:]
+        flags, owed_default, owed_low = head.split(b":")
         taken = dict.fromkeys((s.jobs.encode() for s in streams), 0)
         for key, entries in rest:
             taken[key] += len(entries)
-        self._turns.note(consumer, streams[0].type, [c == 49 for c in asked], list(taken.values()))
+        self._turns.note(
+            consumer,
+            streams[0].type,
+            [c == 49 for c in flags],
+            [0, int(owed_default), int(owed_low)],
+            list(taken.values()),
+        )
         return rest
 
 
