@@ -45,6 +45,8 @@ class Empty:
 
 SLEEP = float(sys.argv[5])
 SETTINGS = json.loads(sys.argv[6])
+# A priority level for the jobs (only a tree with priorities takes one): "" for none.
+LEVEL = {"priority": sys.argv[7]} if sys.argv[7] else {}
 
 async def step(job):
     if SLEEP:
@@ -62,7 +64,7 @@ async def main() -> None:
     job = Job(type=type_, account_id=1, args={})
     enq = time.perf_counter()
     for _ in range(0, jobs, 1000):
-        await queue.enqueue_many([job] * 1000)
+        await queue.enqueue_many([job] * 1000, **LEVEL)
     enq = time.perf_counter() - enq
     await backend.ensure_groups([type_])
     worker = Worker(
@@ -91,9 +93,11 @@ def _run(
     steps: int,
     sleep: float,
     settings: dict[str, float],
+    priority: str = "",
 ) -> dict[str, float]:
     env = os.environ | {"PYTHONPATH": str(tree), "STREAMQ_UVLOOP": "0"}
     args = [url, str(jobs), str(concurrency), str(steps), str(sleep), json.dumps(settings)]
+    args.append(priority)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, *args],
         cwd=tree,
@@ -129,7 +133,14 @@ def main() -> None:
             metavar="NAME=NUMBER",
             help=f"a Worker setting for tree {side.upper()} only (repeatable)",
         )
+        parser.add_argument(
+            f"--priority-{side}",
+            default="",
+            metavar="LEVEL",
+            help=f"tree {side.upper()}'s jobs enqueued at this priority (high, default, low)",
+        )
     opts = parser.parse_args()
+    levels = {"A": opts.priority_a, "B": opts.priority_b}
     settings = {
         "A": _settings(opts.setting_a, parser),
         "B": _settings(opts.setting_b, parser),
@@ -147,7 +158,14 @@ def main() -> None:
                 order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
                 for side in order:
                     got = _run(
-                        trees[side], srv.url, opts.jobs, c, opts.steps, opts.sleep, settings[side]
+                        trees[side],
+                        srv.url,
+                        opts.jobs,
+                        c,
+                        opts.steps,
+                        opts.sleep,
+                        settings[side],
+                        levels[side],
                     )
                     rates[side].append(got["jobs_per_s"])
                     cpus[side].append(got["cpu_us_per_job"])

@@ -16,6 +16,7 @@ from streamq._sync import SyncQueue
 from streamq._worker import Worker
 from streamq.backends._base import Backend, DeadEntry
 from streamq.backends._partitions import Partitions
+from streamq.backends._priority import PRIORITIES
 from streamq.backends._records import CancelResult
 from streamq.backends.memory import MemoryBackend
 from streamq.backends.redis import RedisBackend
@@ -60,6 +61,7 @@ __all__ = [
     "JobType",
     "MemoryBackend",
     "NonRetryable",
+    "PRIORITIES",
     "Partitions",
     "PendingJob",
     "Principal",

@@ -167,6 +167,7 @@ class JobContext(Generic[C]):
         expires: float | timedelta | datetime | None = None,
         unique_key: str | Literal[_Derived.DERIVED] | None = DERIVED,
         unique_for: float | timedelta | None = CHAIN_UNIQUE_FOR,
+        priority: str = "default",
     ) -> JobId:
         """Enqueue a follow-up job; returns its id (``duplicate`` True when an earlier delivery
         of this job had enqueued it already).
@@ -191,6 +192,7 @@ class JobContext(Generic[C]):
             expires=expires,
             unique_key=unique_key,
             unique_for=unique_for if unique_key is not None else None,
+            priority=priority,
         )
 
     def enqueue_sync(
@@ -202,6 +204,7 @@ class JobContext(Generic[C]):
         expires: float | timedelta | datetime | None = None,
         unique_key: str | Literal[_Derived.DERIVED] | None = DERIVED,
         unique_for: float | timedelta | None = CHAIN_UNIQUE_FOR,
+        priority: str = "default",
         timeout: float | None = 30.0,
     ) -> JobId:
         """:meth:`enqueue` from a sync step (in its step thread): the enqueue runs on the
@@ -230,6 +233,7 @@ class JobContext(Generic[C]):
                 expires=expires,
                 unique_key=unique_key,
                 unique_for=unique_for,
+                priority=priority,
             ),
             loop,
         )

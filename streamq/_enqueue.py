@@ -18,7 +18,8 @@ from streamq import _codec, _tracing
 from streamq._job import Job
 from streamq._logging import logger
 from streamq._registry import Registry, check_type_name, seconds
-from streamq.backends._base import F_EXPIRES, F_UNIQUE, F_UNIQUE_FOR, Backend
+from streamq.backends._base import F_EXPIRES, F_PRIORITY, F_UNIQUE, F_UNIQUE_FOR, Backend
+from streamq.backends._priority import DEFAULT, check_priority
 from streamq.exceptions import BackendError, ConfigError
 
 DEFAULT_MAX_JOB_SIZE = 1024 * 1024
@@ -92,6 +93,7 @@ class Enqueuer:
         expires: float | timedelta | datetime | None = None,
         unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        priority: str = DEFAULT,
     ) -> JobId:
         """Add one job; returns its id (the job's own, or a new UUID) as a :class:`JobId`.
 
@@ -106,17 +108,27 @@ class Enqueuer:
                 job's id, with ``duplicate`` True (docs/unique-jobs.md).
             unique_for: keep the key this long after the job ended (done or dead), so that a
                 late repeat of the request is still absorbed.
+            priority: ``high``, ``default`` or ``low`` (``streamq.PRIORITIES``): workers take
+                higher levels first, and give a lower level with jobs waiting at least one of
+                every ten slots (docs/flow-control.md, "Priorities"). Its retries keep it.
 
         A delay of 0 or less, or a time already past, enqueues it for now.
 
         Raises:
             ConfigError: both ``delay`` and ``at``, a naive ``at`` or ``expires``, an
-                ``expires`` already past or before the job is due, or a bad ``unique_key``.
+                ``expires`` already past or before the job is due, a bad ``unique_key``, or an
+                unknown ``priority`` (or one on a partitioned type).
         """
+        if priority != DEFAULT:
+            check_priority(priority)
         if unique_key is not None or unique_for is not None:
-            return await self._enqueue_unique(job, delay, at, expires, unique_key, unique_for)
-        if delay is not None or at is not None or expires is not None:
-            ids = await self.enqueue_many([job], delay=delay, at=at, expires=expires)
+            return await self._enqueue_unique(
+                job, delay, at, expires, unique_key, unique_for, priority
+            )
+        if delay is not None or at is not None or expires is not None or priority != DEFAULT:
+            ids = await self.enqueue_many(
+                [job], delay=delay, at=at, expires=expires, priority=priority
+            )
             return JobId(ids[0])
         with (
             _tracing.send_span({job.type: 1}, self._stream_name)
@@ -137,6 +149,7 @@ class Enqueuer:
         expires: float | timedelta | datetime | None,
         unique_key: str | None,
         unique_for: float | timedelta | None,
+        priority: str = DEFAULT,
     ) -> JobId:
         if not isinstance(unique_key, str) or not unique_key:
             raise ConfigError("unique_key must be a non-empty string (unique_for needs one)")
@@ -156,6 +169,8 @@ class Enqueuer:
             if deadline is not None:
                 fields[F_EXPIRES] = deadline
             fields[F_UNIQUE] = unique_key.encode()
+            if priority != DEFAULT:
+                fields[F_PRIORITY] = priority.encode()
             if keep_s > 0:
                 fields[F_UNIQUE_FOR] = str(math.ceil(keep_s * 1000)).encode()
             bound_ms = int((UNIQUE_KEY_BOUND + keep_s) * 1000) + delay_ms
@@ -176,13 +191,16 @@ class Enqueuer:
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
+        priority: str = DEFAULT,
     ) -> list[str]:
         """Add many jobs in one round trip; all are encoded (and checked) before any is sent.
 
         With ``delay`` or ``at`` (as for :meth:`enqueue`) they wait in their types' schedules
         until then: the workers of the type move them into the stream when they are due.
-        ``expires`` gives each the same deadline (as for :meth:`enqueue`).
+        ``expires`` gives each the same deadline, ``priority`` the same level (as for
+        :meth:`enqueue`).
         """
+        level = None if priority == DEFAULT else check_priority(priority).encode()
         delay_ms = delay_in_ms(delay, at)
         deadline = None if expires is None else deadline_ms(expires, delay_ms)
         jobs = list(jobs)
@@ -196,6 +214,8 @@ class Enqueuer:
                 job_id, fields = self._encode(job, carrier, new_id)
                 if deadline is not None:
                     fields[F_EXPIRES] = deadline
+                if level is not None:
+                    fields[F_PRIORITY] = level
                 ids.append(job_id)
                 items.append((job.type, fields))
             if delay_ms > 0:

@@ -8,7 +8,7 @@ as a blocking call.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -72,6 +72,9 @@ class TypeStats:
     #: held back by the type's flow control (docs/flow-control.md): waiting for a slot of
     #: their key, or for their start under a rate; not counted in ``waiting``
     held: int = 0
+    #: per priority level (``high``, ``default``, ``low``), the jobs waiting; empty for a type
+    #: never given a priority (docs/flow-control.md, "Priorities")
+    waiting_by_priority: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class PendingJob:
     consumer: str
     idle_s: float
     deliveries: int
+    #: its priority level (``high``, ``default``, ``low``)
+    priority: str = "default"
 
 
 class QueueInspector(JobLookup):
@@ -164,6 +169,7 @@ class QueueInspector(JobLookup):
                     pause_reason="" if pause is None else pause.reason,
                     cancelled=counters["cancelled"],
                     held=raw.held,
+                    waiting_by_priority=dict(raw.waiting_by_priority),
                 )
             )
         return out
@@ -230,6 +236,7 @@ class QueueInspector(JobLookup):
                 # A retry that waited in the schedule is a new entry: its earlier deliveries
                 # travel in its fields.
                 deliveries=r.deliveries + prior_deliveries(fields.get(r.entry_id, {})),
+                priority=r.priority,
             )
             for r in rows
         ]

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from streamq import _codec
 from streamq._job import Job
 from streamq.backends._base import (
+    F_PRIORITY,
     Backend,
     CancelResult,
     Ended,
@@ -80,6 +81,14 @@ class JobState:
     settled: bool = True
     #: the entry's fields as stored (what the job summary is made from)
     fields: Fields = field(default_factory=dict, repr=False)
+
+    @property
+    def priority(self) -> str | None:
+        """Its priority level (``high``, ``default``, ``low``), from its fields; None when
+        none are known (unknown, done, cancelled)."""
+        if not self.fields:
+            return None
+        return self.fields.get(F_PRIORITY, b"default").decode(errors="replace")
 
     def __repr__(self) -> str:
         # Only what applies to the state: a JobState shows a dozen Nones otherwise.

@@ -165,9 +165,11 @@ class SyncQueue:
         expires: float | timedelta | datetime | None = None,
         unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        priority: str = "default",
     ) -> JobId:
         """Add one job (later, with ``delay`` or ``at``; with a deadline, ``expires``; at most
-        one per ``unique_key``: see :meth:`Queue.enqueue`); its id, a :class:`JobId`."""
+        one per ``unique_key``; at a ``priority`` level: see :meth:`Queue.enqueue`); its id, a
+        :class:`JobId`."""
         return self._run_blocking(
             "enqueue",
             lambda q: q.enqueue(
@@ -177,6 +179,7 @@ class SyncQueue:
                 expires=expires,
                 unique_key=unique_key,
                 unique_for=unique_for,
+                priority=priority,
             ),
         )
 
@@ -187,13 +190,14 @@ class SyncQueue:
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
+        priority: str = "default",
     ) -> list[str]:
         """Add many jobs in one round trip (later, with ``delay`` or ``at``; a deadline,
-        ``expires``)."""
+        ``expires``; a level, ``priority``)."""
         jobs = list(jobs)
         return self._run_blocking(
             "enqueue_many",
-            lambda q: q.enqueue_many(jobs, delay=delay, at=at, expires=expires),
+            lambda q: q.enqueue_many(jobs, delay=delay, at=at, expires=expires, priority=priority),
         )
 
     def close(self) -> None:

@@ -88,7 +88,17 @@ def stats_table(stats: list[TypeStats], now: float | None = None) -> str:
         ]
         for s in stats
     ]
-    return table(headers, rows)
+    levels = [
+        f"{s.type}: {by_priority_line(s.waiting_by_priority)}"
+        for s in stats
+        if s.waiting_by_priority
+    ]
+    return "\n".join([table(headers, rows), *levels])
+
+
+def by_priority_line(waiting: dict[str, int]) -> str:
+    """``waiting by priority: high 2, default 5, low 0``: a type's waiting jobs per level."""
+    return "waiting by priority: " + ", ".join(f"{k} {n}" for k, n in waiting.items())
 
 
 def keys_table(type_: str, loads: list[KeyLoad]) -> str:
@@ -131,6 +141,7 @@ def stats_json(stats: TypeStats) -> dict[str, Any]:
         "paused": stats.paused,
         "paused_since": stats.paused_since,
         "pause_reason": stats.pause_reason or None,
+        "waiting_by_priority": dict(stats.waiting_by_priority),
     }
 
 
@@ -176,6 +187,7 @@ def pending_json(job: PendingJob) -> dict[str, Any]:
         "consumer": job.consumer,
         "idle_s": job.idle_s,
         "deliveries": job.deliveries,
+        "priority": job.priority,
     }
 
 

@@ -31,6 +31,7 @@ from streamq._inspect import PendingJob, TypeStats
 from streamq._job import Job, Principal
 from streamq._views import (
     age,
+    by_priority_line,
     keys_json,
     keys_table,
     pending_json,
@@ -39,6 +40,7 @@ from streamq._views import (
     stats_table,
     table,
 )
+from streamq.backends._priority import PRIORITIES
 from streamq.exceptions import ConfigError, InvalidJobError, JobTooLargeError
 
 #: enqueue --count at or above this shows a progress bar (on a terminal).
@@ -124,6 +126,14 @@ def enqueue(
             metavar="DURATION", help="Keep the --unique-key this long after the job ended."
         ),
     ] = None,
+    priority: Annotated[
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help="high, default or low: workers take higher levels first (a lower level "
+            "with jobs waiting still gets 1 of every 10 slots).",
+        ),
+    ] = "default",
     handlers: HandlersOpt = "handlers",
     url: Url = None,
     prefix: Prefix = "streamq",
@@ -148,6 +158,8 @@ def enqueue(
         fail("--unique-for needs --unique-key", 2)
     if unique_key is not None and count > 1:
         fail("--unique-key enqueues one job: it cannot go with --count", 2)
+    if priority not in PRIORITIES:
+        fail(f"unknown --priority {priority!r}: expected one of {', '.join(PRIORITIES)}", 2)
     registry = load_registry(handlers)
     if type not in registry:
         fail(f"no handler registered for {type} in module {handlers!r}", 2)
@@ -171,6 +183,7 @@ def enqueue(
                     expires=deadline,
                     unique_key=unique_key,
                     unique_for=keep,
+                    priority=priority,
                 )
             if job_id.duplicate:
                 typer.echo(f"duplicate: a job with unique key {unique_key!r} exists", err=True)
@@ -181,7 +194,7 @@ def enqueue(
                 for i in range(0, count, ENQUEUE_CHUNK):
                     chunk = jobs[i : i + ENQUEUE_CHUNK]
                     ids += await queue.enqueue_many(
-                        chunk, delay=delay_s, at=at_time, expires=deadline
+                        chunk, delay=delay_s, at=at_time, expires=deadline, priority=priority
                     )
                     progress.advance(task, len(jobs[i : i + ENQUEUE_CHUNK]))
         return ids
@@ -288,12 +301,21 @@ def pending_table(rows: list[PendingJob], stats: TypeStats | None = None) -> str
     head = f"{total} in flight" + "".join(f"; {c}: {n}" for c, n in sorted(per.items()))
     if len(rows) < total:
         head += f" (showing the {len(rows)} idle longest)"
+    # A type given a priority: the waiting jobs per level, and each job's level.
+    levels = bool(stats and stats.waiting_by_priority) or any(r.priority != "default" for r in rows)
+    if stats is not None and stats.waiting_by_priority:
+        head += "\n" + by_priority_line(stats.waiting_by_priority)
     if not rows:
         return head
+    headers = ["job id", "entry id", "consumer", "idle", "deliveries"]
     body = [
         [r.job_id or "?", r.entry_id, r.consumer, age(r.idle_s), str(r.deliveries)] for r in rows
     ]
-    return head + "\n" + table(["job id", "entry id", "consumer", "idle", "deliveries"], body)
+    if levels:
+        headers.append("priority")
+        for line, r in zip(body, rows, strict=True):
+            line.append(r.priority)
+    return head + "\n" + table(headers, body)
 
 
 @app.command()

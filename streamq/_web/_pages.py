@@ -82,6 +82,10 @@ def overview_cell(row: Mapping[str, Any], field: str) -> str:
         return age(row[field])
     if field == "consumers":
         return str(len(row[field]))
+    if field == "waiting" and row.get("waiting_by_priority"):
+        # A type given a priority: the waiting jobs per level too (high, default, low).
+        levels = row["waiting_by_priority"]
+        return f"{row[field]} (" + " ".join(f"{k[0]}{n}" for k, n in levels.items()) + ")"
     return str(row[field])
 
 

@@ -37,8 +37,8 @@ class MemoryCancel(MemoryProgress):
                 if pending is not None:
                     self._cancels.setdefault(type, {})[job_id] = time.monotonic()
                     return CancelResult("cancelling", consumer=pending.consumer)
+                stream.queue_of(entry_id).remove(entry_id)
                 del stream.entries[entry_id]
-                stream.undelivered.remove(entry_id)
                 self._cancelled(type, stream, job_id, fields)
                 return CancelResult("cancelled")
             for i, (_due, _order, fields) in enumerate(stream.scheduled):

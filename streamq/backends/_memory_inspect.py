@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from streamq.backends._base import (
+    F_PRIORITY,
     FRESH_START_DROPS,
     DeadEntry,
     Ended,
@@ -28,6 +29,7 @@ from streamq.backends._base import (
     job_id_of,
 )
 from streamq.backends._memory_stream import MemoryStream
+from streamq.backends._priority import LevelTurns
 
 
 @dataclass(eq=False, slots=True)
@@ -50,6 +52,8 @@ class MemoryInspection:
         self._waiters: set[Waiter] = set()
         self._workers: dict[str, tuple[float, dict[str, str]]] = {}
         self._rotation = 0  # which types get the remainder of the next read's count
+        #: per (consumer, type), the turns of the lower priority levels
+        self._turns = LevelTurns()
         #: per (type, schedule name), the last tick that fired (epoch ms)
         self._ticks: dict[tuple[str, str], int] = {}
         #: the paused types and their records
@@ -132,6 +136,7 @@ class MemoryInspection:
                 consumers=len(stream.consumers),
                 scheduled=len(stream.scheduled),
                 held=len(stream.later) + sum(map(len, stream.held.values())),
+                waiting_by_priority=stream.waiting_by_priority(),
             )
 
     async def pending(
@@ -147,7 +152,12 @@ class MemoryInspection:
                     break
                 idle = pending.idle_ms(now)
                 if (consumer is None or pending.consumer == consumer) and idle >= min_idle_ms:
-                    out.append(PendingEntry(entry_id, pending.consumer, idle, pending.deliveries))
+                    level = stream.entries.get(entry_id, {}).get(F_PRIORITY, b"default")
+                    out.append(
+                        PendingEntry(
+                            entry_id, pending.consumer, idle, pending.deliveries, level.decode()
+                        )
+                    )
         return out
 
     async def fetch(self, type: str, entry_ids: Sequence[str]) -> dict[str, Fields]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from streamq.backends._base import (
     COUNTERS,
     F_ID,
+    F_PRIORITY,
     F_UNIQUE,
     F_UNIQUE_FOR,
     DeadEntry,
@@ -55,6 +56,8 @@ class MemoryStream:
     entries: dict[str, Fields] = field(default_factory=dict)
     # Ids never delivered, oldest first: the group's position is the head of this queue.
     undelivered: deque[str] = field(default_factory=deque)
+    # The same for the levels other than default (jobs enqueued with a priority), by name.
+    levels: dict[bytes, deque[str]] = field(default_factory=dict)
     # Reads deliver in id order and claims never re-insert, so insertion order is id order.
     pel: dict[str, PendingRecord] = field(default_factory=dict)
     # Consumer -> when it last read or claimed (monotonic), like XINFO CONSUMERS' idle.
@@ -83,8 +86,27 @@ class MemoryStream:
         self.last_id = next_id(self.last_id)
         entry_id = f"{self.last_id[0]}-{self.last_id[1]}"
         self.entries[entry_id] = dict(fields)
-        self.undelivered.append(entry_id)
+        level = fields.get(F_PRIORITY)
+        if level is None:
+            self.undelivered.append(entry_id)
+        else:
+            self.levels.setdefault(level, deque()).append(entry_id)
         return entry_id
+
+    def queue_of(self, entry_id: str) -> deque[str]:
+        """The never-delivered queue an entry of this stream waits on (its level's)."""
+        level = self.entries.get(entry_id, {}).get(F_PRIORITY)
+        return self.undelivered if level is None else self.levels.setdefault(level, deque())
+
+    def waiting_by_priority(self) -> dict[str, int]:
+        """Per level, the entries waiting (empty when no job of the type had a priority)."""
+        if not self.levels:
+            return {}
+        entries = self.entries
+        out = {"high": 0, "default": sum(1 for i in self.undelivered if i in entries), "low": 0}
+        for name, queue in self.levels.items():
+            out[name.decode()] = sum(1 for i in queue if i in entries)
+        return out
 
     def new_dead_id(self) -> str:
         """A fresh id on the dead stream."""

@@ -25,6 +25,9 @@ F_EXPIRES = b"expires"
 # (``unique_for``; absent: released when the job ends).
 F_UNIQUE = b"unique"
 F_UNIQUE_FOR = b"unique_for"
+# A job's priority level when it is not ``default`` (``enqueue(priority=)``): which of its
+# type's level streams it waits on; a default job has no such field (see ``_priority``).
+F_PRIORITY = b"priority"
 #: The fields a dead job's retry drops (a fresh start: deliveries, last error and deadline).
 FRESH_START_DROPS = (F_DELIVERIES, F_ERROR, F_EXPIRES)
 
@@ -157,6 +160,8 @@ class PendingEntry:
     consumer: str
     idle_ms: int
     deliveries: int
+    #: the job's priority level (``high``, ``default``, ``low``)
+    priority: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,8 @@ class RawStats:
     scheduled: int = 0
     #: jobs held back by the type's flow control (docs/flow-control.md)
     held: int = 0
+    #: per priority level, the jobs waiting (empty for a type never given a priority)
+    waiting_by_priority: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +244,8 @@ class InSchedule:
     entry: ScheduledEntry
     #: the schedule member as stored (what a cancel removes); b"" where the store has none
     member: bytes = field(default=b"", repr=False)
-    #: the partition whose schedule holds it (None: the type is not partitioned)
+    #: which of the type's streams' schedules holds it, its partition or level stream
+    #: (None: the type has one stream)
     part: int | None = None
 
 

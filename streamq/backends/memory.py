@@ -30,8 +30,9 @@ from streamq.backends._base import (
 from streamq.backends._memory_cancel import MemoryCancel
 from streamq.backends._memory_flow import MemoryFlow
 from streamq.backends._memory_inspect import Waiter
+from streamq.backends._memory_levels import take_from, take_levels
 from streamq.backends._memory_schedule import MemorySchedule
-from streamq.backends._memory_stream import PendingRecord, parse_id
+from streamq.backends._memory_stream import parse_id
 
 __all__ = ["MemoryBackend"]
 
@@ -88,15 +89,10 @@ class MemoryBackend(MemorySchedule, MemoryCancel, MemoryFlow):
         for type, share in zip(types, counts, strict=True):
             stream = self._stream(type)
             stream.consumers[consumer] = now
-            taken = 0
-            while stream.undelivered and taken < share:
-                entry_id = stream.undelivered.popleft()
-                fields = stream.entries.get(entry_id)
-                if fields is None:  # deleted before anyone read it
-                    continue
-                stream.pel[entry_id] = PendingRecord(parse_id(entry_id), consumer, now, 1)
-                out.append(Delivery(type, entry_id, dict(fields), 1))
-                taken += 1
+            if stream.levels:
+                take_levels(self._turns, type, stream, consumer, share, now, out)
+            else:
+                take_from(type, stream, stream.undelivered, consumer, share, now, out)
         return out
 
     async def read(

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._partitions",
             "backends._flow_base",
             "backends._control_base",
+            "backends._priority",
         ),
     ),
     (
@@ -36,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backends._memory_progress",
             "backends._memory_cancel",
             "backends._memory_flow",
+            "backends._memory_levels",
             "backends.redis",
         ),
     ),

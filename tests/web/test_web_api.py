@@ -542,3 +542,19 @@ def test_api_job_is_the_cli_s_document(
         assert http.get("/api/job/bad{type/x").status_code == 400
         assert http.get(f"/api/job/sleepy/{'x' * 201}").status_code == 400
         assert http.get("/job", params={"type": "a b", "id": "x"}).status_code == 400
+
+
+def test_api_stats_and_the_overview_show_the_waiting_jobs_per_priority(
+    queue: SyncQueue, start_web: Callable[..., Web], redis_url: str, prefix: str
+) -> None:
+    """Jobs waiting at two levels: /api/stats has ``waiting_by_priority`` as ``stats --json``
+    prints it, and the overview's waiting cell shows the levels (``3 (h1 d0 l2)``)."""
+    queue.enqueue_many([Job(type="sleepy", args={}) for _ in range(2)], priority="low")
+    queue.enqueue(Job(type="sleepy", args={}), priority="high")
+    web = start_web()
+    with web.client() as http:
+        (row_,) = http.get("/api/stats", params={"type": "sleepy"}).json()
+        assert row_["waiting_by_priority"] == {"high": 1, "default": 0, "low": 2}
+        (printed,) = cli_json(redis_url, prefix, "stats", "sleepy")
+        assert printed["waiting_by_priority"] == row_["waiting_by_priority"]
+        wait_until(lambda: "3 (h1 d0 l2)" in http.get("/").text, 10, "the levels on the page")

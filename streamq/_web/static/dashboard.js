@@ -23,6 +23,10 @@
   function cellText(row, field) {
     if (field === "oldest_in_flight_s") return age(row[field]);
     if (field === "consumers") return String(Object.keys(row[field]).length);
+    const levels = row.waiting_by_priority;
+    if (field === "waiting" && levels && Object.keys(levels).length) {  // as _pages writes it
+      return row[field] + " (" + Object.entries(levels).map(([k, n]) => k[0] + n).join(" ") + ")";
+    }
     return String(row[field]);
   }
 

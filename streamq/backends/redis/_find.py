@@ -200,9 +200,14 @@ class Finder:
                 if job_id_of(fields) == search.job_id:
                     search.found = True
                     entry = ScheduledEntry.of(fields, int(float(score)), now_ms)
-                    return InSchedule(entry, bytes(member), s.part)
+                    return InSchedule(entry, bytes(member), self._index(s))
             if cursor in (b"0", "0"):
                 return None
+
+    def _index(self, s: StreamKeys) -> int | None:
+        """Where ``s`` is among its type's streams (None: the type has one)."""
+        streams = self._keys.streams(s.type)
+        return None if len(streams) == 1 else streams.index(s)
 
     async def _walk_dead(
         self, s: StreamKeys, search: _Search, start: str

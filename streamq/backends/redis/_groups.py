@@ -1,5 +1,6 @@
 """What must exist on the server before a type is read: its consumer groups, and the partition
-count it records (``partitions.lua``), learned again every ``relearn_s`` by every process."""
+count and level streams it records (``partitions.lua``), learned again every ``relearn_s`` by
+every process."""
 
 from __future__ import annotations
 
@@ -31,17 +32,21 @@ class StreamGroups:
         self._version_checked = False
 
     async def learn_partition_counts(
-        self, types: Sequence[str], *, grow: bool = False
+        self, types: Sequence[str], *, grow: bool = False, levels: Sequence[str] = ()
     ) -> list[str]:
         """Read the partition counts the server records for ``types`` (first raising them to
-        this process's setting when ``grow``); returns the types whose count changed here."""
+        this process's setting when ``grow``) and whether they have level streams (first
+        recording it for the types in ``levels``); returns the types whose streams changed
+        here."""
         keys, call = self._keys, self._scripts.call
         changed = []
         now = time.monotonic()
         for t in types:
             want = keys.wanted_count(t) if grow else 0
-            n = int(await call("partitions", [keys.meta_key(t)], [want]))
-            if keys.record_count(t, n, now):
+            n, levelled = await call(
+                "partitions", [keys.meta_key(t)], [want, 1 if t in levels else 0]
+            )
+            if keys.record_count(t, int(n), now, bool(int(levelled))):
                 changed.append(t)
         return changed
 

@@ -12,12 +12,16 @@ from typing import Any
 from redis import exceptions as rexc
 
 from streamq.backends._base import COUNTERS, DeadEntry, Fields, PendingEntry, RawStats, job_id_of
+from streamq.backends._priority import PRIORITIES
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._errors import REDIS_ERRORS
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._replies import age_ms, as_fields, entry_id_order, text
 from streamq.backends.redis._shared import Shared
+
+#: The key names (after the hash tag) that show a type exists.
+_TYPE_KEYS = ("jobs", "dead", "stats", "scheduled", "paused", "high:jobs", "low:jobs")
 
 
 def dead_entry(s: StreamKeys, dead_id: bytes, raw: Fields) -> DeadEntry:
@@ -51,9 +55,14 @@ class Inspector:
         """Lengths, PEL summary, consumers and counters: one pipelined round trip per stream,
         summed over the partitions."""
         await self._refresh([type])
-        parts = await asyncio.gather(*(self._stream_stats(s) for s in self._keys.streams(type)))
+        streams = self._keys.streams(type)
+        parts = await asyncio.gather(*(self._stream_stats(s) for s in streams))
         if len(parts) == 1:
             return parts[0]
+        by_level: dict[str, int] = {}
+        if self._keys.has_levels(type):
+            for s, raw in zip(streams, parts, strict=True):
+                by_level[s.level] = by_level.get(s.level, 0) + max(0, raw.length - raw.pending)
         detail: dict[str, tuple[int, int]] = {}
         counters = dict.fromkeys(COUNTERS, 0)
         for raw in parts:
@@ -75,6 +84,7 @@ class Inspector:
             consumers=len(detail),
             scheduled=sum(r.scheduled for r in parts),
             held=sum(r.held for r in parts),
+            waiting_by_priority={k: by_level[k] for k in PRIORITIES if k in by_level},
         )
 
     async def _stream_stats(self, s: StreamKeys) -> RawStats:
@@ -156,7 +166,10 @@ class Inspector:
                 raise wire.backend_error(exc) from exc
             except REDIS_ERRORS as exc:
                 raise wire.backend_error(exc) from exc
-            out += (PendingEntry(s.ref(text(r[0])), text(r[1]), int(r[2]), int(r[3])) for r in rows)
+            out += (
+                PendingEntry(s.ref(text(r[0])), text(r[1]), int(r[2]), int(r[3]), s.level)
+                for r in rows
+            )
         if len(streams) > 1:
             out.sort(key=lambda e: entry_id_order(e.entry_id))
         return out[:limit]
@@ -205,7 +218,7 @@ class Inspector:
             async for key in wire.client.scan_iter(match=pattern, count=1000):
                 name = text(key)
                 end = name.find("}:", start)
-                if end > 0 and name[end + 2 :] in ("jobs", "dead", "stats", "scheduled", "paused"):
+                if end > 0 and name[end + 2 :] in _TYPE_KEYS:
                     found.add(_partitions.type_of_tag(name[start:end]))
         except REDIS_ERRORS as exc:
             raise wire.backend_error(exc) from exc

@@ -5,7 +5,9 @@ Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:s
 per cancelled job, ``:done`` and ``:done:1`` to ``:done:9``: finished jobs' records,
 ``:flow:*``: flow control's slots and held jobs), so every
 multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
-partition (see ``_partitions``). Nothing here talks to the server: the partition counts the
+partition (see ``_partitions``); a type given a priority has one more set per level beside its
+default stream, ``{prefix}:{TYPE}:high:jobs`` and ``:low:jobs`` and theirs, in the same slot
+(see ``streamq/backends/_priority.py``). Nothing here talks to the server: the partition counts the
 server records are learned by ``_groups`` and written here with :meth:`KeyLayout.record_count`.
 """
 
@@ -18,8 +20,9 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq.backends._base import F_BODY, F_UNIQUE, Fields, JobEnd, KeepDone
+from streamq.backends._base import F_BODY, F_PRIORITY, F_UNIQUE, Fields, JobEnd, KeepDone
 from streamq.backends._partitions import Partitions, normalize
+from streamq.backends._priority import DEFAULT, PRIORITIES
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
 
@@ -52,21 +55,29 @@ class StreamKeys:
     jobs: str
     dead: str
     stats: str
+    #: the priority level of its jobs (``default``: the type's plain or partition stream)
+    level: str = DEFAULT
     #: the sorted set of delayed jobs, due time (ms) as score (see ``_schedule``)
     scheduled: str = field(init=False)
     slot: int = field(init=False)
+    #: whether its entry ids are plain (not partitioned, default level)
+    plain: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.scheduled = self.jobs.removesuffix(":jobs") + ":scheduled"
         self.slot = key_slot(self.jobs.encode())
+        self.plain = self.part is None and self.level == DEFAULT
 
     def unique(self, key: str) -> str:
         """The key that holds a unique key's job id, in this stream's slot (see ``_unique``)."""
         return f"{self.jobs.removesuffix(':jobs')}:unique:{key}"
 
     def ref(self, entry_id: str) -> str:
-        """The id callers see: the entry id, with ``@P`` on a partitioned type."""
-        return entry_id if self.part is None else f"{entry_id}@{self.part}"
+        """The id callers see: the entry id, with ``@P`` on a partitioned type and ``@LEVEL``
+        on a level stream (``1700000000000-0@high``)."""
+        if self.plain:
+            return entry_id
+        return f"{entry_id}@{self.level if self.level != DEFAULT else self.part}"
 
     def progress(self, job_id: str) -> str:
         """The hash of the step progress of job ``job_id`` (one of this stream's jobs: a job's
@@ -117,9 +128,9 @@ class IdsByStream(dict[StreamKeys, list[str]]):
 
     def ref(self, s: StreamKeys, entry_id: str) -> str:
         """The id of an entry of ``s`` as the caller named it."""
-        if s.part is None or (self.plain and entry_id in self.plain):
+        if s.plain or (s.level == DEFAULT and self.plain and entry_id in self.plain):
             return entry_id
-        return f"{entry_id}@{s.part}"
+        return s.ref(entry_id)
 
 
 class KeyLayout:
@@ -139,6 +150,8 @@ class KeyLayout:
         self.learned_at: dict[str, float] = {}
         # Partition counts recorded on the server.
         self._recorded: dict[str, int] = {}
+        # The types the server records as having level streams (given a priority once).
+        self._levelled: set[str] = set()
         self._streams_of: dict[str, list[StreamKeys]] = {}
         self._round_robin: dict[str, Iterator[int]] = {}
 
@@ -158,6 +171,12 @@ class KeyLayout:
             for p in parts:
                 base = f"{self.prefix}:{{{_partitions.hash_tag(type, p or 0)}}}"
                 found.append(StreamKeys(type, p, f"{base}:jobs", f"{base}:dead", f"{base}:stats"))
+            if type in self._levelled:
+                for level in PRIORITIES:
+                    if level != DEFAULT:
+                        base = f"{self.prefix}:{{{type}}}:{level}"
+                        keys = (f"{base}:jobs", f"{base}:dead", f"{base}:stats")
+                        found.append(StreamKeys(type, None, *keys, level=level))
             self._streams_of[type] = found
         return found
 
@@ -198,16 +217,34 @@ class KeyLayout:
         learned, relearn_s = self.learned_at, self.relearn_s
         return [t for t in types if now - learned.get(t, -1e9) > relearn_s]
 
-    def record_count(self, type: str, n: int, now: float) -> bool:
-        """Note the count the server records for ``type`` (read at ``now``); True when the type's
-        streams changed here."""
+    def record_count(self, type: str, n: int, now: float, levels: bool = False) -> bool:
+        """Note the count the server records for ``type`` (read at ``now``), and whether it
+        has level streams; True when the type's streams changed here."""
         self.learned_at[type] = now
-        if n == self._recorded.get(type, 1):
+        if n == self._recorded.get(type, 1) and levels == (type in self._levelled):
             return False
         before = len(self.streams(type))
         self._recorded[type] = n
+        if levels:
+            self._levelled.add(type)
+        else:
+            self._levelled.discard(type)
         del self._streams_of[type]
         return len(self.streams(type)) != before
+
+    def has_levels(self, type: str) -> bool:
+        """Whether ``type`` is known here to have level streams."""
+        return type in self._levelled
+
+    def levels_of(self, type: str) -> list[StreamKeys] | None:
+        """The level streams of an unpartitioned type with levels, highest first (what one
+        ``read_levels.lua`` call reads); None for any other type."""
+        if type not in self._levelled:
+            return None
+        streams = self.streams(type)
+        if len(streams) != 3:
+            return None
+        return [streams[1], streams[0], streams[2]]
 
     def ids_by_stream(self, type: str, refs: Sequence[str]) -> IdsByStream:
         """Ids callers gave (``ID`` or ``ID@P``) as entry ids per stream, in order.
@@ -223,7 +260,7 @@ class KeyLayout:
             return out
         for ref in refs:
             try:
-                p, entry_id = _partitions.split_id(ref, len(streams))
+                p, entry_id = self.split(type, ref)
             except ConfigError:
                 out.bad.append(ref)
                 continue
@@ -231,6 +268,24 @@ class KeyLayout:
                 out.plain.add(entry_id)
             out.setdefault(streams[p], []).append(entry_id)
         return out
+
+    def split(self, type: str, ref: str) -> tuple[int, str]:
+        """(index in :meth:`streams`, entry id) of an id callers gave: ``ID``, ``ID@P`` or
+        ``ID@LEVEL``.
+
+        Raises:
+            ConfigError: it names no stream of the type.
+        """
+        streams = self.streams(type)
+        if type in self._levelled:
+            entry_id, _, tail = ref.rpartition("@")
+            if tail in PRIORITIES and tail != DEFAULT and entry_id:
+                for i, s in enumerate(streams):
+                    if s.level == tail:
+                        return i, entry_id
+            parts = sum(1 for s in streams if s.level == DEFAULT)
+            return _partitions.split_id(ref, parts)
+        return _partitions.split_id(ref, len(streams))
 
     def end_keys_by_stream(
         self, type: str, ends: Sequence[JobEnd]
@@ -252,7 +307,7 @@ class KeyLayout:
         """:meth:`ids_by_stream` for ids a person gave (inspection, the CLI): a bad one raises."""
         out = self.ids_by_stream(type, refs)
         if out.bad:
-            _partitions.split_id(out.bad[0], len(self.streams(type)))  # raises its ConfigError
+            self.split(type, out.bad[0])  # raises its ConfigError
         return out
 
     def stream_for_new_job(self, type: str, fields: Fields) -> StreamKeys:
@@ -260,6 +315,16 @@ class KeyLayout:
         streams = self.streams(type)
         if len(streams) == 1:
             return streams[0]
+        level = fields.get(F_PRIORITY)
+        if level is not None and type in self._levelled:
+            want = level.decode()
+            for s in streams:
+                if s.level == want:
+                    return s
+        parts = [s for s in streams if s.level == DEFAULT]
+        if len(parts) == 1:
+            return parts[0]
+        streams = parts
         spec = self.partitions.get(type)
         unique = fields.get(F_UNIQUE)
         if unique is not None and (spec is None or spec.key is None):

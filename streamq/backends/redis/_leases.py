@@ -17,7 +17,6 @@ from streamq.backends._base import (
     Fields,
     JobEnd,
 )
-from streamq.backends.redis import _partitions
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._replies import as_fields, text
@@ -166,7 +165,7 @@ class Leases:
         if len(streams) == 1:
             return await self._claim_idle_on(streams[0], consumer, min_idle_ms, count, cursor)
         if "@" in cursor:  # an entry id: resume from that entry
-            p, at = _partitions.split_id(cursor, len(streams))
+            p, at = self._keys.split(type, cursor)
         else:
             head, _, at = cursor.rpartition("/")
             p = int(head) if head.isdigit() and int(head) < len(streams) else 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from streamq.backends._base import Fields
+from streamq.backends._base import F_PRIORITY, Fields
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._replies import text
@@ -80,8 +80,18 @@ class Producer:
         keys = self._keys
         now = time.monotonic()
         learned, relearn_s = keys.learned_at, keys.relearn_s
-        if stale := {t for t, _ in items if now - learned.get(t, -1e9) > relearn_s}:
-            await self._groups.learn_partition_counts(sorted(stale), grow=True)
+        stale = {t for t, _ in items if now - learned.get(t, -1e9) > relearn_s}
+        # A type's first job with a priority records that the type has level streams.
+        levels = {t for t, f in items if F_PRIORITY in f and not keys.has_levels(t)}
+        if stale or levels:
+            for t in levels:
+                if keys.wanted_count(t) > 1 or len(keys.streams(t)) > 1:
+                    raise _partitioned(t)
+            types = sorted(stale | levels)
+            await self._groups.learn_partition_counts(types, grow=True, levels=sorted(levels))
+        for t in levels:
+            if len(keys.streams(t)) != 3:
+                raise _partitioned(t)
         stream_for = keys.stream_for_new_job
         by_stream: dict[StreamKeys, list[int]] = {}
         for i, (t, fields) in enumerate(items):
@@ -120,6 +130,13 @@ class Producer:
         if confirmed is not None:
             router.check_wait(confirmed, self.wait_replicas)
         return list(results)
+
+
+def _partitioned(type: str) -> ConfigError:
+    return ConfigError(
+        f"job type {type!r} is partitioned: priorities are for types of one stream "
+        "(enqueue its jobs without a priority)"
+    )
 
 
 def _append_args(s: StreamKeys, batch: Sequence[Fields]) -> list[Any]:

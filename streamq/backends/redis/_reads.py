@@ -4,7 +4,9 @@ end-of-job clean-up of the deliveries that have one).
 A read asks for at most the worker's free slots in all, shared among the types and a
 partitioned type's share among its partitions. A read never spans slots: on a cluster the
 streams of several slots are read with one XREADGROUP each, and only when all are empty does
-the read block (on each slot, see ``_routing``).
+the read block (on each slot, see ``_routing``). A type with level streams (priorities) is read
+by one ``read_levels.lua`` call, which asks its levels in order (``streamq/backends/_priority.py``);
+a read that blocks watches its level streams with the others.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from redis import exceptions as rexc
 
 from streamq.backends._base import AckedRead, Delivery, JobEnd, KeepDone, split_count
+from streamq.backends._priority import LevelTurns
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import IdsByStream, StreamKeys, record_args
 from streamq.backends.redis._replies import as_fields, text
@@ -48,6 +51,8 @@ class Reader:
         self._block_on_each_slot = shared.router.block_on_each_slot
         self._refresh = groups.refresh_partition_counts
         self._streams = shared.keys.streams
+        self._levels_of = shared.keys.levels_of
+        self._turns = LevelTurns()
         self._ids_by_stream = shared.keys.ids_by_stream
         self._end_keys_by_stream = shared.keys.end_keys_by_stream
 
@@ -70,13 +75,18 @@ class Reader:
             counts = self._share_out(count, types, "")
         else:
             counts = [shares.get(t, 0) for t in types]
+        levelled: list[ReadGroup] = []
         for t, share in zip(types, counts, strict=True):
             streams = self._streams(t)
+            if len(streams) > 1 and (levels := self._levels_of(t)) is not None:
+                if share:  # one read_levels.lua call (see _read_command)
+                    levelled.append((levels, share))
+                continue
             partial = partial or share < len(streams)
             for s, n in zip(streams, self._share_out(share, streams, t), strict=True):
                 if n:
                     groups.setdefault((s.slot if cluster else 0, n), []).append(s)
-        return [(group, n) for (_, n), group in groups.items()], partial
+        return [(group, n) for (_, n), group in groups.items()] + levelled, partial
 
     def _share_out(self, count: int, among: Sequence[Any], key: str) -> list[int]:
         """:func:`split_count` over ``among``, the remainder moving on at each call for ``key``
@@ -106,13 +116,13 @@ class Reader:
         if partial:
             # Partitions outside this read's window are not watched: look again soon.
             block_ms = min(block_ms, _PARTIAL_BLOCK_MS)
-        if len(plan) == 1:
+        if len(plan) == 1 and not _is_levels(plan[0][0]):
             ((streams, per),) = plan
             work = [(streams[0].jobs, self._xreadgroup(streams, consumer, per, block_ms))]
             replies = await self._send("reader", work)
             return await self._deliveries(list(zip(plan, replies, strict=True)))
         # Several reads: look at all of them at once; only when all are empty, block.
-        found = await self._deliveries(await self._read_without_blocking(plan, consumer))
+        found = await self._deliveries(await self._read_without_blocking(plan, consumer), consumer)
         if found:
             return found
         if not self._wire.cluster:
@@ -136,7 +146,7 @@ class Reader:
             # the ASK points (send_to_owners follows ASK with ASKING), without blocking; with
             # nothing there either, pause as a partial read does rather than loop at once.
             again = await self._read_without_blocking([plan[i] for i in asked], consumer)
-            found += await self._deliveries(again)
+            found += await self._deliveries(again, consumer)
             if not found:
                 await asyncio.sleep(min(block_ms, _PARTIAL_BLOCK_MS) / 1000)
         return found
@@ -144,7 +154,7 @@ class Reader:
     async def _read_without_blocking(
         self, plan: list[ReadGroup], consumer: str
     ) -> list[tuple[ReadGroup, Any]]:
-        work = [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
+        work = [(g[0].jobs, self._read_command(g, consumer, per)) for g, per in plan]
         return list(zip(plan, await self._send("reader", work, whole=True), strict=True))
 
     async def ack_and_read(
@@ -179,10 +189,11 @@ class Reader:
                 else:
                     work.append(self._ack_done_command(s, consumer, ids, located, of_type, keep))
         plan, _ = self._read_plan(types, count, shares)
-        work += [(g[0].jobs, self._xreadgroup(g, consumer, per, 0)) for g, per in plan]
+        work += [(g[0].jobs, self._read_command(g, consumer, per)) for g, per in plan]
         replies = await self._send("reader", work, whole=True)
         # The read's entries are ours (in the PEL) whatever happened to the acks: keep them.
-        deliveries = await self._deliveries(list(zip(plan, replies[len(owners) :], strict=True)))
+        reads = list(zip(plan, replies[len(owners) :], strict=True))
+        deliveries = await self._deliveries(reads, consumer)
         failed: dict[str, str] = {}
         for (t, s, located), answer in zip(owners, replies, strict=False):
             if isinstance(answer, BaseException):
@@ -259,6 +270,17 @@ class Reader:
             *(i for i, _ in end_keys),
         )  # fmt: skip
 
+    def _read_command(self, streams: Sequence[StreamKeys], consumer: str, count: int) -> Command:
+        """A read of ``streams`` that does not block: XREADGROUP, or ``read_levels.lua`` for
+        one type's level streams (the levels owed a turn asked first)."""
+        if not _is_levels(streams):
+            return self._xreadgroup(streams, consumer, count, 0)
+        owe_default, owe_low = self._turns.owed(consumer, streams[0].type, count)
+        return (
+            "EVALSHA", self._scripts.sha("read_levels"), 3, *(s.jobs for s in streams),
+            self.group, consumer, count, owe_default, owe_low,
+        )  # fmt: skip
+
     def _xreadgroup(
         self, streams: Sequence[StreamKeys], consumer: str, count: int, block_ms: int
     ) -> Command:
@@ -268,8 +290,12 @@ class Reader:
             "STREAMS", *(s.jobs for s in streams), *(">" for _ in streams),
         )  # fmt: skip
 
-    async def _deliveries(self, reads: Sequence[tuple[ReadGroup, Any]]) -> list[Delivery]:
-        """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries)."""
+    async def _deliveries(
+        self, reads: Sequence[tuple[ReadGroup, Any]], consumer: str = ""
+    ) -> list[Delivery]:
+        """Deliveries from XREADGROUP replies (RESP2 list or RESP3 map of stream -> entries),
+        or from ``read_levels.lua`` (its first element: what its levels gave the owed asks;
+        noted for ``consumer``'s next reads)."""
         out: list[Delivery] = []
         errors: list[BaseException] = []
         for (streams, _), reply in reads:
@@ -283,10 +309,12 @@ class Reader:
                 continue
             if not reply:
                 continue
+            if isinstance(reply, list) and isinstance(reply[0], bytes):
+                reply = self._note_levels(streams, consumer, reply)
             by_key = {s.jobs.encode(): s for s in streams}
             for key, entries in reply.items() if isinstance(reply, dict) else reply:
                 s = by_key[key]
-                t, ref = s.type, (None if s.part is None else s.ref)
+                t, ref = s.type, (None if s.plain else s.ref)
                 for entry_id, flat in entries:
                     ident = entry_id.decode()
                     out.append(
@@ -302,3 +330,25 @@ class Reader:
             # comes back on the next read.
             raise self._wire.backend_error(errors[0])
         return out
+
+    def _note_levels(self, streams: Sequence[StreamKeys], consumer: str, reply: list[Any]) -> Any:
+        """Note what a ``read_levels.lua`` call says of its levels (``RRR:D:L``) and what each
+        gave; returns the rest of its reply (as XREADGROUP's)."""
+        head, rest = reply[0], reply[1:]
+        flags, owed_default, owed_low = head.split(b":")
+        taken = dict.fromkeys((s.jobs.encode() for s in streams), 0)
+        for key, entries in rest:
+            taken[key] += len(entries)
+        self._turns.note(
+            consumer,
+            streams[0].type,
+            [c == 49 for c in flags],
+            [0, int(owed_default), int(owed_low)],
+            list(taken.values()),
+        )
+        return rest
+
+
+def _is_levels(streams: Sequence[StreamKeys]) -> bool:
+    """Whether a read group is one type's level streams (high first: ``read_levels.lua``)."""
+    return streams[0].level == "high"
