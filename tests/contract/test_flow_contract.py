@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
 from conftest import partition_by
 from test_contract import serving
 from waiting import eventually
@@ -217,3 +218,49 @@ async def test_a_rate_far_above_the_load_holds_nothing_and_a_burst_starts_at_onc
     starts = sorted(slow.starts)
     assert starts[3] - starts[0] < 0.5
     assert starts[4] - starts[0] >= 0.9
+
+
+async def test_a_limit_holds_across_priority_levels_and_held_jobs_keep_their_level(
+    registry: Registry, queue: Queue, make_worker: MakeWorker, backend_kind: str
+) -> None:
+    """Limit(account_id, 1) on a type given priorities: account 7's jobs at high, default and
+    low never run more than 1 at once (the levels share the slots), and a woken high job runs from the high level's stream (``pending`` shows
+    it at priority high)."""
+    if backend_kind.endswith("partitioned"):
+        pytest.skip("priorities are refused on a partitioned type")
+    meter = Meter(hold=0.02)
+    order: list[int] = []
+    handler = meter.handler()
+    at_20 = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def run(job: Job[Item], ctx: object) -> None:
+        order.append(job.args.n)
+        if job.args.n == 20:
+            at_20.set()
+            await go_on.wait()
+        await handler(job, ctx)  # type: ignore[operator]
+
+    registry.register("launch", Item, run, limit=Limit("account_id", 1))
+    await queue.enqueue(Job(type="launch", account_id=7, args=Item(0)), priority="low")
+    worker = make_worker("launch", concurrency=8)
+    async with serving(worker):
+        await eventually(lambda: meter.now[7] == 1)  # job 0 runs, holding the key's slot
+        await queue.enqueue_many(jobs(7, 3, start=10), priority="low")
+        await queue.enqueue_many(jobs(7, 3, start=20), priority="high")
+        await queue.enqueue_many(jobs(7, 1, start=30))
+
+        async def held_is_7() -> bool:
+            return (await queue.stats(["launch"]))[0].held == 7
+
+        await eventually(held_is_7)
+        meter.release.set()
+        await eventually(at_20.is_set)
+        (running,) = await queue.pending("launch")
+        assert running.priority == "high"
+        go_on.set()
+        await eventually(lambda: worker.processed == 8)
+    assert meter.most[7] == 1
+    # Held in the order they were read (a worker reads the higher levels first), woken in it.
+    assert order[0] == 0
+    assert sorted(order[1:]) == [10, 11, 12, 20, 21, 22, 30]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamq.backends._flow_base import Admission, FlowRule, KeyLoad, Verdict
+from streamq.backends._priority import DEFAULT
 from streamq.backends.redis._errors import REDIS_ERRORS
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
@@ -29,6 +30,11 @@ def _shared_tolerance(rule: FlowRule, share: int) -> float:
         return rule.tolerance_ms
     burst = round(rule.tolerance_ms / rule.interval_ms) + 1
     return (-(-burst // share) - 1) * rule.interval_ms * share
+
+
+def _suffix(s: StreamKeys) -> str:
+    """What a stream's ids carry as callers see them (``1700000000000-0@high``)."""
+    return s.ref("")
 
 
 def _mode(a: Admission) -> str:
@@ -57,7 +63,7 @@ class FlowCalls:
             keys = [s.jobs, s.stats, s.flow("index"), s.flow("later")]
             # A type-wide rate is shared out among the partitions (each keeps its own):
             # round robin spreads the jobs evenly, so the type's rate holds in sum.
-            share = len(self._keys.streams(type))
+            share = len(self._homes(type))
             args: list[str | int | float] = [
                 self._group,
                 rule.lease_ms,
@@ -72,7 +78,8 @@ class FlowCalls:
                 a = by_ref[ref]
                 kv = a.key or ""
                 keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}"), s.flow(f"rate{a.rate or ''}")]
-                args += [plain, kv, _mode(a), a.before]
+                # The slot's member is the id callers see: a type's levels share the slots.
+                args += [plain, ref, kv, _mode(a), a.before]
             answer = await self._call("admit", keys, args)
             for ref, raw in zip(refs, answer, strict=True):
                 word = text(raw)
@@ -83,12 +90,24 @@ class FlowCalls:
         """``flow_free.lua`` per stream: see :meth:`FlowControl.free`."""
         moved = 0
         for s, by_key in self._by_stream_and_key(type, slots).items():
-            moved += await self._free(s, by_key, rule)
+            moved += await self._free(type, s, by_key, rule)
         return moved
 
-    async def _free(self, s: StreamKeys, by_key: dict[str, list[str]], rule: FlowRule) -> int:
-        keys = [s.jobs, s.stats, s.flow("index")]
+    def _homes(self, type: str) -> list[StreamKeys]:
+        """The streams that hold flow-control keys: each partition's, or the default level's
+        (a type's levels share it)."""
+        return [s for s in self._keys.streams(type) if s.level == DEFAULT]
+
+    async def _free(
+        self, type: str, s: StreamKeys, by_key: dict[str, list[str]], rule: FlowRule
+    ) -> int:
+        # Where a woken job goes: the stream of its level (its 'priority' field), and the
+        # suffix of its id there (``@P``, ``@LEVEL``; none on a plain stream).
+        by_level = {x.level: x for x in self._keys.streams(type) if x.part == s.part}
+        high, low = by_level.get("high", s), by_level.get("low", s)
+        keys = [s.jobs, s.stats, s.flow("index"), high.jobs, low.jobs]
         args: list[str | int] = [rule.lease_ms, rule.concurrency]
+        args += [_suffix(x) for x in (s, high, low)]
         for kv, ids in by_key.items():
             keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}")]
             args += [kv, len(ids), *ids]
@@ -110,10 +129,10 @@ class FlowCalls:
         :data:`WAKE_KEYS`, the busiest), then ``flow_free.lua`` with no slot to give back."""
         await self._groups.refresh_partition_counts([type])
         moved = 0
-        for s in self._keys.streams(type):
+        for s in self._homes(type):
             raw = await self._read("zrevrange", s.flow("index"), 0, WAKE_KEYS - 1)
             if raw:
-                moved += await self._free(s, {text(kv): [] for kv in raw}, rule)
+                moved += await self._free(type, s, {text(kv): [] for kv in raw}, rule)
         return moved
 
     async def flow_keys(self, type: str, limit: int) -> list[KeyLoad]:
@@ -122,7 +141,7 @@ class FlowCalls:
         loads: dict[str, list[int]] = {}
         sec, usec = await self._read("time")
         now_ms = int(sec) * 1000 + int(usec) // 1000
-        for s in self._keys.streams(type):
+        for s in self._homes(type):
             raw = await self._read("zrevrange", s.flow("index"), 0, limit - 1)
             for kv in map(text, raw):
                 # Slots whose leases ran out (a dead worker's) are not running.
@@ -146,14 +165,15 @@ class FlowCalls:
     def _by_stream_and_key(
         self, type: str, slots: Sequence[tuple[str, str]]
     ) -> dict[StreamKeys, dict[str, list[str]]]:
-        """Slots ``(entry_id, key)`` grouped by stream, then key value (plain entry ids)."""
-        key_of = {}
-        for ref, kv in slots:
-            key_of[ref] = kv
+        """Slots ``(entry_id, key)`` grouped by the stream holding their flow keys (a level
+        stream's are its type's default stream's), then key value; ids as callers see them."""
+        key_of = dict(slots)
         located = self._keys.ids_by_stream(type, list(key_of))
+        homes = {(s.part, s.level): s for s in self._homes(type)}
         out: dict[StreamKeys, dict[str, list[str]]] = {}
         for s, ids in located.items():
+            home = homes.get((s.part, DEFAULT), s)
             for plain in ids:
-                kv = key_of[located.ref(s, plain)]
-                out.setdefault(s, {}).setdefault(kv, []).append(plain)
+                ref = located.ref(s, plain)
+                out.setdefault(home, {}).setdefault(key_of[ref], []).append(ref)
         return out

@@ -12,7 +12,7 @@ from typing import Any
 from redis import exceptions as rexc
 
 from streamq.backends._base import COUNTERS, DeadEntry, Fields, PendingEntry, RawStats, job_id_of
-from streamq.backends._priority import PRIORITIES
+from streamq.backends._priority import DEFAULT, PRIORITIES
 from streamq.backends.redis import _partitions
 from streamq.backends.redis._errors import REDIS_ERRORS
 from streamq.backends.redis._groups import StreamGroups
@@ -83,7 +83,7 @@ class Inspector:
             counters=counters,
             consumers=len(detail),
             scheduled=sum(r.scheduled for r in parts),
-            held=sum(r.held for r in parts),
+            held=max(0, sum(r.held for r in parts)),
             waiting_by_priority={k: by_level[k] for k in PRIORITIES if k in by_level},
         )
 
@@ -118,7 +118,9 @@ class Inspector:
         for k, v in counters_raw.items():
             counters[text(k)] = int(v)
         # Held for a key's slot (admit.lua counts them), or for a start in the rate queue.
-        held = max(0, counters.pop("held", 0)) + int(later)
+        # A type's levels share one rate queue: counted with the default stream.
+        later = int(later) if s.level == DEFAULT else 0
+        held = counters.pop("held", 0) + later
         pending = 0
         oldest: int | None = None
         if summary and int(summary[0]) > 0:

@@ -106,8 +106,12 @@ class StreamKeys:
     def flow(self, what: str) -> str:
         """A key of this stream's flow control (docs/flow-control.md): ``index`` (key value
         -> its jobs running and held), ``later`` (the rate queue), ``run:VALUE`` (a key value's
-        slots), ``held:VALUE`` (its held jobs), ``rate`` / ``rate:VALUE`` (a rate's next start)."""
-        return f"{self.jobs.removesuffix(':jobs')}:flow:{what}"
+        slots), ``held:VALUE`` (its held jobs), ``rate`` / ``rate:VALUE`` (a rate's next start).
+        A type's levels share the default stream's (one limit for all its jobs)."""
+        base = self.jobs.removesuffix(":jobs")
+        if self.level != DEFAULT:
+            base = base.removesuffix(f":{self.level}")
+        return f"{base}:flow:{what}"
 
     def end_keys(self, end: JobEnd) -> list[str]:
         """The keys the end of ``end``'s job deletes (its end-of-job clean-up)."""

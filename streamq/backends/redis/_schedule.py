@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 
 from streamq.backends._base import Fields, ScheduledEntry
+from streamq.backends._priority import DEFAULT
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._shared import Shared
@@ -92,11 +93,17 @@ class Scheduler:
         """``move_due.lua`` on every stream of ``types``: one script call per stream."""
         await self._groups.refresh_partition_counts(types)
         sha = self._scripts.sha("move_due")
-        work = [
-            (s.jobs, ("EVALSHA", sha, 3, s.scheduled, s.jobs, s.flow("later"), limit))
-            for t in types
-            for s in self._keys.streams(t)
-        ]
+        work: list[tuple[str, tuple[str | int, ...]]] = []
+        for t in types:
+            streams = self._keys.streams(t)
+            levels = {s.level: s.jobs for s in streams if s.part is None}
+            for s in streams:
+                if s.level != DEFAULT:  # its type's rate queue is moved with the default stream
+                    work.append((s.jobs, ("EVALSHA", sha, 2, s.scheduled, s.jobs, limit)))
+                    continue
+                high, low = levels.get("high", s.jobs), levels.get("low", s.jobs)
+                keys = (s.scheduled, s.jobs, s.flow("later"), high, low)
+                work.append((s.jobs, ("EVALSHA", sha, 5, *keys, limit)))
         replies = await self._router.send_to_owners(PURPOSE, work, whole=True)
         moved = 0
         error: BaseException | None = None

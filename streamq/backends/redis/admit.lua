@@ -3,8 +3,8 @@
 -- delivery three: its key's slots (sorted set: entry id -> lease expiry ms), its key's held
 -- jobs (list of packed members), its rate's state (the next start, GCRA's TAT, ms).
 -- ARGV: group, lease_ms, concurrency, interval_ms, tolerance_ms, the same two for a type-wide
--- rate (shared out among a partitioned type's streams), then per delivery four:
--- entry id, key value, what applies ('c' the key's limit, 'r' the rate, 'ra' the type-wide
+-- rate (shared out among a partitioned type's streams), then per delivery five:
+-- entry id, the id callers see (the slot's member: a type's levels share the slots), key value, what applies ('c' the key's limit, 'r' the rate, 'ra' the type-wide
 -- rate, 'cr'/'cra' both), the
 -- deliveries before this one.
 -- Per delivery, in order: 'run' (its slot taken, or held already; its start taken), 'wait'
@@ -59,15 +59,16 @@ local function hold(id, before, extra)
   return table.concat(parts)
 end
 
-for i = 0, (#ARGV - 7) / 4 - 1 do
-  local id, kv, mode, before = ARGV[8 + 4 * i], ARGV[9 + 4 * i], ARGV[10 + 4 * i], ARGV[11 + 4 * i]
+for i = 0, (#ARGV - 7) / 5 - 1 do
+  local at = 8 + 5 * i
+  local id, ref, kv, mode, before = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
   local slots, held, rate = KEYS[5 + 3 * i], KEYS[6 + 3 * i], KEYS[7 + 3 * i]
   local verdict = 'run'
   local limited = string.find(mode, 'c', 1, true)
   local has_slot = false
   if limited then
     sweep(slots, kv)
-    has_slot = redis.call('ZSCORE', slots, id) ~= false
+    has_slot = redis.call('ZSCORE', slots, ref) ~= false
     if not has_slot and redis.call('ZCARD', slots) >= limit then
       local member = hold(id, before, nil)
       if member then
@@ -109,10 +110,10 @@ for i = 0, (#ARGV - 7) / 4 - 1 do
     end
   end
   if verdict == 'run' and limited and not has_slot then
-    redis.call('ZADD', slots, now + lease, id)
+    redis.call('ZADD', slots, now + lease, ref)
     redis.call('ZINCRBY', KEYS[3], 1, kv)
   elseif verdict == 'run' and has_slot then
-    redis.call('ZADD', slots, 'XX', now + lease, id)
+    redis.call('ZADD', slots, 'XX', now + lease, ref)
   end
   out[#out + 1] = verdict
 end

@@ -1,19 +1,22 @@
 -- Flow control: give back the slots of ended jobs and wake the held jobs of their keys,
 -- atomically for one stream.
--- KEYS: jobs, stats, index, then per key value two: its slots, its held jobs.
--- ARGV: lease_ms, concurrency, then per key value: the value, how many slots to give back,
--- and those entry ids.
+-- KEYS: jobs, stats, index, the high and the low level's jobs (jobs again for a type without
+-- levels), then per key value two: its slots, its held jobs.
+-- ARGV: lease_ms, concurrency, the suffix of the ids of each of the three streams ('', '@P',
+-- '@high', '@low'), then per key value: the value, how many slots to give back, and those ids
+-- (as callers see them: the slots' members).
 -- For each key: its expired slots go (a worker that died), the ids' slots go, then held jobs
--- move back to the stream while the key has room, each holding a slot already (its new entry
--- id, a fresh lease): it runs when read, ahead of later jobs of its key. Returns how many moved.
+-- move back to the stream of their level (their 'priority' field) while the key has room, each
+-- holding a slot already (its new id, a fresh lease): it runs when read, ahead of later jobs of its key. Returns how many moved.
 local lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = server_ms()
 local moved = 0
-local at = 3
+local streams = {[''] = {KEYS[1], ARGV[3]}, high = {KEYS[4], ARGV[4]}, low = {KEYS[5], ARGV[5]}}
+local at = 6
 local k = 0
 while at <= #ARGV do
   local kv, n = ARGV[at], tonumber(ARGV[at + 1])
-  local slots, held = KEYS[4 + 2 * k], KEYS[5 + 2 * k]
+  local slots, held = KEYS[6 + 2 * k], KEYS[7 + 2 * k]
   local gone = redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
   for j = 1, n do
     gone = gone + redis.call('ZREM', slots, ARGV[at + 1 + j])
@@ -32,8 +35,15 @@ while at <= #ARGV do
       fields[#fields + 1] = string.sub(member, colon + 1, colon + len)
       pos = colon + len + 1
     end
-    local id = redis.call('XADD', KEYS[1], '*', unpack(fields, 2))
-    redis.call('ZADD', slots, now + lease, id)
+    local level = ''
+    for i = 2, #fields, 2 do
+      if fields[i] == 'priority' then
+        level = fields[i + 1]
+      end
+    end
+    local to = streams[level] or streams['']
+    local id = redis.call('XADD', to[1], '*', unpack(fields, 2))
+    redis.call('ZADD', slots, now + lease, id .. to[2])
     woke = woke + 1
     room = room - 1
   end
