@@ -224,8 +224,8 @@ async def test_a_limit_holds_across_priority_levels_and_held_jobs_keep_their_lev
     registry: Registry, queue: Queue, make_worker: MakeWorker, backend_kind: str
 ) -> None:
     """Limit(account_id, 1) on a type given priorities: account 7's jobs at high, default and
-    low never run more than 1 at once (the levels share the slots), and a woken high job runs from the high level's stream (``pending`` shows
-    it at priority high)."""
+    low never run more than 1 at once (the levels share the slots), and a woken high job runs
+    from the high level's stream (``pending`` shows it at priority high)."""
     if backend_kind.endswith("partitioned"):
         pytest.skip("priorities are refused on a partitioned type")
     meter = Meter(hold=0.02)
