@@ -16,6 +16,7 @@ the fill is not counted) in ``extra_info["server_us_per_job"]``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,6 +34,35 @@ async def _server_cpu(raw: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def measured_drains(
+    benchmark: BenchmarkFixture,
+    loop: asyncio.AbstractEventLoop,
+    raw: aioredis.Redis,
+    *,
+    fill: Callable[[], Awaitable[None]],
+    worker: Callable[[], Worker],
+) -> list[int]:
+    """ROUNDS timed drains, each of a fresh ``worker()`` after an untimed ``fill()``, with the
+    server's CPU per job over the drains in ``extra_info["server_us_per_job"]``; returns how
+    many each drain processed."""
+    drained: list[int] = []
+    server_s: list[float] = []
+
+    def setup() -> tuple[tuple[Worker], dict[str, object]]:
+        loop.run_until_complete(fill())
+        return (worker(),), {}
+
+    def drain(w: Worker) -> None:
+        before = loop.run_until_complete(_server_cpu(raw))
+        loop.run_until_complete(w.run(stop_when_empty=True))
+        server_s.append(loop.run_until_complete(_server_cpu(raw)) - before)
+        drained.append(w.processed)
+
+    benchmark.pedantic(drain, setup=setup, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info["server_us_per_job"] = round(1e6 * sum(server_s) / sum(drained), 2)
+    return drained
+
+
 @pytest.mark.parametrize("side", ["plain", "records", "unique", "unique+records"])
 def test_consume_records(
     benchmark: BenchmarkFixture,
@@ -47,30 +77,21 @@ def test_consume_records(
     key = backend.jobs_key("noop")
     unique = side.startswith("unique")
     keep_done = 24 * 3600.0 if side.endswith("records") else 0.0
-    drained: list[int] = []
-    server_s: list[float] = []
-
-    def setup() -> tuple[tuple[Worker], dict[str, object]]:
-        loop.run_until_complete(fill_noop(queue, raw, backend, unique=unique))
-        worker = Worker(
+    drained = measured_drains(
+        benchmark,
+        loop,
+        raw,
+        fill=lambda: fill_noop(queue, raw, backend, unique=unique),
+        worker=lambda: Worker(
             backend,
             handlers.registry,
             ["noop"],
             concurrency=CONCURRENCY,
             block=WORKER_BLOCK_S,
             keep_done=keep_done,
-        )
-        return (worker,), {}
-
-    def drain(worker: Worker) -> None:
-        before = loop.run_until_complete(_server_cpu(raw))
-        loop.run_until_complete(worker.run(stop_when_empty=True))
-        server_s.append(loop.run_until_complete(_server_cpu(raw)) - before)
-        drained.append(worker.processed)
-
-    benchmark.pedantic(drain, setup=setup, rounds=ROUNDS, iterations=1)
+        ),
+    )
     _record(benchmark, per_round=JOBS, unit="jobs", reference=side == "plain")
-    benchmark.extra_info["server_us_per_job"] = round(1e6 * sum(server_s) / sum(drained), 2)
     assert drained == [JOBS] * ROUNDS
     assert loop.run_until_complete(raw.xlen(key)) == 0
     kept = loop.run_until_complete(raw.keys(f"{backend.prefix}:{{noop}}:done:*"))

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.test_bench_core import WORKER_BLOCK_S, _record
-from benchmarks.test_bench_done import _server_cpu
+from benchmarks.test_bench_done import measured_drains
 from benchmarks.test_bench_unique import CONCURRENCY, JOBS, ROUNDS
 from handlers import noop
 from streamq import Job, JobType, Limit, Queue, Rate, Registry, Worker
@@ -65,30 +65,16 @@ def test_consume_flow(
     registry = Registry(
         [JobType(name="noop", args=noop.NoopArgs, steps=(noop.run,), **SIDES[side])]
     )
-    drained: list[int] = []
-    server_s: list[float] = []
-
-    def setup() -> tuple[tuple[Worker], dict[str, object]]:
-        loop.run_until_complete(_fill(queue, raw, backend))
-        worker = Worker(
-            backend,
-            registry,
-            ["noop"],
-            concurrency=CONCURRENCY,
-            block=WORKER_BLOCK_S,
-            keep_done=0,
-        )
-        return (worker,), {}
-
-    def drain(worker: Worker) -> None:
-        before = loop.run_until_complete(_server_cpu(raw))
-        loop.run_until_complete(worker.run(stop_when_empty=True))
-        server_s.append(loop.run_until_complete(_server_cpu(raw)) - before)
-        drained.append(worker.processed)
-
-    benchmark.pedantic(drain, setup=setup, rounds=ROUNDS, iterations=1)
+    drained = measured_drains(
+        benchmark,
+        loop,
+        raw,
+        fill=lambda: _fill(queue, raw, backend),
+        worker=lambda: Worker(
+            backend, registry, ["noop"], concurrency=CONCURRENCY, block=WORKER_BLOCK_S, keep_done=0
+        ),
+    )
     _record(benchmark, per_round=JOBS, unit="jobs", reference=side == "plain")
-    benchmark.extra_info["server_us_per_job"] = round(1e6 * sum(server_s) / sum(drained), 2)
     assert drained == [JOBS] * ROUNDS
     assert loop.run_until_complete(raw.xlen(backend.jobs_key("noop"))) == 0
     if side == "limit":  # every slot given back, nothing left held

@@ -4,7 +4,7 @@ Multi-step changes run as the ``.lua`` files beside this module, one round trip 
 of a call in one hash tag. A script that uses ``owned_split`` gets ``owned.lua`` (the shared
 "which of these ids does this consumer still own?") in front of its body, one that calls
 ``release_unique`` gets ``unique_release.lua``, one that writes a schedule member itself
-(``packed``, ``server_ms``) gets ``member.lua``, one that writes finished-job records
+(``packed``, ``unpacked``, ``server_ms``) gets ``member.lua``, one that writes finished-job records
 (``record_done``) gets ``done_record.lua``.
 
 Two ways to call: :meth:`ScriptRegistry.call` through redis-py (one call on the pool; it loads

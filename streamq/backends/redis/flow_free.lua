@@ -28,13 +28,7 @@ while at <= #ARGV do
     if not member then
       break
     end
-    local fields, pos = {}, 1
-    while pos <= #member do
-      local colon = string.find(member, ':', pos, true)
-      local len = tonumber(string.sub(member, pos, colon - 1))
-      fields[#fields + 1] = string.sub(member, colon + 1, colon + len)
-      pos = colon + len + 1
-    end
+    local fields = unpacked(member)
     local level = ''
     for i = 2, #fields, 2 do
       if fields[i] == 'priority' then

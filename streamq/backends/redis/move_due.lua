@@ -4,19 +4,12 @@
 -- 'priority' field)]. Each member is a tag, then the entry's fields and values, each one
 -- "<length>:<bytes>" (see _schedule.py); the tag is dropped.
 -- Returns how many moved. Atomic: two workers running it at once never move one job twice.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local moved = 0
 for _, schedule in ipairs({KEYS[1], KEYS[3]}) do
   local due = redis.call('ZRANGEBYSCORE', schedule, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
   for _, member in ipairs(due) do
-    local fields, pos = {}, 1
-    while pos <= #member do
-      local colon = string.find(member, ':', pos, true)
-      local n = tonumber(string.sub(member, pos, colon - 1))
-      fields[#fields + 1] = string.sub(member, colon + 1, colon + n)
-      pos = colon + n + 1
-    end
+    local fields = unpacked(member)
     local to = KEYS[2]
     if schedule == KEYS[3] then
       for i = 2, #fields, 2 do
