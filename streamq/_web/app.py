@@ -29,6 +29,7 @@ from streamq._registry import check_type_name
 from streamq._views import (
     dead_enqueued_at,
     dead_json,
+    keys_json,
     pending_json,
     stats_json,
     workers_doc,
@@ -158,6 +159,12 @@ class Dashboard:
     async def api_pending(self, request: Request) -> Response:
         """``pending --json`` of one type (``?limit=``, default 100)."""
         return JSONResponse(await self._pending_rows(_type_param(request), _limit_param(request)))
+
+    async def api_keys(self, request: Request) -> Response:
+        """``stats --keys TYPE --json``: the busiest keys of a type with a per-key limit
+        (``?limit=``, default 10)."""
+        loads = await self.queue.keys(_type_param(request), _limit_param(request, 10))
+        return JSONResponse([keys_json(k) for k in loads])
 
     async def api_dead(self, request: Request) -> Response:
         """``dead list --json`` of one type (``?limit=``, default 100)."""
@@ -365,6 +372,7 @@ def create_app(
         Route("/api/dead/{type}/{job_id}", dashboard.api_dead_one),
         Route("/api/job/{type}/{job_id:path}", dashboard.api_job),
         Route("/api/workers", dashboard.api_workers),
+        Route("/api/keys/{type}", dashboard.api_keys),
         Route("/api/history", dashboard.api_history),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

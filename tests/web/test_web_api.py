@@ -558,3 +558,41 @@ def test_api_stats_and_the_overview_show_the_waiting_jobs_per_priority(
         (printed,) = cli_json(redis_url, prefix, "stats", "sleepy")
         assert printed["waiting_by_priority"] == row_["waiting_by_priority"]
         wait_until(lambda: "3 (h1 d0 l2)" in http.get("/").text, 10, "the levels on the page")
+
+
+def test_api_keys_serves_what_stats_keys_prints(
+    queue: SyncQueue, start_web: Callable[..., Web], redis_url: str, prefix: str
+) -> None:
+    """Account 7 with 1 job holding its slot and 2 held, account 8 with 1 running:
+    ``/api/keys/limited`` is the ``stats --keys limited --json`` document, ``?limit=1`` the
+    busiest only."""
+    import asyncio
+
+    from streamq.backends._flow_base import Admission, FlowRule
+    from streamq.backends.redis import RedisBackend
+
+    queue.enqueue_many([Job(type="limited", account_id=a, args={}) for a in (7, 7, 7, 8)])
+
+    async def hold() -> None:
+        backend = RedisBackend(redis_url, prefix=prefix)
+        try:
+            await backend.ensure_groups(["limited"])
+            got = await backend.read(["limited"], "holder", 4, 100)
+            keys = ["7", "7", "7", "8"]
+            asks = [Admission(d.entry_id, k, None, 0) for d, k in zip(got, keys, strict=True)]
+            verdicts = await backend.admit("limited", asks, FlowRule(1, 60_000))
+            assert verdicts == ["run", "wait", "wait", "run"]
+        finally:
+            await backend.aclose()
+
+    asyncio.run(hold())
+    web = start_web()
+    with web.client() as http:
+        keys = http.get("/api/keys/limited").json()
+        assert keys == cli_json(redis_url, prefix, "stats", "--keys", "limited")
+        assert keys == [
+            {"key": "7", "running": 1, "held": 2},
+            {"key": "8", "running": 1, "held": 0},
+        ]
+        assert http.get("/api/keys/limited", params={"limit": 1}).json() == keys[:1]
+        assert http.get("/api/keys/bad{type").status_code == 400
