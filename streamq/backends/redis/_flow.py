@@ -18,6 +18,11 @@ from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._replies import text
 from streamq.backends.redis._shared import Shared
+from streamq.backends.redis._wire import Command
+from streamq.exceptions import BackendError
+
+#: The connections flow control's script calls are held on (``_routing``).
+PURPOSE = "flow"
 
 #: The most key values one :meth:`FlowCalls.wake_held` pass looks at per stream.
 WAKE_KEYS = 200
@@ -50,20 +55,26 @@ class FlowCalls:
         self._groups = groups
         self._group = shared.group
         self._call = shared.scripts.call
+        self._scripts = shared.scripts
+        self._send = shared.router.send_to_owners
         self._wire = shared.wire
 
     async def admit(self, type: str, asks: Sequence[Admission], rule: FlowRule) -> list[Verdict]:
-        """``admit.lua`` per stream: see :meth:`FlowControl.admit`."""
+        """``admit.lua`` per stream, every stream's call in one exchange: see
+        :meth:`FlowControl.admit`."""
         by_ref = {a.entry_id: a for a in asks}
         located = self._keys.ids_by_stream(type, list(by_ref))
         verdicts: dict[str, Verdict] = dict.fromkeys(located.bad, "gone")
+        # A type-wide rate is shared out among the partitions (each keeps its own): round
+        # robin spreads the jobs evenly, so the type's rate holds in sum.
+        share = len(self._homes(type))
+        sha = self._scripts.sha("admit")
+        work: list[tuple[str, Command]] = []
+        asked: list[list[str]] = []
         for s, ids in located.items():
             if not ids:
                 continue
             keys = [s.jobs, s.stats, s.flow("index"), s.flow("later")]
-            # A type-wide rate is shared out among the partitions (each keeps its own):
-            # round robin spreads the jobs evenly, so the type's rate holds in sum.
-            share = len(self._homes(type))
             args: list[str | int | float] = [
                 self._group,
                 rule.lease_ms,
@@ -80,27 +91,41 @@ class FlowCalls:
                 keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}"), s.flow(f"rate{a.rate or ''}")]
                 # The slot's member is the id callers see: a type's levels share the slots.
                 args += [plain, ref, kv, _mode(a), a.before]
-            answer = await self._call("admit", keys, args)
+            work.append((s.jobs, ("EVALSHA", sha, len(keys), *keys, *args)))
+            asked.append(refs)
+        for refs, answer in zip(asked, await self._exchange(work), strict=True):
             for ref, raw in zip(refs, answer, strict=True):
                 word = text(raw)
                 verdicts[ref] = word if word in ("run", "wait", "gone") else "later"  # type: ignore[assignment]
         return [verdicts.get(a.entry_id, "gone") for a in asks]
 
     async def free(self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule) -> int:
-        """``flow_free.lua`` per stream: see :meth:`FlowControl.free`."""
-        moved = 0
-        for s, by_key in self._by_stream_and_key(type, slots).items():
-            moved += await self._free(type, s, by_key, rule)
-        return moved
+        """``flow_free.lua`` per stream, in one exchange: see :meth:`FlowControl.free`."""
+        by_stream = self._by_stream_and_key(type, slots)
+        work = [self._free_command(type, s, by_key, rule) for s, by_key in by_stream.items()]
+        return sum(int(moved) for moved in await self._exchange(work))
+
+    async def _exchange(self, work: list[tuple[str, Command]]) -> list[Any]:
+        """The script calls on the hot path's wire (one exchange, each stream's on the node that
+        owns it); an error reply raises, after every call has answered."""
+        if not work:
+            return []
+        replies = await self._send(PURPOSE, work, whole=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                if isinstance(reply, BackendError):
+                    raise reply
+                raise self._wire.backend_error(reply) from reply
+        return replies
 
     def _homes(self, type: str) -> list[StreamKeys]:
         """The streams that hold flow-control keys: each partition's, or the default level's
         (a type's levels share it)."""
         return [s for s in self._keys.streams(type) if s.level == DEFAULT]
 
-    async def _free(
+    def _free_command(
         self, type: str, s: StreamKeys, by_key: dict[str, list[str]], rule: FlowRule
-    ) -> int:
+    ) -> tuple[str, Command]:
         # Where a woken job goes: the stream of its level (its 'priority' field), and the
         # suffix of its id there (``@P``, ``@LEVEL``; none on a plain stream).
         by_level = {x.level: x for x in self._keys.streams(type) if x.part == s.part}
@@ -111,7 +136,8 @@ class FlowCalls:
         for kv, ids in by_key.items():
             keys += [s.flow(f"run:{kv}"), s.flow(f"held:{kv}")]
             args += [kv, len(ids), *ids]
-        return int(await self._call("flow_free", keys, args))
+        sha = self._scripts.sha("flow_free")
+        return (s.jobs, ("EVALSHA", sha, len(keys), *keys, *args))
 
     async def refresh_slots(
         self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule
@@ -128,12 +154,12 @@ class FlowCalls:
         """Per stream: the key values with jobs held or running (``index``, at most
         :data:`WAKE_KEYS`, the busiest), then ``flow_free.lua`` with no slot to give back."""
         await self._groups.refresh_partition_counts([type])
-        moved = 0
+        work = []
         for s in self._homes(type):
             raw = await self._read("zrevrange", s.flow("index"), 0, WAKE_KEYS - 1)
             if raw:
-                moved += await self._free(type, s, {text(kv): [] for kv in raw}, rule)
-        return moved
+                work.append(self._free_command(type, s, {text(kv): [] for kv in raw}, rule))
+        return sum(int(moved) for moved in await self._exchange(work))
 
     async def flow_keys(self, type: str, limit: int) -> list[KeyLoad]:
         """The busiest key values over every stream of the type (running and held summed)."""
