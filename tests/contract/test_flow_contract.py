@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from conftest import partition_by
-from test_contract import serving
+from test_contract import drain, serving
 from waiting import eventually
 
 from streamq import Backend, Job, Limit, Queue, Rate, Registry, Worker
@@ -264,3 +264,21 @@ async def test_a_limit_holds_across_priority_levels_and_held_jobs_keep_their_lev
     # Held in the order they were read (a worker reads the higher levels first), woken in it.
     assert order[0] == 0
     assert sorted(order[1:]) == [10, 11, 12, 20, 21, 22, 30]
+
+
+async def test_a_worker_stopping_when_empty_waits_for_its_held_jobs(
+    backend: Backend, registry: Registry, queue: Queue, make_worker: MakeWorker
+) -> None:
+    """``run(stop_when_empty=True)`` (the demo, a drain): with 6 jobs of one account at
+    concurrency=1 most are held at some moment, out of the stream; the worker still runs all
+    6 before it stops (held jobs are not "empty")."""
+    partition_by(backend, "account_id")
+    meter = Meter(hold=0.05)
+    meter.release.set()
+    registry.register("launch", Item, meter.handler(), limit=Limit("account_id", 1))
+    await queue.enqueue_many(jobs(7, 6))
+    worker = make_worker("launch", concurrency=8)
+    await drain(worker)
+    assert worker.processed == 6
+    assert meter.most[7] == 1
+    assert (await queue.stats(["launch"]))[0].held == 0
