@@ -312,21 +312,29 @@ class Worker:
         there: its jobs wait for a resume, not for this worker.
         """
         loop = asyncio.get_running_loop()
-        await self._backend.ensure_groups(list(self._types))
-        await check_eviction_policy(self._backend)
-        logger.info(
-            "streamq.worker.started",
-            consumer=self.consumer,
-            types=list(self._types),
-            concurrency=self.concurrency,
-            event_loop=type(loop).__module__.split(".")[0],
-        )
-        await self._pauses.check()  # a type paused now is not read even once
-        await self._leases.write_heartbeat()
-        # Registered only now, so that a failed start-up (server down) leaves nothing behind.
+        # From the first moment: a SIGTERM during start-up stops the worker as a later one
+        # would (it takes nothing and exits 0), instead of killing it with the default action.
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await self._backend.ensure_groups(list(self._types))
+            await check_eviction_policy(self._backend)
+            logger.info(
+                "streamq.worker.started",
+                consumer=self.consumer,
+                types=list(self._types),
+                concurrency=self.concurrency,
+                event_loop=type(loop).__module__.split(".")[0],
+            )
+            await self._pauses.check()  # a type paused now is not read even once
+            await self._leases.write_heartbeat()
+        except BaseException:
+            # A failed start-up (server down) leaves nothing behind.
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            raise
         _tracing.add_gauge_source(self._leases.gauge_values)
         lanes = Lanes(self.concurrency, self._acks.run_delivery, self._state.forget)
         self._reader.lanes = lanes
