@@ -54,7 +54,6 @@ class FlowCalls:
         self._keys = shared.keys
         self._groups = groups
         self._group = shared.group
-        self._call = shared.scripts.call
         self._scripts = shared.scripts
         self._send = shared.router.send_to_owners
         self._wire = shared.wire
@@ -142,13 +141,16 @@ class FlowCalls:
     async def refresh_slots(
         self, type: str, slots: Sequence[tuple[str, str]], rule: FlowRule
     ) -> None:
-        """``flow_refresh.lua`` per stream."""
+        """``flow_refresh.lua`` per stream, in one exchange."""
+        sha = self._scripts.sha("flow_refresh")
+        work: list[tuple[str, Command]] = []
         for s, by_key in self._by_stream_and_key(type, slots).items():
             keys, ids = [], []
             for kv, entry_ids in by_key.items():
                 keys += [s.flow(f"run:{kv}")] * len(entry_ids)
                 ids += entry_ids
-            await self._call("flow_refresh", keys, [rule.lease_ms, *ids])
+            work.append((s.jobs, ("EVALSHA", sha, len(keys), *keys, rule.lease_ms, *ids)))
+        await self._exchange(work)
 
     async def wake_held(self, type: str, rule: FlowRule) -> int:
         """Per stream: the key values with jobs held or running (``index``, at most
@@ -168,14 +170,19 @@ class FlowCalls:
         sec, usec = await self._read("time")
         now_ms = int(sec) * 1000 + int(usec) // 1000
         for s in self._homes(type):
-            raw = await self._read("zrevrange", s.flow("index"), 0, limit - 1)
-            for kv in map(text, raw):
-                # Slots whose leases ran out (a dead worker's) are not running.
-                running = await self._read("zcount", s.flow(f"run:{kv}"), f"({now_ms}", "+inf")
-                waiting = await self._read("llen", s.flow(f"held:{kv}"))
+            busiest = [
+                text(kv) for kv in await self._read("zrevrange", s.flow("index"), 0, limit - 1)
+            ]
+            # Slots whose leases ran out (a dead worker's) are not running.
+            work: list[tuple[str, Command]] = []
+            for kv in busiest:
+                work.append((s.jobs, ("ZCOUNT", s.flow(f"run:{kv}"), f"({now_ms}", "+inf")))
+                work.append((s.jobs, ("LLEN", s.flow(f"held:{kv}"))))
+            counts = await self._exchange(work)
+            for i, kv in enumerate(busiest):
                 load = loads.setdefault(kv, [0, 0])
-                load[0] += int(running)
-                load[1] += int(waiting)
+                load[0] += int(counts[2 * i])
+                load[1] += int(counts[2 * i + 1])
         ranked = sorted(loads.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
         return [KeyLoad(kv, r, w) for kv, (r, w) in ranked[: max(0, limit)]]
 
