@@ -42,6 +42,7 @@ def job_state_json(state: JobState) -> dict[str, Any]:
         "dead_at": _timestamp(state.dead_at),
         "ended_at": _timestamp(state.ended_at),
         "duration_s": state.duration_s,
+        "priority": state.priority,
         "settled": state.settled,
         "job": job_summary(state.fields) if state.fields else None,
     }
@@ -50,9 +51,17 @@ def job_state_json(state: JobState) -> dict[str, Any]:
 #: What each state's text shows (``streamq job``, the dashboard), beside the state and the id.
 JOB_STATE_LINES: dict[str, tuple[str, ...]] = {
     "scheduled": ("due_at", "due_in_s", "enqueued_at"),
-    "waiting": ("entry_id", "deliveries", "enqueued_at"),
-    "running": ("consumer", "idle_s", "deliveries", "step", "entry_id", "enqueued_at"),
-    "retrying": ("due_at", "due_in_s", "deliveries", "step", "last_error", "enqueued_at"),
+    "waiting": ("entry_id", "priority", "deliveries", "enqueued_at"),
+    "running": ("consumer", "idle_s", "deliveries", "step", "entry_id", "priority", "enqueued_at"),
+    "retrying": (
+        "due_at",
+        "due_in_s",
+        "deliveries",
+        "step",
+        "last_error",
+        "priority",
+        "enqueued_at",
+    ),
     "dead": ("reason", "last_error", "deliveries", "dead_at", "dead_id", "entry_id", "enqueued_at"),
     "done": ("ended_at", "duration_s", "deliveries", "consumer"),
     "cancelled": ("ended_at",),

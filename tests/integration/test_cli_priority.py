@@ -21,7 +21,8 @@ def test_an_unknown_priority_is_one_line_and_exit_2(cli: Cli) -> None:
 
 def test_enqueue_with_a_priority_shows_in_stats_and_pending(cli: Cli) -> None:
     """Two low jobs, then one high: ``stats`` counts them per level (table and --json), and a
-    worker at -c 1 takes the high one first, which ``pending`` shows with its level."""
+    worker at -c 1 takes the high one first, which ``pending`` and ``job`` show with its
+    level."""
     cli.enqueue("noop", '{"sleep": 5}', "--priority", "low", "--count", "2")
     (high,) = cli.enqueue("noop", '{"sleep": 5}', "--priority", "high")
     row = cli.stats("noop")
@@ -37,5 +38,12 @@ def test_enqueue_with_a_priority_shows_in_stats_and_pending(cli: Cli) -> None:
     assert "waiting by priority: high 0, default 0, low 2" in text, text
     assert text.splitlines()[2].split()[-1] == "priority", text
     assert text.splitlines()[3].split()[-1] == "high", text
+    doc = cli.json("job", "noop", high)
+    assert (doc["state"], doc["priority"]) == ("running", "high"), doc
+    assert ["priority", "high"] in [
+        line.split() for line in cli.ok("job", "noop", high).splitlines()
+    ]
+    (low,) = cli.enqueue("noop", "{}", "--priority", "low")
+    assert cli.json("job", "noop", low)["priority"] == "low"
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)
