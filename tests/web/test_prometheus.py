@@ -3,8 +3,10 @@ real HTTP from real processes and read with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -199,3 +201,36 @@ def test_metrics_port_without_the_extra_is_a_usage_error(consume_env: dict[str, 
         "streamq: error: --metrics-port needs the metrics extra (prometheus_client not "
         "found): pip install 'streamq[metrics]'"
     ]
+
+
+def test_metrics_port_and_an_otel_exporter_share_one_provider(
+    queue: SyncQueue, workers: Workers
+) -> None:
+    """OTEL_METRICS_EXPORTER=console with --metrics-port: the same counts reach both readers
+    (the scrape while it runs, the console export when it stops on SIGTERM)."""
+    workers.env |= {"OTEL_METRICS_EXPORTER": "console", "OTEL_SERVICE_NAME": "both-readers"}
+    proc = workers.start("--metrics-port", "0", *FAST, types=("sleepy",))
+    url = metrics_url(workers, proc)
+    queue.enqueue_many([Job(type="sleepy", args={"sleep": 0}) for _ in range(N)])
+
+    def counted() -> dict[str, Any] | None:
+        fams = scrape(url)
+        return fams if value(fams, "streamq_jobs_processed_total", "sleepy") == N else None
+
+    fams = wait_until(counted, 30, f"{N} jobs counted on the scrape")
+    (target,) = [s for f in fams.values() for s in f.samples if s.name == "target_info"]
+    assert target.labels["service_name"] == "both-readers"  # the one provider's resource
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    exported = [
+        point["value"]
+        for line in workers.log_of(proc).splitlines()
+        if line.startswith('{"resource_metrics"')
+        for rm in json.loads(line)["resource_metrics"]
+        for sm in rm["scope_metrics"]
+        for metric in sm["metrics"]
+        if metric["name"] == "streamq.jobs.processed"
+        for point in metric["data"]["data_points"]
+    ]
+    assert exported
+    assert exported[-1] == N
