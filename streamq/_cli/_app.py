@@ -167,5 +167,7 @@ def _common_options(
     if debug:
         os.environ["STREAMQ_DEBUG"] = "1"
     # Traces and metrics per OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER (none when unset);
-    # flushed when the command ends.
-    ctx.call_on_close(configure_from_env())
+    # flushed when the command ends. consume configures them itself: with --metrics-port its
+    # one meter provider has a Prometheus reader too (readers cannot be added later).
+    if ctx.invoked_subcommand != "consume":
+        ctx.call_on_close(configure_from_env())

@@ -22,6 +22,12 @@ from streamq._cli._app import (
 )
 from streamq._flow import describe as describe_flow
 from streamq._settings import connect, redact_url
+from streamq._tracing import (
+    METRICS_EXTRA,
+    PrometheusEndpoint,
+    configure_from_env,
+    metrics_extra_missing,
+)
 from streamq._worker import Worker
 from streamq._worker.type_caps import describe
 from streamq.backends._base import KEEP_DONE_MAX
@@ -92,8 +98,24 @@ def consume(
         str, typer.Option(help="console or json (default: console on a terminal, else json).")
     ] = "",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve this worker's metrics for Prometheus on this port (GET /metrics; "
+            "0: any free port, said in the start-up line). Needs the metrics extra.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(help="The address --metrics-port listens on (0.0.0.0: every interface)."),
+    ] = "127.0.0.1",
     url: Url = None,
     prefix: Prefix = "streamq",
+    *,
+    ctx: typer.Context,
 ) -> None:
     """Run a worker for TYPES until SIGTERM or SIGINT (a second signal stops at once).
 
@@ -129,6 +151,16 @@ def consume(
             2,
         )
     configure_logging(fmt, log_level)
+    endpoint = None if metrics_port is None else PrometheusEndpoint(metrics_host, metrics_port)
+    if endpoint is not None and (missing_extra := metrics_extra_missing()):
+        fail(
+            f"--metrics-port needs the metrics extra ({missing_extra} not found): {METRICS_EXTRA}",
+            2,
+        )
+    # A bad OTEL_* value, or an address that cannot be bound: a ConfigError, exit 1 as for
+    # every command (the environment, not the command line, is wrong).
+    ctx.call_on_close(configure_from_env(prometheus=endpoint))
+    served = "" if endpoint is None else f", metrics at {endpoint.url}"
     resolved = resolve(url)
     backend = connect(resolved, prefix=prefix)
     try:
@@ -171,7 +203,7 @@ def consume(
             flow = f", flow control: {'; '.join(flows)}" if flows else ""
             typer.echo(
                 f"streamq: consuming {', '.join(types)} from {redact_url(resolved)} "
-                f"(concurrency {worker.concurrency}{per_type}{flow}, {kept}, "
+                f"(concurrency {worker.concurrency}{per_type}{flow}, {kept}{served}, "
                 f"consumer {worker.consumer})",
                 err=True,
             )

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from streamq._inspect import QueueInspector
+from streamq._inspect import QueueInspector, TypeStats
 from streamq._logging import logger
 from streamq._registry import check_type_name
 from streamq._views import (
@@ -35,7 +35,7 @@ from streamq._views import (
     workers_doc,
 )
 from streamq._views_job import job_state_json
-from streamq._web import _pages
+from streamq._web import _metrics, _pages
 from streamq._web._guard import SESSION_SCOPE_KEY, ASGIApp, Guard
 from streamq._web._history import History
 from streamq.exceptions import ConfigError, StreamqError
@@ -129,7 +129,7 @@ class Dashboard:
 
     # data: the CLI's --json objects --------------------------------------------------------
 
-    async def _stats_rows(self, types: list[str] | None) -> list[dict[str, Any]]:
+    async def _stats(self, types: list[str] | None) -> list[TypeStats]:
         for t in types or ():
             check_type_name(t)
         if not types:
@@ -137,7 +137,10 @@ class Dashboard:
             if time.monotonic() - at >= self._types_ttl:
                 types = await self.queue.types()
                 self._types = (time.monotonic(), types)
-        return [stats_json(s) for s in await self.queue.stats(types)]
+        return await self.queue.stats(types)
+
+    async def _stats_rows(self, types: list[str] | None) -> list[dict[str, Any]]:
+        return [stats_json(s) for s in await self._stats(types)]
 
     async def _pending_rows(self, type: str, limit: int) -> list[dict[str, Any]]:
         return [pending_json(p) for p in await self.queue.pending(type, limit=limit)]
@@ -187,6 +190,11 @@ class Dashboard:
     async def api_workers(self, _request: Request) -> Response:
         """``workers --json`` (never prunes: the page does not change state on a GET)."""
         return JSONResponse(await self._workers_doc())
+
+    async def metrics(self, _request: Request) -> Response:
+        """Every type's stats for Prometheus (text format 0.0.4): one stats read, as /api/stats."""
+        body = _metrics.exposition(await self._stats(None))
+        return Response(body, media_type=_metrics.CONTENT_TYPE)
 
     async def api_history(self, _request: Request) -> Response:
         """The live charts' samples (docs/web.md); not a CLI schema."""
@@ -345,6 +353,8 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         status, message = 500, f"unexpected {type(exc).__name__}"
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)
+    if request.url.path == "/metrics":  # a scraper: the reason, as text (the scrape fails)
+        return Response(message + "\n", status_code=status, media_type="text/plain")
     return HTMLResponse(_pages.error(status, message), status_code=status)
 
 
@@ -374,6 +384,7 @@ def create_app(
         Route("/api/workers", dashboard.api_workers),
         Route("/api/keys/{type}", dashboard.api_keys),
         Route("/api/history", dashboard.api_history),
+        Route("/metrics", dashboard.metrics),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     # Only these: a handler for Exception would answer and then re-raise (a traceback in the log).

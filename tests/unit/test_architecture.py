@@ -74,6 +74,8 @@ LIBRARIES = {
     "starlette": ("_web",),
     "uvicorn": ("_web",),
     "opentelemetry": ("_tracing",),
+    # consume --metrics-port: the exporter's reader and prometheus-client's HTTP server.
+    "prometheus_client": ("_tracing",),
     "msgspec": ("_codec",),
     "cronsim": ("_schedules",),
     "orjson": ("_codec", "_flow", "backends.redis._partitions"),
