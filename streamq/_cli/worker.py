@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,7 @@ from streamq._tracing import (
     metrics_extra_missing,
 )
 from streamq._worker import Worker
+from streamq._worker.health import BEATS, read_health
 from streamq._worker.type_caps import describe
 from streamq.backends._base import KEEP_DONE_MAX
 from streamq.exceptions import ConfigError
@@ -112,6 +114,15 @@ def consume(
         str,
         typer.Option(help="The address --metrics-port listens on (0.0.0.0: every interface)."),
     ] = "127.0.0.1",
+    health_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Touch PATH every heartbeat while running, whether or not the server "
+            "answers: for a liveness probe (streamq health PATH).",
+            show_default=False,
+        ),
+    ] = None,
     url: Url = None,
     prefix: Prefix = "streamq",
     *,
@@ -179,6 +190,7 @@ def consume(
             retry_max=durations[4],
             keep_done=durations[5],
             keep_done_max=keep_done_max,
+            health_file=health_file,
         )
     except ConfigError as exc:  # the options contradict each other: a usage error
         fail(str(exc), 2)
@@ -232,6 +244,46 @@ def parse_caps(args: list[str]) -> dict[str, int]:
             fail(f"{arg!r}: the concurrency of {name} must be a whole number ≥ 1 ({name}=8)", 2)
         caps[name] = int(n)
     return caps
+
+
+@app.command()
+def health(
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="The file of consume --health-file.")
+    ],
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help=f"The oldest the file may be. Default: {BEATS} of the worker's heartbeats "
+            "(the file says its heartbeat).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Exit 0 if the worker touched PATH within --max-age, else 1 with one line: a liveness
+    probe's command. It reads only the file: a Redis outage does not fail it.
+
+    Example: streamq health /tmp/streamq-worker.health --max-age 30s
+    """
+    limit = None if max_age is None else parse_duration(max_age)
+    if limit is not None and limit <= 0:
+        fail(f"--max-age must be positive, not {max_age!r}", 2)
+    try:
+        found = read_health(path, limit)
+    except FileNotFoundError:
+        fail(f"{path}: no such file (is the worker running with --health-file {path}?)")
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    pid = f"worker {found.pid}, " if found.pid is not None else ""
+    if not found.fresh:
+        fail(
+            f"{path}: last touched {found.age_s:.1f}s ago ({pid}max {found.max_age_s:g}s): "
+            "the worker's event loop is stuck or the process is gone"
+        )
+    typer.echo(
+        f"streamq: ok: {path} touched {found.age_s:.1f}s ago ({pid}max {found.max_age_s:g}s)"
+    )
 
 
 @app.command()

@@ -7,6 +7,7 @@ leases, recovers and retries, and stops within its deadlines.
 - :mod:`~streamq._worker.type_caps`: per-type caps, the read's share of each type and its room;
 - :mod:`~streamq._worker.acks`: runs each delivery, batches the acks, sends those the reads do not;
 - :mod:`~streamq._worker.leases`: lease refresh, the heartbeat record, the queue gauges;
+- :mod:`~streamq._worker.health`: the liveness file a probe reads (``streamq health``);
 - :mod:`~streamq._worker.recovery`: retries, dead letters, and the recovery pass;
 - :mod:`~streamq._worker.scheduling`: moves the due delayed jobs into their streams;
 - :mod:`~streamq._worker.shutdown`: the grace period and the one clean-up deadline;
@@ -50,6 +51,7 @@ from streamq._registry import (
 from streamq._worker.acks import AckBatcher
 from streamq._worker.cancelling import CancelWatcher
 from streamq._worker.flow import FlowGate
+from streamq._worker.health import HealthFile
 from streamq._worker.lanes import Lanes
 from streamq._worker.leases import LeaseKeeper
 from streamq._worker.pausing import PauseWatcher
@@ -115,6 +117,8 @@ class Worker:
             in the same atomic call. Default 24 h; 0 writes none (the fastest ack).
         keep_done_max: the most records kept per type (the oldest go first): bounds the
             server's memory whatever the throughput (docs/job-state.md, about 200 bytes each).
+        health_file: touched every heartbeat while the worker runs, whether or not the server
+            answers: a liveness probe's file (``streamq health``; docs/deploy.md).
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Worker:
         keep_done: float | timedelta = KEEP_DONE,
         keep_done_max: int = KEEP_DONE_MAX,
         consumer: str | None = None,
+        health_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not types:
             raise ConfigError("a worker needs at least one job type")
@@ -264,6 +269,9 @@ class Worker:
         )
         for schedule in registry.schedules():
             registry.get(schedule.type)  # a schedule of an unknown type: said at start
+        self._health = (
+            None if health_file is None else HealthFile(health_file, heartbeat=self.heartbeat)
+        )
         schedules = registry.schedules(self._types)
         self._ticker = Ticker(state, backend, registry, schedules) if schedules else None
 
@@ -363,6 +371,10 @@ class Worker:
             asyncio.create_task(self._guard("ack", self._acks.loop())),
             asyncio.create_task(self._guard("lease", self._leases.loop())),
         ]
+        if self._health is not None:
+            keepers.append(
+                asyncio.create_task(self._guard("health", self._health.loop(self._state)))
+            )
         if self._gate.active:
             keepers.append(asyncio.create_task(self._guard("flow", self._gate.loop())))
         try:

@@ -16,11 +16,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import HERE, wait_for
+from cli_helpers import wait_for
 
 from streamq import BackendError, ConfigError, Job, MemoryBackend, Queue, SyncQueue
 from streamq._server import PrivateServer, _free_port
@@ -34,40 +35,78 @@ pytestmark = pytest.mark.filterwarnings(
 REQUESTS = 24
 
 
+ROOT = Path(__file__).resolve().parents[2]
+#: a body the recipe's POST /reservations enqueues (its args fit handlers.launch.LaunchArgs)
+RESERVATION = {"account_id": 42, "provider": "aws", "reservation_id": 7, "pubkey": "ssh-ed25519 A"}
+
+
 def _enqueued(url: str, prefix: str) -> int:
     with SyncQueue.from_url(url, prefix=prefix) as q:
-        return int(q.stats(["noop"])[0].enqueued)
+        return int(q.stats(["launch"])[0].enqueued)
+
+
+def _call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """One JSON request: (status, the JSON answer)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@dataclass
+class Gunicorn:
+    """A running ``gunicorn --preload -w 2`` of docs/examples/flask_app.py."""
+
+    base: str
+    #: lines of ``PID METHOD PATH STATUS``, one per request a worker answered
+    access_log: Path
+    master_pid: int
+
+    def served(self) -> list[tuple[int, str, int]]:
+        """(worker pid, request line, status) of every request answered so far."""
+        out = []
+        for line in self.access_log.read_text().splitlines():
+            pid, method, path, status = line.split()
+            out.append((int(pid.strip("<>")), f"{method} {path}", int(status)))  # %(p)s: <pid>
+        return out
 
 
 @pytest.fixture
-def gunicorn(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[str]:
-    """``gunicorn --preload -w 2`` serving tests/helpers/wsgi_producer.py; its base URL."""
+def gunicorn(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Gunicorn]:
+    """``gunicorn --preload -w 2`` serving docs/examples/flask_app.py, the documented recipe."""
     port = _free_port()
     log = tmp_path / "gunicorn.log"
-    env = os.environ | {
+    access = tmp_path / "access.log"
+    pidfile = tmp_path / "gunicorn.pid"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMQ_")}
+    env |= {
         "STREAMQ_REDIS_URL": redis_url,
         "STREAMQ_PREFIX": prefix,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.getcwd()]),
+        # The application's own handlers/ package, as from the project's folder.
+        "PYTHONPATH": str(ROOT),
     }
     args = [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}"]
-    args += ["--timeout", "60", "--graceful-timeout", "5", "wsgi_producer:app"]
+    args += ["--timeout", "60", "--graceful-timeout", "5", "--pid", str(pidfile)]
+    args += ["--access-logfile", str(access), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"]
+    args += ["--chdir", str(ROOT / "docs" / "examples"), "flask_app:app"]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/"
+    base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         assert proc.poll() is None, log.read_text()
         try:
-            with urllib.request.urlopen(base, timeout=5):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answers (the test then shows what)
+            return _call("GET", f"{base}/jobs/launch/none")[0] == 404
         except OSError:
             return False
 
     try:
         wait_for(up, "gunicorn answering", timeout=30)
-        yield base
+        yield Gunicorn(base, access, int(pidfile.read_text()))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -77,22 +116,55 @@ def gunicorn(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[str]:
             proc.wait()
 
 
-def test_gunicorn_preload_workers_enqueue(gunicorn: str, redis_url: str, prefix: str) -> None:
-    """A SyncQueue built at import in a gunicorn --preload master works in every forked worker:
-    every request enqueues its job (no "closed" error, no hang)."""
-    before = _enqueued(redis_url, prefix)  # the start-up probe's request enqueued one
+def test_gunicorn_preload_workers_enqueue(gunicorn: Gunicorn, redis_url: str, prefix: str) -> None:
+    """The recipe's SyncQueue, built (and used) at import in a gunicorn --preload master, works
+    in both forked workers: every POST enqueues its job (no "closed" error, no hang)."""
+    before = _enqueued(redis_url, prefix)
 
-    def get(_: int) -> dict[str, Any]:
-        with urllib.request.urlopen(gunicorn, timeout=20) as response:
-            assert response.status == 200
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
+    def post(_: int) -> str:
+        status, answer = _call("POST", f"{gunicorn.base}/reservations", RESERVATION)
+        assert status == 202, answer
+        assert answer["status_url"] == f"/jobs/launch/{answer['job_id']}"
+        return str(answer["job_id"])
 
+    ids: list[str] = []
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(get, range(REQUESTS)))
-    assert len({a["job_id"] for a in answers}) == REQUESTS
-    assert all(a["pid"] != a["master"] for a in answers), "served by the master itself"
-    assert _enqueued(redis_url, prefix) == before + REQUESTS
+        # Until both workers have served (the kernel hands connections to either): at most
+        # a few rounds of REQUESTS in practice, never an unbounded loop.
+        for _ in range(20):
+            ids += pool.map(post, range(REQUESTS))
+            if len({pid for pid, what, _ in gunicorn.served() if what.startswith("POST")}) >= 2:
+                break
+    posts = [(pid, status) for pid, what, status in gunicorn.served() if what.startswith("POST")]
+    assert len(posts) == len(ids)
+    assert {status for _, status in posts} == {202}
+    pids = {pid for pid, _ in posts}
+    assert len(pids) == 2, "one worker served every request"
+    assert gunicorn.master_pid not in pids, "served by the master itself"
+    assert len(set(ids)) == len(ids)
+    assert _enqueued(redis_url, prefix) == before + len(ids)
+    status, state = _call("GET", f"{gunicorn.base}/jobs/launch/{ids[0]}")
+    assert (status, state["state"], state["job_id"]) == (200, "waiting", ids[0])
+
+
+def test_gunicorn_recipe_refuses_bad_bodies_and_unknown_jobs(
+    gunicorn: Gunicorn, redis_url: str, prefix: str
+) -> None:
+    """The recipe answers 422 for a body that does not fit the job type (nothing enqueued)
+    and 404 for a job it does not know."""
+    bad = [
+        {**RESERVATION, "provider": "ibm"},
+        {k: v for k, v in RESERVATION.items() if k != "pubkey"},
+        {**RESERVATION, "account_id": "42"},
+        ["not", "an", "object"],
+    ]
+    for body in bad:
+        status, answer = _call("POST", f"{gunicorn.base}/reservations", body)
+        assert status == 422, (body, answer)
+        assert answer["error"], answer
+    assert _enqueued(redis_url, prefix) == 0
+    status, answer = _call("GET", f"{gunicorn.base}/jobs/launch/00000000-0000-4000-8000-0")
+    assert status == 404, answer
 
 
 def _child_enqueues(queue: SyncQueue, n: int, done: Any) -> None:
