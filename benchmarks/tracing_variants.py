@@ -12,6 +12,12 @@ which interleaves the variants round by round on the same server with the same w
   collected only when asked);
 - ``sdk-memory``: the same, but ``BatchSpanProcessor(InMemorySpanExporter())`` (the processor the
   CLI uses), cleared after each round;
+- ``sdk-batch``: what a production worker with tracing on runs: the SDK's default sampler
+  (``ParentBased(ALWAYS_ON)``: every trace), ``BatchSpanProcessor`` (export on its own thread)
+  with an exporter that counts and drops the spans (no collector: its cost is the collector's
+  network, not streamq's), and the SDK ``MeterProvider`` as above (a real application has both);
+- ``sdk-batch-10``: the same with ``ParentBased(TraceIdRatioBased(0.1))``: a tenth of the traces
+  (decided at the producer's span, which every job of an ``enqueue_many`` batch shares);
 - ``stripped``: the baseline of the "tracing off costs < 3 %" claim. No SDK, and streamq's
   instrumentation neutralised by patching the ``streamq._tracing`` module: ``enabled`` returns
   False and ``state`` 0 (no SDK of either kind), the span helpers (``send_span``,
@@ -44,7 +50,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-VARIANTS = ("off", "sdk-noop", "sdk-memory", "stripped")
+VARIANTS = ("off", "sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10", "stripped")
+#: The variants with an SDK installed, and the ones of them that sample a tenth of the traces.
+SDK_VARIANTS = ("sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10")
+SAMPLED_10 = ("sdk-batch-10",)
+#: Spans a sampled noop job (one step) finishes in the worker: its CONSUMER span and its step's.
+SPANS_PER_JOB = 2
 BACKENDS = ("redis", "memory")
 #: The workload of test_bench_core's consume benchmark at c32.
 CONCURRENCY = 32
@@ -101,7 +112,7 @@ class _Probe:
         self.metrics: Any = None
         self.provider: Any = None
         self._processed_before = 0
-        if variant in ("sdk-noop", "sdk-memory"):
+        if variant in SDK_VARIANTS:
             self._install_sdk()
 
     def _install_sdk(self) -> None:
@@ -116,6 +127,7 @@ class _Probe:
             SpanExportResult,
         )
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         class DropExporter(SpanExporter):
             """Counts the spans it is given and keeps none."""
@@ -127,10 +139,17 @@ class _Probe:
                 self.count += len(spans)
                 return SpanExportResult.SUCCESS
 
-        provider = TracerProvider()
+        if self.variant in SAMPLED_10:
+            provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
+        else:
+            provider = TracerProvider()  # the default sampler: ParentBased(ALWAYS_ON)
         if self.variant == "sdk-noop":
             self.spans = DropExporter()
             provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        elif self.variant.startswith("sdk-batch"):
+            # As a production worker runs: the batch processor, its export on its own thread.
+            self.spans = DropExporter()
+            provider.add_span_processor(BatchSpanProcessor(self.spans, max_queue_size=SPAN_QUEUE))
         else:
             self.spans = InMemorySpanExporter()
             provider.add_span_processor(BatchSpanProcessor(self.spans, max_queue_size=SPAN_QUEUE))
@@ -144,7 +163,7 @@ class _Probe:
         if self.spans is None:
             return None
         self.provider.force_flush()
-        if self.variant == "sdk-noop":
+        if self.variant != "sdk-memory":  # a DropExporter: it only counts
             n, self.spans.count = self.spans.count, 0
             return int(n)
         n = len(self.spans.get_finished_spans())
@@ -258,11 +277,12 @@ class _Child:
             group="bench",
             consumer="bench-runner",
         )
-        with self._tracing.send_span({"noop": RUNNER_JOBS}) as carrier:  # as enqueue_many does
-            fields = [
-                _codec.encode(self._noop, str(uuid.uuid4()), trace=carrier)
-                for _ in range(RUNNER_JOBS)
-            ]
+        fields = []
+        for _ in range(RUNNER_JOBS):
+            # A send span (so a trace) per job, as enqueue does: with 10 % sampling about a
+            # tenth of the deliveries are sampled, not all or none of them.
+            with self._tracing.send_span({"noop": 1}) as carrier:
+                fields.append(_codec.encode(self._noop, str(uuid.uuid4()), trace=carrier))
         deliveries = [Delivery("noop", f"1-{i}", f, 1) for i, f in enumerate(fields)]
 
         async def run_all() -> float:
