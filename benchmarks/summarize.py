@@ -154,8 +154,9 @@ TRACING_LABELS = {
     "off": "no SDK (tracing off)",
     "sdk-noop": "SDK, no-op exporter",
     "sdk-memory": "SDK, in-memory exporter",
-    "sdk-batch": "SDK, batch, 100 % sampled",
-    "sdk-batch-10": "SDK, batch, 10 % sampled",
+    "sdk-batch": "traces, batch, 100 % sampled",
+    "sdk-batch-10": "traces, batch, 10 % sampled",
+    "sdk-metrics": "metrics SDK only",
     "stripped": "instrumentation stripped",
 }
 

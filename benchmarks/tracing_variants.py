@@ -12,21 +12,21 @@ which interleaves the variants round by round on the same server with the same w
   collected only when asked);
 - ``sdk-memory``: the same, but ``BatchSpanProcessor(InMemorySpanExporter())`` (the processor the
   CLI uses), cleared after each round;
-- ``sdk-batch``: what a production worker with tracing on runs: the SDK's default sampler
+- ``sdk-batch``: a production worker with tracing on, traces only: the SDK's default sampler
   (``ParentBased(ALWAYS_ON)``: every trace), ``BatchSpanProcessor`` (export on its own thread)
   with an exporter that counts and drops the spans (no collector: its cost is the collector's
-  network, not streamq's), and the SDK ``MeterProvider`` as above (a real application has both);
+  network, not streamq's); no meter provider (metrics are measured on their own, next);
 - ``sdk-batch-10``: the same with ``ParentBased(TraceIdRatioBased(0.1))``: a tenth of the traces
   (decided at the producer's span, which every job of an ``enqueue_many`` batch shares);
+- ``sdk-metrics``: an SDK ``MeterProvider`` (``InMemoryMetricReader``) and no tracer provider:
+  what the per-job metrics cost on their own (an application with both pays about the sum);
 - ``stripped``: the baseline of the "tracing off costs < 3 %" claim. No SDK, and streamq's
   instrumentation neutralised by patching the ``streamq._tracing`` module: ``enabled`` returns
-  False and ``state`` 0 (no SDK of either kind), the span helpers (``send_span``,
-  ``process_span``, ``step_span``) are bare ``contextlib.nullcontext``, ``ids_of`` returns ``{}``,
-  ``count`` does nothing and the seven metric instruments are objects whose ``add``/``record`` do
-  nothing. (Every module calls ``_tracing.X`` through the module object, so patching its
-  attributes reaches every call site.) What cannot be patched from outside remains: the span
-  attribute dict ``Runner.run`` builds per delivery and the metric attribute dict of
-  ``Runner._run``.
+  False and ``state`` 0 (no SDK of either kind: ``Runner.run`` never reaches its traced path,
+  ``start_process``), the other span helpers (``send_span``, ``step_span``) are bare
+  ``contextlib.nullcontext``, ``ids_of`` returns ``{}``, ``count`` does nothing and the seven
+  metric instruments are objects whose ``add``/``record`` do nothing. (Every module calls
+  ``_tracing.X`` through the module object, so patching its attributes reaches every call site.)
 
 Protocol (one JSON object per line): the parent writes ``{"cmd": "fill"}``, ``{"cmd": "drain"}``,
 ``{"cmd": "runner"}`` (see :meth:`_Child.runner`) or ``{"cmd": "quit"}`` on stdin; the child
@@ -50,12 +50,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-VARIANTS = ("off", "sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10", "stripped")
-#: The variants with an SDK installed, and the ones of them that sample a tenth of the traces.
-SDK_VARIANTS = ("sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10")
+VARIANTS = (
+    "off",
+    "sdk-noop",
+    "sdk-memory",
+    "sdk-batch",
+    "sdk-batch-10",
+    "sdk-metrics",
+    "stripped",
+)
+#: The variants with an SDK tracer provider, with an SDK meter provider, and the ones that
+#: sample a tenth of the traces.
+TRACED = ("sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10")
+METERED = ("sdk-noop", "sdk-memory", "sdk-metrics")
 SAMPLED_10 = ("sdk-batch-10",)
-#: Spans a sampled noop job (one step) finishes in the worker: its CONSUMER span and its step's.
-SPANS_PER_JOB = 2
+#: Spans a sampled noop job (one step) finishes in the worker: its CONSUMER span (a type of one
+#: step has no step span).
+SPANS_PER_JOB = 1
 BACKENDS = ("redis", "memory")
 #: The workload of test_bench_core's consume benchmark at c32.
 CONCURRENCY = 32
@@ -94,7 +105,6 @@ def _strip_instrumentation() -> None:
         "state": lambda: 0,
         "count": lambda *args, **kwargs: None,
         "send_span": lambda *args, **kwargs: contextlib.nullcontext(no_carrier),
-        "process_span": lambda *args, **kwargs: contextlib.nullcontext(),
         "step_span": lambda *args, **kwargs: contextlib.nullcontext(),
         "ids_of": lambda span: {},
     }
@@ -112,13 +122,13 @@ class _Probe:
         self.metrics: Any = None
         self.provider: Any = None
         self._processed_before = 0
-        if variant in SDK_VARIANTS:
-            self._install_sdk()
+        if variant in TRACED:
+            self._install_traces()
+        if variant in METERED:
+            self._install_metrics()
 
-    def _install_sdk(self) -> None:
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    def _install_traces(self) -> None:
+        from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import (
             BatchSpanProcessor,
@@ -155,6 +165,12 @@ class _Probe:
             provider.add_span_processor(BatchSpanProcessor(self.spans, max_queue_size=SPAN_QUEUE))
         trace.set_tracer_provider(provider)
         self.provider = provider
+
+    def _install_metrics(self) -> None:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
         self.metrics = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[self.metrics]))
 

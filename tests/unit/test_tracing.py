@@ -336,9 +336,8 @@ async def test_retried_job_is_one_consumer_span_per_delivery_in_one_trace(
         (retry,) = events(s, "streamq.retry_scheduled")
         assert retry.attributes["error"] == f"RuntimeError: failure {n} of 2"
         assert events(s, "streamq.dead_lettered") == []
-    steps = named(found, f"{job_type}.flaky")
-    assert [parent_id(s) for s in steps] == [r.context.span_id for r in runs if r.context]
-    assert [s.status.status_code for s in steps] == [StatusCode.ERROR] * 2 + [StatusCode.UNSET]
+    # One step: no step span, the delivery's span is the step's (one span per delivery).
+    assert named(found, f"{job_type}.flaky") == []
     last = runs[2]
     assert last.status.status_code == StatusCode.UNSET
     assert [e.name for e in last.events] == []
