@@ -285,24 +285,37 @@ def _drops_unsampled() -> bool:
     return drops
 
 
+def unsampled(carrier: Mapping[str, str]) -> tuple[object, dict[str, str]] | None:
+    """For a delivery whose producer's span was not sampled, when the SDK's sampler would drop
+    its span for certain (:func:`_drops_unsampled`): make the producer's context current and
+    return the token :func:`end_unsampled` needs and the ids its log lines carry (the trace
+    id). No span at all: a non-recording one would cost an id, a sampler call and a context.
+    The context stays current so that what the job enqueues stays in its unsampled trace.
+    None for every other delivery (then :func:`start_process`)."""
+    parent, remote, trace_hex = _remote(carrier)
+    if remote is None or remote.trace_flags.sampled or not _drops_unsampled():
+        return None
+    return context.attach(parent), {"trace_id": trace_hex}
+
+
+def end_unsampled(token: object) -> None:
+    """Restore the context from before :func:`unsampled`."""
+    context.detach(token)  # type: ignore[arg-type]
+
+
 def start_process(
     carrier: Mapping[str, str], name: str, attributes: dict[str, Any]
 ) -> tuple[Span, object, dict[str, str]]:
     """Start the CONSUMER span of one delivery (``name``: ``process TYPE``; ``attributes``:
-    its type's, from :func:`process_attributes`), child of the producer's context in
-    ``carrier``, and make it the current span. Returns it, the token :func:`end_process`
-    needs, and the ids its log lines carry (:func:`ids_of`).
+    its type's from :func:`process_attributes` and the delivery's, all given at the start:
+    the sampler sees them, and one set of them is checked once), child of the producer's
+    context in ``carrier``, and make it the current span. Returns it, the token
+    :func:`end_process` needs, and the ids its log lines carry (:func:`ids_of`).
 
     The sampler decides here: an unsampled span is a non-recording one (the caller then adds
-    nothing to it and runs the job as untraced, but with its ids for the log lines, and its
-    context current so that what the job enqueues stays in the unsampled trace).
+    nothing to it and runs the job as untraced, with its ids for the log lines).
     """
-    parent, remote, trace_hex = _remote(carrier)
-    if remote is not None and not remote.trace_flags.sampled and _drops_unsampled():
-        # The sampler would drop it: no span at all (a non-recording one would cost an id, a
-        # sampler call and a context), but the producer's context current, so that what the
-        # job enqueues stays in its unsampled trace; its log lines carry the trace id.
-        return _UNSAMPLED, context.attach(parent), {"trace_id": trace_hex}
+    parent = _remote(carrier)[0]
     span = _tracer.start_span(
         name,
         context=parent,
@@ -312,10 +325,6 @@ def start_process(
         set_status_on_exception=False,
     )
     return span, context.attach(trace.set_span_in_context(span, parent)), ids_of(span)
-
-
-#: What start_process gives for a delivery it made no span for: not recording, no ids.
-_UNSAMPLED = trace.INVALID_SPAN
 
 
 def end_process(span: Span, token: object) -> None:

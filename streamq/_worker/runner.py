@@ -179,23 +179,34 @@ class Runner:
         limit: Limit | None,
         sdk: int,
     ) -> DeliveryOutcome:
+        skipped = _tracing.unsampled(meta.trace)
+        if skipped is not None:
+            # Not sampled (its producer's span was not): run as untraced, its trace id logged.
+            token, ids = skipped
+            try:
+                return await self._run(d, job, meta, typed, None, limit, sdk, ids)
+            finally:
+                _tracing.end_unsampled(token)
         names = self._span_names.get(d.type)
         if names is None:
             # A type not served (its delivery dead-letters): named and attributed as served.
             names = self._span_names[d.type] = self._span_names_of(d.type)
-        span, token, trace_ids = _tracing.start_process(meta.trace, *names)
+        name, attributes = names
+        attributes = {
+            **attributes,
+            "messaging.message.id": job.id,
+            "streamq.job.deliveries": d.deliveries,
+            "streamq.entry_id": d.entry_id,
+        }
+        if job.account_id is not None:
+            attributes["streamq.account_id"] = job.account_id
+        if job.identity.org_id:
+            attributes["streamq.org_id"] = job.identity.org_id
+        span, token, trace_ids = _tracing.start_process(meta.trace, name, attributes)
         try:
             if not span.is_recording():
                 # Not sampled: nothing to record, run as untraced (its ids still in the logs).
                 return await self._run(d, job, meta, typed, None, limit, sdk, trace_ids)
-            per_job = {
-                "messaging.message.id": job.id,
-                "streamq.job.deliveries": d.deliveries,
-                "streamq.entry_id": d.entry_id,
-                "streamq.account_id": job.account_id,
-                "streamq.org_id": job.identity.org_id,
-            }
-            span.set_attributes({k: v for k, v in per_job.items() if v not in ("", None)})
             outcome = await self._run(d, job, meta, typed, span, limit, sdk, trace_ids)
             if outcome.letter is not None:
                 _tracing.event(
