@@ -7,6 +7,11 @@ names follow the OpenTelemetry messaging semantic conventions; streamq adds ``st
 ``enqueue_many`` records ONE producer span for the whole batch (``messaging.batch.message_count``)
 and every job of the batch carries that span's context: one span per job would cost more than
 the enqueue itself.
+
+A delivery is ONE consumer span (its steps get spans of their own only when its type has
+several), started by :func:`start_process` with all its attributes at once; a delivery whose
+trace was not sampled gets no span at all when the SDK's sampler would drop it anyway
+(:func:`unsampled`). What each costs: docs/observability.md, "What tracing costs".
 """
 
 from __future__ import annotations
