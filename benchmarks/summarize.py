@@ -154,6 +154,9 @@ TRACING_LABELS = {
     "off": "no SDK (tracing off)",
     "sdk-noop": "SDK, no-op exporter",
     "sdk-memory": "SDK, in-memory exporter",
+    "sdk-batch": "traces, batch, 100 % sampled",
+    "sdk-batch-10": "traces, batch, 10 % sampled",
+    "sdk-metrics": "metrics SDK only",
     "stripped": "instrumentation stripped",
 }
 
@@ -171,30 +174,36 @@ def format_tracing(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
             f"{b.get('group') or b['name']}: {t['jobs_per_round']} jobs x {t['rounds']} rounds "
             f"per variant, interleaved; 1-min load {min(loads):.2f}-{max(loads):.2f}"
         )
-        cells = [("variant", "rate (median)", "CPU per job", "rounds (jobs/s)")]
+        cells = [("variant", "rate (median)", "CPU per job", "spans/job", "rounds (jobs/s)")]
         for name, v in t["variants"].items():
+            spans = v.get("spans_per_job")
             cells.append(
                 (
                     TRACING_LABELS.get(name, name),
                     f"{_si(v['median_jobs_per_s'])} jobs/s",
                     f"{v['median_cpu_us_per_job']:.1f} us",
+                    "-" if spans is None else f"{spans:.2f}",
                     " ".join(_si(r) for r in v["jobs_per_s"]),
                 )
             )
-        widths = [max(len(c[i]) for c in cells) for i in range(4)]
+        widths = [max(len(c[i]) for c in cells) for i in range(5)]
         for c in cells:
             lines.append(
                 "  "
                 + "  ".join(
-                    cell.rjust(w) if 1 <= i <= 2 else cell.ljust(w)
+                    cell.rjust(w) if 1 <= i <= 3 else cell.ljust(w)
                     for i, (cell, w) in enumerate(zip(c, widths, strict=True))
                 ).rstrip()
             )
         for name, r in t["ratios"].items():
+            target = r.get("target_at_least")
+            aim = ""
+            if target is not None:
+                aim = f"; target >={target:.2f} {'met' if r['of_medians'] >= target else 'MISSED'}"
             lines.append(
-                f"  {name:<15} {r['of_medians']:.3f} of medians; per round "
+                f"  {name:<16} {r['of_medians']:.3f} of medians; per round "
                 f"{r['paired_median']:.3f} ({r['paired_min']:.3f}-{r['paired_max']:.3f}); "
-                f"by CPU per job {r['cpu_per_job']:.3f}"
+                f"by CPU per job {r['cpu_per_job']:.3f}{aim}"
             )
         runner = t.get("runner")
         if runner:

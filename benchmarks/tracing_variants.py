@@ -12,15 +12,21 @@ which interleaves the variants round by round on the same server with the same w
   collected only when asked);
 - ``sdk-memory``: the same, but ``BatchSpanProcessor(InMemorySpanExporter())`` (the processor the
   CLI uses), cleared after each round;
+- ``sdk-batch``: a production worker with tracing on, traces only: the SDK's default sampler
+  (``ParentBased(ALWAYS_ON)``: every trace), ``BatchSpanProcessor`` (export on its own thread)
+  with an exporter that counts and drops the spans (no collector: its cost is the collector's
+  network, not streamq's); no meter provider (metrics are measured on their own, next);
+- ``sdk-batch-10``: the same with ``ParentBased(TraceIdRatioBased(0.1))``: a tenth of the traces
+  (decided at the producer's span, which every job of an ``enqueue_many`` batch shares);
+- ``sdk-metrics``: an SDK ``MeterProvider`` (``InMemoryMetricReader``) and no tracer provider:
+  what the per-job metrics cost on their own (an application with both pays about the sum);
 - ``stripped``: the baseline of the "tracing off costs < 3 %" claim. No SDK, and streamq's
   instrumentation neutralised by patching the ``streamq._tracing`` module: ``enabled`` returns
-  False and ``state`` 0 (no SDK of either kind), the span helpers (``send_span``,
-  ``process_span``, ``step_span``) are bare ``contextlib.nullcontext``, ``ids_of`` returns ``{}``,
-  ``count`` does nothing and the seven metric instruments are objects whose ``add``/``record`` do
-  nothing. (Every module calls ``_tracing.X`` through the module object, so patching its
-  attributes reaches every call site.) What cannot be patched from outside remains: the span
-  attribute dict ``Runner.run`` builds per delivery and the metric attribute dict of
-  ``Runner._run``.
+  False and ``state`` 0 (no SDK of either kind: ``Runner.run`` never reaches its traced path,
+  ``start_process``), the other span helpers (``send_span``, ``step_span``) are bare
+  ``contextlib.nullcontext``, ``ids_of`` returns ``{}``, ``count`` does nothing and the seven
+  metric instruments are objects whose ``add``/``record`` do nothing. (Every module calls
+  ``_tracing.X`` through the module object, so patching its attributes reaches every call site.)
 
 Protocol (one JSON object per line): the parent writes ``{"cmd": "fill"}``, ``{"cmd": "drain"}``,
 ``{"cmd": "runner"}`` (see :meth:`_Child.runner`) or ``{"cmd": "quit"}`` on stdin; the child
@@ -44,7 +50,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-VARIANTS = ("off", "sdk-noop", "sdk-memory", "stripped")
+VARIANTS = (
+    "off",
+    "sdk-noop",
+    "sdk-memory",
+    "sdk-batch",
+    "sdk-batch-10",
+    "sdk-metrics",
+    "stripped",
+)
+#: The variants with an SDK tracer provider, with an SDK meter provider, and the ones that
+#: sample a tenth of the traces.
+TRACED = ("sdk-noop", "sdk-memory", "sdk-batch", "sdk-batch-10")
+METERED = ("sdk-noop", "sdk-memory", "sdk-metrics")
+SAMPLED_10 = ("sdk-batch-10",)
+#: Spans a sampled noop job (one step) finishes in the worker: its CONSUMER span (a type of one
+#: step has no step span).
+SPANS_PER_JOB = 1
 BACKENDS = ("redis", "memory")
 #: The workload of test_bench_core's consume benchmark at c32.
 CONCURRENCY = 32
@@ -83,7 +105,6 @@ def _strip_instrumentation() -> None:
         "state": lambda: 0,
         "count": lambda *args, **kwargs: None,
         "send_span": lambda *args, **kwargs: contextlib.nullcontext(no_carrier),
-        "process_span": lambda *args, **kwargs: contextlib.nullcontext(),
         "step_span": lambda *args, **kwargs: contextlib.nullcontext(),
         "ids_of": lambda span: {},
     }
@@ -101,13 +122,13 @@ class _Probe:
         self.metrics: Any = None
         self.provider: Any = None
         self._processed_before = 0
-        if variant in ("sdk-noop", "sdk-memory"):
-            self._install_sdk()
+        if variant in TRACED:
+            self._install_traces()
+        if variant in METERED:
+            self._install_metrics()
 
-    def _install_sdk(self) -> None:
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    def _install_traces(self) -> None:
+        from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import (
             BatchSpanProcessor,
@@ -116,6 +137,7 @@ class _Probe:
             SpanExportResult,
         )
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         class DropExporter(SpanExporter):
             """Counts the spans it is given and keeps none."""
@@ -127,15 +149,28 @@ class _Probe:
                 self.count += len(spans)
                 return SpanExportResult.SUCCESS
 
-        provider = TracerProvider()
+        if self.variant in SAMPLED_10:
+            provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
+        else:
+            provider = TracerProvider()  # the default sampler: ParentBased(ALWAYS_ON)
         if self.variant == "sdk-noop":
             self.spans = DropExporter()
             provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        elif self.variant.startswith("sdk-batch"):
+            # As a production worker runs: the batch processor, its export on its own thread.
+            self.spans = DropExporter()
+            provider.add_span_processor(BatchSpanProcessor(self.spans, max_queue_size=SPAN_QUEUE))
         else:
             self.spans = InMemorySpanExporter()
             provider.add_span_processor(BatchSpanProcessor(self.spans, max_queue_size=SPAN_QUEUE))
         trace.set_tracer_provider(provider)
         self.provider = provider
+
+    def _install_metrics(self) -> None:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
         self.metrics = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[self.metrics]))
 
@@ -144,7 +179,7 @@ class _Probe:
         if self.spans is None:
             return None
         self.provider.force_flush()
-        if self.variant == "sdk-noop":
+        if self.variant != "sdk-memory":  # a DropExporter: it only counts
             n, self.spans.count = self.spans.count, 0
             return int(n)
         n = len(self.spans.get_finished_spans())
@@ -258,11 +293,12 @@ class _Child:
             group="bench",
             consumer="bench-runner",
         )
-        with self._tracing.send_span({"noop": RUNNER_JOBS}) as carrier:  # as enqueue_many does
-            fields = [
-                _codec.encode(self._noop, str(uuid.uuid4()), trace=carrier)
-                for _ in range(RUNNER_JOBS)
-            ]
+        fields = []
+        for _ in range(RUNNER_JOBS):
+            # A send span (so a trace) per job, as enqueue does: with 10 % sampling about a
+            # tenth of the deliveries are sampled, not all or none of them.
+            with self._tracing.send_span({"noop": 1}) as carrier:
+                fields.append(_codec.encode(self._noop, str(uuid.uuid4()), trace=carrier))
         deliveries = [Delivery("noop", f"1-{i}", f, 1) for i, f in enumerate(fields)]
 
         async def run_all() -> float:

@@ -7,6 +7,11 @@ names follow the OpenTelemetry messaging semantic conventions; streamq adds ``st
 ``enqueue_many`` records ONE producer span for the whole batch (``messaging.batch.message_count``)
 and every job of the batch carries that span's context: one span per job would cost more than
 the enqueue itself.
+
+A delivery is ONE consumer span (its steps get spans of their own only when its type has
+several), started by :func:`start_process` with all its attributes at once; a delivery whose
+trace was not sampled gets no span at all when the SDK's sampler would drop it anyway
+(:func:`unsampled`). What each costs: docs/observability.md, "What tracing costs".
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -166,33 +172,171 @@ def send_span(
         yield carrier
 
 
-@contextlib.contextmanager
-def process_span(
-    carrier: Mapping[str, str], attributes: dict[str, Any], job_type: str, stream: str
-) -> Iterator[Span | None]:
-    """The CONSUMER span of one delivery (named after its type, attributed to its ``stream``),
-    child of the producer's context in ``carrier``."""
-    parent = propagate.extract(carrier)
+def process_attributes(job_type: str, stream: str, group: str, consumer: str) -> dict[str, Any]:
+    """The attributes every CONSUMER span of ``job_type`` has: built once per type (the
+    runner keeps them), given to the sampler as the span starts."""
     attrs = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": stream,
-        # An attribute without a value (no consumer group on the memory backend) is left out.
-        **{k: v for k, v in attributes.items() if v not in ("", None)},
+        "messaging.consumer.group.name": group,
+        "messaging.client.id": consumer,
+        "streamq.job.type": job_type,
     }
-    token = context.attach(parent)
-    try:
-        with _tracer.start_as_current_span(
-            f"process {job_type}",
-            kind=SpanKind.CONSUMER,
-            attributes=attrs,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            yield span
-    finally:
-        context.detach(token)
+    # An attribute without a value (no consumer group on the memory backend) is left out.
+    return {k: v for k, v in attrs.items() if v not in ("", None)}
+
+
+#: A W3C ``traceparent`` of version 00 as TraceContextTextMapPropagator accepts it (lowercase
+#: hex, nothing after the flags).
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+#: The global propagator last looked at, and whether it is W3C's (see _parent).
+_w3c: tuple[Any, bool] = (None, False)
+#: The fields of the default propagators (W3C trace context and baggage).
+_W3C_FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def _w3c_propagator() -> bool:
+    """Whether the global propagator reads only W3C's trace context (and baggage) fields: the
+    default, under which a carrier holding only ``traceparent`` means exactly its span."""
+    global _w3c
+    textmap = propagate.get_global_textmap()
+    seen, is_w3c = _w3c
+    if textmap is not seen:
+        fields = set(textmap.fields)
+        is_w3c = "traceparent" in fields and fields <= _W3C_FIELDS
+        _w3c = (textmap, is_w3c)
+    return is_w3c
+
+
+#: The last traceparent parsed, and what it gave (jobs of one enqueue_many share one).
+_last_parent: tuple[str, context.Context, trace.SpanContext | None, str] = (
+    "",
+    context.Context(),
+    None,
+    "",
+)
+
+
+def _parent(carrier: Mapping[str, str]) -> context.Context:
+    """The producer's context from a job's ``carrier``, as ``propagate.extract`` gives it.
+
+    The common carrier (what the default propagators inject for a span without trace state or
+    baggage) is ``{"traceparent": "00-..."}``: that one is parsed here, in a fraction of the
+    time extract takes (a regex search, a tracestate and a baggage lookup, three context
+    copies). Anything else (trace state, baggage, another propagator configured, another
+    version) goes to ``propagate.extract``."""
+    return _remote(carrier)[0]
+
+
+def _remote(
+    carrier: Mapping[str, str],
+) -> tuple[context.Context, trace.SpanContext | None, str]:
+    """:func:`_parent`, and when it was parsed here the producer's span context and trace id
+    (hex); else None and ""."""
+    global _last_parent
+    if len(carrier) == 1:
+        header = carrier.get("traceparent")
+        if header is not None and _w3c_propagator():
+            last, ctx, remote, trace_hex = _last_parent
+            if header == last:
+                # Contexts are immutable: the same one serves again.
+                return ctx, remote, trace_hex
+            m = _TRACEPARENT.fullmatch(header)
+            if m is not None:
+                trace_hex, span_hex, flags = m.groups()
+                if trace_hex != _ZERO_TRACE and span_hex != _ZERO_SPAN:
+                    remote = trace.SpanContext(
+                        int(trace_hex, 16),
+                        int(span_hex, 16),
+                        is_remote=True,
+                        trace_flags=trace.TraceFlags(int(flags, 16)),
+                    )
+                    ctx = trace.set_span_in_context(
+                        trace.NonRecordingSpan(remote), context.Context()
+                    )
+                    _last_parent = (header, ctx, remote, trace_hex)
+                    return ctx, remote, trace_hex
+                return context.Context(), None, ""
+    elif not carrier:
+        return context.Context(), None, ""
+    return propagate.extract(carrier), None, ""
+
+
+#: The tracer provider last looked at, and whether its sampler drops every span whose remote
+#: parent is not sampled (see _drops_unsampled).
+_drops: tuple[Any, bool] = (None, False)
+
+
+def _drops_unsampled() -> bool:
+    """Whether the SDK's sampler drops the span of an unsampled remote parent for certain: the
+    SDK's own ``ParentBased`` (its default sampler, and the ratio recipe's) with its default
+    ``remote_parent_not_sampled=ALWAYS_OFF``. Anything else (another sampler, a subclass, an
+    SDK that keeps that delegate elsewhere) answers False: every span goes to the sampler."""
+    global _drops
+    provider = trace.get_tracer_provider()
+    seen, drops = _drops
+    if provider is not seen:
+        drops = False
+        sampler = getattr(provider, "sampler", None)
+        if type(sampler).__module__ == "opentelemetry.sdk.trace.sampling":
+            # Loaded already (the provider's sampler is one): not an import of the SDK's own.
+            from opentelemetry.sdk.trace import sampling
+
+            delegate = getattr(sampler, "_remote_parent_not_sampled", None)
+            drops = type(sampler) is sampling.ParentBased and delegate is sampling.ALWAYS_OFF
+        _drops = (provider, drops)
+    return drops
+
+
+def unsampled(carrier: Mapping[str, str]) -> tuple[object, dict[str, str]] | None:
+    """For a delivery whose producer's span was not sampled, when the SDK's sampler would drop
+    its span for certain (:func:`_drops_unsampled`): make the producer's context current and
+    return the token :func:`end_unsampled` needs and the ids its log lines carry (the trace
+    id). No span at all: a non-recording one would cost an id, a sampler call and a context.
+    The context stays current so that what the job enqueues stays in its unsampled trace.
+    None for every other delivery (then :func:`start_process`)."""
+    parent, remote, trace_hex = _remote(carrier)
+    if remote is None or remote.trace_flags.sampled or not _drops_unsampled():
+        return None
+    return context.attach(parent), {"trace_id": trace_hex}
+
+
+def end_unsampled(token: object) -> None:
+    """Restore the context from before :func:`unsampled`."""
+    context.detach(token)  # type: ignore[arg-type]
+
+
+def start_process(
+    carrier: Mapping[str, str], name: str, attributes: dict[str, Any]
+) -> tuple[Span, object, dict[str, str]]:
+    """Start the CONSUMER span of one delivery (``name``: ``process TYPE``; ``attributes``:
+    its type's from :func:`process_attributes` and the delivery's, all given at the start:
+    the sampler sees them, and one set of them is checked once), child of the producer's
+    context in ``carrier``, and make it the current span. Returns it, the token
+    :func:`end_process` needs, and the ids its log lines carry (:func:`ids_of`).
+
+    The sampler decides here: an unsampled span is a non-recording one (the caller then adds
+    nothing to it and runs the job as untraced, with its ids for the log lines).
+    """
+    parent = _remote(carrier)[0]
+    span = _tracer.start_span(
+        name,
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+    return span, context.attach(trace.set_span_in_context(span, parent)), ids_of(span)
+
+
+def end_process(span: Span, token: object) -> None:
+    """End the span :func:`start_process` started and restore the context before it."""
+    span.end()
+    context.detach(token)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

@@ -114,6 +114,8 @@ class Runner:
         self._log = logger
         self._debug = True
         self._sdk = _tracing.state()
+        # The CONSUMER span's name and per-type attributes, built once per type.
+        self._span_names = {t: self._span_names_of(t) for t in types}
         # One thread for each lane for the sync steps (and stand-ins for stuck ones).
         self._steps = StepCaller(threads, progress, enqueuer)
         # Bound once: the multi-step and sync paths call these per job.
@@ -165,7 +167,7 @@ class Runner:
         sdk = self._sdk
         if not sdk & _tracing.TRACES:
             # The common case without an SDK: no span, no attributes, no context managers.
-            return self._run(d, job, meta, typed, None, limit, sdk)
+            return self._run(d, job, meta, typed, None, limit, sdk, None)
         return self._traced(d, job, meta, typed, limit, sdk)
 
     async def _traced(
@@ -177,19 +179,35 @@ class Runner:
         limit: Limit | None,
         sdk: int,
     ) -> DeliveryOutcome:
+        skipped = _tracing.unsampled(meta.trace)
+        if skipped is not None:
+            # Not sampled (its producer's span was not): run as untraced, its trace id logged.
+            token, ids = skipped
+            try:
+                return await self._run(d, job, meta, typed, None, limit, sdk, ids)
+            finally:
+                _tracing.end_unsampled(token)
+        names = self._span_names.get(d.type)
+        if names is None:
+            # A type not served (its delivery dead-letters): named and attributed as served.
+            names = self._span_names[d.type] = self._span_names_of(d.type)
+        name, attributes = names
         attributes = {
+            **attributes,
             "messaging.message.id": job.id,
-            "messaging.consumer.group.name": self._group,
-            "messaging.client.id": self._consumer,
-            "streamq.job.type": d.type,
             "streamq.job.deliveries": d.deliveries,
             "streamq.entry_id": d.entry_id,
-            "streamq.account_id": job.account_id,
-            "streamq.org_id": job.identity.org_id,
         }
-        stream = self._stream(d.type)
-        with _tracing.process_span(meta.trace, attributes, d.type, stream) as span:
-            outcome = await self._run(d, job, meta, typed, span, limit, sdk)
+        if job.account_id is not None:
+            attributes["streamq.account_id"] = job.account_id
+        if job.identity.org_id:
+            attributes["streamq.org_id"] = job.identity.org_id
+        span, token, trace_ids = _tracing.start_process(meta.trace, name, attributes)
+        try:
+            if not span.is_recording():
+                # Not sampled: nothing to record, run as untraced (its ids still in the logs).
+                return await self._run(d, job, meta, typed, None, limit, sdk, trace_ids)
+            outcome = await self._run(d, job, meta, typed, span, limit, sdk, trace_ids)
             if outcome.letter is not None:
                 _tracing.event(
                     span,
@@ -200,6 +218,15 @@ class Runner:
             elif outcome.kind == "retry":
                 _tracing.event(span, "streamq.retry_scheduled", error=outcome.error)
             return outcome
+        finally:
+            _tracing.end_process(span, token)
+
+    def _span_names_of(self, job_type: str) -> tuple[str, dict[str, Any]]:
+        """The name and the per-type attributes of ``job_type``'s CONSUMER spans."""
+        attributes = _tracing.process_attributes(
+            job_type, self._stream(job_type), self._group, self._consumer
+        )
+        return f"process {job_type}", attributes
 
     def _poison(
         self, d: Delivery, trace_ids: dict[str, str] | None, exc: Exception
@@ -222,8 +249,10 @@ class Runner:
         span: Any,
         limit: Limit | None,
         sdk: int,
+        trace_ids: dict[str, str] | None,
     ) -> DeliveryOutcome:
-        trace_ids = _tracing.ids_of(span) if span is not None else None
+        """Run the delivery; ``span`` is its recording CONSUMER span (None: untraced, or not
+        sampled), ``trace_ids`` the ids its log lines carry (None without a span)."""
         if typed:
             # The typed decoder checked the type and the args already.
             job_type = self._types[d.type]
@@ -275,8 +304,9 @@ class Runner:
                 limit.start(timeout)
                 try:
                     only = self._only_step[d.type]
-                    if only is not None and span is None:
-                        # One async step that takes no context, no span.
+                    if only is not None:
+                        # One async step that takes no context (no step span: the delivery's
+                        # span, if any, is the step's).
                         result = only(job)  # type: ignore[call-arg]
                         if result.__class__ is not COROUTINE:
                             result = self._awaitable(only, result)

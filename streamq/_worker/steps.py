@@ -1,6 +1,6 @@
 """Calling a job's steps: async ones on the loop, sync ones in the step threads, each in a span
-of its own when tracing; the steps' JobContext, and for a type with several steps the step
-progress (resume at the first step not done, record each step done:
+of its own when tracing a type of several steps; the steps' JobContext, and for a type with
+several steps the step progress (resume at the first step not done, record each step done:
 :mod:`~streamq._worker.progress`); and what to do with a step that is not what registration took
 it for.
 """
@@ -69,17 +69,13 @@ class StepCaller:
     async def run_steps(
         self, d: Delivery, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
     ) -> None:
-        """The job's steps, in order; each in a span of its own when tracing. A type with one
-        step whose function takes no context runs it as it is: no context, nothing recorded."""
+        """The job's steps, in order; with several steps, each in a span of its own when
+        tracing (one step has none: the delivery's span is its span). A type with one step
+        whose function takes no context runs it as it is: no context, nothing recorded."""
         if len(job_type.steps) > 1 or job_type.with_context[0]:
             await self._run_with_context(d, job_type, job, span, limit)
             return
-        step, is_async = job_type.steps[0], job_type.is_async[0]
-        if span is None:
-            await self._step(step, is_async, job, limit, None)
-        else:
-            with _tracing.step_span(f"{d.type}.{job_type.step_names[0]}", 0):
-                await self._step(step, is_async, job, limit, None)
+        await self._step(job_type.steps[0], job_type.is_async[0], job, limit, None)
 
     async def _run_with_context(
         self, d: Delivery, job_type: JobType, job: Job[Any], span: Any, limit: Pausable
@@ -113,11 +109,10 @@ class StepCaller:
             if n > 1:
                 # Every line about the job from here on (its failure included) names its step.
                 bind({"step": index, "step_name": names[index]})
-            if span is None:
+            if span is None or n == 1:
                 await self._step(steps[index], job_type.is_async[index], job, limit, arg)
             else:
-                if n > 1:
-                    span.set_attribute("streamq.job.step", index)
+                span.set_attribute("streamq.job.step", index)
                 with _tracing.step_span(f"{d.type}.{names[index]}", index):
                     await self._step(steps[index], job_type.is_async[index], job, limit, arg)
             if progress is not None and index < n - 1:

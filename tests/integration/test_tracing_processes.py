@@ -136,7 +136,6 @@ def test_consumer_span_is_child_of_producer_span_across_processes(procs: Process
     wait_until(lambda: procs.processed() == 1, 30, "the job processed")
     consumed = procs.stop(consumer)
     process = only(consumed, "process noop")
-    step = only(consumed, "noop.run")
     assert process["kind"] == "SpanKind.CONSUMER"
     assert process["context"]["trace_id"] == send["context"]["trace_id"]
     assert process["parent_id"] == send["context"]["span_id"]
@@ -144,8 +143,8 @@ def test_consumer_span_is_child_of_producer_span_across_processes(procs: Process
     assert process["attributes"]["messaging.consumer.group.name"] == "workers"
     assert process["attributes"]["streamq.job.deliveries"] == 1
     assert process["resource"]["attributes"]["service.name"] == "consumer"
-    assert step["context"]["trace_id"] == send["context"]["trace_id"]
-    assert step["parent_id"] == process["context"]["span_id"]
+    # noop has one step: no step span (the delivery's span is its step's).
+    assert [s for s in consumed if s["name"] == "noop.run"] == []
 
 
 def test_job_of_killed_worker_is_a_new_delivery_in_the_same_trace(procs: Processes) -> None:
@@ -168,4 +167,4 @@ def test_job_of_killed_worker_is_a_new_delivery_in_the_same_trace(procs: Process
     assert process["attributes"]["streamq.job.deliveries"] == 2
     assert process["context"]["trace_id"] == send["context"]["trace_id"]
     assert process["parent_id"] == send["context"]["span_id"]
-    assert only(consumed, "noop.run")["parent_id"] == process["context"]["span_id"]
+    assert [s["name"] for s in consumed] == ["process noop"]

@@ -336,9 +336,8 @@ async def test_retried_job_is_one_consumer_span_per_delivery_in_one_trace(
         (retry,) = events(s, "streamq.retry_scheduled")
         assert retry.attributes["error"] == f"RuntimeError: failure {n} of 2"
         assert events(s, "streamq.dead_lettered") == []
-    steps = named(found, f"{job_type}.flaky")
-    assert [parent_id(s) for s in steps] == [r.context.span_id for r in runs if r.context]
-    assert [s.status.status_code for s in steps] == [StatusCode.ERROR] * 2 + [StatusCode.UNSET]
+    # One step: no step span, the delivery's span is the step's (one span per delivery).
+    assert named(found, f"{job_type}.flaky") == []
     last = runs[2]
     assert last.status.status_code == StatusCode.UNSET
     assert [e.name for e in last.events] == []
@@ -447,6 +446,83 @@ async def test_batch_of_several_types_is_named_multiple(
     assert send.attributes is not None
     assert send.attributes["messaging.destination.name"] == "multiple"
     assert send.attributes["messaging.batch.message_count"] == 3
+
+
+async def test_an_unsampled_trace_gets_no_span_but_its_trace_id_in_the_logs(
+    spans: InMemorySpanExporter, prefix: str
+) -> None:
+    """Enqueued under an unsampled span (the default sampler is ParentBased): the delivery has
+    no span, its log lines carry the trace id (no span id), and what its step enqueues stays
+    in that trace, unsampled (no span either)."""
+    job_type, child_type = f"{prefix}-unsampled", f"{prefix}-unsampled-child"
+    registry = Registry()
+    ran: list[str] = []
+
+    async def parent(job: Job[Any], ctx: Any) -> None:
+        ran.append("parent")
+        await ctx.enqueue(Job(type=child_type, args={}))
+
+    async def child(job: Job[Any]) -> None:
+        ran.append("child")
+
+    registry.register(job_type, Args, parent)
+    registry.register(child_type, Args, child)
+    trace_id = 0x0AF7651916CD43DD8448EB211C80319C
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(trace_id, 0xB7AD6B7169203331, is_remote=False)
+    )
+    backend = MemoryBackend()
+    with trace.use_span(unsampled):
+        await Queue(backend, registry=registry).enqueue(Job(type=job_type, args={}))
+    worker = Worker(backend, registry, [job_type, child_type], **FAST)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        async with asyncio.timeout(30):
+            await worker.run(stop_when_empty=True)
+    assert sorted(ran) == ["child", "parent"]
+    assert of_type(spans, job_type) == []
+    assert of_type(spans, child_type) == []
+    lines = [e for e in logs if e.get("job_type") in (job_type, child_type)]
+    assert lines
+    assert {e.get("trace_id") for e in lines} == {format(trace_id, "032x")}
+    assert all("span_id" not in e for e in lines)
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"},
+        {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+        {"traceparent": "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x"},
+        {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x"},
+        {"traceparent": "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01"},
+        {"traceparent": "garbage"},
+        {"traceparent": ""},
+        {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tracestate": "a=1",
+        },
+        {"baggage": "k=v"},
+        {},
+    ],
+)
+def test_the_parsed_parent_is_what_propagate_extract_gives(carrier: dict[str, str]) -> None:
+    """_tracing parses the common carrier itself: the same parent span context as extract."""
+
+    def seen(ctx: Any) -> Any:
+        sc = trace.get_current_span(ctx).get_span_context()
+        return (sc.trace_id, sc.span_id, sc.is_remote, sc.trace_flags, sc.trace_state, sc.is_valid)
+
+    from opentelemetry import propagate
+
+    for _ in range(2):  # the second time from the one-entry cache
+        assert seen(_tracing._parent(carrier)) == seen(propagate.extract(carrier)), carrier
 
 
 # metrics -------------------------------------------------------------------------------------
