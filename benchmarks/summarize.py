@@ -84,7 +84,7 @@ def rows(benchmarks: Iterable[Mapping[str, Any]]) -> list[Row]:
 
 
 #: extra_info keys of the benchmarks that report something other than a rate.
-NOT_RATES = ("tracing", "latency", "recovery")
+NOT_RATES = ("tracing", "latency", "recovery", "server_cost")
 
 
 def _is_rate(bench: Mapping[str, Any]) -> bool:
@@ -260,6 +260,53 @@ def format_server_cpu(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     if len(cells) == 1:
         return []
     return _aligned(cells, right=range(2, 5))
+
+
+# Server CPU per job, streamq's halves against the bare commands ----------------------------------
+
+#: Commands listed per half under the server-cost table (the costliest first).
+SERVER_COST_COMMANDS = 6
+
+
+def format_server_cost(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ``extra_info["server_cost"]`` entries (``test_bench_server_cost.py``) as text: per
+    half, streamq's server CPU per job beside the floor's (medians and ranges of the rounds),
+    their per-round ratio against the target, then the costliest commands of each half."""
+    lines: list[str] = []
+    for b in benchmarks:
+        cost = b["extra_info"].get("server_cost")
+        if not cost:
+            continue
+        idle = cost["idle_us_per_s"]
+        lines.append(
+            f"{cost['jobs']} jobs a round ({cost['single_jobs']} one at a time), "
+            f"{cost['rounds']} rounds, floor batch {cost['batch']}; idle cost taken out: "
+            f"{idle['median']:.0f} us/s ({idle['min']:.0f}-{idle['max']:.0f})"
+        )
+        target = cost["target_at_most"]
+        cells = [("half", "streamq", "floor", "ratio (rounds)", "target")]
+        for half, h in cost["halves"].items():
+            s, f, r = h["streamq_us"], h["floor_us"], h["ratio"]
+            cells.append(
+                (
+                    half,
+                    f"{s['median']:.2f} us ({s['min']:.2f}-{s['max']:.2f})",
+                    f"{f['median']:.2f} us ({f['min']:.2f}-{f['max']:.2f})",
+                    f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})",
+                    f"<={target:.2f}x {'met' if r['median'] <= target else 'MISSED'}",
+                )
+            )
+        lines += ["  " + line for line in _aligned(cells, right=range(1, 4))]
+        for half, h in cost["halves"].items():
+            top = list(h.get("commands", {}).items())[:SERVER_COST_COMMANDS]
+            if top:
+                lines.append(
+                    f"  {half}, streamq per job (calls, us): "
+                    + ", ".join(
+                        f"{name} {c['calls_per_job']:.3g} {c['us_per_job']:.2f}" for name, c in top
+                    )
+                )
+    return lines
 
 
 # Latency: percentiles against the group's reference -------------------------------------------
@@ -544,6 +591,9 @@ def sections(benchmarks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[st
     server_cpu = format_server_cpu(benchmarks)
     if server_cpu:
         out.append(("server CPU per operation (INFO cpu, median of the rounds)", server_cpu))
+    server_cost = format_server_cost(benchmarks)
+    if server_cost:
+        out.append(("server CPU per job, streamq vs the bare commands (INFO cpu)", server_cost))
     latency = latency_rows(benchmarks)
     if latency:
         out.append(("latency (percentiles, ratios to the reference)", format_latency(latency)))
