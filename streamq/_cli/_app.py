@@ -15,10 +15,10 @@ import structlog
 import typer
 
 from streamq import __version__, _eventloop
+from streamq._otel_setup import configure_from_env
 from streamq._producer import Queue
 from streamq._registry import Registry
 from streamq._settings import connect, is_embedded_url, resolve_url
-from streamq._tracing import configure_from_env
 from streamq.exceptions import ConfigError
 
 T = TypeVar("T")

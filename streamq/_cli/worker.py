@@ -22,13 +22,13 @@ from streamq._cli._app import (
     run,
 )
 from streamq._flow import describe as describe_flow
-from streamq._settings import connect, redact_url
-from streamq._tracing import (
+from streamq._otel_setup import (
     METRICS_EXTRA,
     PrometheusEndpoint,
     configure_from_env,
     metrics_extra_missing,
 )
+from streamq._settings import connect, redact_url
 from streamq._worker import Worker
 from streamq._worker.health import BEATS, read_health
 from streamq._worker.type_caps import describe

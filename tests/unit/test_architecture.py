@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_context",
             "_enqueue",
             "_tracing",
+            "_otel_setup",
             "_logging",
             "_registry",
             "_schedules",
@@ -73,9 +74,10 @@ LIBRARIES = {
     "rich": ("_cli",),
     "starlette": ("_web",),
     "uvicorn": ("_web",),
-    "opentelemetry": ("_tracing",),
+    # _tracing: the hot path (API only); _otel_setup: the CLI's SDK and exporters.
+    "opentelemetry": ("_tracing", "_otel_setup"),
     # consume --metrics-port: the exporter's reader and prometheus-client's HTTP server.
-    "prometheus_client": ("_tracing",),
+    "prometheus_client": ("_otel_setup",),
     "msgspec": ("_codec",),
     "cronsim": ("_schedules",),
     "orjson": ("_codec", "_flow", "backends.redis._partitions"),

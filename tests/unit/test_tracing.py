@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from streamq import Job, MemoryBackend, Principal, Queue, Registry, Worker, _tracing
+from streamq import Job, MemoryBackend, Principal, Queue, Registry, Worker, _otel_setup, _tracing
 from streamq.backends.redis import RedisBackend
 from streamq.exceptions import ConfigError
 from streamq.testing import FAST, run_jobs
@@ -783,7 +783,7 @@ def test_configure_from_env_refuses_unknown_exporters(
     monkeypatch.setenv(variable, value)
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
     with pytest.raises(ConfigError, match=f"^{variable}='{value}': use console, otlp or none$"):
-        _tracing.configure_from_env()
+        _otel_setup.configure_from_env()
     assert (trace.get_tracer_provider(), metrics.get_meter_provider()) == before
 
 
@@ -792,7 +792,7 @@ def test_configure_from_env_unset_is_none(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
-    _tracing.configure_from_env()()
+    _otel_setup.configure_from_env()()
     assert (trace.get_tracer_provider(), metrics.get_meter_provider()) == before
 
 
