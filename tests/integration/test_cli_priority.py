@@ -23,8 +23,10 @@ def test_enqueue_with_a_priority_shows_in_stats_and_pending(cli: Cli) -> None:
     """Two low jobs, then one high: ``stats`` counts them per level (table and --json), and a
     worker at -c 1 takes the high one first, which ``pending`` and ``job`` show with its
     level."""
-    cli.enqueue("noop", '{"sleep": 5}', "--priority", "low", "--count", "2")
-    (high,) = cli.enqueue("noop", '{"sleep": 5}', "--priority", "high")
+    # Long sleeps: the high job must still be running when ``job`` is asked about it, on a slow
+    # machine too (the worker stops at once at SIGTERM: --shutdown-grace 0s).
+    cli.enqueue("noop", '{"sleep": 60}', "--priority", "low", "--count", "2")
+    (high,) = cli.enqueue("noop", '{"sleep": 60}', "--priority", "high")
     row = cli.stats("noop")
     assert row["waiting"] == 3
     assert row["waiting_by_priority"] == {"high": 1, "default": 0, "low": 2}

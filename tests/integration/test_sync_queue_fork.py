@@ -135,7 +135,13 @@ def test_gunicorn_preload_workers_enqueue(gunicorn: Gunicorn, redis_url: str, pr
             ids += pool.map(post, range(REQUESTS))
             if len({pid for pid, what, _ in gunicorn.served() if what.startswith("POST")}) >= 2:
                 break
-    posts = [(pid, status) for pid, what, status in gunicorn.served() if what.startswith("POST")]
+
+    def logged() -> list[tuple[int, int]]:
+        # gunicorn writes the access line after the answer went out: wait for the last ones.
+        served = gunicorn.served()
+        return [(pid, status) for pid, what, status in served if what.startswith("POST")]
+
+    posts = wait_for(lambda: len(logged()) >= len(ids) and logged(), "every POST logged")
     assert len(posts) == len(ids)
     assert {status for _, status in posts} == {202}
     pids = {pid for pid, _ in posts}
