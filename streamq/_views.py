@@ -254,7 +254,16 @@ def worker_json(record: dict[str, str], now: float) -> dict[str, Any]:
         "heartbeat_age_s": round(max(0.0, now - beat), 3),
         "paused": [name for name in record.get("paused", "").split(",") if name],
         "type_concurrency": _caps(record.get("type_concurrency", "")),
+        **_supervisor(record.get("supervisor", "")),
     }
+
+
+def _supervisor(text: str) -> dict[str, int | None]:
+    """``PID:INDEX`` (a heartbeat record of a ``consume -p`` child) as its two fields."""
+    pid, _, index = text.partition(":")
+    if pid.isdigit() and index.isdigit():
+        return {"supervisor_pid": int(pid), "child_index": int(index)}
+    return {"supervisor_pid": None, "child_index": None}
 
 
 def _caps(text: str) -> dict[str, int]:

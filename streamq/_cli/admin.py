@@ -27,7 +27,8 @@ def workers(
     prefix: Prefix = "streamq",
 ) -> None:
     """Live workers from their heartbeats: consumer, host, pid, types, concurrency, in flight,
-    processed, last heartbeat age.
+    processed, last heartbeat age. A child of ``consume -p`` shows its pid as
+    ``PID (SUPERVISOR/INDEX)``.
 
     Example: streamq workers --prune
     """
@@ -49,7 +50,9 @@ def workers(
             [
                 r["consumer"],
                 r["host"],
-                str(r["pid"]),
+                str(r["pid"])
+                if r["supervisor_pid"] is None
+                else f"{r['pid']} ({r['supervisor_pid']}/{r['child_index']})",
                 ",".join(r["types"]),
                 concurrency_text(r),
                 str(r["in_flight"]),

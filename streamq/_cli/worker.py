@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -57,6 +57,16 @@ def consume(
             show_default=False,
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Run this many worker processes under a supervisor that restarts one "
+            "that dies and forwards signals (each its own consumer).",
+        ),
+    ] = 1,
     handlers: HandlersOpt = "handlers",
     claim_after: Annotated[
         str,
@@ -137,6 +147,11 @@ def consume(
     ack), so that one slow type cannot take them all; the types without a cap share the
     rest.
 
+    With -p N a supervisor runs N such workers, each its own process and consumer: it
+    restarts one that dies (with a backoff), forwards SIGTERM/SIGINT to all and exits 0
+    when every one drained. Child i gets --metrics-port PORT+i-1 and --health-file PATH.i;
+    the supervisor touches PATH while every child's file is fresh.
+
     Example: streamq consume launch=8 noop -c 64 --claim-after 2m
     """
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
@@ -168,10 +183,15 @@ def consume(
             f"--metrics-port needs the metrics extra ({missing_extra} not found): {METRICS_EXTRA}",
             2,
         )
-    # A bad OTEL_* value, or an address that cannot be bound: a ConfigError, exit 1 as for
-    # every command (the environment, not the command line, is wrong).
-    ctx.call_on_close(configure_from_env(prometheus=endpoint))
+    if processes > 1 and metrics_port and metrics_port + processes - 1 > 65535:
+        fail(f"--metrics-port {metrics_port} leaves no room for {processes} processes' ports", 2)
+    if processes == 1:
+        # A bad OTEL_* value, or an address that cannot be bound: a ConfigError, exit 1 as for
+        # every command (the environment, not the command line, is wrong).
+        ctx.call_on_close(configure_from_env(prometheus=endpoint))
     served = "" if endpoint is None else f", metrics at {endpoint.url}"
+    # Resolved once, here: with -p the children share this server (the embedded one started
+    # and announced once) through STREAMQ_REDIS_URL, never on their command line.
     resolved = resolve(url)
     backend = connect(resolved, prefix=prefix)
     try:
@@ -194,6 +214,9 @@ def consume(
         )
     except ConfigError as exc:  # the options contradict each other: a usage error
         fail(str(exc), 2)
+    if processes > 1:  # every check above was made once, here, for all the children
+        run(backend.aclose())
+        supervise(processes, types, durations[2], health_file, metrics_port, resolved)
 
     kept = (
         f"done jobs kept {keep_done}, max {keep_done_max} per type"
@@ -224,6 +247,33 @@ def consume(
             await backend.aclose()
 
     run(main())
+
+
+def supervise(
+    n: int,
+    types: list[str],
+    grace: float,
+    health_file: Path | None,
+    metrics_port: int | None,
+    url: str,
+) -> NoReturn:
+    """``consume -p N``: run N children of this command line under a Supervisor; exit with
+    its code (docs/scaling.md, "Several worker processes")."""
+    from streamq._cli.supervisor import Supervisor  # lazy: only -p needs it
+
+    argv = sys.argv[1:]
+    ports = (
+        ""
+        if metrics_port is None
+        else (f", metrics ports {metrics_port}-{metrics_port + n - 1}" if metrics_port else "")
+    )
+    typer.echo(
+        f"streamq: supervising {n} worker processes for {', '.join(types)}{ports} "
+        f"(supervisor {os.getpid()})",
+        err=True,
+    )
+    supervisor = Supervisor(argv, n, grace=grace, health_file=health_file, url=url)
+    raise typer.Exit(supervisor.run())
 
 
 def parse_caps(args: list[str]) -> dict[str, int]:

@@ -19,6 +19,9 @@ from streamq._worker.type_caps import describe
 from streamq.backends._base import Backend
 from streamq.exceptions import BackendError
 
+#: Set by ``consume -p`` in each child's environment: the supervisor's pid and the child's index.
+SUPERVISOR_ENV = "STREAMQ_SUPERVISOR"
+
 
 class LeaseKeeper:
     """Keeps what this worker holds its own, and tells the fleet it is alive."""
@@ -98,6 +101,8 @@ class LeaseKeeper:
             "started_at": f"{self._started_at:.3f}",
             "heartbeat_at": f"{time.time():.3f}",
             "paused": ",".join(sorted(self._state.paused)),
+            # PID:INDEX when `consume -p` runs this worker (streamq/_cli/supervisor.py).
+            "supervisor": os.environ.get(SUPERVISOR_ENV, ""),
         }
         await self._backend.heartbeat(self._consumer, info, ttl_s=self._heartbeat * 3)
 

@@ -182,6 +182,7 @@ def _workers() -> list[dict[str, Any]]:
         "started_at": "1700000000.000",
         "heartbeat_at": "1700000009.000",
         "paused": "launch",
+        "supervisor": "4300:2",
     }
     return [worker_json(beat, now=1700000010.0), worker_json({"id": "bare"}, now=1700000010.0)]
 

@@ -30,7 +30,7 @@ PENDING_KEYS = ["job_id", "entry_id", "consumer", "idle_s", "deliveries", "prior
 DEAD_KEYS = ["job_id", "dead_id", "entry_id", "reason", "error", "deliveries", "dead_at"]
 JOB_KEYS = ["type", "account_id", "org_id", "account_number", "user", "request_id", "args"]
 WORKER_KEYS = ["consumer", "host", "pid", "types", "concurrency", "in_flight", "processed"]
-WORKER_KEYS += ["heartbeat_age_s", "paused", "type_concurrency"]
+WORKER_KEYS += ["heartbeat_age_s", "paused", "type_concurrency", "supervisor_pid", "child_index"]
 
 
 def _command_paths() -> list[tuple[str, ...]]:
