@@ -12,13 +12,17 @@ local mine, lost = owned_split(KEYS[1], ARGV[1], ARGV[2], 7, 6 + n)
 if #mine == 0 then
   return lost
 end
-local acked = {}
-for _, id in ipairs(mine) do
-  acked[id] = true
+-- Every id owned (the common case): no lookup table needed.
+local acked = nil
+if #lost > 0 or ends > 0 then
+  acked = {}
+  for _, id in ipairs(mine) do
+    acked[id] = true
+  end
 end
 local jobs, figures = {}, {}
 for i = 1, n do
-  if acked[ARGV[6 + i]] and ARGV[6 + n + i] ~= '' then
+  if (acked == nil or acked[ARGV[6 + i]]) and ARGV[6 + n + i] ~= '' then
     jobs[#jobs + 1] = ARGV[6 + n + i]
     figures[#figures + 1] = ARGV[6 + 2 * n + i]
   end

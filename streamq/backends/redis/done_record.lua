@@ -11,7 +11,11 @@
 -- oldest buckets are deleted until it does not. A bucket expires keep_ms after its last write
 -- (the total may then count records already gone: the deletion walks past those buckets, which
 -- corrects it), so a record is kept at least keep_ms unless the cap drops it, and a type no
--- one serves any more keeps nothing for longer than that.
+-- one serves any more keeps nothing for much longer than that.
+-- The expiries are not set on every call: the bucket and the index get keep_ms + slack (slack:
+-- an eighth of a bucket's span), noted as `x` in the index, and again only once that is slack
+-- old (or the bucket changed). A record written at most slack after `x` therefore still has at
+-- least keep_ms to live, and most calls make two commands fewer.
 -- `jobs` holds the job ids, `figures` the "TOOK_MS DELIVERIES" of each.
 local function record_done(index, buckets, keep_ms, most, consumer, jobs, figures)
   local n = #jobs
@@ -35,7 +39,10 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
     counts[i] = tonumber(m['n' .. i]) or 0
   end
   local out = {}
-  if at == nil or now - at >= math.max(1, math.floor(keep_ms / (ring - 1)))
+  local span = math.max(1, math.floor(keep_ms / (ring - 1)))
+  local slack = math.max(1, math.floor(span / 8))
+  local expiry_set = tonumber(m['x'])
+  if at == nil or now - at >= span
       or counts[cur] >= math.max(1, math.ceil(most / (ring - 1))) then
     if at ~= nil then
       cur = cur % ring + 1
@@ -45,6 +52,7 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
     end
     at = now
     out = {'cur', cur, 'at', at}
+    expiry_set = nil
   end
   local h = {}
   local head, tail = now .. ' ', ' ' .. consumer
@@ -56,7 +64,12 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
   for i = 1, 2 * n, 2000 do
     redis.call('HSET', buckets[cur], unpack(h, i, math.min(i + 1999, 2 * n)))
   end
-  redis.call('PEXPIRE', buckets[cur], keep_ms)
+  local refresh = expiry_set == nil or now - expiry_set >= slack
+  if refresh then
+    redis.call('PEXPIRE', buckets[cur], keep_ms + slack)
+    out[#out + 1] = 'x'
+    out[#out + 1] = now
+  end
   counts[cur] = counts[cur] + n
   total = total + n
   out[#out + 1] = 'n' .. cur
@@ -77,5 +90,7 @@ local function record_done(index, buckets, keep_ms, most, consumer, jobs, figure
   out[#out + 1] = 'total'
   out[#out + 1] = math.max(0, total)
   redis.call('HSET', index, unpack(out))
-  redis.call('PEXPIRE', index, keep_ms)
+  if refresh then
+    redis.call('PEXPIRE', index, keep_ms + slack)
+  end
 end
