@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.operations import format_processes, operations_figures, plot_operations
+
 DEFAULT_RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -84,7 +86,7 @@ def rows(benchmarks: Iterable[Mapping[str, Any]]) -> list[Row]:
 
 
 #: extra_info keys of the benchmarks that report something other than a rate.
-NOT_RATES = ("tracing", "latency", "recovery", "server_cost")
+NOT_RATES = ("tracing", "latency", "recovery", "server_cost", "processes")
 
 
 def _is_rate(bench: Mapping[str, Any]) -> bool:
@@ -458,7 +460,8 @@ def chart_path(results: Path) -> Path:
 def write_chart(
     benchmarks: Sequence[Mapping[str, Any]], out: Path, *, title: str = ""
 ) -> Path | None:
-    """A PNG of the run: rates against their references, latency percentiles, recovery times.
+    """A PNG of the run: rates against their references, latency percentiles, recovery times,
+    the operations ratios (``operations.py``).
 
     One panel per kind that the run has. Returns the path written, or None when there is
     nothing to draw or matplotlib (the ``bench`` extra) is not installed.
@@ -466,7 +469,13 @@ def write_chart(
     table = [r for r in rows(benchmarks) if r.ratio is not None or r.is_reference]
     latency = latency_rows(benchmarks)
     recovery = [b["extra_info"]["recovery"] for b in benchmarks if "recovery" in b["extra_info"]]
-    have = {"rates": bool(table), "latency": bool(latency), "recovery": bool(recovery)}
+    operations = operations_figures(benchmarks)
+    have = {
+        "rates": bool(table),
+        "latency": bool(latency),
+        "recovery": bool(recovery),
+        "operations": bool(operations),
+    }
     panels = [name for name, present in have.items() if present]
     if not panels:
         return None
@@ -481,6 +490,7 @@ def write_chart(
         "rates": 0.5 * len(table) + 1.2,
         "latency": 0.5 * len(latency) + 1.2,
         "recovery": 3.4,
+        "operations": 0.35 * len(operations) + 1.2,
     }
     fig, axes = plt.subplots(
         len(panels),
@@ -494,6 +504,8 @@ def write_chart(
             _plot_rates(ax, table)
         elif panel == "latency":
             _plot_latency(ax, latency)
+        elif panel == "operations":
+            plot_operations(ax, operations)
         else:
             _plot_recovery(ax, recovery)
     if title:
@@ -603,6 +615,9 @@ def sections(benchmarks: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[st
     tracing = format_tracing(benchmarks)
     if tracing:
         out.append(("tracing overhead (median rates, subprocess per variant)", tracing))
+    processes = format_processes(benchmarks)
+    if processes:
+        out.append(("one worker process vs consume -p 2 (CLI, drain window)", processes))
     return out
 
 
