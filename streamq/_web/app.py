@@ -134,7 +134,10 @@ class Dashboard:
             check_type_name(t)
         if not types:
             at, types = self._types
-            if time.monotonic() - at >= self._types_ttl:
+            # No type known: ask again, every time. Stats of no types make no call, and a
+            # server that is gone must not look like an empty one (a 503, not a page or a
+            # scrape with nothing in it).
+            if not types or time.monotonic() - at >= self._types_ttl:
                 types = await self.queue.types()
                 self._types = (time.monotonic(), types)
         return await self.queue.stats(types)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from web_helpers import Web
 from worker_procs import Workers, wait_until
 
 from streamq import Job, SyncQueue
+from streamq._server import PrivateServer
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 pytest.importorskip("opentelemetry.exporter.prometheus", reason="the metrics extra is absent")
@@ -144,6 +146,34 @@ def test_web_metrics_follow_the_token_rule(start_web: Any) -> None:
     ok = httpx.get(f"{web.base}/metrics", headers={"authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200
     assert "# TYPE streamq_jobs_waiting gauge" in ok.text
+
+
+def test_web_metrics_with_the_server_gone_is_a_503(
+    private_server: PrivateServer, prefix: str, tmp_path: Path
+) -> None:
+    """With its server stopped, /metrics answers 503 with one line of text (a scrape that
+    fails, not numbers that look like an empty queue); once a server is back, 200 again."""
+    web = Web(private_server.url, prefix, tmp_path, token=TOKEN)
+    try:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        assert httpx.get(f"{web.base}/metrics", headers=auth, timeout=10).status_code == 200
+        private_server.stop()
+        down = httpx.get(f"{web.base}/metrics", headers=auth, timeout=30)
+        assert down.status_code == 503, down.text
+        assert len(down.text.strip().splitlines()) == 1, down.text
+        assert "streamq_jobs_waiting" not in down.text
+        private_server.start()
+        back = wait_until(
+            lambda: (
+                (r := httpx.get(f"{web.base}/metrics", headers=auth, timeout=30)).status_code == 200
+                and r
+            ),
+            30,
+            "/metrics answering again",
+        )
+        assert "# TYPE streamq_jobs_waiting gauge" in back.text
+    finally:
+        web.stop()
 
 
 def _consume(*args: str, env: dict[str, str], code: str | None = None) -> Any:
