@@ -17,7 +17,8 @@ which interleaves the variants round by round on the same server with the same w
   with an exporter that counts and drops the spans (no collector: its cost is the collector's
   network, not streamq's); no meter provider (metrics are measured on their own, next);
 - ``sdk-batch-10``: the same with ``ParentBased(TraceIdRatioBased(0.1))``: a tenth of the traces
-  (decided at the producer's span, which every job of an ``enqueue_many`` batch shares);
+  (decided at the producer's span, which every job of an ``enqueue_many`` batch shares: the
+  fill sends ``FILL_CHUNK`` jobs a call);
 - ``sdk-metrics``: an SDK ``MeterProvider`` (``InMemoryMetricReader``) and no tracer provider:
   what the per-job metrics cost on their own (an application with both pays about the sum);
 - ``stripped``: the baseline of the "tracing off costs < 3 %" claim. No SDK, and streamq's
@@ -71,7 +72,11 @@ BACKENDS = ("redis", "memory")
 #: The workload of test_bench_core's consume benchmark at c32.
 CONCURRENCY = 32
 WORKER_BLOCK_S = 0.01
-FILL_CHUNK = 1000
+#: Jobs per ``enqueue_many`` of the (untimed) fill: each call is one producer span, so one
+#: sampling decision. 10 gives 2000 decisions a round, so that "10 % sampled" is about a tenth
+#: of the jobs (with 1000 a call a round had 20 decisions and its sampled share ran from 5 to
+#: 15 %), and each parent is parsed once per 10 jobs (a web app's producer: once per job).
+FILL_CHUNK = 10
 WARMUP_JOBS = 2000
 #: The runner-only measurement: deliveries per run, runs (the best one counts).
 RUNNER_JOBS = 2000
@@ -327,6 +332,11 @@ class _Child:
         self.fill(WARMUP_JOBS)
         warm = self.drain()
         assert warm["processed"] == WARMUP_JOBS, warm
+        # What `streamq consume` does before it runs its worker: the same collector policy in
+        # every variant (streamq._eventloop.tune_gc).
+        from streamq._eventloop import tune_gc
+
+        self.gc_tuned = tune_gc()
         from opentelemetry import trace
 
         return {
@@ -335,6 +345,7 @@ class _Child:
             "pid": os.getpid(),
             "tracing_enabled": self.tracing_enabled,
             "tracer_provider": type(trace.get_tracer_provider()).__name__,
+            "gc_tuned": self.gc_tuned,
         }
 
     def close(self) -> None:

@@ -21,7 +21,9 @@ from streamq._cli._app import (
     resolve,
     run,
 )
+from streamq._eventloop import tune_gc
 from streamq._flow import describe as describe_flow
+from streamq._logging import logger
 from streamq._otel_setup import (
     METRICS_EXTRA,
     PrometheusEndpoint,
@@ -223,6 +225,9 @@ def consume(
         if worker.keep_done > 0
         else "no done-job records"
     )
+
+    if (tuned := tune_gc()) is not None:
+        logger.info("streamq.worker.gc_tuned", **tuned)
 
     async def main() -> None:
         try:
