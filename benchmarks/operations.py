@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks._text import aligned
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -60,15 +62,7 @@ def format_processes(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
                     " ".join(f"{x / 1000:.1f}k" for x in v["jobs_per_s"]["per_round"]),
                 )
             )
-        widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-        for c in cells:
-            lines.append(
-                "  "
-                + "  ".join(
-                    cell.ljust(w) if i in (0, 5) else cell.rjust(w)
-                    for i, (cell, w) in enumerate(zip(c, widths, strict=True))
-                ).rstrip()
-            )
+        lines += ["  " + line for line in aligned(cells, right=range(1, 5))]
         r = p["ratio_p2_p1"]
         lines.append(
             f"  -p 2 / -p 1: {r['median']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f}); {_limit(p)}"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._text import aligned
 from benchmarks.operations import format_processes, operations_figures, plot_operations
 
 DEFAULT_RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -261,7 +262,7 @@ def format_server_cpu(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
             )
     if len(cells) == 1:
         return []
-    return _aligned(cells, right=range(2, 5))
+    return aligned(cells, right=range(2, 5))
 
 
 # Server CPU per job, streamq's halves against the bare commands ----------------------------------
@@ -298,7 +299,7 @@ def format_server_cost(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
                     f"<={target:.2f}x {'met' if r['median'] <= target else 'MISSED'}",
                 )
             )
-        lines += ["  " + line for line in _aligned(cells, right=range(1, 4))]
+        lines += ["  " + line for line in aligned(cells, right=range(1, 4))]
         for half, h in cost["halves"].items():
             top = list(h.get("commands", {}).items())[:SERVER_COST_COMMANDS]
             if top:
@@ -391,7 +392,7 @@ def format_latency(table: Sequence[LatencyRow]) -> list[str]:
                 target,
             )
         )
-    return _aligned(cells, right=range(2, 8))
+    return aligned(cells, right=range(2, 8))
 
 
 def format_recovery(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -429,24 +430,7 @@ def format_recovery(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         )
     if len(cells) == 1:
         return []
-    return _aligned(cells, right=range(4, 8))
-
-
-def _aligned(cells: Sequence[Sequence[str]], right: Iterable[int]) -> list[str]:
-    """Rows of cells as text columns, a rule under the header; ``right`` columns right-aligned."""
-    right = set(right)
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    text = []
-    for i, row in enumerate(cells):
-        text.append(
-            "  ".join(
-                cell.rjust(w) if col in right else cell.ljust(w)
-                for col, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
-        if i == 0:
-            text.append("  ".join("-" * w for w in widths))
-    return text
+    return aligned(cells, right=range(4, 8))
 
 
 # The chart ---------------------------------------------------------------------------------------
