@@ -226,9 +226,6 @@ def consume(
         else "no done-job records"
     )
 
-    if (tuned := tune_gc()) is not None:
-        logger.info("streamq.worker.gc_tuned", **tuned)
-
     async def main() -> None:
         try:
             # Reach the server before saying we consume from it: if it is down, the one line
@@ -247,6 +244,9 @@ def consume(
                 f"consumer {worker.consumer})",
                 err=True,
             )
+            # After the start-up line (the first line a supervisor or a test reads).
+            if (tuned := tune_gc()) is not None:
+                logger.info("streamq.worker.gc_tuned", **tuned)
             await worker.run(handle_signals=True)
         finally:
             await backend.aclose()
