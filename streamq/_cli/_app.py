@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
 import structlog
 import typer
@@ -119,8 +119,38 @@ def emit_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
+class LogSink:
+    """Where the CLI's log lines go: ``stream`` (stderr), except that a line that cannot be
+    written is dropped instead of raised into the code that logged it. When stderr is a pipe
+    whose reader went away (a log collector that died, ``streamq consume ... | head``), every
+    write fails (BrokenPipeError); raised into a worker, one failed line left a signal handler
+    half done and SIGTERM did nothing (the worker then hung until SIGKILL). There is nowhere
+    left to say so: from the first failure on, lines are dropped."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        #: whether a write failed (from then on nothing is written)
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self._stream.write(text))
+            except (OSError, ValueError):  # ValueError: the stream was closed
+                self.broken = True
+        return 0
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+
 def configure_logging(fmt: str, level: str) -> None:
-    """Console or JSON lines on stderr, with the job fields bound by the worker."""
+    """Console or JSON lines on stderr (through :class:`LogSink`), with the job fields bound
+    by the worker."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -135,7 +165,8 @@ def configure_logging(fmt: str, level: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # structlog asks for a TextIO and calls only print(..., file=, flush=True) on it.
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, LogSink(sys.stderr))),
         cache_logger_on_first_use=True,
     )
 

@@ -404,5 +404,5 @@ class Worker:
 
     def _on_signal(self) -> None:
         hard = self._state.stopping.is_set()
+        self.stop(now=hard)  # first: the stop holds whatever the log line meets
         logger.info("streamq.worker.stopping", consumer=self.consumer, immediately=hard)
-        self.stop(now=hard)
