@@ -231,6 +231,9 @@ def consume(
             # Reach the server before saying we consume from it: if it is down, the one line
             # the user sees is the error.
             await backend.ensure_groups(types)
+            # Before the start-up line, not between it and the signal handlers: a SIGTERM
+            # sent on seeing that line must find them in place (the collection takes a while).
+            tuned = tune_gc()
             per_type = f", at most {describe(caps)}" if caps else ""
             flows = [
                 f"{t} {describe_flow(jt.limit, jt.rate)}"
@@ -244,8 +247,8 @@ def consume(
                 f"consumer {worker.consumer})",
                 err=True,
             )
-            # After the start-up line (the first line a supervisor or a test reads).
-            if (tuned := tune_gc()) is not None:
+            # Logged after the start-up line (the first line a supervisor or a test reads).
+            if tuned is not None:
                 logger.info("streamq.worker.gc_tuned", **tuned)
             await worker.run(handle_signals=True)
         finally:
