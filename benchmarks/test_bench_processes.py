@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ import redis
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.test_bench_core import NOOP
+from benchmarks.test_bench_recovery import _wait_until
+from benchmarks.test_bench_server_cost import _median_range
 from streamq import Queue
 from streamq._server import PrivateServer
 
@@ -42,7 +43,6 @@ JOBS = 100_000
 CHUNK = 2_000
 ROUNDS = 3
 PROCESSES = (1, 2)
-POLL_S = 0.01
 ROOT = Path(__file__).resolve().parent.parent
 STREAMQ = Path(sys.executable).with_name("streamq")
 
@@ -72,15 +72,6 @@ def _processed(r: redis.Redis, prefix: str) -> int:
     return int(r.hget(f"{prefix}:{{noop}}:stats", "processed") or 0)
 
 
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _round(
     n: int, url: str, prefix: str, r: redis.Redis, loop: asyncio.AbstractEventLoop, queue: Queue
 ) -> dict[str, float]:
@@ -96,19 +87,19 @@ def _round(
         cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait(
-            lambda: int(r.scard(f"{prefix}:workers") or 0) >= n,
-            60,
-            f"{n} workers registered",
+        _wait_until(
+            lambda: int(r.scard(f"{prefix}:workers") or 0) >= n, 60, f"{n} workers registered", proc
         )
         start = _processed(r, prefix)
         loop.run_until_complete(queue.resume("noop"))
         # The clock starts at the first job processed: the workers see the resume at their next
         # look at the pause flag, a delay that is not the drain's.
-        _wait(lambda: _processed(r, prefix) > start, 60, "the first job processed")
+        _wait_until(lambda: _processed(r, prefix) > start, 60, "the first job processed", proc)
         done0 = _processed(r, prefix)
         cpu0, workers0, t0 = _server_cpu(r), _tree_cpu(proc.pid), time.perf_counter()
-        _wait(lambda: _processed(r, prefix) - start >= JOBS, 300, f"{JOBS} jobs processed")
+        _wait_until(
+            lambda: _processed(r, prefix) - start >= JOBS, 300, f"{JOBS} jobs processed", proc
+        )
         drained = _processed(r, prefix) - done0
         wall = time.perf_counter() - t0
         server = _server_cpu(r) - cpu0
@@ -123,15 +114,6 @@ def _round(
         "worker_cpu_us_per_job": workers / drained * 1e6,
         "worker_cpu_share": workers / wall,
         "loadavg_1min": os.getloadavg()[0],
-    }
-
-
-def _summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "per_round": values,
     }
 
 
@@ -160,7 +142,7 @@ def test_processes_p1_vs_p2(
     per: dict[str, Any] = {}
     for n, rounds in figures.items():
         per[f"p{n}"] = {
-            key: _summary([x[key] for x in rounds])
+            key: _median_range([x[key] for x in rounds])
             for key in (
                 "jobs_per_s",
                 "server_cpu_share",
@@ -182,6 +164,6 @@ def test_processes_p1_vs_p2(
             "cores": os.cpu_count(),
             "loadavg_1min_per_round": [x["loadavg_1min"] for x in figures[1] + figures[2]],
             "variants": per,
-            "ratio_p2_p1": _summary(ratios),
+            "ratio_p2_p1": _median_range(ratios),
         },
     )
