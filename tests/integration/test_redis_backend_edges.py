@@ -248,3 +248,40 @@ def test_servers_older_than_redis_7_are_told_apart() -> None:
     assert too_old("6.2.14") == "6.2.14"
     assert too_old("5.0.7") == "5.0.7"
     assert [too_old(v) for v in ("7.0.0", "7.0.15", "7.2.4", "8.2.1", None, "")] == [None] * 6
+
+
+@pytest.mark.cluster
+async def test_closing_while_another_task_opens_held_connections(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    """A backend closed while a worker sharing it still runs (``async with Queue(backend)`` around
+    a running worker) closes every held connection even as the worker takes new ones: the close
+    used to iterate the live table and raise ``dictionary changed size during iteration``."""
+    backend = RedisBackend(redis_cluster.url, prefix=prefix, partitions={"t": 3})
+    await backend.ensure_groups(["t"])
+    await backend.enqueue_many([("t", {b"n": b"%d" % i}) for i in range(6)])
+    held = await backend.read(["t"], "c", 6, 10)
+    await backend.ack("t", "c", [d.entry_id for d in held])
+    wire = backend._wire
+    lines = list(wire.held_connections.values())
+    assert sum(line.conn is not None for line in lines) >= 2  # one per node that holds a stream
+    node = wire.client.get_node_from_key(backend.streams("t")[0].jobs)
+    stop = asyncio.Event()
+
+    async def take_new_lines() -> int:
+        n = 0
+        while not stop.is_set():  # what a running worker does: a first ack, heartbeat, read...
+            wire.held(f"purpose-{n}", node)
+            n += 1
+            await asyncio.sleep(0)
+        return n
+
+    taker = asyncio.ensure_future(take_new_lines())
+    await asyncio.sleep(0)
+    try:
+        await backend.aclose()
+    finally:
+        stop.set()
+        taken = await taker
+    assert taken > 1  # lines were taken while the close awaited
+    assert all(line.conn is None or not line.conn.is_connected for line in lines)

@@ -279,7 +279,8 @@ class Wire:
 
     async def aclose(self) -> None:
         """Close the connections (the held ones included)."""
-        for held in self.held_connections.values():
+        # A copy: a worker still using this backend takes new lines while the close awaits.
+        for held in list(self.held_connections.values()):
             if held.conn is not None and self.cluster:
                 await held.conn.disconnect()
         await self.client.aclose()
