@@ -31,7 +31,7 @@ class Interleaved:
         self.before: dict[tuple[str, int], Hook] = {}
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        what = str(args[0])
+        what = str(args[0]) if name == "find_job" else name  # find_done: the finished records
         self.calls.append(what)
         hook = self.before.pop((what, self.calls.count(what)), None)
         if hook is not None:
@@ -197,8 +197,9 @@ async def test_unknown_is_settled_when_nothing_moved(queue: Queue) -> None:
     calls = Interleaved(backend_of(queue))
     found = await queue.job("t", "never-seen")
     assert (found.state, found.settled) == ("unknown", True)
-    # chunk 1: three entries, then the call that finds the end; the tail: one call.
-    assert calls.calls == ["stream"] * 4 + ["schedule", "dead", "stream"]
+    # chunk 1: three entries, then the call that finds the end; the tail: one call; then the
+    # finished jobs' records (empty: one call).
+    assert calls.calls == ["stream"] * 4 + ["schedule", "dead", "stream", "find_done"]
 
 
 async def test_each_call_looks_at_one_chunk_at_most(redis_url: str, prefix: str) -> None:

@@ -14,13 +14,14 @@ One stream per job type (or per partition), read through one consumer group. Whe
   idle entries. ``_progress``: the step progress of jobs with several steps.
   ``_inspect``: stats, pending, dead letters, types, workers. ``_find``: one job by its id.
   ``_ticks``: periodic jobs. ``_pauses``: the paused types' marks. ``_cancel``: cancelling.
+  ``_finished``: what an ack sends for the finished-job records, and how a lookup finds one.
 - ``_operations``: the facade's calls that inspect and control (stats, dead letters, a job's
   lookup, workers, ticks, cancel, pause), as a base class of this one.
 - ``_shared``: what those four are built on; ``_replies``: small readers of replies.
 
 Imports go one way: ``_errors`` <- ``_wire`` <- ``_scripts`` <- ``_routing`` <- ``_shared`` <-
-``_groups`` <- the four concerns <- this facade; ``_keys``, ``_partitions`` and ``_replies``
-talk to no server.
+``_groups`` <- the four concerns <- this facade; ``_keys``, ``_partitions``, ``_finished`` and
+``_replies`` talk to no server.
 """
 
 from __future__ import annotations

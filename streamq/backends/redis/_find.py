@@ -34,6 +34,8 @@ searched on its own, with its own counters.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,7 @@ from streamq.backends._base import (
     ScheduledEntry,
     job_id_of,
 )
+from streamq.backends.redis._finished import FIND_STEP, encode_id
 from streamq.backends.redis._groups import StreamGroups
 from streamq.backends.redis._inspect import dead_entry
 from streamq.backends.redis._keys import StreamKeys
@@ -80,6 +83,18 @@ class _Search:
 
     job_id: str
     found: bool = False
+
+
+def done_windows(now_ms: int) -> list[tuple[str, str]]:
+    """XRANGE bounds that tile a ``finished`` stream from the newest entries back: the last
+    quarter second before ``now_ms`` (and anything after it), then windows twice as long each
+    (a quarter second to about 36 hours), then everything older. ``now_ms`` is this machine's
+    clock: a skewed one only moves the windows, which cover every id whatever it is."""
+    bounds = [max(0, now_ms - (250 << i)) for i in range(20)]
+    windows = [(str(bounds[0]), "+")]
+    windows += [(str(b), f"({a}") for a, b in itertools.pairwise(bounds) if b < a]
+    windows.append(("-", f"({bounds[-1]}"))
+    return windows
 
 
 class Finder:
@@ -117,23 +132,54 @@ class Finder:
         work: list[tuple[str, Command]] = [
             (s.ended(job_id), ("GET", s.ended(job_id))) for s in streams
         ]
-        work += [(b, ("HGET", b, job_id)) for s in streams for b in s.done_buckets()]
-        replies = await self._send("ended", work)
-        done: list[Ended] = []
-        for i, reply in enumerate(replies):
+        for reply in await self._send("ended", work):
             if isinstance(reply, BaseException):
                 raise self._wire.backend_error(reply)
-            if not reply:
-                continue
-            if i >= len(streams):
-                done.append(Ended.done_of(text(reply)))
-                continue
-            state, _, at = text(reply).partition(" ")
-            try:
-                return Ended(state, int(at))
-            except ValueError:
-                return Ended(state, 0)
+            if reply:
+                state, _, at = text(reply).partition(" ")
+                try:
+                    return Ended(state, int(at))
+                except ValueError:
+                    return Ended(state, 0)
+        needle = f"\n{encode_id(job_id)} "
+        done = [
+            e
+            for e in await asyncio.gather(*(self._done_in(s, needle) for s in streams))
+            if e is not None
+        ]
         return max(done, key=lambda e: e.at_ms) if done else None
+
+    async def _done_in(self, s: StreamKeys, needle: str) -> Ended | None:
+        """The newest finished-job record of one stream that ``needle`` finds (None for none,
+        or for one older than the time it was to be kept), walking its ``finished`` entries a
+        step at a time (``find_done.lua``) through windows of time from the newest back
+        (:func:`done_windows`): the first window that has one holds the newest, so a job that
+        ended a moment ago costs a call or two, not the whole stream."""
+        found, oldest = None, 0
+        for start, end in done_windows(int(time.time() * 1000)):
+            window = start
+            while True:
+                args = [needle, start, end, FIND_STEP]
+                reply = await self._call("find_done", [s.finished()], args)
+                more, last, now = int(reply[0]), text(reply[1]), int(reply[2])
+                first = text(reply[3])
+                oldest = int(first.partition("-")[0]) if first else -1
+                if len(reply) > 4:
+                    found = (text(reply[4]), text(reply[5]), int(reply[6]), text(reply[7]), now)
+                if not more:
+                    break
+                start = f"({last}"
+            # Found, or nothing older than this window's start (an empty stream: nothing at all).
+            if found is not None or window == "-" or oldest < 0 or oldest >= int(window):
+                break
+        if found is None:
+            return None
+        entry_id, consumer, keep_ms, line, now = found
+        at_ms = int(entry_id.partition("-")[0])
+        if at_ms + keep_ms < now:
+            return None
+        took, deliveries = line.rsplit(" ", 2)[1:]
+        return Ended.done_of(f"{at_ms} {took} {deliveries} {consumer}")
 
     async def _find_in(self, s: StreamKeys, search: _Search) -> JobLocation:
         """Steps 1 to 4 of the module's docstring, in one stream's keys."""

@@ -2,8 +2,8 @@
 
 Keys of one stream share its hash tag (``{prefix}:{TYPE}:jobs``, ``:dead``, ``:stats``,
 ``:scheduled``, ``:cancels``, ``:progress:{JOB_ID}`` per multi-step job, ``:ended:{JOB_ID}``
-per cancelled job, ``:done`` and ``:done:1`` to ``:done:9``: finished jobs' records,
-``:flow:*``: flow control's slots and held jobs), so every
+per cancelled job, ``:finished`` and ``:finished:marks``: finished jobs' records (see
+``_finished``), ``:flow:*``: flow control's slots and held jobs), so every
 multi-key script stays in one cluster slot. A partitioned type has one such set of keys per
 partition (see ``_partitions``); a type given a priority has one more set per level beside its
 default stream, ``{prefix}:{TYPE}:high:jobs`` and ``:low:jobs`` and theirs, in the same slot
@@ -20,29 +20,11 @@ from dataclasses import dataclass, field
 
 from redis.crc import key_slot
 
-from streamq.backends._base import F_BODY, F_PRIORITY, F_UNIQUE, Fields, JobEnd, KeepDone
+from streamq.backends._base import F_BODY, F_PRIORITY, F_UNIQUE, Fields, JobEnd
 from streamq.backends._partitions import Partitions, normalize
 from streamq.backends._priority import DEFAULT, PRIORITIES
 from streamq.backends.redis import _partitions
 from streamq.exceptions import ConfigError
-
-#: How many hashes a stream's finished-job records are kept in (``done_record.lua``): the
-#: oldest is emptied a ring step at a time, so at least 8/9 of the records within the cap and
-#: the retention stay.
-DONE_RING = 9
-
-
-def record_args(keep: KeepDone, streams: int, of: Sequence[JobEnd | None]) -> list[str | int]:
-    """What ``ack_done.lua`` and ``finish.lua`` take for the records of one stream's acked ids:
-    ``keep_ms`` and ``most`` (the type's cap shared among its ``streams``), then, in the ids'
-    order (``of``: each id's end, None for none: no record), the job ids and each one's
-    ``TOOK_MS DELIVERIES``."""
-    return [
-        keep.ms,
-        -(-keep.most // streams),
-        *(e.job_id if e else "" for e in of),
-        *(f"{e.took_ms} {e.deliveries}" if e else "" for e in of),
-    ]
 
 
 @dataclass(eq=False, slots=True)
@@ -92,16 +74,15 @@ class StreamKeys:
         """The record a cancelled job of this stream leaves (see ``_cancel``)."""
         return f"{self.jobs.removesuffix(':jobs')}:ended:{job_id}"
 
-    def done(self) -> str:
-        """The small hash that says which of :meth:`done_buckets` is written now, since when,
-        and how many records each holds (``done_record.lua``)."""
-        return f"{self.jobs.removesuffix(':jobs')}:done"
+    def finished(self) -> str:
+        """The stream of this stream's finished-job records, an entry per ack call
+        (``done_record.lua``)."""
+        return f"{self.jobs.removesuffix(':jobs')}:finished"
 
-    def done_buckets(self) -> list[str]:
-        """The ring of hashes of this stream's finished-job records: job id -> ``AT_MS
-        TOOK_MS DELIVERIES CONSUMER`` (``done_record.lua``)."""
-        base = self.jobs.removesuffix(":jobs")
-        return [f"{base}:done:{i}" for i in range(1, DONE_RING + 1)]
+    def finished_marks(self) -> str:
+        """The small hash of where :meth:`finished` is trimmed to keep the cap (fields 0 to 8:
+        the entry written as the ``processed`` count passed each eighth of the cap)."""
+        return f"{self.jobs.removesuffix(':jobs')}:finished:marks"
 
     def flow(self, what: str) -> str:
         """A key of this stream's flow control (docs/flow-control.md): ``index`` (key value

@@ -38,11 +38,12 @@ class Producer:
     async def enqueue_many(self, items: Sequence[tuple[str, Fields]]) -> list[str]:
         """Append many jobs in one round trip per node, and count them.
 
-        On one server, the jobs go in one MULTI/EXEC of plain XADDs and one HINCRBY per stream:
-        all or none, and about half the server's time per job that a script's XADDs take
-        (benchmarks/test_bench_server_cost.py). One job alone, and each stream's share on a
-        cluster (no transaction across slots), go in one ``enqueue.lua`` call (atomic, like
-        every script).
+        On one server, the jobs go in one MULTI/EXEC of plain XADDs and one HINCRBY per stream
+        (one job alone too): all or none, and about half the server's time per job that a
+        script's XADDs take, a quarter for one job (benchmarks/test_bench_server_cost.py; the
+        client reads a reply per command, about 10 µs more for one job). Each stream's share
+        on a cluster (no transaction across slots) goes in one ``enqueue.lua`` call (atomic,
+        like every script).
         """
         if not items:
             return []
@@ -51,7 +52,7 @@ class Producer:
         for _, batch in batches:
             if not batch[0] or any(len(f) != len(batch[0]) for f in batch):
                 raise ConfigError("every job of one enqueue must have the same, non-empty fields")
-        if self._wire.cluster or len(items) == 1:
+        if self._wire.cluster:
             sha = self._scripts.sha("enqueue")
             work = [(s.jobs, ("EVALSHA", sha, 2, *_append_args(s, b))) for s, b in batches]
             # Every node's share goes (whole=True: a node that fails does not stop the others),

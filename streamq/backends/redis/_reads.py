@@ -19,8 +19,9 @@ from redis import exceptions as rexc
 
 from streamq.backends._base import AckedRead, Delivery, JobEnd, KeepDone, split_count
 from streamq.backends._priority import LevelTurns
+from streamq.backends.redis._finished import Refreshes, record_args
 from streamq.backends.redis._groups import StreamGroups
-from streamq.backends.redis._keys import IdsByStream, StreamKeys, record_args
+from streamq.backends.redis._keys import IdsByStream, StreamKeys
 from streamq.backends.redis._replies import as_fields, text
 from streamq.backends.redis._routing import is_ask, is_redirect
 from streamq.backends.redis._shared import Shared
@@ -53,6 +54,7 @@ class Reader:
         self._streams = shared.keys.streams
         self._levels_of = shared.keys.levels_of
         self._turns = LevelTurns()
+        self._refreshes = Refreshes()
         self._ids_by_stream = shared.keys.ids_by_stream
         self._end_keys_by_stream = shared.keys.end_keys_by_stream
 
@@ -260,13 +262,15 @@ class Reader:
         the end-of-job keys of those that have one."""
         by_ref = {e.entry_id: e for e in ends}
         of = [by_ref.get(located.ref(s, i)) for i in ids]
-        keep_ms, most, *records = record_args(keep, len(self._streams(s.type)), of)
+        finished = s.finished()
+        keep_ms, most, ttl_ms, records = record_args(
+            keep, len(self._streams(s.type)), of, self._refreshes.ttl_ms(finished, keep)
+        )
         end_keys = [(i, k) for i, e in zip(ids, of, strict=True) if e for k in s.end_keys(e)]
-        buckets = s.done_buckets()
         return s.jobs, (
-            "EVALSHA", self._scripts.sha("ack_done"), 3 + len(buckets) + len(end_keys),
-            s.jobs, s.stats, s.done(), *buckets, *(k for _, k in end_keys),
-            self.group, consumer, keep_ms, most, len(ids), len(buckets), *ids, *records,
+            "EVALSHA", self._scripts.sha("ack_done"), 4 + len(end_keys),
+            s.jobs, s.stats, finished, s.finished_marks(), *(k for _, k in end_keys),
+            self.group, consumer, keep_ms, most, ttl_ms, len(ids), *ids, records,
             *(i for i, _ in end_keys),
         )  # fmt: skip
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streamq.backends._base import F_ID, F_UNIQUE, Fields, JobEnd, KeepDone
+from streamq.backends.redis._finished import Refreshes, record_args
 from streamq.backends.redis._groups import StreamGroups
-from streamq.backends.redis._keys import StreamKeys, record_args
+from streamq.backends.redis._keys import StreamKeys
 from streamq.backends.redis._producer import Producer
 from streamq.backends.redis._replies import text
 from streamq.backends.redis._shared import Shared
@@ -40,6 +41,7 @@ class UniqueJobs:
         self._groups = groups
         self._producer = producer
         self.group = shared.group
+        self._refreshes = Refreshes()
 
     async def enqueue_unique(
         self, type: str, fields: Fields, key: str, *, delay_ms: int, ttl_ms: int
@@ -89,14 +91,15 @@ class UniqueJobs:
             if not ids:
                 continue
             keys = [s.jobs, s.stats]
-            args: list[str | int] = [self.group, consumer, 0, 0, 0, *ids]
+            args: list[str | int] = [self.group, consumer, 0, 0, 0, len(ids), *ids]
             if keep is not None:
-                buckets = s.done_buckets()
-                keys += [s.done(), *buckets]
+                finished = s.finished()
+                keys += [finished, s.finished_marks()]
                 of = [end_of.get(located.ref(s, i)) for i in ids]
-                keep_ms, most, *records = record_args(keep, len(streams), of)
-                args[2:5] = [keep_ms, most, len(buckets)]
-                args += records
+                ttl_ms = self._refreshes.ttl_ms(finished, keep)
+                keep_ms, most, ttl_ms, records = record_args(keep, len(streams), of, ttl_ms)
+                args[2:5] = [keep_ms, most, ttl_ms]
+                args.append(records)
             for plain in ids:
                 key = unique_key_of(s, by_id[located.ref(s, plain)])
                 keys.append(key if key is not None else s.unique(""))

@@ -1,96 +1,91 @@
 -- Shared head of the scripts that ack finished jobs with their records (ack_done.lua,
 -- finish.lua): put in front of those that call record_done (ScriptRegistry.get, _scripts.py).
 --
--- The records live in a ring of hashes (job id -> "AT_MS TOOK_MS DELIVERIES CONSUMER"), all in
--- the stream's slot: `buckets` (their keys, in ring order) and `index` (a small hash: `cur`,
--- the bucket written now; `at`, when it was started; `n<i>`, how many records bucket i got;
--- `total`, their sum). A call reads the index once (HGETALL), writes all its records with one
--- HSET and the index with another, and refreshes two expiries: no per-record index.
--- The current bucket is left for the next one (which is emptied first) once it is older than
--- keep_ms / (RING - 1) or holds most / (RING - 1) records. Once the total passes `most`, the
--- oldest buckets are deleted until it does not. A bucket expires keep_ms after its last write
--- (the total may then count records already gone: the deletion walks past those buckets, which
--- corrects it), so a record is kept at least keep_ms unless the cap drops it, and a type no
--- one serves any more keeps nothing for much longer than that.
--- The expiries are not set on every call: the bucket and the index get keep_ms + slack (slack:
--- an eighth of a bucket's span), noted as `x` in the index, and again only once that is slack
--- old (or the bucket changed). A record written at most slack after `x` therefore still has at
--- least keep_ms to live, and most calls make two commands fewer.
--- `jobs` holds the job ids, `figures` the "TOOK_MS DELIVERIES" of each.
-local function record_done(index, buckets, keep_ms, most, consumer, jobs, figures)
-  local n = #jobs
-  if n == 0 then
+-- A stream's finished-job records are one more stream, `finished`, in its slot: one entry per
+-- ack call, written by the ack itself. Its fields: `c` the consumer, `k` how long its records
+-- are kept (ms), `r` the records, "\nJOB_ID TOOK_MS DELIVERIES" per acked job (the job id
+-- percent-encoded where it holds a space, a line break or a percent sign). The entry's id is
+-- when the jobs ended (the server's clock). The client builds `r` whole: the script copies it
+-- as one value (building it here, or a hash field per job, cost the server two to ten times
+-- what the ack itself costs: benchmarks/README.md, "Server cost per job").
+--
+-- The cap counts records with the stream's `processed` counter (every acked job, a record or
+-- not): each time it passes a multiple of most / 8, the entry written is noted in the small
+-- hash `marks` (fields 0 to 8, a ring), and the entries older than the mark noted seven steps
+-- before are trimmed (XADD's MINID: the ACL line of docs/security.md has no XTRIM). So
+-- between 7/8 of `most` and `most` records stay, give or take the jobs of one ack. The time:
+-- with `refresh` (the client asks for it once per slack, an eighth of keep_ms / 8), the key
+-- expires refresh ms later and the entries older than keep_ms go; a reader also takes a
+-- record older than its own `k` for gone.
+local function record_done(finished, marks, stats, consumer, keep_ms, most, refresh, records, m)
+  -- The first write: a server out of memory refuses it, before anything is acked.
+  local p = redis.call('HINCRBY', stats, 'processed', m)
+  if not string.find(records, '[^\n]') then  -- no acked job has a record
     return
   end
-  local ring = #buckets
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- HGETALL, not HMGET: the ACL line of docs/security.md allows it (a dozen small fields).
-  local rows = redis.call('HGETALL', index)
-  local m = {}
-  for i = 1, #rows, 2 do
-    m[rows[i]] = rows[i + 1]
-  end
-  local cur = tonumber(m['cur']) or 1
-  local at = tonumber(m['at'])
-  local total = tonumber(m['total']) or 0
-  local counts = {}
-  for i = 1, ring do
-    counts[i] = tonumber(m['n' .. i]) or 0
-  end
-  local out = {}
-  local span = math.max(1, math.floor(keep_ms / (ring - 1)))
-  local slack = math.max(1, math.floor(span / 8))
-  local expiry_set = tonumber(m['x'])
-  if at == nil or now - at >= span
-      or counts[cur] >= math.max(1, math.ceil(most / (ring - 1))) then
-    if at ~= nil then
-      cur = cur % ring + 1
-      redis.call('DEL', buckets[cur])
-      total = total - counts[cur]
-      counts[cur] = 0
-    end
-    at = now
-    out = {'cur', cur, 'at', at}
-    expiry_set = nil
-  end
-  local h = {}
-  local head, tail = now .. ' ', ' ' .. consumer
-  for i = 1, n do
-    h[2 * i - 1] = jobs[i]
-    h[2 * i] = head .. figures[i] .. tail
-  end
-  -- unpack() fails above about 8000 values (Lua's C stack): 1000 records to a call.
-  for i = 1, 2 * n, 2000 do
-    redis.call('HSET', buckets[cur], unpack(h, i, math.min(i + 1999, 2 * n)))
-  end
-  local refresh = expiry_set == nil or now - expiry_set >= slack
-  if refresh then
-    redis.call('PEXPIRE', buckets[cur], keep_ms + slack)
-    out[#out + 1] = 'x'
-    out[#out + 1] = now
-  end
-  counts[cur] = counts[cur] + n
-  total = total + n
-  out[#out + 1] = 'n' .. cur
-  out[#out + 1] = counts[cur]
-  if total > most then
-    local j = cur % ring + 1
-    while total > most and j ~= cur do
-      if counts[j] > 0 then
-        redis.call('DEL', buckets[j])
-        out[#out + 1] = 'n' .. j
-        out[#out + 1] = 0
-        total = total - counts[j]
-        counts[j] = 0
-      end
-      j = j % ring + 1
+  -- The cap in `ring` steps of `step` records (eight, fewer for a cap under eight).
+  local ring = math.max(1, math.min(8, most))
+  local step = math.max(1, math.floor(most / ring))
+  local at = math.floor(p / step)
+  local before = math.floor((p - m) / step)
+  local minid = nil
+  if at ~= before then
+    -- Keep the entries from the one written as the count passed step at - (ring - 1) on.
+    local from = at - (ring - 1)
+    if from > before then  -- this ack alone passed it: keep only its own entry
+      local t = redis.call('TIME')
+      minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    elseif from > 0 then
+      minid = redis.call('HGET', marks, from % 9)
     end
   end
-  out[#out + 1] = 'total'
-  out[#out + 1] = math.max(0, total)
-  redis.call('HSET', index, unpack(out))
-  if refresh then
-    redis.call('PEXPIRE', index, keep_ms + slack)
+  if refresh > 0 then
+    local t = redis.call('TIME')
+    local old = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - keep_ms
+    local mark = minid and tonumber(string.match(minid, '^(%d+)')) or nil
+    if mark == nil or mark < old then
+      minid = old
+    end
   end
+  local id
+  if minid then
+    id = redis.call('XADD', finished, 'MINID', minid, '*', 'c', consumer, 'k', keep_ms, 'r',
+      records)
+  else
+    id = redis.call('XADD', finished, '*', 'c', consumer, 'k', keep_ms, 'r', records)
+  end
+  if at ~= before then
+    -- Every step this ack passed begins at its entry (at most the ring's nine).
+    local noted = {}
+    for j = math.max(before + 1, at - 8), at do
+      noted[#noted + 1] = j % 9
+      noted[#noted + 1] = id
+    end
+    redis.call('HSET', marks, unpack(noted))
+    redis.call('PEXPIRE', marks, keep_ms + math.floor(keep_ms / 64) + 1)
+  end
+  if refresh > 0 then
+    redis.call('PEXPIRE', finished, refresh)
+    redis.call('PEXPIRE', marks, refresh)
+  end
+end
+
+-- The records of the ids ARGV[first] to ARGV[first + n - 1] that are not in `lost` (one line
+-- of `records` per id, in their order; an empty line: no record).
+local function owned_records(records, first, n, lost)
+  local gone = {}
+  for _, id in ipairs(lost) do
+    gone[id] = true
+  end
+  local kept, i = {}, first
+  for line in string.gmatch(records, '\n([^\n]*)') do
+    if line ~= '' and not gone[ARGV[i]] then
+      kept[#kept + 1] = line
+    end
+    i = i + 1
+  end
+  if #kept == 0 then
+    return ''
+  end
+  return '\n' .. table.concat(kept, '\n')
 end

@@ -1,48 +1,44 @@
 -- The end of owned jobs that hold a unique key: ack, delete and count each, release its key
 -- (or keep it unique_for ms more) if the key still names that job, delete its end-of-job key
--- when it has one (a job's step progress), and with keep_ms > 0 write its finished-job record
--- (done_record.lua) — all or nothing.
--- ARGV: group, consumer, keep_ms (0: no records), most, ring, n ids[, then with keep_ms > 0, n
--- job ids and n "TOOK_MS DELIVERIES", in the ids' order].
--- KEYS: jobs, stats[, the records' index and `ring` record buckets: with keep_ms > 0], then one
--- unique key per id (in the order of the ids), then either nothing or one end-of-job key per id
--- (in the same order).
+-- when it has one (a job's step progress), and with keep_ms > 0 write their finished-job
+-- records (done_record.lua) — all or nothing.
+-- ARGV: group, consumer, keep_ms (0: no records), most, refresh_ms, n, then n ids[, then with
+-- keep_ms > 0 the records: one line per id, in the ids' order].
+-- KEYS: jobs, stats[, the `finished` stream and its marks: with keep_ms > 0], then one unique
+-- key per id (in the order of the ids), then either nothing or one end-of-job key per id (in
+-- the same order).
 -- Returns the ids the consumer no longer owns (nothing changed for those).
 local keep_ms = tonumber(ARGV[3])
-local ring = tonumber(ARGV[5])
-local n = #ARGV - 5
+local n = tonumber(ARGV[6])
 local k = 2
 if keep_ms > 0 then
-  n = n / 3
-  k = 3 + ring
+  k = 4
 end
-local mine, lost = owned_split(KEYS[1], ARGV[1], ARGV[2], 6, 5 + n)
+local mine, lost, all = owned_split(KEYS[1], ARGV[1], ARGV[2], 7, 6 + n)
+if #mine == 0 then
+  return lost
+end
 local owned = {}
 for _, id in ipairs(mine) do
   owned[id] = true
 end
 local ends = #KEYS - k - n > 0
-if keep_ms > 0 and #mine > 0 then
-  -- The records first: a script's writes before an error stay, so a failing write here must
-  -- fail the call before anything is acked (the ack is sent again).
-  local jobs, figures = {}, {}
-  for i = 1, n do
-    if owned[ARGV[5 + i]] and ARGV[5 + n + i] ~= '' then
-      jobs[#jobs + 1] = ARGV[5 + n + i]
-      figures[#figures + 1] = ARGV[5 + 2 * n + i]
-    end
+if keep_ms > 0 then
+  -- The records (and the count) first: a script's writes before an error stay, so a write
+  -- the server refuses must fail the call before anything is acked (the ack is sent again).
+  local records = ARGV[7 + n]
+  if not all then
+    records = owned_records(records, 7, n, lost)
   end
-  local buckets = {unpack(KEYS, 4, 3 + ring)}
-  record_done(KEYS[3], buckets, keep_ms, tonumber(ARGV[4]), ARGV[2], jobs, figures)
+  record_done(KEYS[3], KEYS[4], KEYS[2], ARGV[2], keep_ms, tonumber(ARGV[4]), tonumber(ARGV[5]),
+    records, #mine)
 end
-local acked = 0
 for i = 1, n do
-  local id = ARGV[5 + i]
+  local id = ARGV[6 + i]
   if owned[id] then
     local e = redis.call('XRANGE', KEYS[1], id, id)
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)
-    acked = acked + 1
     if e[1] then
       release_unique(KEYS[k + i], e[1][2])
     end
@@ -51,7 +47,7 @@ for i = 1, n do
     end
   end
 end
-if acked > 0 then
-  redis.call('HINCRBY', KEYS[2], 'processed', acked)
+if keep_ms == 0 then
+  redis.call('HINCRBY', KEYS[2], 'processed', #mine)
 end
 return lost

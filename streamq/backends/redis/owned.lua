@@ -2,14 +2,15 @@
 -- Put in front of the scripts that call owned_split (ScriptRegistry.get, _scripts.py).
 -- One XPENDING over this consumer's own entries answers for all the ids at once: an XPENDING
 -- per id made the server's share of a large ack grow with every id, and the worker idles while
--- it runs (figures: benchmarks/README.md, "The Redis backend"). An id that call did not list is
--- asked on its own, so the answer never rests on the range below being right.
+-- it runs (figures: benchmarks/README.md, "The Redis backend"). The answer never rests on the
+-- range below being right: what it did not list is asked again (below).
 -- The XPENDING covers only the ids' own range: a worker's ack names its oldest entries, so the
 -- entries it holds beyond them are not listed (each listed row is a reply the script converts,
 -- the bulk of this check's cost). The range is found by comparing the ids as strings (a Lua
--- operator: parsing each id cost more than the rest of the check). For ids of one length
--- (a stream's own ids are: 13 digits of milliseconds until the year 2286) that is their order;
--- for others it may be too narrow, and the ids it leaves out are asked one by one.
+-- operator: parsing each id cost more than the rest of the check). For ids of one length that
+-- is their order (a stream's ids have 13 digits of milliseconds until the year 2286, but the
+-- sequence numbers within one millisecond grow in length); for others it may be too narrow,
+-- and a second XPENDING over all the consumer's entries asks again for the ids it left out.
 -- The ids are ARGV[first] to ARGV[last] (default: to the end).
 -- Returns the ids owned, the ids not owned, and whether every id was owned.
 
@@ -41,15 +42,31 @@ local function owned_split(key, group, consumer, first, last)
       high = id
     end
   end
-  local rows = pending(key, group, low, high, n + 64, consumer)
+  local limit = n + 64
   local held = {}
-  for _, row in ipairs(rows) do
+  for _, row in ipairs(pending(key, group, low, high, limit, consumer)) do
     held[row[1]] = true
+  end
+  local missing = 0
+  for i = first, last do
+    if not held[ARGV[i]] then
+      missing = missing + 1
+    end
+  end
+  -- Some ids not listed (not owned, or the range was too narrow): one XPENDING over all this
+  -- consumer's entries; when that lists all of them, an id not listed is not owned.
+  local complete = true
+  if missing > 0 then
+    local rows = pending(key, group, '-', '+', limit, consumer)
+    for _, row in ipairs(rows) do
+      held[row[1]] = true
+    end
+    complete = #rows < limit
   end
   for i = first, last do
     local id = ARGV[i]
     local owned = held[id]
-    if not owned then
+    if not owned and not complete then
       local p = pending(key, group, id, id, 1)
       owned = p[1] ~= nil and p[1][2] == consumer
     end
