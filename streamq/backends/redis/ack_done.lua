@@ -16,7 +16,7 @@ local records = ARGV[7 + n]
 if not all then
   records = owned_records(records, 7, n, lost)
 end
--- The records (and the count) first: a script's writes before an error stay, so a write the
+-- The records first: a script's writes before an error stay, so a write the
 -- server refuses (out of memory) must fail the call before anything is acked (it goes again).
 local keep_ms, most, refresh = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 record_done(KEYS[3], KEYS[4], KEYS[2], ARGV[2], keep_ms, most, refresh, records, #mine)
@@ -25,6 +25,7 @@ for i = 1, #mine, 1000 do
   redis.call('XACK', KEYS[1], ARGV[1], unpack(mine, i, last))
   redis.call('XDEL', KEYS[1], unpack(mine, i, last))
 end
+redis.call('HINCRBY', KEYS[2], 'processed', #mine)
 if ends > 0 then
   local acked = {}
   for _, id in ipairs(mine) do

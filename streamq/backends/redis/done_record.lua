@@ -18,8 +18,9 @@
 -- expires refresh ms later and the entries older than keep_ms go; a reader also takes a
 -- record older than its own `k` for gone.
 local function record_done(finished, marks, stats, consumer, keep_ms, most, refresh, records, m)
-  -- The first write: a server out of memory refuses it, before anything is acked.
-  local p = redis.call('HINCRBY', stats, 'processed', m)
+  -- The count after this ack (counted by the caller after the ack: a command refused there,
+  -- an XACK an ACL forbids, must not leave the jobs counted twice when the ack goes again).
+  local p = (tonumber(redis.call('HGET', stats, 'processed')) or 0) + m
   if not string.find(records, '[^\n]') then  -- no acked job has a record
     return
   end
@@ -47,6 +48,7 @@ local function record_done(finished, marks, stats, consumer, keep_ms, most, refr
       minid = old
     end
   end
+  -- The first write: a server out of memory refuses it, before anything is acked.
   local id
   if minid then
     id = redis.call('XADD', finished, 'MINID', minid, '*', 'c', consumer, 'k', keep_ms, 'r',

@@ -24,7 +24,7 @@ for _, id in ipairs(mine) do
 end
 local ends = #KEYS - k - n > 0
 if keep_ms > 0 then
-  -- The records (and the count) first: a script's writes before an error stay, so a write
+  -- The records first: a script's writes before an error stay, so a write
   -- the server refuses must fail the call before anything is acked (the ack is sent again).
   local records = ARGV[7 + n]
   if not all then
@@ -47,7 +47,5 @@ for i = 1, n do
     end
   end
 end
-if keep_ms == 0 then
-  redis.call('HINCRBY', KEYS[2], 'processed', #mine)
-end
+redis.call('HINCRBY', KEYS[2], 'processed', #mine)
 return lost
