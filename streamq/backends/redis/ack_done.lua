@@ -14,7 +14,7 @@ if #mine == 0 then
 end
 local records = ARGV[7 + n]
 if not all then
-  records = owned_records(records, 7, n, lost)
+  records = owned_records(records, 7, lost)
 end
 -- The records first: a script's writes before an error stay, so a write the
 -- server refuses (out of memory) must fail the call before anything is acked (it goes again).

@@ -72,9 +72,9 @@ local function record_done(finished, marks, stats, consumer, keep_ms, most, refr
   end
 end
 
--- The records of the ids ARGV[first] to ARGV[first + n - 1] that are not in `lost` (one line
+-- The records of the ids from ARGV[first] on that are not in `lost` (one line
 -- of `records` per id, in their order; an empty line: no record).
-local function owned_records(records, first, n, lost)
+local function owned_records(records, first, lost)
   local gone = {}
   for _, id in ipairs(lost) do
     gone[id] = true

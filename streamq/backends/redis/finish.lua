@@ -28,7 +28,7 @@ if keep_ms > 0 then
   -- the server refuses must fail the call before anything is acked (the ack is sent again).
   local records = ARGV[7 + n]
   if not all then
-    records = owned_records(records, 7, n, lost)
+    records = owned_records(records, 7, lost)
   end
   record_done(KEYS[3], KEYS[4], KEYS[2], ARGV[2], keep_ms, tonumber(ARGV[4]), tonumber(ARGV[5]),
     records, #mine)
