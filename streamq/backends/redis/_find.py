@@ -155,7 +155,7 @@ class Finder:
         step at a time (``find_done.lua``) through windows of time from the newest back
         (:func:`done_windows`): the first window that has one holds the newest, so a job that
         ended a moment ago costs a call or two, not the whole stream."""
-        found, oldest = None, 0
+        found = None
         for start, end in done_windows(int(time.time() * 1000)):
             window = start
             while True:

@@ -5,7 +5,7 @@ of a call in one hash tag. A script that uses ``owned_split`` gets ``owned.lua``
 "which of these ids does this consumer still own?") in front of its body, one that calls
 ``release_unique`` gets ``unique_release.lua``, one that writes a schedule member itself
 (``packed``, ``unpacked``, ``server_ms``) gets ``member.lua``, one that writes finished-job records
-(``record_done``) gets ``done_record.lua``.
+(``record_done``) gets ``done_record.lua`` (and so ``member.lua``, whose ``server_ms`` it calls).
 
 Two ways to call: :meth:`ScriptRegistry.call` through redis-py (one call on the pool; it loads
 the script itself on NOSCRIPT), or an ``EVALSHA`` (``EVAL`` inside MULTI) that a hot path builds
@@ -43,14 +43,14 @@ class ScriptRegistry:
         script = self._scripts.get(name)
         if script is None:
             body = _HERE.joinpath(f"{name}.lua").read_text()
+            if "record_done(" in body:  # first: it calls server_ms (member.lua goes in front)
+                body = _DONE_RECORD + body
             if "owned_split" in body:
                 body = _OWNED + body
             if "release_unique(" in body:
                 body = _RELEASE_UNIQUE + body
             if "packed(" in body or "server_ms(" in body:
                 body = _MEMBER + body
-            if "record_done(" in body:
-                body = _DONE_RECORD + body
             script = self._scripts[name] = self._wire.client.register_script(body)
         return script
 

@@ -1,5 +1,6 @@
 -- Shared head of the scripts that ack finished jobs with their records (ack_done.lua,
--- finish.lua): put in front of those that call record_done (ScriptRegistry.get, _scripts.py).
+-- finish.lua): put in front of those that call record_done (ScriptRegistry.get, _scripts.py),
+-- with member.lua (server_ms) in front of it.
 --
 -- A stream's finished-job records are one more stream, `finished`, in its slot: one entry per
 -- ack call, written by the ack itself. Its fields: `c` the consumer, `k` how long its records
@@ -34,15 +35,13 @@ local function record_done(finished, marks, stats, consumer, keep_ms, most, refr
     -- Keep the entries from the one written as the count passed step at - (ring - 1) on.
     local from = at - (ring - 1)
     if from > before then  -- this ack alone passed it: keep only its own entry
-      local t = redis.call('TIME')
-      minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      minid = server_ms()
     elseif from > 0 then
       minid = redis.call('HGET', marks, from % 9)
     end
   end
   if refresh > 0 then
-    local t = redis.call('TIME')
-    local old = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - keep_ms
+    local old = server_ms() - keep_ms
     local mark = minid and tonumber(string.match(minid, '^(%d+)')) or nil
     if mark == nil or mark < old then
       minid = old

@@ -28,8 +28,7 @@ for _, e in ipairs(entries) do
     end
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local last = ARGV[2]
 if #entries > 0 then
   last = entries[#entries][1]

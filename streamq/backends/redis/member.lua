@@ -1,5 +1,6 @@
 -- Shared head of the scripts that write or read a schedule member themselves (retry.lua,
--- unique.lua, admit.lua, flow_free.lua, move_due.lua): put in front of those that call packed,
+-- unique.lua, admit.lua, flow_free.lua, move_due.lua; done_record.lua and find_done.lua for the
+-- server's clock): put in front of those that call packed,
 -- unpacked or server_ms (ScriptRegistry.get, _scripts.py). A member is a tag,
 -- then the entry's fields and values in turn, each packed as "<length>:<bytes>" (see
 -- _schedule.py, whose pack_fields writes the same for schedule.lua).
