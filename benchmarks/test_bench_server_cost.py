@@ -5,7 +5,8 @@ Halves (each round runs every streamq side and its floor on the session's server
 flipping each round, so the shared machine's drift falls on both):
 
 - ``enqueue_many``: ``Queue.enqueue_many`` of ``JOBS`` noop jobs in calls of ``CHUNK``
-  (``enqueue.lua``); floor: the same fields by ``XADD``, ``CHUNK`` to a plain pipeline;
+  (one MULTI/EXEC of plain ``XADD``s on one server); floor: the same fields by ``XADD``,
+  ``CHUNK`` to a plain pipeline;
 - ``enqueue x1``: ``Queue.enqueue`` of ``SINGLE_JOBS`` jobs, one call each; floor: one ``XADD``
   per round trip;
 - ``consume``: a ``Worker`` with default settings (concurrency 32, finished-job records on:
