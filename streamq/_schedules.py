@@ -119,17 +119,38 @@ class Schedule:
         start = datetime.fromtimestamp(after_ms / 1000, self._zone)
         return round(next(cronsim.CronSim(self.expression, start)).timestamp() * 1000)
 
-    def due(self, now_ms: int, last_ms: int | None) -> list[int]:
+    def due(self, now_ms: int, last_ms: int | None, looked_ms: int | None = None) -> list[int]:
         """The ticks to fire at ``now_ms``, oldest first, given the last one that fired.
 
         Normally that is the latest tick, on time. After a gap (every worker was down) it is
         the latest ``catch_up`` of the ticks since ``last_ms``, never a burst; with
         ``catch_up=0`` only a tick on time (within :data:`ON_TIME_S`) fires. A schedule with no
         tick fired yet (new) missed nothing: its latest tick fires only when on time.
+
+        ``looked_ms`` is when the asking worker last fired what was due (None at its first
+        look): the ticks that fell due since then came while it ran, late only because its
+        loop was (a blocked event loop, a slow round trip): each of them still on time fires,
+        and of the older ones the latest ``catch_up``, so a loop that wakes 400 ms late does
+        not drop the tick between.
         """
         latest = next(self.ticks_back(now_ms), None)
         if latest is None or (last_ms is not None and latest <= last_ms):
             return []
+        if looked_ms is not None and last_ms is not None:
+            # Only the ticks since this worker's last look are its to judge now (it judged the
+            # older ones then): each on time fires, and the latest catch_up of the rest.
+            on_time: list[int] = []
+            late: list[int] = []
+            for ms in self.ticks_back(now_ms):
+                if ms <= max(last_ms, looked_ms):
+                    break
+                if now_ms - ms <= ON_TIME_S * 1000:
+                    on_time.append(ms)
+                elif len(late) < self.catch_up:
+                    late.append(ms)
+                else:
+                    break
+            return (on_time + late)[::-1]
         if now_ms - latest <= ON_TIME_S * 1000 and (last_ms is None or self.catch_up <= 1):
             return [latest]
         if last_ms is None or self.catch_up == 0:

@@ -51,6 +51,9 @@ class Ticker:
             for s in self._schedules
         }
         self.fired = 0
+        # Per type, when this worker last fired what was due (Schedule.due's looked_ms); a
+        # paused type has none, so its resume is a gap for the catch-up rule.
+        self._looked: dict[str, int] = {}
 
     def _fields(self, schedule: Schedule, tick_ms: int) -> _codec.Fields:
         job = Job(type=schedule.type, args=self._args[schedule.name])
@@ -66,10 +69,12 @@ class Ticker:
             if type_ in paused:
                 # No tick fires while its type is paused; at the resume, what was missed is the
                 # schedule's catch-up rule's to say, as after a time with no worker.
+                self._looked.pop(type_, None)
                 continue
             last = await backend.last_ticks(type_, [s.name for s in schedules])
+            looked = self._looked.get(type_)
             for s in schedules:
-                for tick_ms in s.due(now_ms, last.get(s.name)):
+                for tick_ms in s.due(now_ms, last.get(s.name), looked):
                     fields = self._fields(s, tick_ms)
                     if await backend.fire_tick(type_, s.name, tick_ms, fields):
                         self.fired += 1
@@ -80,6 +85,7 @@ class Ticker:
                             tick_ms=tick_ms,
                             late_ms=now_ms - tick_ms,
                         )
+            self._looked[type_] = now_ms
 
     async def loop(self) -> None:
         """Until stopping: fire what is due, sleep until the next tick time."""

@@ -122,6 +122,31 @@ async def test_a_gap_fires_one_catch_up_tick_then_regular_ones(
     assert len(after) >= 4
 
 
+async def test_a_worker_whose_loop_was_blocked_still_fires_every_tick(
+    make_backend: Callable[[], Backend],
+) -> None:
+    """A handler blocks the event loop (and so the ticker) for 2.5 intervals: when it wakes,
+    the ticks that fell due meanwhile each fire, none dropped as after a gap with no worker."""
+    seen: list[str] = []
+    registry = Registry()
+
+    async def step(job: Job[Any]) -> None:
+        assert job.id is not None
+        seen.append(job.id)
+        if len(seen) == 2:
+            time.sleep(2.5 * INTERVAL)  # noqa: ASYNC251 - the blocked loop is the point
+
+    registry.register("beat", Beat, step)
+    schedule = registry.every(INTERVAL, "beat", args={"n": 1})
+    start = now_ms()
+    async with workers_running(make_backend, registry, 1):
+        await asyncio.sleep(1.8)
+    ticks = sorted(tick_times(schedule, seen, start - 2000, now_ms() + 1000))
+    step_ms = round(INTERVAL * 1000)
+    assert len(ticks) >= 6, ticks
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [step_ms] * (len(ticks) - 1), ticks
+
+
 async def test_a_schedule_removed_from_the_code_stops_firing(
     make_backend: Callable[[], Backend],
 ) -> None:

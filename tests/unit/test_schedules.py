@@ -119,6 +119,24 @@ def test_after_a_gap_one_tick_fires_never_a_burst() -> None:
     assert zero.due(41_900, None) == []  # new, and the latest tick is 1.9 s old
 
 
+def test_a_worker_late_on_its_own_loop_fires_every_tick_it_owes() -> None:
+    """The worker looked at 20.0 s and fired tick 20 000; its loop woke only at 22.4 s: ticks
+    21 000 and 22 000 came while it ran, so both fire (not the latest only, as after a gap);
+    of the ticks that came while it ran but are over ON_TIME_S old, the latest catch_up fire."""
+    one = Schedule("t", "every", interval=1.0)
+    assert one.due(22_400, 20_000, 20_005) == [21_000, 22_000]
+    assert one.due(22_400, 20_000) == [22_000]  # its first look: a gap, the latest only
+    assert one.due(22_400, 22_000, 20_005) == []  # another worker fired them
+    fine = Schedule("t", "every", interval=0.2)
+    # Woke 1.5 s late: the five ticks of the last second are on time, and one of the older
+    # ones (catch_up=1) fires too; the rest of the gap is not a burst.
+    assert fine.due(21_500, 20_000, 20_001) == [20_400, 20_600, 20_800, 21_000, 21_200, 21_400]
+    zero = Schedule("t", "every", interval=0.2, catch_up=0)
+    assert zero.due(21_500, 20_000, 20_001) == [20_600, 20_800, 21_000, 21_200, 21_400]
+    three = Schedule("t", "every", interval=1.0, catch_up=3)
+    assert three.due(24_600, 20_000, 20_005) == [21_000, 22_000, 23_000, 24_000]
+
+
 def test_tick_job_ids_are_deterministic() -> None:
     """Every worker builds the same job id for one tick, another for the next."""
     a = Schedule("t", "every", interval=1.0)
