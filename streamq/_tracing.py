@@ -288,37 +288,32 @@ def _drops_unsampled() -> bool:
     return drops
 
 
-def unsampled(carrier: Mapping[str, str]) -> tuple[object, dict[str, str]] | None:
+def unsampled(carrier: Mapping[str, str]) -> tuple[context.Context, dict[str, str]] | None:
     """For a delivery whose producer's span was not sampled, when the SDK's sampler would drop
-    its span for certain (:func:`_drops_unsampled`): make the producer's context current and
-    return the token :func:`end_unsampled` needs and the ids its log lines carry (the trace
-    id). No span at all: a non-recording one would cost an id, a sampler call and a context.
-    The context stays current so that what the job enqueues stays in its unsampled trace.
+    its span for certain (:func:`_drops_unsampled`): the producer's context, to make current
+    while its steps run (:func:`use`), and the ids its log lines carry (the trace id). No span
+    at all: a non-recording one would cost an id, a sampler call and a context. The context is
+    made current so that what the job enqueues stays in its unsampled trace.
     None for every other delivery (then :func:`start_process`)."""
     parent, remote, trace_hex = _remote(carrier)
     if remote is None or remote.trace_flags.sampled or not _drops_unsampled():
         return None
-    return context.attach(parent), {"trace_id": trace_hex}
-
-
-def end_unsampled(token: object) -> None:
-    """Restore the context from before :func:`unsampled`."""
-    context.detach(token)  # type: ignore[arg-type]
+    return parent, {"trace_id": trace_hex}
 
 
 def start_process(
     carrier: Mapping[str, str], name: str, attributes: dict[str, Any]
-) -> tuple[Span, object, dict[str, str]]:
+) -> tuple[Span, context.Context, dict[str, str]]:
     """Start the CONSUMER span of one delivery (``name``: ``process TYPE``; ``attributes``:
     its type's from :func:`process_attributes` and the delivery's, all given at the start:
     the sampler sees them, and one set of them is checked once), child of the producer's
-    context in ``carrier``, and make it the current span. Returns it, the token
-    :func:`end_process` needs, and the ids its log lines carry (:func:`ids_of`).
+    context in ``carrier``. Returns it, the context that holds it (to make current while the
+    steps run: :func:`use`), and the ids its log lines carry (:func:`ids_of`).
 
     The sampler decides here: an unsampled span is a non-recording one (the caller then adds
     nothing to it and runs the job as untraced, with its ids for the log lines).
     """
-    parent = _remote(carrier)[0]
+    parent, _, trace_hex = _remote(carrier)
     span = _tracer.start_span(
         name,
         context=parent,
@@ -327,12 +322,28 @@ def start_process(
         record_exception=False,
         set_status_on_exception=False,
     )
-    return span, context.attach(trace.set_span_in_context(span, parent)), ids_of(span)
+    ctx = span.get_span_context()
+    if trace_hex and ctx.is_valid:
+        # A child of the parent parsed here: its trace id, already in hex.
+        ids = {"trace_id": trace_hex, "span_id": format(ctx.span_id, "016x")}
+    else:
+        ids = ids_of(span)
+    return span, trace.set_span_in_context(span, parent), ids
 
 
-def end_process(span: Span, token: object) -> None:
-    """End the span :func:`start_process` started and restore the context before it."""
-    span.end()
+def use(ctx: context.Context) -> object:
+    """Make ``ctx`` (from :func:`start_process` or :func:`unsampled`) the current context; the
+    token :func:`restore` needs.
+
+    The runner does this once the delivery's time limit has started (the lane's snapshot of
+    its context: :mod:`streamq._worker.lanes`) and restores it before the job ends, so that a
+    traced job leaves its context as it found it and the lane can start the next job in a copy
+    of it, as it does without tracing."""
+    return context.attach(ctx)
+
+
+def restore(token: object) -> None:
+    """Restore the context from before :func:`use`."""
     context.detach(token)  # type: ignore[arg-type]
 
 

@@ -181,12 +181,10 @@ class Runner:
     ) -> DeliveryOutcome:
         skipped = _tracing.unsampled(meta.trace)
         if skipped is not None:
-            # Not sampled (its producer's span was not): run as untraced, its trace id logged.
-            token, ids = skipped
-            try:
-                return await self._run(d, job, meta, typed, None, limit, sdk, ids)
-            finally:
-                _tracing.end_unsampled(token)
+            # Not sampled (its producer's span was not): run as untraced, its trace id logged,
+            # in the producer's context.
+            parent, ids = skipped
+            return await self._run(d, job, meta, typed, None, limit, sdk, ids, parent)
         names = self._span_names.get(d.type)
         if names is None:
             # A type not served (its delivery dead-letters): named and attributed as served.
@@ -202,12 +200,12 @@ class Runner:
             attributes["streamq.account_id"] = job.account_id
         if job.identity.org_id:
             attributes["streamq.org_id"] = job.identity.org_id
-        span, token, trace_ids = _tracing.start_process(meta.trace, name, attributes)
+        span, ctx, trace_ids = _tracing.start_process(meta.trace, name, attributes)
         try:
             if not span.is_recording():
                 # Not sampled: nothing to record, run as untraced (its ids still in the logs).
-                return await self._run(d, job, meta, typed, None, limit, sdk, trace_ids)
-            outcome = await self._run(d, job, meta, typed, span, limit, sdk, trace_ids)
+                return await self._run(d, job, meta, typed, None, limit, sdk, trace_ids, ctx)
+            outcome = await self._run(d, job, meta, typed, span, limit, sdk, trace_ids, ctx)
             if outcome.letter is not None:
                 _tracing.event(
                     span,
@@ -219,7 +217,7 @@ class Runner:
                 _tracing.event(span, "streamq.retry_scheduled", error=outcome.error)
             return outcome
         finally:
-            _tracing.end_process(span, token)
+            span.end()
 
     def _span_names_of(self, job_type: str) -> tuple[str, dict[str, Any]]:
         """The name and the per-type attributes of ``job_type``'s CONSUMER spans."""
@@ -250,9 +248,16 @@ class Runner:
         limit: Limit | None,
         sdk: int,
         trace_ids: dict[str, str] | None,
+        otel: Any = None,
     ) -> DeliveryOutcome:
         """Run the delivery; ``span`` is its recording CONSUMER span (None: untraced, or not
-        sampled), ``trace_ids`` the ids its log lines carry (None without a span)."""
+        sampled), ``trace_ids`` the ids its log lines carry (None without a span), ``otel``
+        the OpenTelemetry context its steps run in (None: the current one).
+
+        ``otel`` is made current only once the time limit has started, and the one before it
+        restored as the steps end: the lane compares the job's context at its start with the
+        one it ends with (:mod:`streamq._worker.lanes`), and a job that changed nothing in
+        its context (tracing included) lets the next job start from its log fields."""
         if typed:
             # The typed decoder checked the type and the args already.
             job_type = self._types[d.type]
@@ -293,6 +298,7 @@ class Runner:
         try:
             if limit is None:
                 deadline = asyncio.timeout(timeout)
+                token = _tracing.use(otel) if otel is not None else None
                 try:
                     async with deadline:
                         await self._run_steps(d, job_type, job, span, HeldTimeout(deadline))
@@ -300,8 +306,12 @@ class Runner:
                     if deadline.expired():
                         raise TimeLimitReached from None
                     raise
+                finally:
+                    if token is not None:
+                        _tracing.restore(token)
             else:
                 limit.start(timeout)
+                token = _tracing.use(otel) if otel is not None else None
                 try:
                     only = self._only_step[d.type]
                     if only is not None:
@@ -314,6 +324,8 @@ class Runner:
                     else:
                         await self._run_steps(d, job_type, job, span, limit)
                 finally:
+                    if token is not None:
+                        _tracing.restore(token)
                     by_request = limit.cancelling
                     if limit.stop():
                         # The time limit or a cancel request cancelled the steps (or they

@@ -627,6 +627,51 @@ async def test_job_log_lines_carry_the_consumer_spans_ids(
         assert len(line["span_id"]) == 16
 
 
+async def test_jobs_one_after_another_in_one_lane_each_run_in_their_own_trace_context(
+    spans: InMemorySpanExporter, prefix: str
+) -> None:
+    """One lane runs a sampled job, an unsampled one and a sampled one in turn (concurrency 1):
+    each handler sees its own delivery's span (the unsampled one its producer's context) as the
+    current one, however the lane reuses what the job before it left in its context, and the
+    worker's own context holds no job's span afterwards."""
+    job_type = f"{prefix}-lane"
+    registry = Registry()
+    seen: dict[str, tuple[int, int, bool]] = {}
+
+    async def step(job: Job[Any]) -> None:
+        current = trace.get_current_span()
+        sc = current.get_span_context()
+        seen[job.id or ""] = (sc.trace_id, sc.span_id, current.is_recording())
+
+    registry.register(job_type, Args, step)
+    backend = MemoryBackend()
+    queue = Queue(backend, registry=registry)
+    first = await queue.enqueue(Job(type=job_type, args={}))
+    unsampled_trace = 0x1AF7651916CD43DD8448EB211C80319C
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(unsampled_trace, 0xC7AD6B7169203331, is_remote=False)
+    )
+    with trace.use_span(parent):
+        second = await queue.enqueue(Job(type=job_type, args={}))
+    third = await queue.enqueue(Job(type=job_type, args={}))
+    worker = Worker(backend, registry, [job_type], **(FAST | {"concurrency": 1}))
+    async with asyncio.timeout(30):
+        await worker.run(stop_when_empty=True)
+    processed = {
+        attr(s, "messaging.message.id"): s
+        for s in named(of_type(spans, job_type), f"process {job_type}")
+    }
+    assert processed.keys() == {first, third}
+    for job_id in (first, third):
+        sc = processed[job_id].context
+        assert sc is not None
+        assert seen[job_id] == (sc.trace_id, sc.span_id, True)
+    # The unsampled job's current span is its producer's (unsampled) send span.
+    trace_id, _, recording = seen[second]
+    assert (trace_id, recording) == (unsampled_trace, False)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
 # without an SDK, and the CLI's configuration -------------------------------------------------
 
 # Runs jobs through streamq in a fresh interpreter, then prints what tracing did.
