@@ -168,6 +168,12 @@ class Runner:
         if not sdk & _tracing.TRACES:
             # The common case without an SDK: no span, no attributes, no context managers.
             return self._run(d, job, meta, typed, None, limit, sdk, None)
+        skipped = _tracing.unsampled(meta.trace)
+        if skipped is not None:
+            # Not sampled (its producer's span was not): run as untraced, its trace id logged,
+            # in the producer's context; no coroutine around the run's.
+            parent, ids = skipped
+            return self._run(d, job, meta, typed, None, limit, sdk, ids, parent)
         return self._traced(d, job, meta, typed, limit, sdk)
 
     async def _traced(
@@ -179,12 +185,6 @@ class Runner:
         limit: Limit | None,
         sdk: int,
     ) -> DeliveryOutcome:
-        skipped = _tracing.unsampled(meta.trace)
-        if skipped is not None:
-            # Not sampled (its producer's span was not): run as untraced, its trace id logged,
-            # in the producer's context.
-            parent, ids = skipped
-            return await self._run(d, job, meta, typed, None, limit, sdk, ids, parent)
         names = self._span_names.get(d.type)
         if names is None:
             # A type not served (its delivery dead-letters): named and attributed as served.
