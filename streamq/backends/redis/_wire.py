@@ -5,11 +5,13 @@ each holds one connection (:class:`HeldConnection`) and sends its commands in on
 by ``hiredis.pack_command``, then reads the replies unreshaped.
 
 This is the one module that reaches into redis-py beyond its documented API, each reach for a
-reason named where it is; tested on redis-py 8.x (pyproject.toml pins ``redis>=8.0,<9``: raise
-the bound only after running the suites on the next major):
+reason named where it is; tested on redis-py 8.0 to 8.2 (pyproject.toml pins ``redis>=8.0,<9``:
+raise the bound only after running the suites on the next major; a minor can change these too,
+as 8.2 did ``can_read()``):
 
 - the async ``Connection``'s ``_writer`` (:func:`write_now`: the bytes go out before the call
-  yields), ``can_read()`` (a held connection the server closed while it sat idle) and
+  yields), ``can_read()`` (a held connection the server closed while it sat idle:
+  :func:`_closed_while_idle`) and
   ``should_reconnect()`` (marked by the cluster client at a topology change);
 - ``ClusterNode.acquire_connection()`` / ``release()`` (from 8.0): a connection of one node
   held across calls;
@@ -82,6 +84,18 @@ async def write_now(conn: Any, data: bytes) -> None:
 
 def _unreshaped(response: Any, **options: Any) -> Any:
     return response
+
+
+async def _closed_while_idle(conn: Any) -> bool:
+    """Whether a held connection that sat idle has data or EOF waiting: the server closed it.
+
+    (redis-py internal: ``Connection.can_read()``.) Up to redis-py 8.1 it answers True on EOF;
+    from 8.2 the hiredis parser raises ``ConnectionError("Connection closed by server.")``
+    instead (a reset too), so both mean closed here."""
+    try:
+        return bool(await conn.can_read())
+    except rexc.ConnectionError:
+        return True
 
 
 class HeldConnection:
@@ -223,7 +237,7 @@ class Wire:
                 conn = held.conn
                 if node is not None and conn.should_reconnect():
                     await conn.disconnect()  # marked by the cluster client at a topology change
-                if conn.is_connected and await conn.can_read():
+                if conn.is_connected and await _closed_while_idle(conn):
                     # Data or EOF on a connection that sat idle between calls: the server closed
                     # it (a restart, a client kill, an idle timeout). Start afresh, not fail.
                     await conn.disconnect(nowait=True)
