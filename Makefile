@@ -37,7 +37,10 @@ test-floor:
 	@echo "test-floor: runtime dependencies at their floors:"
 	@$(FLOOR_VENV)/bin/python -m pip freeze -r $(FLOOR_VENV)/floors.txt 2>/dev/null \
 		| sed -n '/^## The following/q;p'
-	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/contract \
+	# Two runs: the contract modules import helpers from their own conftest, which a run that
+	# also starts from tests/integration would shadow with that directory's (both are `conftest`).
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/contract
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q \
 		tests/unit/test_cli_runner.py tests/integration/test_cli_commands.py
 
 # The fault suite at its large sizes (make test runs the CI sizes).
